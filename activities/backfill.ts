@@ -1,0 +1,112 @@
+/**
+ * Backfill activities: hold an exported snapshot, plan ranges, copy one range.
+ * Rows copied under a snapshot carry its consistent LSN as their version.
+ */
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import pg from 'pg';
+import type { PipelineConfig } from '../lib/config.ts';
+import { faultPoint } from '../lib/faults.ts';
+import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
+import type { InsertChange } from '../lib/model.ts';
+import { snapshotReadySignal } from '../workflows/definitions.ts';
+import type { ActivityDeps } from './context.ts';
+import { createDestination } from './destinations/index.ts';
+import { copyTableRange, planTableRanges, type PageRange } from './postgres/ranges.ts';
+import { loadTableSchemas } from './postgres/schema.ts';
+import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
+import { sourceConnection } from './source.ts';
+import { qualify } from './stream.ts';
+
+/** One range of one table (or leaf partition), plain JSON for workflow histories. */
+export interface TableRange extends PageRange {
+  /** The pipeline's table ("schema.table"); for a partition, its partitioned parent. */
+  table: string;
+}
+
+export interface PlannedBackfill {
+  tables: { table: string; ranges: number; rowsEstimate: number }[];
+  ranges: TableRange[];
+}
+
+export function createBackfillActivities(deps: ActivityDeps) {
+  /**
+   * Exports a snapshot from a temporary slot and keeps its session open until
+   * cancelled. The snapshot's LSN is at or after the pipeline slot's start, so
+   * the change stream covers everything the snapshot does not.
+   */
+  async function holdSnapshot(input: { config: PipelineConfig; notify: { workflowId: string; token: string } }): Promise<void> {
+    const ctx = Context.current();
+    const snapshot = await exportSnapshot(sourceConnection(input.config.source));
+    try {
+      await deps.client.workflow.getHandle(input.notify.workflowId).signal(snapshotReadySignal, {
+        token: input.notify.token, snapshotName: snapshot.name, lsn: normalizeLsn(snapshot.lsn),
+      });
+      const lost = snapshot.lost.then((e) => { throw ApplicationFailure.nonRetryable(`snapshot session ended: ${e.message}`, 'SnapshotLost'); });
+      const beat = setInterval(() => ctx.heartbeat(), 5_000);
+      try {
+        await Promise.race([ctx.cancelled, lost]);
+      } finally {
+        clearInterval(beat);
+      }
+    } finally {
+      await snapshot.close();
+    }
+  }
+
+  async function planRanges(config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> {
+    const client = new pg.Client(sourceConnection(config.source));
+    await client.connect();
+    const destination = await createDestination(config.destination);
+    try {
+      const schemas = await loadTableSchemas(client, tables.map(qualify));
+      await destination.prepare(schemas);
+      const planned: PlannedBackfill = { tables: [], ranges: [] };
+      for (const table of tables) {
+        const plan = await planTableRanges(client, qualify(table), { rowsPerRange: config.backfill.rowsPerRange });
+        planned.tables.push({ table, ranges: plan.ranges.length, rowsEstimate: plan.rowsEstimate });
+        planned.ranges.push(...plan.ranges.map((r) => ({ ...r, table })));
+      }
+      return planned;
+    } finally {
+      await destination.close();
+      await client.end();
+    }
+  }
+
+  async function copyRange(input: { config: PipelineConfig; snapshotName: string; snapshotLsn: string; range: TableRange }): Promise<{ rows: number }> {
+    const ctx = Context.current();
+    const { config, range } = input;
+    const version = makeVersion(parseLsn(input.snapshotLsn), 0);
+    const client = new pg.Client(sourceConnection(config.source));
+    await client.connect();
+    const destination = await createDestination(config.destination);
+    let rows = 0;
+    try {
+      try {
+        await importSnapshot(client, input.snapshotName);
+      } catch (e) {
+        if (isSnapshotGone(e)) throw ApplicationFailure.nonRetryable(`snapshot ${input.snapshotName} is gone: ${(e as Error).message}`, 'SnapshotLost');
+        throw e;
+      }
+      await faultPoint('copyRange', `${range.table} ${JSON.stringify(range)}`);
+      const [schema] = await loadTableSchemas(client, [qualify(range.table)]);
+      await destination.prepare([schema!]);
+      const table = { schema: schema!.schema, name: schema!.name };
+      for await (const batch of copyTableRange(client, schema!, range, { batchRows: config.backfill.batchRows })) {
+        await faultPoint('copyBatch');
+        await destination.apply(batch.map((row): InsertChange => ({ kind: 'insert', table, version, row })));
+        rows += batch.length;
+        ctx.heartbeat({ rows });
+        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+      }
+      await client.query('COMMIT');
+      return { rows };
+    } finally {
+      await destination.close();
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  return { holdSnapshot, planRanges, copyRange };
+}
+

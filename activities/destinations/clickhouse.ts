@@ -1,0 +1,266 @@
+/**
+ * ClickHouse: one ReplacingMergeTree per source table, versioned by walflow's
+ * row version and collapsing deletes through its deleted flag, so retries and
+ * reordering converge on the newest image per key. Rows go in as JSONEachRow.
+ * A `<table>_live` view reads FINAL and hides deleted rows.
+ */
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import type { Version } from '../../lib/lsn.ts';
+import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
+import { toPgText } from '../../lib/pgtext.ts';
+import { parseColumnText } from '../postgres/values.ts';
+import type { Destination } from './destination.ts';
+
+export const VERSION_COLUMN = '_walflow_version';
+export const DELETED_COLUMN = '_walflow_deleted';
+export const SYNCED_AT_COLUMN = '_walflow_synced_at';
+const WATERMARKS = '_walflow_truncations';
+
+export interface ClickHouseOptions {
+  url: string;
+  database: string;
+  username?: string;
+  password?: string;
+  /** Create `<table>_live` views (FINAL, deleted rows hidden). */
+  views: boolean;
+}
+
+/** Identifiers go through ClickHouse's own `{name:Identifier}` parameters wherever SQL allows them. */
+const id = (name: string) => `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
+
+const SCALAR: Record<ColumnSchema['kind'], (c: ColumnSchema) => string> = {
+  int: (c) => (c.typeOid === 21 ? 'Int16' : c.typeOid === 23 ? 'Int32' : 'Int64'),
+  bigint: () => 'Int64',
+  float: (c) => (c.typeOid === 700 ? 'Float32' : 'Float64'),
+  // Declared numeric(p,s) is exact in Decimal; unconstrained numeric (any precision, NaN) stays exact as text.
+  decimal: (c) => (c.precision !== undefined && c.precision <= 76 ? `Decimal(${c.precision}, ${c.scale ?? 0})` : 'String'),
+  bool: () => 'Bool',
+  bytes: () => 'String',
+  json: () => 'String',
+  text: (c) => (c.enumLabels ? 'LowCardinality(String)' : 'String'),
+  date: () => 'Date32',
+  time: () => 'String',
+  timestamp: () => "DateTime64(6, 'UTC')",
+  timestamptz: () => "DateTime64(6, 'UTC')",
+  interval: () => 'String',
+  uuid: () => 'UUID',
+};
+
+/** ClickHouse type for a source column: Nullable only where the source column is. */
+export function clickhouseType(c: ColumnSchema, key: boolean): string {
+  const scalar = SCALAR[c.kind](c);
+  const nullable = (t: string) => (t === 'LowCardinality(String)' ? 'LowCardinality(Nullable(String))' : `Nullable(${t})`);
+  if (arrayAsText(c)) return 'Nullable(String)';
+  if (c.arrayDims > 0) return `Array(${nullable(scalar)})`;
+  return c.nullable && !key ? nullable(scalar) : scalar;
+}
+
+/**
+ * ClickHouse arrays cannot be NULL. A nullable array column is therefore kept as its Postgres
+ * array text in a Nullable(String) (exact, NULL kept); a NOT NULL one becomes Array(Nullable(T)).
+ */
+function arrayAsText(c: ColumnSchema): boolean {
+  return c.arrayDims > 0 && c.nullable;
+}
+
+export class ClickHouseValueError extends Error {
+  override name = 'ClickHouseValueError';
+}
+
+const DATE_RANGE = { min: '1900-01-01', max: '2299-12-31' };
+
+/** A canonical value as ClickHouse's JSONEachRow input reads it for the column. */
+function toClickHouse(c: ColumnSchema, v: Value, where: () => string): unknown {
+  if (v === null) return null;
+  if (arrayAsText(c)) return toPgText(v);
+  if (Array.isArray(v)) {
+    if (v.some(Array.isArray)) throw new ClickHouseValueError(`${where()}: multi-dimensional arrays are not supported by the ClickHouse destination`);
+    return v.map((e) => toClickHouse({ ...c, arrayDims: 0, nullable: true }, e, where));
+  }
+  switch (c.kind) {
+    case 'bytes':
+      return (v as Buffer).toString('hex');
+    case 'float':
+      return typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf') : v;
+    case 'decimal':
+      if (SCALAR.decimal(c) !== 'String' && !/^-?\d/.test(v as string)) throw new ClickHouseValueError(`${where()}: ${v} cannot be stored in ${SCALAR.decimal(c)}`);
+      return v;
+    case 'date':
+    case 'timestamp':
+    case 'timestamptz': {
+      const text = (v as string).replace(/\+00$/, '');
+      if (/infinity|BC$/.test(text) || text.slice(0, 10) < DATE_RANGE.min || text.slice(0, 10) > DATE_RANGE.max) {
+        throw new ClickHouseValueError(`${where()}: ${v} is outside ClickHouse's date range ${DATE_RANGE.min}..${DATE_RANGE.max}`);
+      }
+      return text;
+    }
+    default:
+      return v;
+  }
+}
+
+/** A value read back (JSONEachRow output with quoted 64-bit ints and decimals) as the canonical value. */
+function fromClickHouse(c: ColumnSchema, v: unknown): Value {
+  if (v === null || v === undefined) return null;
+  if (arrayAsText(c)) return parseColumnText(c, v as string);
+  if (Array.isArray(v)) return v.map((e) => fromClickHouse({ ...c, arrayDims: 0, nullable: true }, e));
+  switch (c.kind) {
+    case 'bytes':
+      return Buffer.from(v as string, 'hex');
+    case 'float':
+      return typeof v === 'string' ? Number(v.replace(/^(-?)inf$/, '$1Infinity').replace(/^nan$/, 'NaN')) : (v as number);
+    case 'int':
+      return Number(v);
+    case 'bigint':
+    case 'decimal':
+      return String(v);
+    case 'timestamp':
+    case 'timestamptz':
+    case 'date': {
+      // Postgres prints no trailing fractional zeros, and no fraction when it is zero.
+      const text = (v as string).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '');
+      return c.kind === 'timestamptz' ? `${text}+00` : text;
+    }
+    default:
+      return v as Value;
+  }
+}
+
+export class ClickHouseDestination implements Destination {
+  private readonly client: ClickHouseClient;
+  private readonly tables = new Map<string, TableSchema>();
+  private watermarks?: Map<string, bigint>;
+
+  constructor(private readonly opts: ClickHouseOptions) {
+    this.client = createClient({
+      url: opts.url, username: opts.username, password: opts.password,
+      clickhouse_settings: {
+        output_format_json_quote_64bit_integers: 1, output_format_json_quote_decimals: 1,
+        output_format_decimal_trailing_zeros: 1, output_format_json_quote_denormals: 1,
+      },
+    });
+  }
+
+  private name(t: TableId): string {
+    return t.schema === 'public' ? t.name : `${t.schema}_${t.name}`;
+  }
+
+  private target(t: TableId): string {
+    return `${id(this.opts.database)}.${id(this.name(t))}`;
+  }
+
+  private async loadWatermarks(): Promise<Map<string, bigint>> {
+    if (!this.watermarks) {
+      const rs = await this.client.query({ query: `SELECT table, max(version) AS v FROM ${id(this.opts.database)}.${id(WATERMARKS)} GROUP BY table`, format: 'JSONEachRow' });
+      this.watermarks = new Map((await rs.json<{ table: string; v: string }>()).map((r) => [r.table, BigInt(r.v)]));
+    }
+    return this.watermarks;
+  }
+
+  async prepare(tables: TableSchema[]): Promise<void> {
+    await this.client.command({ query: `CREATE DATABASE IF NOT EXISTS ${id(this.opts.database)}` });
+    await this.client.command({ query: `CREATE TABLE IF NOT EXISTS ${id(this.opts.database)}.${id(WATERMARKS)}
+      (table String, version UInt128) ENGINE = ReplacingMergeTree(version) ORDER BY table` });
+    for (const t of tables) {
+      const cols = t.columns.map((c) => `${id(c.name)} ${clickhouseType(c, t.key.includes(c.name))}`);
+      await this.client.command({ query: `CREATE TABLE IF NOT EXISTS ${this.target(t)} (${cols.join(', ')},
+        ${id(VERSION_COLUMN)} UInt128, ${id(DELETED_COLUMN)} UInt8 DEFAULT 0,
+        ${id(SYNCED_AT_COLUMN)} DateTime64(6, 'UTC') DEFAULT now64(6))
+        ENGINE = ReplacingMergeTree(${id(VERSION_COLUMN)}, ${id(DELETED_COLUMN)}) ORDER BY (${t.key.map(id).join(', ')})` });
+      for (const c of t.columns) {
+        await this.client.command({ query: `ALTER TABLE ${this.target(t)} ADD COLUMN IF NOT EXISTS ${id(c.name)} ${clickhouseType(c, false)}` });
+      }
+      if (this.opts.views) {
+        await this.client.command({ query: `CREATE OR REPLACE VIEW ${id(this.opts.database)}.${id(`${this.name(t)}_live`)} AS
+          SELECT ${t.columns.map((c) => id(c.name)).join(', ')} FROM ${this.target(t)} FINAL WHERE ${id(DELETED_COLUMN)} = 0` });
+      }
+      this.tables.set(tableKey(t), t);
+    }
+    await this.loadWatermarks();
+  }
+
+  async apply(changes: Change[]): Promise<void> {
+    let run: RowChange[] = [];
+    const flush = async () => {
+      if (run.length) await this.insert(run);
+      run = [];
+    };
+    for (const c of changes) {
+      if (c.kind === 'insert' || c.kind === 'update' || c.kind === 'delete') {
+        if (run.length && tableKey(run[0]!.table) !== tableKey(c.table)) await flush();
+        run.push(c);
+      } else {
+        await flush();
+        if (c.kind === 'schema') await this.prepare([c.schema]);
+        else await this.truncate(c.table, c.version);
+      }
+    }
+    await flush();
+  }
+
+  private async insert(changes: RowChange[]): Promise<void> {
+    const schema = this.tables.get(tableKey(changes[0]!.table));
+    if (!schema) throw new Error(`destination table for ${tableKey(changes[0]!.table)} was not prepared`);
+    const floor = (await this.loadWatermarks()).get(tableKey(schema)) ?? -1n;
+    const rows: Record<string, unknown>[] = [];
+    const add = (row: Row, version: Version, deleted: boolean) => {
+      if (version < floor) return; // older than a truncate that already happened
+      const out: Record<string, unknown> = { [VERSION_COLUMN]: version.toString(), [DELETED_COLUMN]: deleted ? 1 : 0 };
+      for (const c of schema.columns) {
+        if (deleted && !schema.key.includes(c.name)) continue;
+        if (!(c.name in row)) continue;
+        out[c.name] = toClickHouse(c, row[c.name]!, () => `${tableKey(schema)}.${c.name}`);
+      }
+      rows.push(out);
+    };
+    for (const c of changes) {
+      if (c.kind === 'delete') add(c.old, c.version, true);
+      else {
+        // A key change moves the row: the old key becomes a tombstone at the same version.
+        if (c.kind === 'update' && c.old && schema.key.some((k) => JSON.stringify(c.old![k]) !== JSON.stringify(c.row[k]))) add(c.old, c.version, true);
+        add(c.row, c.version, false);
+      }
+    }
+    if (rows.length) await this.client.insert({ table: this.target(schema), values: rows, format: 'JSONEachRow' });
+  }
+
+  private async truncate(table: TableId, version: Version): Promise<void> {
+    const key = tableKey(table);
+    await this.client.insert({ table: `${id(this.opts.database)}.${id(WATERMARKS)}`, values: [{ table: key, version: version.toString() }], format: 'JSONEachRow' });
+    const marks = await this.loadWatermarks();
+    if ((marks.get(key) ?? -1n) < version) marks.set(key, version);
+    await this.client.command({
+      query: `ALTER TABLE ${this.target(table)} DELETE WHERE ${id(VERSION_COLUMN)} < {v:UInt128}`,
+      query_params: { v: version.toString() }, clickhouse_settings: { mutations_sync: '1' },
+    });
+  }
+
+  async removeStale(table: TableSchema, before: Version): Promise<void> {
+    // Tombstones at the resync's version for every live row the fresh copy did not rewrite.
+    const keys = table.key.map(id).join(', ');
+    await this.client.command({
+      query: `INSERT INTO ${this.target(table)} (${keys}, ${id(VERSION_COLUMN)}, ${id(DELETED_COLUMN)})
+        SELECT ${keys}, {v:UInt128}, 1 FROM ${this.target(table)} FINAL WHERE ${id(VERSION_COLUMN)} < {v:UInt128} AND ${id(DELETED_COLUMN)} = 0`,
+      query_params: { v: before.toString() },
+    });
+  }
+
+  async *readLive(table: TableSchema): AsyncIterable<Row> {
+    const rs = await this.client.query({
+      query: `SELECT ${table.columns.map((c) => id(c.name)).join(', ')} FROM ${this.target(table)} FINAL WHERE ${id(DELETED_COLUMN)} = 0`,
+      format: 'JSONEachRow',
+    });
+    for await (const rows of rs.stream<Record<string, unknown>>()) {
+      for (const r of rows) {
+        const obj = r.json<Record<string, unknown>>();
+        const row: Row = {};
+        for (const c of table.columns) row[c.name] = fromClickHouse(c, obj[c.name]);
+        yield row;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}

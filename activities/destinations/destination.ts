@@ -1,0 +1,30 @@
+/**
+ * The one interface every destination implements (one file per destination).
+ *
+ * Correctness rests on versions, not on delivery order: a destination keeps,
+ * per primary key, the row image with the highest version (deletes are
+ * tombstones with their version). Applying a batch twice, or applying an
+ * older batch after a newer one, must leave the same final state.
+ */
+import type { Change, Row, TableSchema } from '../../lib/model.ts';
+import type { Version } from '../../lib/lsn.ts';
+
+export interface Destination {
+  /** Creates (or evolves, adding missing columns) the destination tables. Idempotent. */
+  prepare(tables: TableSchema[]): Promise<void>;
+  /**
+   * Writes changes in order, durably: when the promise resolves the data
+   * survives a crash of walflow and of the destination. Schema changes in the
+   * batch are applied before the rows after them; a truncate removes rows of
+   * lower version only, and keeps later-arriving older rows out.
+   */
+  apply(changes: Change[]): Promise<void>;
+  /**
+   * Resync support: rows of `table` with a version below `before` that the
+   * fresh copy did not rewrite no longer exist in the source; remove them.
+   */
+  removeStale?(table: TableSchema, before: Version): Promise<void>;
+  /** Live (not deleted) rows of a table as canonical values, for `walflow verify` and tests. */
+  readLive?(table: TableSchema): AsyncIterable<Row>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,197 @@
+/**
+ * Postgres as a destination: one table per source table in a target schema,
+ * same column types (user-defined types become their base kind), plus
+ * walflow's version / deleted / synced-at columns. An upsert applies a row
+ * only when its version is higher than the stored one; deletes are tombstones;
+ * a truncate watermark keeps late older rows out.
+ */
+import pg from 'pg';
+import type { Version } from '../../lib/lsn.ts';
+import { SESSION_SETTINGS, tableKey, type Change, type ColumnSchema, type Row, type RowChange, type TableId, type TableSchema } from '../../lib/model.ts';
+import { toPgText } from '../../lib/pgtext.ts';
+import type { Destination } from './destination.ts';
+import { outputTextSql, parseColumnText } from '../postgres/values.ts';
+
+export const VERSION_COLUMN = '_walflow_version';
+export const DELETED_COLUMN = '_walflow_deleted';
+export const SYNCED_AT_COLUMN = '_walflow_synced_at';
+const WATERMARKS = '_walflow_truncations';
+/** Bind parameters per statement stay under Postgres's limit of 65,535. */
+const MAX_PARAMS = 60_000;
+
+/** Highest OID of a type built into Postgres; anything above is user-defined (enum, domain, composite, extension). */
+const LAST_BUILTIN_OID = 16383;
+
+const KIND_TYPES: Record<ColumnSchema['kind'], string> = {
+  int: 'integer', float: 'double precision', bigint: 'bigint', decimal: 'numeric', bool: 'boolean', bytes: 'bytea',
+  json: 'json', text: 'text', date: 'date', time: 'time', timestamp: 'timestamp', timestamptz: 'timestamptz',
+  interval: 'interval', uuid: 'uuid',
+};
+
+function columnType(c: ColumnSchema): string {
+  if (c.typeOid <= LAST_BUILTIN_OID) return c.type;
+  return KIND_TYPES[c.kind] + '[]'.repeat(c.arrayDims ? 1 : 0);
+}
+
+const q = (name: string) => pg.escapeIdentifier(name);
+
+export interface PostgresDestinationOptions {
+  connection: pg.ClientConfig;
+  schema: string;
+}
+
+export class PostgresDestination implements Destination {
+  private readonly client: pg.Client;
+  private connected?: Promise<void>;
+  private readonly tables = new Map<string, TableSchema>();
+
+  constructor(private readonly opts: PostgresDestinationOptions) {
+    this.client = new pg.Client({
+      ...opts.connection,
+      options: Object.entries(SESSION_SETTINGS).map(([k, v]) => `-c ${k}=${v.replace(/ /g, '\\ ')}`).join(' '),
+    });
+  }
+
+  private target(t: TableId): string {
+    return `${q(this.opts.schema)}.${q(t.schema === 'public' ? t.name : `${t.schema}_${t.name}`)}`;
+  }
+
+  private async ready(): Promise<pg.Client> {
+    this.connected ??= (async () => {
+      await this.client.connect();
+      await this.client.query(`CREATE SCHEMA IF NOT EXISTS ${q(this.opts.schema)}`);
+      await this.client.query(`CREATE TABLE IF NOT EXISTS ${q(this.opts.schema)}.${q(WATERMARKS)} (
+        table_name text PRIMARY KEY, version numeric NOT NULL)`);
+    })();
+    await this.connected;
+    return this.client;
+  }
+
+  async prepare(tables: TableSchema[]): Promise<void> {
+    const client = await this.ready();
+    for (const t of tables) {
+      const cols = t.columns.map((c) => `${q(c.name)} ${columnType(c)}${t.key.includes(c.name) ? ' NOT NULL' : ''}`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${this.target(t)} (${cols.join(', ')},
+        ${q(VERSION_COLUMN)} numeric NOT NULL, ${q(DELETED_COLUMN)} boolean NOT NULL DEFAULT false,
+        ${q(SYNCED_AT_COLUMN)} timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (${t.key.map(q).join(', ')}))`);
+      for (const c of t.columns) {
+        await client.query(`ALTER TABLE ${this.target(t)} ADD COLUMN IF NOT EXISTS ${q(c.name)} ${columnType(c)}`);
+      }
+      this.tables.set(tableKey(t), t);
+    }
+  }
+
+  async apply(changes: Change[]): Promise<void> {
+    const client = await this.ready();
+    await client.query('BEGIN');
+    try {
+      let run: RowChange[] = [];
+      const flushRun = async () => {
+        if (run.length) await this.upsert(client, run);
+        run = [];
+      };
+      for (const c of changes) {
+        if (c.kind === 'insert' || c.kind === 'update' || c.kind === 'delete') {
+          if (run.length && tableKey(run[0]!.table) !== tableKey(c.table)) await flushRun();
+          run.push(c);
+          continue;
+        }
+        await flushRun();
+        if (c.kind === 'schema') {
+          await client.query('COMMIT');
+          await this.prepare([c.schema]);
+          await client.query('BEGIN');
+        } else {
+          await this.truncate(client, c.table, c.version);
+        }
+      }
+      await flushRun();
+      await client.query('COMMIT');
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private schemaOf(t: TableId): TableSchema {
+    const s = this.tables.get(tableKey(t));
+    if (!s) throw new Error(`destination table for ${tableKey(t)} was not prepared`);
+    return s;
+  }
+
+  /** One statement per run of same-table row changes; the newest version per key wins inside the run too. */
+  private async upsert(client: pg.Client, changes: RowChange[]): Promise<void> {
+    const schema = this.schemaOf(changes[0]!.table);
+    const newest = new Map<string, RowChange>();
+    for (const c of changes) {
+      const row = c.kind === 'delete' ? c.old : c.row;
+      const key = JSON.stringify(schema.key.map((k) => toPgText(row[k] ?? null)));
+      const prev = newest.get(key);
+      if (!prev || prev.version < c.version) newest.set(key, c);
+      // A key change moves the row: the old key is a tombstone at the same version.
+      if (c.kind === 'update' && c.old) {
+        const oldKey = JSON.stringify(schema.key.map((k) => toPgText(c.old![k] ?? null)));
+        if (oldKey !== key && (!newest.get(oldKey) || newest.get(oldKey)!.version < c.version)) {
+          newest.set(oldKey, { kind: 'delete', table: c.table, version: c.version, old: c.old });
+        }
+      }
+    }
+    const all = [...newest.values()];
+    const perStatement = Math.max(1, Math.floor(MAX_PARAMS / (schema.columns.length + 1)));
+    for (let i = 0; i < all.length; i += perStatement) await this.upsertRows(client, schema, all.slice(i, i + perStatement));
+  }
+
+  private async upsertRows(client: pg.Client, schema: TableSchema, changes: RowChange[]): Promise<void> {
+    const cols = schema.columns;
+    const params: (string | null)[] = [];
+    const rows: string[] = [];
+    for (const c of changes) {
+      const row: Row = c.kind === 'delete' ? c.old : c.row;
+      const deleted = c.kind === 'delete';
+      const values = cols.map((col) => {
+        const v = deleted && !schema.key.includes(col.name) ? null : row[col.name] ?? null;
+        params.push(toPgText(v));
+        return `$${params.length}::${columnType(col)}`;
+      });
+      params.push(c.version.toString());
+      values.push(`$${params.length}::numeric`);
+      values.push(deleted ? 'true' : 'false');
+      rows.push(`(${values.join(', ')})`);
+    }
+    const names = [...cols.map((c) => q(c.name)), q(VERSION_COLUMN), q(DELETED_COLUMN)];
+    await client.query(`INSERT INTO ${this.target(schema)} AS t (${names.join(', ')})
+      SELECT v.* FROM (VALUES ${rows.join(', ')}) AS v(${names.join(', ')})
+      WHERE v.${q(VERSION_COLUMN)} > COALESCE((SELECT version FROM ${q(this.opts.schema)}.${q(WATERMARKS)} WHERE table_name = $${params.length + 1}), -1)
+      ON CONFLICT (${schema.key.map(q).join(', ')}) DO UPDATE SET
+        ${names.map((n) => `${n} = EXCLUDED.${n}`).join(', ')}, ${q(SYNCED_AT_COLUMN)} = now()
+      WHERE t.${q(VERSION_COLUMN)} < EXCLUDED.${q(VERSION_COLUMN)}`, [...params, tableKey(schema)]);
+  }
+
+  private async truncate(client: pg.Client, table: TableId, version: Version): Promise<void> {
+    const v = version.toString();
+    await client.query(`INSERT INTO ${q(this.opts.schema)}.${q(WATERMARKS)} (table_name, version) VALUES ($1, $2::numeric)
+      ON CONFLICT (table_name) DO UPDATE SET version = GREATEST(${q(WATERMARKS)}.version, EXCLUDED.version)`, [tableKey(table), v]);
+    await client.query(`DELETE FROM ${this.target(table)} WHERE ${q(VERSION_COLUMN)} < $1::numeric`, [v]);
+  }
+
+  async removeStale(table: TableSchema, before: Version): Promise<void> {
+    const client = await this.ready();
+    await client.query(`UPDATE ${this.target(table)} SET ${q(DELETED_COLUMN)} = true, ${q(VERSION_COLUMN)} = $1::numeric, ${q(SYNCED_AT_COLUMN)} = now()
+      WHERE ${q(VERSION_COLUMN)} < $1::numeric AND NOT ${q(DELETED_COLUMN)}`, [before.toString()]);
+  }
+
+  async *readLive(table: TableSchema): AsyncIterable<Row> {
+    const client = await this.ready();
+    const { rows } = await client.query({
+      text: `SELECT ${table.columns.map((c) => outputTextSql(q(c.name))).join(', ')} FROM ${this.target(table)} WHERE NOT ${q(DELETED_COLUMN)}`,
+      rowMode: 'array',
+    });
+    for (const r of rows as (string | null)[][]) {
+      yield Object.fromEntries(table.columns.map((c, i) => [c.name, parseColumnText(c, r[i] ?? null)]));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.connected) await this.client.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * One JSON line per change on standard output, for debugging and piping.
+ * Line: {"op","table","version","row"?,"old"?,"unchanged"?,...}; bytea as Postgres's "\x…" hex text,
+ * the version as a decimal string (it exceeds JSON's safe integers).
+ */
+import type { Change, Value } from '../../lib/model.ts';
+import { tableKey } from '../../lib/model.ts';
+import type { Destination } from './destination.ts';
+
+function jsonValue(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (value && typeof value === 'object' && (value as { type?: string }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
+    return `\\x${Buffer.from((value as { data: number[] }).data).toString('hex')}`;
+  }
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  return value as Value;
+}
+
+export function changeToJson(change: Change): string {
+  const { kind, table, ...rest } = change;
+  return JSON.stringify({ op: kind, table: tableKey(table), ...rest }, jsonValue);
+}
+
+export class StdoutDestination implements Destination {
+  constructor(private readonly out: NodeJS.WritableStream = process.stdout) {}
+
+  async prepare(): Promise<void> {}
+
+  async apply(changes: Change[]): Promise<void> {
+    if (changes.length === 0) return;
+    const text = `${changes.map(changeToJson).join('\n')}\n`;
+    // Durable for a pipe means handed to the OS: wait for the write to drain.
+    await new Promise<void>((resolve, reject) => this.out.write(text, (e) => (e ? reject(e) : resolve())));
+  }
+
+  async close(): Promise<void> {}
+}

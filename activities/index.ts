@@ -1,0 +1,21 @@
+/** Every activity the walflow worker registers, built from injected dependencies. */
+import { createBackfillActivities } from './backfill.ts';
+import type { ActivityDeps } from './context.ts';
+import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, removeStaleRows } from './pipeline.ts';
+import { probeSource } from './probe.ts';
+import { createStreamActivities } from './stream.ts';
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    probeSource,
+    preflightPipeline,
+    ensureSlot,
+    alterPublication,
+    dropPipeline,
+    removeStaleRows,
+    ...createBackfillActivities(deps),
+    ...createStreamActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

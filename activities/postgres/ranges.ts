@@ -1,0 +1,120 @@
+/**
+ * Backfill ranges: CTID page ranges, so every range is one TID range scan
+ * (Postgres 14+) whatever the key type, and every row is in exactly one range.
+ * Each leaf partition is planned on its own. The last range of a relation is
+ * open-ended, so rows added after planning (on new pages) are still copied.
+ */
+import { StringDecoder } from 'node:string_decoder';
+import pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import type { Row, TableSchema } from '../../lib/model.ts';
+import { parseColumnText } from './values.ts';
+import { splitTableName } from './schema.ts';
+
+export interface PageRange {
+  /** The relation scanned: the table itself or one leaf partition ("schema.name"). */
+  relation: string;
+  startPage: number;
+  /** Exclusive; null for "to the end of the relation". */
+  endPage: number | null;
+}
+
+export interface TablePlan {
+  ranges: PageRange[];
+  rowsEstimate: number;
+}
+
+interface LeafRelation {
+  relation: string;
+  pages: number;
+  tuples: number;
+  bytes: number;
+}
+
+/** The relations that hold a table's rows: the table itself, or each leaf partition of a partitioned table. */
+export async function leafRelations(client: pg.Client, table: string): Promise<LeafRelation[]> {
+  const { schema, name } = splitTableName(table);
+  const { rows } = await client.query<{ relation: string; pages: string; tuples: string; bytes: string }>(`
+    WITH t AS (SELECT format('%I.%I', $1::text, $2::text)::regclass::oid AS oid)
+    SELECT format('%s.%s', n.nspname, c.relname) AS relation,
+           (pg_relation_size(c.oid) / current_setting('block_size')::int)::text AS pages,
+           greatest(c.reltuples, 0)::bigint::text AS tuples, pg_relation_size(c.oid)::text AS bytes
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND (c.oid = (SELECT oid FROM t)
+      OR c.oid IN (SELECT relid FROM pg_partition_tree((SELECT oid FROM t)) WHERE isleaf))
+    ORDER BY 1`, [schema, name]);
+  return rows.map((r) => ({ relation: r.relation, pages: Number(r.pages), tuples: Number(r.tuples), bytes: Number(r.bytes) }));
+}
+
+/** Plans `table` ("schema.table") into page ranges of about `rowsPerRange` rows. */
+export async function planTableRanges(client: pg.Client, table: string, opts: { rowsPerRange: number }): Promise<TablePlan> {
+  const ranges: PageRange[] = [];
+  let rowsEstimate = 0;
+  for (const r of await leafRelations(client, table)) {
+    // reltuples is -1/0 before the first ANALYZE: estimate from the size at ~100 bytes a row.
+    const tuples = r.tuples || Math.ceil(r.bytes / 100);
+    rowsEstimate += tuples;
+    const rowsPerPage = r.pages > 0 ? Math.max(1, tuples / r.pages) : 1;
+    const pagesPerRange = Math.max(1, Math.floor(opts.rowsPerRange / rowsPerPage));
+    let start = 0;
+    while (start + pagesPerRange < r.pages) {
+      ranges.push({ relation: r.relation, startPage: start, endPage: start + pagesPerRange });
+      start += pagesPerRange;
+    }
+    ranges.push({ relation: r.relation, startPage: start, endPage: null });
+  }
+  return { ranges, rowsEstimate };
+}
+
+function rangeQuery(schema: TableSchema, range: PageRange): string {
+  const escape = pg.escapeIdentifier;
+  const rel = splitTableName(range.relation);
+  const cols = schema.columns.map((c) => escape(c.name)).join(', ');
+  const conditions = [`ctid >= '(${range.startPage},0)'::tid`];
+  if (range.endPage !== null) conditions.push(`ctid < '(${range.endPage},0)'::tid`);
+  return `SELECT ${cols} FROM ONLY ${escape(rel.schema)}.${escape(rel.name)} WHERE ${conditions.join(' AND ')}`;
+}
+
+/**
+ * Streams one range as rows in batches of `batchRows`, through COPY (text format), parsed
+ * incrementally: memory holds one batch and one network chunk, never the range.
+ * Runs inside the caller's transaction (which has imported the snapshot).
+ */
+export async function* copyTableRange(client: pg.Client, schema: TableSchema, range: PageRange, opts: { batchRows: number }): AsyncGenerator<Row[]> {
+  const stream = client.query(copyTo(`COPY (${rangeQuery(schema, range)}) TO STDOUT`));
+  const decoder = new StringDecoder('utf8');
+  const columns = schema.columns;
+  let tail = '';
+  let batch: Row[] = [];
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    const text = tail + decoder.write(chunk);
+    let start = 0;
+    for (let nl = text.indexOf('\n', start); nl >= 0; nl = text.indexOf('\n', start)) {
+      batch.push(parseCopyLine(text.slice(start, nl), columns));
+      start = nl + 1;
+      if (batch.length >= opts.batchRows) {
+        yield batch;
+        batch = [];
+      }
+    }
+    tail = text.slice(start);
+  }
+  if (batch.length) yield batch;
+}
+
+function parseCopyLine(line: string, columns: TableSchema['columns']): Row {
+  const fields = line.split('\t');
+  const row: Row = {};
+  for (let i = 0; i < columns.length; i++) {
+    const f = fields[i]!;
+    row[columns[i]!.name] = parseColumnText(columns[i]!, f === '\\N' ? null : f.includes('\\') ? unescapeCopy(f) : f);
+  }
+  return row;
+}
+
+const COPY_ESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\' };
+
+/** COPY text format escapes (Postgres writes only these, plus \N for NULL handled above). */
+function unescapeCopy(field: string): string {
+  return field.replace(/\\(.)/g, (_, c: string) => COPY_ESCAPES[c] ?? c);
+}

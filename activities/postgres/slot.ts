@@ -1,0 +1,65 @@
+/** The pipeline's replication slot: created once (pgoutput), dropped with the pipeline. */
+import pg from 'pg';
+import { connect, withSession } from './session.ts';
+
+export interface SlotInfo {
+  slot: string;
+  /** Where the stream resumes: the slot's confirmed_flush_lsn (its consistent point when new). */
+  confirmedLsn: string;
+  created: boolean;
+}
+
+async function slotRow(client: pg.Client, slot: string) {
+  const { rows } = await client.query<{ plugin: string; database: string; confirmed: string | null; active_pid: number | null }>(
+    `SELECT plugin, database, confirmed_flush_lsn::text AS confirmed, active_pid FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+  return rows[0];
+}
+
+/** Creates the slot unless it exists (then checks it is a pgoutput slot of this database). */
+export async function createSlot(connection: pg.ClientConfig, slot: string): Promise<SlotInfo> {
+  const client = await connect(connection);
+  try {
+    const existing = await slotRow(client, slot);
+    if (existing) {
+      const db = (await client.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;
+      if (existing.plugin !== 'pgoutput' || existing.database !== db) {
+        throw new Error(`replication slot "${slot}" exists but belongs to ${existing.database ?? 'no database'} with plugin ${existing.plugin}; `
+          + `choose another source.slot or drop it with SELECT pg_drop_replication_slot('${slot}')`);
+      }
+      return { slot, confirmedLsn: existing.confirmed!, created: false };
+    }
+  } finally {
+    await client.end();
+  }
+  const repl = new pg.Client({ ...withSession(connection), replication: 'database' } as pg.ClientConfig);
+  await repl.connect();
+  try {
+    const { rows } = await repl.query<{ consistent_point: string }>(`CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} LOGICAL pgoutput`);
+    return { slot, confirmedLsn: rows[0]!.consistent_point, created: true };
+  } finally {
+    await repl.end();
+  }
+}
+
+/**
+ * Drops the slot. A stream that was just stopped can leave it active for a
+ * moment ("slot is active"): wait for that, and end a walsender that lingers.
+ */
+export async function dropSlot(connection: pg.ClientConfig, slot: string, timeoutMs = 30_000): Promise<boolean> {
+  const client = await connect(connection);
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const row = await slotRow(client, slot);
+      if (!row) return false;
+      if (row.active_pid === null) {
+        await client.query('SELECT pg_drop_replication_slot($1)', [slot]);
+        return true;
+      }
+      if (Date.now() > deadline) await client.query('SELECT pg_terminate_backend($1)', [row.active_pid]);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * streamChanges: the CDC activity. Reads the slot from the last confirmed LSN,
+ * writes batches (by size and by time) to the destination, and only then
+ * acknowledges the LSN to Postgres and heartbeats it, so a retry on any worker
+ * resumes from Temporal's record of what is durably written.
+ */
+import { Context, CancelledFailure } from '@temporalio/activity';
+import pg from 'pg';
+import type { PipelineConfig } from '../lib/config.ts';
+import { faultPoint, unsafe } from '../lib/faults.ts';
+import { formatLsn, parseLsn, type Lsn } from '../lib/lsn.ts';
+import { tableKey, type Change, type TableSchema } from '../lib/model.ts';
+import { streamProgressSignal, type ChangeCounters, type StreamProgress } from '../workflows/definitions.ts';
+import type { ActivityDeps } from './context.ts';
+import { createDestination } from './destinations/index.ts';
+import type { Destination } from './destinations/destination.ts';
+import { openChangeStream, type StreamEvent } from './postgres/stream.ts';
+import { fillUnchangedColumns } from './postgres/unchanged.ts';
+import { loadTableSchemas } from './postgres/schema.ts';
+import { sourceConnection, slotName } from './source.ts';
+
+export interface StreamInput {
+  config: PipelineConfig;
+  tables: string[];
+  /** Where the workflow last saw the stream confirmed (a retry prefers its own heartbeat). */
+  startLsn: string | null;
+  workflowId: string;
+}
+
+export interface StreamHeartbeat {
+  confirmedLsn: string | null;
+  counters: Record<string, ChangeCounters>;
+}
+
+const REPORT_EVERY_MS = 2_000;
+const IDLE_REPORT_EVERY_MS = 30_000;
+const SIGNAL_DEADLINE_MS = 5_000;
+
+const newCounters = (): ChangeCounters => ({ inserts: 0, updates: 0, deletes: 0, truncates: 0 });
+
+export function createStreamActivities(deps: ActivityDeps) {
+  async function streamChanges(input: StreamInput): Promise<void> {
+    const ctx = Context.current();
+    const { config } = input;
+    const resumed = ctx.info.heartbeatDetails as StreamHeartbeat | undefined;
+    const startLsn = resumed?.confirmedLsn ?? input.startLsn;
+    // Qualified "schema.table" -> the name the pipeline config uses (progress is reported by that name).
+    const wanted = new Map(input.tables.map((t) => [qualify(t), t]));
+    const counters: Record<string, ChangeCounters> = resumed?.counters ?? {};
+    let unreported: Record<string, ChangeCounters> = {};
+    let confirmed: Lsn | undefined = startLsn ? parseLsn(startLsn) : undefined;
+    const workflow = deps.client.workflow.getHandle(input.workflowId);
+    // A deadline on every report: right after a Temporal server restart a call can otherwise wait forever.
+    const signal = (progress: StreamProgress) => deps.client.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () => workflow.signal(streamProgressSignal, progress));
+
+    const heartbeat = () => ctx.heartbeat({ confirmedLsn: confirmed ? formatLsn(confirmed) : null, counters } satisfies StreamHeartbeat);
+    const source = new pg.Client(sourceConnection(config.source));
+    let destination: Destination | undefined;
+    let stream: Awaited<ReturnType<typeof openChangeStream>> | undefined;
+    try {
+      await source.connect();
+      destination = await createDestination(config.destination);
+      const schemas = new Map<string, TableSchema>();
+      for (const s of await loadTableSchemas(source, [...wanted.keys()])) schemas.set(tableKey(s), s);
+      await destination.prepare([...schemas.values()]);
+
+      stream = await openChangeStream({
+        connection: sourceConnection(config.source),
+        slot: slotName(config.id, config.source),
+        publication: config.source.publication,
+        startLsn: confirmed,
+        known: schemas,
+        lookup: async (t) => (await loadTableSchemas(source, [tableKey(t)]))[0]!,
+        onWait: () => heartbeat(),
+      });
+
+      heartbeat();
+      let lastReport = 0;
+
+      let reportedLsn: Lsn | undefined;
+      const report = async (force: boolean) => {
+        if (!confirmed) return;
+        const since = Date.now() - lastReport;
+        const news = confirmed !== reportedLsn || Object.keys(unreported).length > 0;
+        // Every report is a history event: report news at most every 2 s, lag alone every 30 s.
+        if (!force && (since < REPORT_EVERY_MS || (!news && since < IDLE_REPORT_EVERY_MS))) return;
+        lastReport = Date.now();
+        reportedLsn = confirmed;
+        const { rows } = await source.query<{ lag: string | null }>('SELECT (pg_current_wal_lsn() - $1::pg_lsn)::text AS lag', [formatLsn(confirmed)]);
+        const progress: StreamProgress = { confirmedLsn: formatLsn(confirmed), lagBytes: Math.max(0, Number(rows[0]?.lag ?? 0)), changes: unreported };
+        unreported = {};
+        await signal(progress).catch((e: Error) => {
+          // Progress is for status only: a report that cannot get through must never stall the stream.
+          for (const [t, c] of Object.entries(progress.changes)) {
+            const u = (unreported[t] ??= newCounters());
+            u.inserts += c.inserts; u.updates += c.updates; u.deletes += c.deletes; u.truncates += c.truncates;
+          }
+          ctx.log.warn(`progress report failed: ${e.message}`);
+        });
+      };
+
+      // Changes received and not yet written; `safeLsn` is the end of the last commit received, which
+      // becomes acknowledgeable once everything received before it is written.
+      let batch: Change[] = [];
+      let batchStarted = 0;
+      let safeLsn: Lsn | undefined;
+      let inTransaction = false;
+      const acknowledge = async () => {
+        if (safeLsn !== undefined && (confirmed === undefined || safeLsn > confirmed)) {
+          confirmed = safeLsn;
+          await stream!.acknowledge(confirmed);
+          heartbeat();
+        }
+      };
+      const flush = async () => {
+        if (unsafe.ackBeforeWrite) await acknowledge();
+        if (batch.length) {
+          await fillUnchangedColumns(source, schemas, batch);
+          await faultPoint('destinationWrite');
+          await destination!.apply(batch);
+          for (const c of batch) count(c);
+          batch = [];
+        }
+        await acknowledge();
+        await report(false);
+      };
+      const count = (c: Change) => {
+        const key = wanted.get(tableKey(c.table)) ?? tableKey(c.table);
+        const field = c.kind === 'insert' ? 'inserts' : c.kind === 'update' ? 'updates' : c.kind === 'delete' ? 'deletes' : c.kind === 'truncate' ? 'truncates' : undefined;
+        if (!field) return;
+        (counters[key] ??= newCounters())[field]++;
+        (unreported[key] ??= newCounters())[field]++;
+      };
+
+      const events = stream[Symbol.asyncIterator]();
+      const cancelled = new Promise<'cancelled'>((resolve) => ctx.cancellationSignal.addEventListener('abort', () => resolve('cancelled'), { once: true }));
+      let next: Promise<IteratorResult<StreamEvent>> | undefined;
+      for (;;) {
+        // Heartbeats come from this loop (which wakes at least every flush interval), so a stream stuck
+        // anywhere stops heartbeating and Temporal retries it elsewhere.
+        heartbeat();
+        const pendingNext = (next ??= events.next());
+        const wait = batch.length
+          ? Math.max(0, batchStarted + config.cdc.flushIntervalMs - Date.now())
+          : config.cdc.flushIntervalMs;
+        const timer = sleep(wait);
+        const got = await Promise.race([pendingNext, cancelled, timer.promise]);
+        timer.cancel();
+        if (got === 'cancelled') break;
+        if (got === 'timeout') {
+          await flush();
+          continue;
+        }
+        next = undefined;
+        if (got.done) throw new Error('replication stream ended unexpectedly');
+        const ev = got.value;
+        if (ev.type === 'begin') {
+          inTransaction = true;
+        } else if (ev.type === 'change') {
+          const key = tableKey(ev.change.table);
+          if (!wanted.has(key)) continue;
+          if (batch.length === 0) batchStarted = Date.now();
+          batch.push(ev.change);
+        } else if (ev.type === 'commit') {
+          inTransaction = false;
+          safeLsn = ev.endLsn;
+        } else if (ev.type === 'keepalive' && !inTransaction && (safeLsn === undefined || ev.walEnd > safeLsn)) {
+          // Between transactions everything before the server's position has been received:
+          // acknowledging it lets the slot release WAL that holds no changes for us.
+          safeLsn = ev.walEnd;
+        }
+        if (batch.length >= config.cdc.maxBatchRows) await flush();
+      }
+      // Cancelled (pause, continue-as-new, worker shutdown): finish the batch in hand, acknowledge, report.
+      await flush();
+      await report(true).catch(() => undefined); // the workflow may be gone (terminated): nothing to tell
+      throw new CancelledFailure('stream stopped on request after a final flush');
+    } catch (e) {
+      if (!(e instanceof CancelledFailure)) {
+        await signal({ error: (e as Error).message, confirmedLsn: confirmed ? formatLsn(confirmed) : '', lagBytes: null, changes: {} }).catch(() => undefined);
+      }
+      throw e;
+    } finally {
+      await stream?.close().catch(() => undefined);
+      await destination?.close().catch(() => undefined);
+      await source.end().catch(() => undefined);
+    }
+  }
+
+  return { streamChanges };
+}
+
+/** "table" means "public.table". */
+export function qualify(table: string): string {
+  return table.includes('.') ? table : `public.${table}`;
+}
+
+function sleep(ms: number): { promise: Promise<'timeout'>; cancel: () => void } {
+  let timer: NodeJS.Timeout;
+  const promise = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), ms); });
+  return { promise, cancel: () => clearTimeout(timer) };
+}

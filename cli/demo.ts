@@ -1,0 +1,123 @@
+/**
+ * `npm run demo`: a real pipeline on the embedded stack. Creates a sample
+ * shop schema in the stack's Postgres, replicates it (backfill, then CDC) into
+ * the stack's ClickHouse, applies live changes while showing progress, and
+ * prints how to look at the result.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createClient as createClickHouse } from '@clickhouse/client';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import { parseConfig } from '../lib/config.ts';
+import { stackUp } from '../stack/index.ts';
+import { stateDir } from '../stack/paths.ts';
+import { temporalUiUrl } from '../stack/temporal.ts';
+import { startWorker } from '../worker/worker.ts';
+import { pipelineWorkflowId, statusQuery } from '../workflows/definitions.ts';
+import { pipelineWorkflow } from '../workflows/index.ts';
+import { renderStatus } from './status.ts';
+
+const PIPELINE = 'demo';
+const SOURCE_DB = 'walflow_demo_source';
+const CLICKHOUSE_DB = 'walflow_demo';
+
+async function sql(url: string, text: string, params: unknown[] = []) {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await c.query(text, params);
+  } finally {
+    await c.end();
+  }
+}
+
+const withDb = (url: string, db: string) => { const u = new URL(url); u.pathname = `/${db}`; return u.toString(); };
+
+const { status } = await stackUp();
+const admin = status.postgres!.url;
+const temporal = status.temporal!.url;
+console.log(`stack is up — Postgres ${admin}, Temporal UI ${temporalUiUrl()}`);
+
+const connection = await Connection.connect({ address: temporal });
+const client = new Client({ connection });
+// A fresh demo each time: end the previous demo pipeline, its slot and databases.
+await client.workflow.getHandle(pipelineWorkflowId(PIPELINE)).terminate('demo restarted').catch((e) => {
+  if (!(e instanceof WorkflowNotFoundError)) throw e;
+});
+await sql(admin, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active`, [SOURCE_DB]);
+await sql(admin, `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(SOURCE_DB)} WITH (FORCE)`);
+await sql(admin, `CREATE DATABASE ${pg.escapeIdentifier(SOURCE_DB)}`);
+const source = withDb(admin, SOURCE_DB);
+const clickhouse = createClickHouse({ url: status.clickhouse!.url });
+await clickhouse.command({ query: 'DROP DATABASE IF EXISTS {db:Identifier}', query_params: { db: CLICKHOUSE_DB } });
+await sql(source, `
+  CREATE TABLE customers (id int8 PRIMARY KEY, name text NOT NULL, email text, tier text, signed_up timestamptz NOT NULL);
+  CREATE TABLE orders (id int8 PRIMARY KEY, customer_id int8 NOT NULL, total numeric(12,2) NOT NULL, items jsonb, placed_at timestamptz NOT NULL);
+  INSERT INTO customers SELECT g, 'customer ' || g, 'c' || g || '@example.com', (ARRAY['free','pro','team'])[1 + g % 3],
+    now() - g * interval '1 hour' FROM generate_series(1, 20000) g;
+  INSERT INTO orders SELECT g, 1 + g % 20000, round((random() * 500)::numeric, 2), jsonb_build_array(jsonb_build_object('sku', g % 97, 'qty', 1 + g % 4)),
+    now() - g * interval '1 minute' FROM generate_series(1, 200000) g;`);
+console.log('sample data: 20,000 customers and 200,000 orders in database walflow_demo_source');
+
+const raw = {
+  temporal: { address: temporal },
+  pipelines: [{
+    id: PIPELINE,
+    source: { url: source, publication: 'walflow_demo', tables: ['customers', 'orders'] },
+    destination: { type: 'clickhouse', url: status.clickhouse!.url, database: CLICKHOUSE_DB },
+    backfill: { parallelism: 2, rowsPerRange: 50_000 },
+    cdc: { flushIntervalMs: 200 },
+  }],
+};
+const config = parseConfig(raw).pipelines[0]!;
+mkdirSync(join(stateDir, 'demo'), { recursive: true });
+const configFile = join(stateDir, 'demo', 'walflow.yaml');
+writeFileSync(configFile, stringify(raw));
+
+const worker = await startWorker({ address: temporal });
+try {
+  const handle = await client.workflow.start(pipelineWorkflow, {
+    workflowId: pipelineWorkflowId(PIPELINE), taskQueue: 'walflow', args: [{ config }],
+  });
+  console.log(`\npipeline started: ${temporalUiUrl()}/namespaces/default/workflows/${handle.workflowId}\n`);
+  const show = async () => console.log(renderStatus(await handle.query(statusQuery)));
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 2000));
+    const s = await handle.query(statusQuery);
+    console.log(renderStatus(s));
+    if (Object.values(s.tables).every((t) => t.backfill === 'done')) break;
+  }
+
+  console.log('\nbackfill done; now changing the source for 10 seconds (inserts, updates, deletes)...');
+  const until = Date.now() + 10_000;
+  for (let i = 0; Date.now() < until; i++) {
+    await sql(source, `INSERT INTO orders SELECT 1000000 + $1 * 10 + g, 1 + g, 42.00, '[]', now() FROM generate_series(1, 10) g;
+      UPDATE customers SET tier = 'team' WHERE id = $1 + 1; DELETE FROM orders WHERE id = $1 + 1`.replaceAll('$1', String(i)));
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const sourceCount = async () => Number((await sql(source, 'SELECT count(*) AS n FROM orders')).rows[0].n);
+  const destinationCount = async () => {
+    const rs = await clickhouse.query({ query: 'SELECT count() AS n FROM {db:Identifier}.orders_live', query_params: { db: CLICKHOUSE_DB }, format: 'JSONEachRow' });
+    return Number((await rs.json<{ n: string }>())[0]!.n);
+  };
+  for (;;) {
+    const [src, dst] = await Promise.all([sourceCount(), destinationCount()]);
+    console.log(`orders: source ${src}, destination ${dst}`);
+    if (src === dst) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  await show();
+  console.log(`
+ClickHouse has caught up. Look around:
+  curl '${status.clickhouse!.url}/?query=SELECT+*+FROM+${CLICKHOUSE_DB}.orders_live+ORDER+BY+id+DESC+LIMIT+5+FORMAT+PrettyCompact'
+  npx walflow verify ${PIPELINE} --config ${configFile}
+  Temporal UI: ${temporalUiUrl()}/namespaces/default/workflows/${handle.workflowId}
+  npx walflow status ${PIPELINE} --config ${configFile} --watch   (with \`npx walflow worker --config ${configFile}\` running)
+The pipeline keeps running in Temporal; it resumes whenever a worker runs.`);
+} finally {
+  await worker.shutdown();
+  await connection.close();
+  await clickhouse.close();
+}

@@ -1,0 +1,46 @@
+/** `walflow worker` and `walflow check`. */
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import pg from 'pg';
+import { findPipeline, loadConfig, parseConfig } from '../lib/config.ts';
+import { preflight } from '../activities/postgres/preflight.ts';
+import { sourceConnection, slotName } from '../activities/source.ts';
+import { qualify } from '../activities/stream.ts';
+import { startWorker } from '../worker/worker.ts';
+import { DEFAULT_CONFIG, temporalSettings } from './context.ts';
+
+export function registerWorkerCommands(program: Command): void {
+  program.command('worker')
+    .description('run a worker (several may run at once); SIGINT/SIGTERM shut it down gracefully')
+    .option('-c, --config <file>', 'config file for the Temporal settings (optional)', DEFAULT_CONFIG)
+    .option('--task-queue <name>', 'task queue to poll')
+    .action(async (opts: { config: string; taskQueue?: string }) => {
+      const config = existsSync(opts.config) ? loadConfig(opts.config) : parseConfig({ pipelines: [] });
+      const t = temporalSettings(config);
+      const worker = await startWorker({ address: t.address, namespace: t.namespace, taskQueue: opts.taskQueue ?? t.taskQueue });
+      console.log(`walflow worker polling ${opts.taskQueue ?? t.taskQueue} on ${t.address}`);
+      await worker.done;
+    });
+
+  program.command('check <pipeline>')
+    .description("preflight a pipeline's source: every problem at once, each with its fix")
+    .option('-c, --config <file>', 'pipeline config file', DEFAULT_CONFIG)
+    .option('--json', 'print the report as JSON')
+    .action(async (id: string, opts: { config: string; json?: boolean }) => {
+      const pipeline = findPipeline(loadConfig(opts.config), id);
+      const client = new pg.Client(sourceConnection(pipeline.source));
+      await client.connect();
+      try {
+        const report = await preflight(client, {
+          publication: pipeline.source.publication, tables: pipeline.source.tables.map(qualify),
+          createPublication: pipeline.source.createPublication, slot: slotName(id, pipeline.source),
+        });
+        if (opts.json) console.log(JSON.stringify(report));
+        else if (report.failures.length === 0) console.log(`pipeline ${id}: preflight passed`);
+        else console.log(`pipeline ${id}: ${report.failures.length} problem(s):\n${report.failures.map((f) => `- ${f}`).join('\n')}`);
+        if (report.failures.length) process.exitCode = 1;
+      } finally {
+        await client.end();
+      }
+    });
+}

@@ -1,0 +1,113 @@
+/**
+ * The canonical change/row model: what the Postgres source emits and every
+ * destination consumes. Defined once here and imported everywhere.
+ *
+ * Values are exact: nothing that could be rounded is ever a JS number.
+ *   int2, int4, float4, float8, oid  -> number (NaN and ±Infinity kept)
+ *   int8, numeric, money             -> string (decimal text; numeric may be "NaN", "Infinity")
+ *   bool                             -> boolean
+ *   bytea                            -> Buffer
+ *   json, jsonb                      -> string (the JSON text, so big numbers survive)
+ *   date, time, timetz, timestamp,
+ *   timestamptz, interval            -> string (Postgres ISO text; timestamptz in UTC, "+00")
+ *   arrays                           -> nested Value[] with null elements
+ *   everything else                  -> string (Postgres text form)
+ *
+ * Every string is exactly Postgres's own text output under walflow's session
+ * settings (SESSION_SETTINGS below), so "canonical" means "what Postgres
+ * prints": e.g. timestamptz "2024-01-02 03:04:05.12+00" (trailing fractional
+ * zeros trimmed, as Postgres does), date "2024-01-02" or "infinity". A
+ * destination that reads rows back (verify, tests) renders them the same way.
+ */
+export const SESSION_SETTINGS = {
+  TimeZone: 'UTC',
+  DateStyle: 'ISO, MDY',
+  IntervalStyle: 'postgres',
+  extra_float_digits: '1',
+} as const;
+
+import type { Version } from './lsn.ts';
+
+export type Value = null | boolean | number | string | Buffer | Value[];
+export type Row = Record<string, Value>;
+
+export interface TableId {
+  schema: string;
+  name: string;
+}
+
+/** "schema.name", unquoted; for maps, logs and messages only, never SQL. */
+export function tableKey(t: TableId): string {
+  return `${t.schema}.${t.name}`;
+}
+
+/** How walflow carries a column's values (see the table above). */
+export type ValueKind = 'int' | 'float' | 'bigint' | 'decimal' | 'bool' | 'bytes' | 'json' | 'text'
+  | 'date' | 'time' | 'timestamp' | 'timestamptz' | 'interval' | 'uuid';
+
+export interface ColumnSchema {
+  name: string;
+  /** Postgres type as `format_type` prints it, e.g. "numeric(20,4)", "text[]". */
+  type: string;
+  /** OID of the column's type (the array type for arrays, the domain for domains). */
+  typeOid: number;
+  /** Kind of the scalar (element type for arrays, base type for domains). */
+  kind: ValueKind;
+  /** Array dimensions; 0 for a scalar. */
+  arrayDims: number;
+  /** Postgres enum labels, when the (element) type is an enum. */
+  enumLabels?: string[];
+  /** numeric precision/scale when declared. */
+  precision?: number;
+  scale?: number;
+  nullable: boolean;
+}
+
+export interface TableSchema extends TableId {
+  columns: ColumnSchema[];
+  /** Primary key (or replica identity index) columns, in key order. */
+  key: string[];
+  replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
+}
+
+interface ChangeBase {
+  table: TableId;
+  /** Row version: commit LSN and position in the transaction (see lib/lsn.ts). */
+  version: Version;
+}
+
+export interface InsertChange extends ChangeBase {
+  kind: 'insert';
+  row: Row;
+}
+
+export interface UpdateChange extends ChangeBase {
+  kind: 'update';
+  /** New row image; columns listed in `unchanged` are absent, not null. */
+  row: Row;
+  /** Columns whose TOASTed value the update did not touch (Postgres did not send them). */
+  unchanged: string[];
+  /** Old key (or full old row) when the key changed or REPLICA IDENTITY FULL; else undefined. */
+  old?: Row;
+}
+
+export interface DeleteChange extends ChangeBase {
+  kind: 'delete';
+  /** Old key columns (or the full old row under REPLICA IDENTITY FULL). */
+  old: Row;
+}
+
+export interface TruncateChange extends ChangeBase {
+  kind: 'truncate';
+}
+
+/** A relation message showed columns added or dropped since the last known schema. */
+export interface SchemaChange extends ChangeBase {
+  kind: 'schema';
+  schema: TableSchema;
+  added: ColumnSchema[];
+  dropped: string[];
+}
+
+export type RowChange = InsertChange | UpdateChange | DeleteChange;
+export type Change = RowChange | TruncateChange | SchemaChange;

@@ -1,0 +1,162 @@
+/**
+ * The fault harness: a seeded workload runs against a pipeline while faults
+ * are injected at random points of the backfill and of CDC; then the oracle
+ * checks that the destination equals the model and Postgres, table by table,
+ * and that the slot has moved past the last change.
+ */
+import pg from 'pg';
+import { primaryPostgres, startPostgres, stopPostgres } from '../../stack/postgres.ts';
+import { startClickHouse, stopClickHouse } from '../../stack/clickhouse.ts';
+import { startTemporal, stopTemporal } from '../../stack/temporal.ts';
+import { parseLsn } from '../../lib/lsn.ts';
+import { PipelineFixture } from '../support/pipeline.ts';
+import { rng, Workload, WORKLOAD_SETUP, WORKLOAD_TABLES } from './workload.ts';
+
+export const FAULT_KINDS = ['worker-kill', 'postgres-restart', 'temporal-restart', 'destination-down', 'walsender-kill', 'destination-write-error'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface SoakOptions {
+  seed: number;
+  durationMs: number;
+  destination: 'clickhouse' | 'postgres';
+  /** Fault kinds to draw from (each is injected at least once if time allows). */
+  faults?: readonly FaultKind[];
+  /** Rows per table before the pipeline starts (what backfill copies). */
+  initialRows?: number;
+  log?: (line: string) => void;
+}
+
+export interface SoakResult {
+  seed: number;
+  transactions: number;
+  changes: number;
+  rollbacks: number;
+  faults: Record<string, number>;
+  mismatches: number;
+  firstDifferences: string[];
+  slotAdvanced: boolean;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
+  const log = opts.log ?? (() => undefined);
+  const random = rng(opts.seed ^ 0x5eed);
+  const kinds = opts.faults ?? FAULT_KINDS;
+  const f = new PipelineFixture({
+    name: `soak${opts.seed}`,
+    setup: WORKLOAD_SETUP,
+    tables: WORKLOAD_TABLES,
+    destination: opts.destination,
+    workerProcess: true,
+    faults: 'copyBatch:delay=30', // a backfill long enough for faults to land inside it
+    pipeline: { backfill: { parallelism: 2, rowsPerRange: 2000, batchRows: 500 }, cdc: { flushIntervalMs: 200, maxBatchRows: 5000 } },
+  });
+  const workload = new Workload(opts.seed);
+  const injected: Record<string, number> = {};
+  let writer: pg.Client | undefined;
+  const source = async () => {
+    if (!writer) {
+      const c = new pg.Client({ connectionString: f.source.url });
+      c.on('error', () => { if (writer === c) writer = undefined; });
+      await c.connect();
+      writer = c;
+    }
+    return writer;
+  };
+  try {
+    await f.setup();
+    await workload.seed(await source(), opts.initialRows ?? 6000);
+    await f.start();
+
+    const deadline = Date.now() + opts.durationMs;
+    const order = [...kinds].sort(() => random() - 0.5);
+    let nextFault = Date.now() + 1000 + random() * 2000;
+    while (Date.now() < deadline) {
+      try {
+        await workload.step(await source());
+      } catch (e) {
+        log(`workload transaction failed (${(e as Error).message}); retrying after the fault`);
+        writer = undefined;
+        await sleep(500);
+        continue;
+      }
+      if (Date.now() >= nextFault) {
+        const kind = order.length ? order.shift()! : kinds[Math.floor(random() * kinds.length)]!;
+        log(`fault: ${kind}`);
+        await inject(kind, f, opts, random);
+        injected[kind] = (injected[kind] ?? 0) + 1;
+        nextFault = Date.now() + 2000 + random() * 3000;
+      }
+      await sleep(20 + random() * 60);
+    }
+    const lastChange = (await (await source()).query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+
+    // Oracle: Postgres equals the model; once the slot has passed the last change (Postgres considers it all
+    // delivered, WAL is released), the destination must equal Postgres.
+    const sourceDiffs = await workload.diffSource(await source());
+    const slotAdvanced = await f.waitFor('slot to pass the last change', async () => {
+      const lsn = await f.slotConfirmedLsn();
+      return lsn !== null && parseLsn(lsn) >= parseLsn(lastChange);
+    }, 300_000).then(() => true, () => false);
+    let destinationDiffs: string[] = [];
+    try {
+      await f.waitForConvergence(60_000);
+    } catch {
+      destinationDiffs = (await f.compare()).diffs;
+    }
+    const firstDifferences = [...sourceDiffs, ...destinationDiffs].slice(0, 10);
+    return {
+      seed: opts.seed, transactions: workload.transactions, changes: workload.changes, rollbacks: workload.rollbacks,
+      faults: injected, mismatches: sourceDiffs.length + destinationDiffs.length, firstDifferences, slotAdvanced,
+    };
+  } finally {
+    await writer?.end().catch(() => undefined);
+    await f.teardown();
+  }
+}
+
+async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, random: () => number): Promise<void> {
+  const pause = () => sleep(500 + random() * 2500);
+  switch (kind) {
+    case 'worker-kill':
+      f.killWorker();
+      await pause();
+      await f.startWorker();
+      return;
+    case 'destination-write-error':
+      // A fresh worker whose first destination writes fail with a transient error.
+      f.killWorker();
+      await f.startWorker({ WALFLOW_FAULTS: 'copyBatch:delay=30,destinationWrite:fail=3' });
+      return;
+    case 'postgres-restart': {
+      const pgi = await primaryPostgres();
+      await stopPostgres(pgi);
+      await pause();
+      await startPostgres(pgi);
+      return;
+    }
+    case 'temporal-restart':
+      await stopTemporal();
+      await pause();
+      await startTemporal();
+      return;
+    case 'destination-down':
+      if (opts.destination === 'clickhouse') {
+        await stopClickHouse();
+        await sleep(2000 + random() * 3000);
+        await startClickHouse();
+      }
+      return;
+    case 'walsender-kill':
+      await f.sql(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database() AND active_pid IS NOT NULL`);
+  }
+}
+
+export function summaryLine(r: SoakResult): string {
+  const faults = Object.entries(r.faults).map(([k, n]) => `${k}=${n}`).join(' ');
+  const verdict = r.mismatches === 0 && r.slotAdvanced
+    ? 'mismatches=0'
+    : `mismatches=${r.mismatches} slotAdvanced=${r.slotAdvanced} first: ${r.firstDifferences.slice(0, 3).join(' | ')} (replay with --seed ${r.seed})`;
+  return `soak seed=${r.seed} transactions=${r.transactions} changes=${r.changes} rollbacks=${r.rollbacks} faults: ${faults || 'none'} ${verdict}`;
+}

@@ -1,0 +1,34 @@
+/**
+ * `npm run soak -- --seed N --minutes M --destination clickhouse|postgres`: the long fault run on the local
+ * stack. Prints one summary line (transactions, changes, faults by kind, mismatches) and exits 1 on a mismatch.
+ */
+import { parseArgs } from 'node:util';
+import { stackUp } from '../../stack/index.ts';
+
+const { values } = parseArgs({
+  options: {
+    seed: { type: 'string', default: String(Date.now() % 100000) },
+    minutes: { type: 'string', default: '5' },
+    destination: { type: 'string', default: 'clickhouse' },
+  },
+});
+if (values.destination === 'snowflake') {
+  console.error('soak: the Snowflake destination is not available yet; use --destination clickhouse or postgres');
+  process.exit(2);
+}
+if (values.destination !== 'clickhouse' && values.destination !== 'postgres') {
+  console.error(`soak: --destination must be clickhouse or postgres, not ${values.destination}`);
+  process.exit(2);
+}
+
+const { status } = await stackUp();
+process.env.WALFLOW_PG_URL = status.postgres!.url;
+process.env.WALFLOW_TEMPORAL_ADDRESS = status.temporal!.url;
+process.env.CLICKHOUSE_URL = status.clickhouse!.url;
+const { runSoak, summaryLine } = await import('./harness.ts');
+const result = await runSoak({
+  seed: Number(values.seed), durationMs: Number(values.minutes) * 60_000, destination: values.destination,
+  log: (line) => console.error(`[${new Date().toISOString()}] ${line}`),
+});
+console.log(summaryLine(result));
+process.exit(result.mismatches === 0 && result.slotAdvanced ? 0 : 1);

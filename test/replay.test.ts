@@ -1,0 +1,28 @@
+/**
+ * Determinism guard: histories recorded from real runs (test/histories, made by
+ * `npm run record-histories`) replay against today's workflow code. A change
+ * that would break running pipelines fails here instead of in production.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Worker } from '@temporalio/worker';
+import { projectRoot } from '../stack/paths.ts';
+import { workflowsPath } from '../worker/worker.ts';
+
+const dir = join(projectRoot, 'test', 'histories');
+const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+
+test('recorded histories exist for every kind of run', () => {
+  for (const kind of ['pipeline-backfill-paused-resumed', 'pipeline-continued-as-new', 'copy-ranges', 'resync']) {
+    assert.ok(files.includes(`${kind}.json`), `test/histories/${kind}.json`);
+  }
+});
+
+for (const file of files) {
+  test(`replays ${file}`, async () => {
+    const { workflowId, history } = JSON.parse(readFileSync(join(dir, file), 'utf8'));
+    await Worker.runReplayHistory({ workflowsPath, replayName: file }, history, workflowId);
+  });
+}

@@ -1,0 +1,238 @@
+/**
+ * A real pipeline for integration tests: source and destination databases on
+ * the stack's Postgres, the pipeline config as a user writes it, a worker
+ * (in-process, or a separate process that tests may kill -9), a Temporal client.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import { parseConfig, type PipelineConfig } from '../../lib/config.ts';
+import { parseLsn } from '../../lib/lsn.ts';
+import { tableKey, type Row, type TableSchema } from '../../lib/model.ts';
+import { createDestination } from '../../activities/destinations/index.ts';
+import { loadTableSchemas } from '../../activities/postgres/schema.ts';
+import { readTable } from '../../activities/postgres/read.ts';
+import { startWorker, type RunningWorker } from '../../worker/worker.ts';
+import { pipelineWorkflowId, statusQuery, type PipelineStatus } from '../../workflows/definitions.ts';
+import { pipelineWorkflow } from '../../workflows/index.ts';
+import { createTestDatabase, pgAdminUrl, requireEnv, temporalAddress, type TestDatabase } from './env.ts';
+
+export interface PipelineFixtureOptions {
+  name: string;
+  /** SQL run in the source database before the pipeline starts. */
+  setup: string;
+  tables: string[];
+  pipeline?: Partial<Pick<PipelineConfig, 'backfill' | 'cdc'>> & { source?: Partial<PipelineConfig['source']> };
+  /** Run the worker as a separate process (so a test can kill -9 it). */
+  workerProcess?: boolean;
+  /** Where rows go: a Postgres database (default) or the stack's ClickHouse. */
+  destination?: 'postgres' | 'clickhouse';
+  /** WALFLOW_FAULTS for the worker process. */
+  faults?: string;
+  maxHistoryEvents?: number;
+}
+
+export class PipelineFixture {
+  source!: TestDatabase;
+  target!: TestDatabase;
+  config!: PipelineConfig;
+  configFile!: string;
+  client!: Client;
+  /** The pipeline workflow (whoever started it: the fixture or the CLI). */
+  handle!: WorkflowHandle<typeof pipelineWorkflow>;
+  taskQueue: string;
+  private connection!: Connection;
+  private worker?: RunningWorker;
+  workerChild?: ChildProcess;
+  private sourceClient?: pg.Client;
+
+  /** A connection to the source, opened again after a fault (a Postgres restart) broke the last one. */
+  private async src(): Promise<pg.Client> {
+    if (this.sourceClient) return this.sourceClient;
+    const c = new pg.Client({ connectionString: this.source.url });
+    c.on('error', () => { if (this.sourceClient === c) this.sourceClient = undefined; });
+    c.on('end', () => { if (this.sourceClient === c) this.sourceClient = undefined; });
+    await c.connect();
+    this.sourceClient = c;
+    return c;
+  }
+
+  constructor(readonly opts: PipelineFixtureOptions) {
+    this.taskQueue = `test-${opts.name}-${Date.now()}`;
+  }
+
+  /** `sourceRole`: the pipeline connects as this role, its password given as `env:<passwordEnv>`. */
+  async setup(as: { sourceRole?: string; passwordEnv?: string } = {}): Promise<this> {
+    this.source = await createTestDatabase(`src_${this.opts.name}`);
+    this.target = await createTestDatabase(`dst_${this.opts.name}`);
+    await (await this.src()).query(this.opts.setup);
+    const id = `${this.opts.name}-${Date.now().toString(36)}`.toLowerCase();
+    const raw = {
+      temporal: { address: temporalAddress(), taskQueue: this.taskQueue },
+      pipelines: [{
+        id,
+        source: {
+          url: as.sourceRole ? withUser(this.source.url, as.sourceRole) : this.source.url,
+          ...(as.passwordEnv ? { password: `env:${as.passwordEnv}` } : {}),
+          publication: `pub_${this.opts.name}`, tables: this.opts.tables, ...this.opts.pipeline?.source },
+        destination: this.opts.destination === 'clickhouse'
+          ? { type: 'clickhouse', url: requireEnv('CLICKHOUSE_URL'), database: this.target.name }
+          : { type: 'postgres', url: this.target.url, schema: 'replica' },
+        backfill: { parallelism: 2, rowsPerRange: 1000, ...this.opts.pipeline?.backfill },
+        cdc: { flushIntervalMs: 200, ...this.opts.pipeline?.cdc },
+      }],
+    };
+    this.config = parseConfig(raw).pipelines[0]!;
+    const dir = mkdtempSync(join(tmpdir(), 'walflow-test-'));
+    this.configFile = join(dir, 'walflow.yaml');
+    writeFileSync(this.configFile, stringify(raw));
+    this.connection = await Connection.connect({ address: temporalAddress() });
+    this.client = new Client({ connection: this.connection });
+    this.handle = this.client.workflow.getHandle(pipelineWorkflowId(this.config.id));
+    await this.startWorker();
+    return this;
+  }
+
+  /** `env`: extra environment for a worker process (e.g. WALFLOW_FAULTS for this one). */
+  async startWorker(env: Record<string, string> = {}): Promise<void> {
+    if (this.opts.workerProcess) {
+      this.workerChild = spawn(process.execPath, ['bin/walflow.js', 'worker', '--config', this.configFile], {
+        stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, WALFLOW_FAULTS: this.opts.faults ?? '', ...env },
+      });
+    } else {
+      this.worker = await startWorker({ address: temporalAddress(), taskQueue: this.taskQueue });
+    }
+  }
+
+  /** kill -9 of the worker process: no flush, no goodbye. */
+  killWorker(): void {
+    this.workerChild?.kill('SIGKILL');
+    this.workerChild = undefined;
+  }
+
+  start(): Promise<WorkflowHandleWithFirstExecutionRunId<typeof pipelineWorkflow>> {
+    return this.client.workflow.start(pipelineWorkflow, {
+      workflowId: pipelineWorkflowId(this.config.id), taskQueue: this.taskQueue,
+      args: [{ config: this.config, maxHistoryEvents: this.opts.maxHistoryEvents }],
+    });
+  }
+
+  status(): Promise<PipelineStatus> {
+    return this.handle.query(statusQuery);
+  }
+
+  async sql<T extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[]): Promise<pg.QueryResult<T>> {
+    return (await this.src()).query<T>(text, params);
+  }
+
+  async waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      try {
+        const v = await check();
+        if (v) return v;
+      } catch (e) {
+        last = e;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+  }
+
+  async destinationSql(text: string): Promise<void> {
+    await runSql(this.target.url, text);
+  }
+
+  async adminSql(text: string): Promise<void> {
+    await runSql(pgAdminUrl(), text);
+  }
+
+  async schemas(): Promise<TableSchema[]> {
+
+    return loadTableSchemas(await this.src(), this.opts.tables.map((t) => (t.includes('.') ? t : `public.${t}`)));
+  }
+
+  /** Live rows per table on both sides, keyed by primary key, as canonical values. */
+  async compare(): Promise<{ equal: boolean; diffs: string[]; counts: Record<string, [number, number]> }> {
+    const dest = await createDestination(this.config.destination);
+    const diffs: string[] = [];
+    const counts: Record<string, [number, number]> = {};
+    try {
+      for (const schema of await this.schemas()) {
+        const keyOf = (r: Row) => JSON.stringify(schema.key.map((k) => r[k]));
+        const src = new Map<string, string>();
+        for await (const r of readTable(await this.src(), schema)) src.set(keyOf(r), JSON.stringify(r));
+        const dst = new Map<string, string>();
+        await dest.prepare([schema]);
+        for await (const r of dest.readLive!(schema)) dst.set(keyOf(r), JSON.stringify(r));
+        counts[tableKey(schema)] = [src.size, dst.size];
+        for (const [k, v] of src) if (dst.get(k) !== v) diffs.push(`${tableKey(schema)} ${k}: source ${v} destination ${dst.get(k) ?? '(missing)'}`);
+        for (const k of dst.keys()) if (!src.has(k)) diffs.push(`${tableKey(schema)} ${k}: only in destination`);
+      }
+    } finally {
+      await dest.close();
+    }
+    return { equal: diffs.length === 0, diffs: diffs.slice(0, 10), counts };
+  }
+
+  async waitForConvergence(timeoutMs = 180_000): Promise<void> {
+    let last: Awaited<ReturnType<PipelineFixture['compare']>> | undefined;
+    try {
+      // Comparing reads both sides whole: first wait (cheaply) until the stream has confirmed
+      // everything the source has written, then compare, and again after a pause if they differ.
+      await this.waitFor('destination to equal source', async () => {
+        const target = (await this.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+        await this.waitFor('the stream to confirm the source\'s last change', async () => {
+          const s = await this.status();
+          return s.confirmedLsn !== null && parseLsn(s.confirmedLsn) >= parseLsn(target) && !needsBackfill(s);
+        }, 15_000).catch(() => undefined);
+        if ((last = await this.compare()).equal) return true;
+        await new Promise((r) => setTimeout(r, 1000));
+        return false;
+      }, timeoutMs);
+    } catch (e) {
+      const status = await this.status().catch(() => undefined);
+      throw new Error(`${(e as Error).message}\ncounts ${JSON.stringify(last?.counts)}\nfirst differences:\n${last?.diffs.join('\n').slice(0, 3000)}\nlast error: ${status?.lastError}`);
+    }
+  }
+
+  async slotConfirmedLsn(): Promise<string | null> {
+    const { rows } = await this.sql<{ lsn: string | null }>('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE database = current_database() AND NOT temporary');
+    return rows[0]?.lsn ?? null;
+  }
+
+  async teardown(): Promise<void> {
+    await this.handle?.terminate('test over').catch(() => undefined);
+    this.killWorker();
+    await this.worker?.shutdown().catch(() => undefined);
+    await this.connection?.close();
+    await this.sourceClient?.end().catch(() => undefined);
+    await this.source?.drop();
+    await this.target?.drop();
+  }
+}
+
+async function runSql(url: string, text: string): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(text);
+  } finally {
+    await c.end();
+  }
+}
+
+function needsBackfill(s: PipelineStatus): boolean {
+  return Object.values(s.tables).some((t) => t.backfill !== 'done');
+}
+
+function withUser(url: string, user: string): string {
+  const u = new URL(url);
+  u.username = user;
+  return u.toString();
+}

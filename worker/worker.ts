@@ -1,0 +1,65 @@
+/** Builds a walflow worker: the workflows bundle plus activities bound to their dependencies. */
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
+import { createActivities } from '../activities/index.ts';
+
+export const DEFAULT_TASK_QUEUE = 'walflow';
+
+export interface WorkerOptions {
+  address: string;
+  namespace?: string;
+  taskQueue?: string;
+  /** Activities in flight on one worker (range copies, streams, ...). */
+  maxConcurrentActivities?: number;
+}
+
+export interface RunningWorker {
+  worker: Worker;
+  /** Resolves when the worker has shut down and its connections are closed. */
+  done: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+let runtimeInstalled = false;
+
+/** The SDK's own log level (once per process): workers are quiet unless WALFLOW_LOG_LEVEL says otherwise. */
+function installRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger((process.env.WALFLOW_LOG_LEVEL ?? 'WARN') as LogLevel) });
+}
+
+export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+/**
+ * Creates and starts a worker. On shutdown (SIGINT/SIGTERM or `shutdown()`), running activities are
+ * cancelled and given time to flush and acknowledge what they wrote; nothing is half-acknowledged.
+ */
+export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
+  installRuntime();
+  const namespace = opts.namespace ?? 'default';
+  const clientConnection = await Connection.connect({ address: opts.address });
+  const connection = await NativeConnection.connect({ address: opts.address });
+  const worker = await Worker.create({
+    connection,
+    namespace,
+    taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
+    workflowsPath,
+    activities: createActivities({ client: new Client({ connection: clientConnection, namespace }) }),
+    maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 32,
+    shutdownGraceTime: '30 seconds',
+  });
+  const done = worker.run().finally(async () => {
+    await connection.close();
+    await clientConnection.close();
+  });
+  return {
+    worker,
+    done,
+    async shutdown() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await done;
+    },
+  };
+}

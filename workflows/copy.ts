@@ -1,0 +1,81 @@
+/**
+ * Backfill fan-out: copy a batch of table ranges under one exported snapshot,
+ * at most `parallelism` at a time, each range its own activity retried alone.
+ * The batch is bounded so a table of thousands of ranges spreads over several
+ * of these child workflows instead of one unbounded history.
+ */
+import {
+  ActivityFailure, ApplicationFailure, getExternalWorkflowHandle, proxyActivities,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities/index.ts';
+import type { PipelineConfig } from '../lib/config.ts';
+import type { TableRange } from '../activities/backfill.ts';
+import { copyProgressSignal, type CopyProgress } from './definitions.ts';
+
+const { copyRange } = proxyActivities<Activities>({
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '60 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10, nonRetryableErrorTypes: ['SnapshotLost', 'ConfigError'] },
+});
+
+export interface CopyRangesInput {
+  config: PipelineConfig;
+  snapshotName: string;
+  snapshotLsn: string;
+  ranges: TableRange[];
+  parallelism: number;
+  /** Workflow to report progress to (the pipeline or resync workflow). */
+  reportTo: string;
+}
+
+export interface CopyRangesResult {
+  rows: number;
+}
+
+const REPORT_EVERY_MS = 5_000;
+
+export async function copyRangesWorkflow(input: CopyRangesInput): Promise<CopyRangesResult> {
+  const parent = getExternalWorkflowHandle(input.reportTo);
+  let pending: CopyProgress['tables'] = {};
+  let lastReport = Date.now();
+  let rows = 0;
+
+  const report = async (force: boolean) => {
+    if (!force && Date.now() - lastReport < REPORT_EVERY_MS) return;
+    if (Object.keys(pending).length === 0) return;
+    const tables = pending;
+    pending = {};
+    lastReport = Date.now();
+    await parent.signal(copyProgressSignal, { tables });
+  };
+
+  const queue = [...input.ranges];
+  const worker = async () => {
+    for (let range = queue.shift(); range; range = queue.shift()) {
+      const copied = await copyRange.executeWithOptions(
+        { summary: `copy ${range.table} ${describeRange(range)}` },
+        [{ config: input.config, snapshotName: input.snapshotName, snapshotLsn: input.snapshotLsn, range }],
+      );
+      rows += copied.rows;
+      const t = (pending[range.table] ??= { ranges: 0, rows: 0 });
+      t.ranges += 1;
+      t.rows += copied.rows;
+      await report(false);
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, input.parallelism) }, worker));
+  } catch (e) {
+    if (e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.type === 'SnapshotLost') {
+      throw ApplicationFailure.nonRetryable(e.cause.message, 'SnapshotLost');
+    }
+    throw e;
+  } finally {
+    await report(true);
+  }
+  return { rows };
+}
+
+function describeRange(r: TableRange): string {
+  return r.endPage === null ? `pages ${r.startPage}..end` : `pages ${r.startPage}..${r.endPage}`;
+}

@@ -1,0 +1,109 @@
+/**
+ * Signals, queries and updates of walflow's workflows, and the data they carry.
+ * Imported by the workflows and by every client (CLI, tests, activities that report back).
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { PipelineConfig } from '../lib/config.ts';
+
+export type Phase = 'starting' | 'backfilling' | 'streaming' | 'paused' | 'failed' | 'dropping' | 'dropped';
+
+export interface ChangeCounters {
+  inserts: number;
+  updates: number;
+  deletes: number;
+  truncates: number;
+}
+
+export interface TableProgress {
+  /** Backfill of this table: not started, copying ranges, or done. */
+  backfill: 'pending' | 'copying' | 'done';
+  rangesDone: number;
+  rangesTotal: number;
+  rowsCopied: number;
+  /** Planner's estimate of the table's rows (pg_class.reltuples), for progress bars. */
+  rowsEstimate: number;
+  changes: ChangeCounters;
+}
+
+export interface PipelineStatus {
+  pipeline: string;
+  phase: Phase;
+  paused: boolean;
+  /** Highest LSN acknowledged to Postgres after a durable destination write. */
+  confirmedLsn: string | null;
+  /** Bytes of WAL between pg_current_wal_lsn() and confirmedLsn, as last measured by the stream. */
+  lagBytes: number | null;
+  /** The snapshot LSN of the backfill in progress, if any. */
+  snapshotLsn: string | null;
+  tables: Record<string, TableProgress>;
+  lastError: string | null;
+  /** How many times the pipeline workflow has continued-as-new. */
+  continuedAsNew: number;
+}
+
+/** What the streaming activity reports after each durable flush (throttled). */
+export interface StreamProgress {
+  /** Set instead of progress when the stream hit an error (it will be retried). */
+  error?: string;
+  confirmedLsn: string;
+  lagBytes: number | null;
+  /** Changes applied since the previous report, per table. */
+  changes: Record<string, ChangeCounters>;
+}
+
+/** What a range-copy workflow reports while it runs (throttled). */
+export interface CopyProgress {
+  /** Per table: ranges finished and rows copied since the previous report. */
+  tables: Record<string, { ranges: number; rows: number }>;
+}
+
+export interface SnapshotReady {
+  /** Names the backfill attempt that asked for this snapshot, so a late signal of an older one is ignored. */
+  token: string;
+  snapshotName: string;
+  /** The snapshot's consistent LSN: the version backfill rows carry. */
+  lsn: string;
+}
+
+/** Everything a pipeline workflow carries across continue-as-new (no secrets: config holds references). */
+export interface PipelineInput {
+  config: PipelineConfig;
+  state?: PipelineState;
+  /** Continue-as-new once history passes this many events (default 10,000; tests set it low). */
+  maxHistoryEvents?: number;
+}
+
+export interface PipelineState {
+  initialized: boolean;
+  paused: boolean;
+  tables: string[];
+  confirmedLsn: string | null;
+  lagBytes: number | null;
+  progress: Record<string, TableProgress>;
+  lastError: string | null;
+  continuedAsNew: number;
+}
+
+export interface ResyncInput {
+  config: PipelineConfig;
+  /** Tables to re-copy; all of the pipeline's when omitted. */
+  tables?: string[];
+}
+
+export const pauseSignal = defineSignal('pause');
+export const resumeSignal = defineSignal('resume');
+export const statusQuery = defineQuery<PipelineStatus>('status');
+/** Stops the pipeline, then drops its slot and (if walflow created it) its publication. */
+export const dropUpdate = defineUpdate<void>('drop');
+export const addTablesUpdate = defineUpdate<string[], [string[]]>('addTables');
+export const removeTablesUpdate = defineUpdate<string[], [string[]]>('removeTables');
+
+export const streamProgressSignal = defineSignal<[StreamProgress]>('streamProgress');
+export const copyProgressSignal = defineSignal<[CopyProgress]>('copyProgress');
+export const snapshotReadySignal = defineSignal<[SnapshotReady]>('snapshotReady');
+
+export const pipelineWorkflowId = (pipeline: string): string => `walflow-${pipeline}`;
+
+/** Search attributes set on walflow workflows (registered by `walflow stack up`). */
+export const SEARCH_ATTRIBUTE_PIPELINE = 'WalflowPipeline';
+export const SEARCH_ATTRIBUTE_PHASE = 'WalflowPhase';

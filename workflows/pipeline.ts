@@ -1,0 +1,213 @@
+/**
+ * The pipeline workflow (id `walflow-<pipeline>`): preflight, replication slot,
+ * then the change stream and the backfill side by side. Backfill rows carry
+ * their snapshot's LSN and changes their commit LSN, and destinations keep the
+ * highest version per key, so the two may race. Runs until dropped, pausing on
+ * request and continuing-as-new to keep its history short.
+ */
+import {
+  ActivityCancellationType, allHandlersFinished, CancellationScope, condition, continueAsNew, isCancellation, log,
+  proxyActivities, setHandler, upsertSearchAttributes, workflowInfo,
+} from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { Activities } from '../activities/index.ts';
+import { backfillTables, errorMessage } from './backfill.ts';
+import {
+  addTablesUpdate, copyProgressSignal, dropUpdate, pauseSignal, removeTablesUpdate, resumeSignal, statusQuery,
+  streamProgressSignal, SEARCH_ATTRIBUTE_PHASE,
+  type PipelineInput, type PipelineState, type Phase, type TableProgress,
+} from './definitions.ts';
+
+const { preflightPipeline, ensureSlot, alterPublication, dropPipeline } = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError', 'PreflightFailed'] },
+});
+
+/** Streams until cancelled; transient failures (network, destination down) are retried without end. */
+const { streamChanges } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 days',
+  heartbeatTimeout: '30 seconds',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  // Short backoff: a stream is worth retrying soon (a destination or Postgres back after a restart).
+  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes: ['ConfigError', 'SchemaError'] },
+});
+
+const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PHASE, SearchAttributeType.KEYWORD);
+
+/** Continue-as-new after this many history events even if the server has not suggested it yet. */
+const DEFAULT_MAX_HISTORY_EVENTS = 10_000;
+/** ... or after this many streaming activity runs. */
+const MAX_STREAM_RUNS = 100;
+
+const emptyProgress = (): TableProgress => ({
+  backfill: 'pending', rangesDone: 0, rangesTotal: 0, rowsCopied: 0, rowsEstimate: 0,
+  changes: { inserts: 0, updates: 0, deletes: 0, truncates: 0 },
+});
+
+export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
+  const { config } = input;
+  const state: PipelineState = input.state ?? {
+    initialized: false, paused: false, tables: [...config.source.tables], confirmedLsn: null, lagBytes: null,
+    progress: Object.fromEntries(config.source.tables.map((t) => [t, emptyProgress()])), lastError: null, continuedAsNew: 0,
+  };
+  let phase: Phase = 'starting';
+  let snapshotLsn: string | null = null;
+  let dropRequested = false;
+  let restartStream = false;
+  let streamRuns = 0;
+  let backfilling = false;
+  const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
+
+  const setPhase = (p: Phase) => {
+    if (p === phase) return;
+    phase = p;
+    upsertSearchAttributes([{ key: phaseKey, value: p }]);
+  };
+  const needsBackfill = () => state.tables.filter((t) => state.progress[t]?.backfill !== 'done');
+  const shouldContinueAsNew = () => !backfilling
+    && (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxEvents || streamRuns >= MAX_STREAM_RUNS);
+
+  setHandler(statusQuery, () => ({
+    pipeline: config.id, phase, paused: state.paused, confirmedLsn: state.confirmedLsn, lagBytes: state.lagBytes,
+    snapshotLsn, tables: state.progress, lastError: state.lastError, continuedAsNew: state.continuedAsNew,
+  }));
+  setHandler(pauseSignal, () => { state.paused = true; });
+  setHandler(resumeSignal, () => { state.paused = false; });
+  setHandler(streamProgressSignal, (p) => {
+    if (p.error) {
+      state.lastError = p.error;
+      return;
+    }
+    state.confirmedLsn = p.confirmedLsn;
+    state.lagBytes = p.lagBytes;
+    state.lastError = null;
+    for (const [table, c] of Object.entries(p.changes)) {
+      const counters = (state.progress[table] ??= emptyProgress()).changes;
+      counters.inserts += c.inserts;
+      counters.updates += c.updates;
+      counters.deletes += c.deletes;
+      counters.truncates += c.truncates;
+    }
+  });
+  setHandler(copyProgressSignal, (p) => {
+    for (const [table, c] of Object.entries(p.tables)) {
+      const t = state.progress[table];
+      if (!t) continue;
+      t.rangesDone += c.ranges;
+      t.rowsCopied += c.rows;
+    }
+  });
+  setHandler(addTablesUpdate, async (tables) => {
+    await alterPublication(config, { add: tables, tables: [...state.tables, ...tables] });
+    for (const t of tables) {
+      state.tables.push(t);
+      state.progress[t] = emptyProgress();
+    }
+    restartStream = true;
+    return state.tables;
+  }, {
+    validator: (tables: string[]) => {
+      if (tables.length === 0) throw new Error('name at least one table');
+      const known = tables.filter((t) => state.tables.includes(t));
+      if (known.length) throw new Error(`already in pipeline ${config.id}: ${known.join(', ')}`);
+    },
+  });
+  setHandler(removeTablesUpdate, async (tables) => {
+    const remaining = state.tables.filter((t) => !tables.includes(t));
+    await alterPublication(config, { remove: tables, tables: remaining });
+    state.tables = remaining;
+    for (const t of tables) delete state.progress[t];
+    restartStream = true;
+    return state.tables;
+  }, {
+    validator: (tables: string[]) => {
+      const unknown = tables.filter((t) => !state.tables.includes(t));
+      if (unknown.length) throw new Error(`not in pipeline ${config.id}: ${unknown.join(', ')}`);
+      if (unknown.length === 0 && tables.length >= state.tables.length) throw new Error('a pipeline keeps at least one table; use `walflow drop` to end it');
+    },
+  });
+  setHandler(dropUpdate, async () => {
+    dropRequested = true;
+    await condition(() => phase === 'dropped');
+  });
+
+  const waitForOperator = async (failure: string) => {
+    // Not retryable (bad config, a misconfigured source): say why and wait for a fix and `resume`.
+    log.error(`pipeline ${config.id} stopped: ${failure}`);
+    state.lastError = failure;
+    state.paused = true;
+    setPhase('failed');
+    await condition(() => !state.paused || dropRequested);
+  };
+
+  while (!state.initialized && !dropRequested) {
+    try {
+      await preflightPipeline(config, state.tables);
+      const slot = await ensureSlot(config);
+      state.confirmedLsn ??= slot.confirmedLsn;
+      state.initialized = true;
+      state.lastError = null;
+    } catch (e) {
+      await waitForOperator(errorMessage(e));
+    }
+  }
+
+  const runStream = async () => {
+    for (;;) {
+      restartStream = false;
+      streamRuns++;
+      const scope = new CancellationScope();
+      const run = scope.run(() => streamChanges.executeWithOptions(
+        { summary: `stream changes of ${state.tables.length} table(s) from ${state.confirmedLsn ?? 'slot start'}` },
+        [{ config, tables: state.tables, startLsn: state.confirmedLsn, workflowId: workflowInfo().workflowId }],
+      ));
+      await Promise.race([run, condition(() => restartStream)]);
+      scope.cancel();
+      await run.catch((e) => { if (!isCancellation(e)) throw e; });
+    }
+  };
+  const runBackfills = async () => {
+    for (;;) {
+      await condition(() => needsBackfill().length > 0);
+      backfilling = true;
+      setPhase('backfilling');
+      try {
+        await backfillTables({
+          config, tables: needsBackfill(), progress: state.progress,
+          onSnapshot: (lsn) => { snapshotLsn = lsn; },
+          onError: (message) => { state.lastError = message; },
+        });
+      } finally {
+        backfilling = false;
+      }
+      setPhase('streaming');
+    }
+  };
+
+  while (!dropRequested) {
+    if (state.paused) {
+      setPhase('paused');
+      await condition(() => !state.paused || dropRequested);
+      continue;
+    }
+    if (shouldContinueAsNew()) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof pipelineWorkflow>({ ...input, state: { ...state, continuedAsNew: state.continuedAsNew + 1 } });
+    }
+    setPhase(needsBackfill().length ? 'backfilling' : 'streaming');
+    let failure: string | undefined;
+    const scope = new CancellationScope();
+    const work = scope.run(() => Promise.all([runStream(), runBackfills()])).catch((e) => {
+      if (!isCancellation(e)) failure = errorMessage(e);
+    });
+    await Promise.race([work, condition(() => state.paused || dropRequested || shouldContinueAsNew())]);
+    scope.cancel();
+    await work;
+    if (failure) await waitForOperator(failure);
+  }
+
+  setPhase('dropping');
+  await dropPipeline(config);
+  setPhase('dropped');
+  await condition(allHandlersFinished);
+}
