@@ -1,7 +1,7 @@
 /** `walflow verify <pipeline>`: compares every table of the source with the destination. */
 import type { Command } from 'commander';
 import { findPipeline, loadConfig } from '../lib/config.ts';
-import { verifyTable, type TableVerification } from '../lib/verify.ts';
+import { jsonColumns, verifyTable, type TableVerification } from '../lib/verify.ts';
 import { createDestination } from '../activities/destinations/index.ts';
 import { readTable } from '../activities/postgres/read.ts';
 import { loadTableSchemas } from '../activities/postgres/schema.ts';
@@ -27,7 +27,7 @@ export function registerVerifyCommand(program: Command): void {
           // One snapshot for the source side, so a busy table is compared at one point in time.
           await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
           results.push(await verifyTable({
-            table: `${schema.schema}.${schema.name}`, key: schema.key, columns: schema.columns.map((c) => c.name),
+            table: `${schema.schema}.${schema.name}`, key: schema.key, columns: schema.columns.map((c) => c.name), json: jsonColumns(schema),
             source: readTable(client, schema), destination: destination.readLive(schema),
           }));
           await client.query('COMMIT');

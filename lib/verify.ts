@@ -4,7 +4,7 @@
  * Memory holds one hash per source row (not the rows themselves).
  */
 import { createHash } from 'node:crypto';
-import type { Row } from './model.ts';
+import type { Row, TableSchema } from './model.ts';
 import { toPgText } from './pgtext.ts';
 
 export interface TableVerification {
@@ -16,9 +16,33 @@ export interface TableVerification {
   firstDifferences: { key: string; problem: 'missing in destination' | 'only in destination' | 'values differ' }[];
 }
 
-function rowHash(row: Row, columns: string[]): string {
+/** A JSON document with its object keys sorted, so equal documents spell the same. */
+export function canonicalJson(text: string): string {
+  const sorted = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(sorted);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted((v as Record<string, unknown>)[k])]));
+    return v;
+  };
+  return JSON.stringify(sorted(JSON.parse(text)));
+}
+
+/**
+ * A row's values in the form rows are compared in: Postgres text, and JSON columns as documents
+ * (a destination that stores JSON parsed, like Snowflake's VARIANT, re-spells it).
+ */
+export function comparableValues(row: Row, columns: string[], json: ReadonlySet<string> = new Set()): (string | null)[] {
+  return columns.map((c) => {
+    const v = row[c] ?? null;
+    return json.has(c) && typeof v === 'string' ? canonicalJson(v) : toPgText(v);
+  });
+}
+
+/** Scalar JSON columns of a table. */
+export const jsonColumns = (schema: TableSchema): string[] => schema.columns.filter((c) => c.kind === 'json' && c.arrayDims === 0).map((c) => c.name);
+
+function rowHash(row: Row, columns: string[], json: ReadonlySet<string>): string {
   const h = createHash('sha1');
-  for (const c of columns) h.update(`${toPgText(row[c] ?? null) ?? '\u0000NULL'}\u0001`);
+  for (const v of comparableValues(row, columns, json)) h.update(`${v ?? '\u0000NULL'}\u0001`);
   return h.digest('base64');
 }
 
@@ -26,16 +50,19 @@ export async function verifyTable(opts: {
   table: string;
   key: string[];
   columns: string[];
+  /** Columns holding JSON documents (compared as documents). */
+  json?: string[];
   source: AsyncIterable<Row>;
   destination: AsyncIterable<Row>;
   maxDifferences?: number;
 }): Promise<TableVerification> {
   const max = opts.maxDifferences ?? 10;
+  const json = new Set(opts.json);
   const keyOf = (r: Row) => JSON.stringify(opts.key.map((k) => toPgText(r[k] ?? null)));
   const pending = new Map<string, string>();
   let sourceRows = 0;
   for await (const r of opts.source) {
-    pending.set(keyOf(r), rowHash(r, opts.columns));
+    pending.set(keyOf(r), rowHash(r, opts.columns, json));
     sourceRows++;
   }
   let destinationRows = 0;
@@ -50,7 +77,7 @@ export async function verifyTable(opts: {
     const key = keyOf(r);
     const expected = pending.get(key);
     if (expected === undefined) note(key, 'only in destination');
-    else if (expected !== rowHash(r, opts.columns)) note(key, 'values differ');
+    else if (expected !== rowHash(r, opts.columns, json)) note(key, 'values differ');
     pending.delete(key);
   }
   for (const key of pending.keys()) note(key, 'missing in destination');

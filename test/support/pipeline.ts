@@ -12,6 +12,7 @@ import pg from 'pg';
 import { stringify } from 'yaml';
 import { parseConfig, type PipelineConfig } from '../../lib/config.ts';
 import { parseLsn } from '../../lib/lsn.ts';
+import { comparableValues, jsonColumns } from '../../lib/verify.ts';
 import { tableKey, type Row, type TableSchema } from '../../lib/model.ts';
 import { createDestination } from '../../activities/destinations/index.ts';
 import { loadTableSchemas } from '../../activities/postgres/schema.ts';
@@ -19,7 +20,7 @@ import { readTable } from '../../activities/postgres/read.ts';
 import { startWorker, type RunningWorker } from '../../worker/worker.ts';
 import { pipelineWorkflowId, statusQuery, type PipelineStatus } from '../../workflows/definitions.ts';
 import { pipelineWorkflow } from '../../workflows/index.ts';
-import { createTestDatabase, pgAdminUrl, requireEnv, temporalAddress, type TestDatabase } from './env.ts';
+import { createTestDatabase, pgAdminUrl, requireEnv, snowflakeTestDestination, temporalAddress, type TestDatabase } from './env.ts';
 
 export interface PipelineFixtureOptions {
   name: string;
@@ -29,8 +30,8 @@ export interface PipelineFixtureOptions {
   pipeline?: Partial<Pick<PipelineConfig, 'backfill' | 'cdc'>> & { source?: Partial<PipelineConfig['source']> };
   /** Run the worker as a separate process (so a test can kill -9 it). */
   workerProcess?: boolean;
-  /** Where rows go: a Postgres database (default) or the stack's ClickHouse. */
-  destination?: 'postgres' | 'clickhouse';
+  /** Where rows go: a Postgres database (default), the stack's ClickHouse or Snowflake (emulator). */
+  destination?: 'postgres' | 'clickhouse' | 'snowflake';
   /** WALFLOW_FAULTS for the worker process. */
   faults?: string;
   maxHistoryEvents?: number;
@@ -79,9 +80,11 @@ export class PipelineFixture {
           url: as.sourceRole ? withUser(this.source.url, as.sourceRole) : this.source.url,
           ...(as.passwordEnv ? { password: `env:${as.passwordEnv}` } : {}),
           publication: `pub_${this.opts.name}`, tables: this.opts.tables, ...this.opts.pipeline?.source },
-        destination: this.opts.destination === 'clickhouse'
-          ? { type: 'clickhouse', url: requireEnv('CLICKHOUSE_URL'), database: this.target.name }
-          : { type: 'postgres', url: this.target.url, schema: 'replica' },
+        destination: {
+          clickhouse: () => ({ type: 'clickhouse', url: requireEnv('CLICKHOUSE_URL'), database: this.target.name }),
+          snowflake: () => snowflakeTestDestination(this.target.name),
+          postgres: () => ({ type: 'postgres', url: this.target.url, schema: 'replica' }),
+        }[this.opts.destination ?? 'postgres'](),
         backfill: { parallelism: 2, rowsPerRange: 1000, ...this.opts.pipeline?.backfill },
         cdc: { flushIntervalMs: 200, ...this.opts.pipeline?.cdc },
       }],
@@ -165,11 +168,14 @@ export class PipelineFixture {
     try {
       for (const schema of await this.schemas()) {
         const keyOf = (r: Row) => JSON.stringify(schema.key.map((k) => r[k]));
+        const columns = schema.columns.map((c) => c.name);
+        const json = new Set(jsonColumns(schema));
+        const values = (r: Row) => JSON.stringify(comparableValues(r, columns, json));
         const src = new Map<string, string>();
-        for await (const r of readTable(await this.src(), schema)) src.set(keyOf(r), JSON.stringify(r));
+        for await (const r of readTable(await this.src(), schema)) src.set(keyOf(r), values(r));
         const dst = new Map<string, string>();
         await dest.prepare([schema]);
-        for await (const r of dest.readLive!(schema)) dst.set(keyOf(r), JSON.stringify(r));
+        for await (const r of dest.readLive!(schema)) dst.set(keyOf(r), values(r));
         counts[tableKey(schema)] = [src.size, dst.size];
         for (const [k, v] of src) if (dst.get(k) !== v) diffs.push(`${tableKey(schema)} ${k}: source ${v} destination ${dst.get(k) ?? '(missing)'}`);
         for (const k of dst.keys()) if (!src.has(k)) diffs.push(`${tableKey(schema)} ${k}: only in destination`);
