@@ -3,19 +3,19 @@
  * Rows copied under a snapshot carry its consistent LSN as their version.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
 import { faultPoint } from '../lib/faults.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
 import { snapshotReadySignal } from '../workflows/definitions.ts';
-import type { ActivityDeps } from './context.ts';
+import { DESTINATION_WRITE_LIMIT_MS, whileHeartbeating, type ActivityDeps } from './context.ts';
 import { createDestination } from './destinations/index.ts';
 import { copyTableRange, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
 import { sourceConnection } from './source.ts';
 import { qualify } from './stream.ts';
+import { connect } from './postgres/session.ts';
 
 /** One range of one table (or leaf partition), plain JSON for workflow histories. */
 export interface TableRange extends PageRange {
@@ -42,20 +42,14 @@ export function createBackfillActivities(deps: ActivityDeps) {
         token: input.notify.token, snapshotName: snapshot.name, lsn: normalizeLsn(snapshot.lsn),
       });
       const lost = snapshot.lost.then((e) => { throw ApplicationFailure.nonRetryable(`snapshot session ended: ${e.message}`, 'SnapshotLost'); });
-      const beat = setInterval(() => ctx.heartbeat(), 5_000);
-      try {
-        await Promise.race([ctx.cancelled, lost]);
-      } finally {
-        clearInterval(beat);
-      }
+      await whileHeartbeating(() => Promise.race([ctx.cancelled, lost]));
     } finally {
       await snapshot.close();
     }
   }
 
-  async function planRanges(config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> {
-    const client = new pg.Client(sourceConnection(config.source));
-    await client.connect();
+  const planRanges = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => whileHeartbeating(async () => {
+    const client = await connect(sourceConnection(config.source));
     const destination = await createDestination(config.destination);
     try {
       const schemas = await loadTableSchemas(client, tables.map(qualify));
@@ -71,14 +65,13 @@ export function createBackfillActivities(deps: ActivityDeps) {
       await destination.close();
       await client.end();
     }
-  }
+  });
 
   async function copyRange(input: { config: PipelineConfig; snapshotName: string; snapshotLsn: string; range: TableRange }): Promise<{ rows: number }> {
     const ctx = Context.current();
     const { config, range } = input;
     const version = makeVersion(parseLsn(input.snapshotLsn), 0);
-    const client = new pg.Client(sourceConnection(config.source));
-    await client.connect();
+    const client = await connect(sourceConnection(config.source));
     const destination = await createDestination(config.destination);
     let rows = 0;
     try {
@@ -94,7 +87,8 @@ export function createBackfillActivities(deps: ActivityDeps) {
       const table = { schema: schema!.schema, name: schema!.name };
       for await (const batch of copyTableRange(client, schema!, range, { batchRows: config.backfill.batchRows })) {
         await faultPoint('copyBatch');
-        await destination.apply(batch.map((row): InsertChange => ({ kind: 'insert', table, version, row })));
+        const changes = batch.map((row): InsertChange => ({ kind: 'insert', table, version, row }));
+        await whileHeartbeating(() => destination.apply(changes), { details: () => ({ rows }), limitMs: DESTINATION_WRITE_LIMIT_MS, what: 'a destination write' });
         rows += batch.length;
         ctx.heartbeat({ rows });
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;

@@ -1,7 +1,36 @@
 /** What activities are built from: injected once by the worker, faked nowhere in the integration suite. */
+import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 
 export interface ActivityDeps {
   /** Used to report progress back to the workflow that runs the activity (signals). */
   client: Client;
 }
+
+/**
+ * Runs `work` while heartbeating every 5 s (with `details`, for activities that resume from them), so a
+ * worker dying mid-way is noticed within the heartbeat timeout, not the start-to-close one, and a slow
+ * but live step (a large destination write) is not mistaken for a dead worker. With `limitMs`, work
+ * still unfinished by then fails the activity: a hung step is retried rather than heartbeated forever.
+ */
+export async function whileHeartbeating<T>(work: () => Promise<T>, opts: { details?: () => unknown; limitMs?: number; what?: string } = {}): Promise<T> {
+  const ctx = Context.current();
+  const beat = () => (opts.details ? ctx.heartbeat(opts.details()) : ctx.heartbeat());
+  const timer = setInterval(beat, 5_000);
+  let limit: NodeJS.Timeout | undefined;
+  try {
+    if (opts.limitMs === undefined) return await work();
+    return await Promise.race([
+      work(),
+      new Promise<never>((_, reject) => {
+        limit = setTimeout(() => reject(new Error(`${opts.what ?? 'step'} did not finish within ${Math.round(opts.limitMs! / 1000)} s`)), opts.limitMs);
+      }),
+    ]);
+  } finally {
+    clearInterval(timer);
+    clearTimeout(limit);
+  }
+}
+
+/** How long one destination write may take before the activity gives up on it and Temporal retries. */
+export const DESTINATION_WRITE_LIMIT_MS = 10 * 60_000;

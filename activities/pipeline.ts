@@ -8,12 +8,13 @@ import { preflight } from './postgres/preflight.ts';
 import { alterPublicationTables, dropPublicationIfOwned, ensurePublication } from './postgres/publication.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { createSlot, dropSlot } from './postgres/slot.ts';
+import { whileHeartbeating } from './context.ts';
 import { sourceConnection, slotName } from './source.ts';
 import { qualify } from './stream.ts';
+import { connect } from './postgres/session.ts';
 
 async function withSource<T>(config: PipelineConfig, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client(sourceConnection(config.source));
-  await client.connect();
+  const client = await connect(sourceConnection(config.source));
   try {
     return await fn(client);
   } finally {
@@ -22,53 +23,63 @@ async function withSource<T>(config: PipelineConfig, fn: (client: pg.Client) => 
 }
 
 /** All failures at once, as one non-retryable error: retrying cannot fix a misconfigured database. */
-export async function preflightPipeline(config: PipelineConfig, tables: string[]): Promise<void> {
-  const report = await withSource(config, (client) => preflight(client, {
-    publication: config.source.publication, tables: tables.map(qualify), createPublication: config.source.createPublication,
-    slot: slotName(config.id, config.source),
-  }));
-  if (report.failures.length) {
-    throw ApplicationFailure.nonRetryable(`preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
-  }
+export function preflightPipeline(config: PipelineConfig, tables: string[]): Promise<void> {
+  return whileHeartbeating(async () => {
+    const report = await withSource(config, (client) => preflight(client, {
+      publication: config.source.publication, tables: tables.map(qualify), createPublication: config.source.createPublication,
+      slot: slotName(config.id, config.source),
+    }));
+    if (report.failures.length) {
+      throw ApplicationFailure.nonRetryable(`preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
+    }
+  });
 }
 
 /** Creates the publication (if walflow manages it) and the pipeline's slot, unless they exist. */
-export async function ensureSlot(config: PipelineConfig): Promise<{ confirmedLsn: string }> {
-  if (config.source.createPublication) {
-    await withSource(config, (client) => ensurePublication(client, config.source.publication, config.source.tables.map(qualify)));
-  }
-  const slot = await createSlot(sourceConnection(config.source), slotName(config.id, config.source));
-  return { confirmedLsn: normalizeLsn(slot.confirmedLsn) };
+export function ensureSlot(config: PipelineConfig): Promise<{ confirmedLsn: string }> {
+  return whileHeartbeating(async () => {
+    if (config.source.createPublication) {
+      await withSource(config, (client) => ensurePublication(client, config.source.publication, config.source.tables.map(qualify)));
+    }
+    const slot = await createSlot(sourceConnection(config.source), slotName(config.id, config.source));
+    return { confirmedLsn: normalizeLsn(slot.confirmedLsn) };
+  });
 }
 
-export async function alterPublication(config: PipelineConfig, change: { add?: string[]; remove?: string[]; tables: string[] }): Promise<void> {
-  await withSource(config, async (client) => {
-    if (change.add?.length) {
-      const report = await preflight(client, {
-        publication: config.source.publication, tables: change.add.map(qualify), createPublication: config.source.createPublication,
-        slot: slotName(config.id, config.source), slotExists: true,
+export function alterPublication(config: PipelineConfig, change: { add?: string[]; remove?: string[]; tables: string[] }): Promise<void> {
+  return whileHeartbeating(async () => {
+    await withSource(config, async (client) => {
+      if (change.add?.length) {
+        const report = await preflight(client, {
+          publication: config.source.publication, tables: change.add.map(qualify), createPublication: config.source.createPublication,
+          slot: slotName(config.id, config.source), slotExists: true,
+        });
+        if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
+      }
+      await alterPublicationTables(client, config.source.publication, {
+        add: change.add?.map(qualify) ?? [], remove: change.remove?.map(qualify) ?? [], managed: config.source.createPublication,
       });
-      if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
-    }
-    await alterPublicationTables(client, config.source.publication, {
-      add: change.add?.map(qualify) ?? [], remove: change.remove?.map(qualify) ?? [], managed: config.source.createPublication,
     });
   });
 }
 
-export async function dropPipeline(config: PipelineConfig): Promise<void> {
-  await dropSlot(sourceConnection(config.source), slotName(config.id, config.source));
-  if (config.source.createPublication) await withSource(config, (client) => dropPublicationIfOwned(client, config.source.publication));
+export function dropPipeline(config: PipelineConfig): Promise<void> {
+  return whileHeartbeating(async () => {
+    await dropSlot(sourceConnection(config.source), slotName(config.id, config.source));
+    if (config.source.createPublication) await withSource(config, (client) => dropPublicationIfOwned(client, config.source.publication));
+  });
 }
 
 /** After a resync copied `table` at `snapshotLsn`, rows it did not rewrite are gone from the source. */
-export async function removeStaleRows(config: PipelineConfig, table: string, snapshotLsn: string): Promise<void> {
-  const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
-  const destination = await createDestination(config.destination);
-  try {
-    if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, 'ConfigError');
-    await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));
-  } finally {
-    await destination.close();
-  }
+export function removeStaleRows(config: PipelineConfig, table: string, snapshotLsn: string): Promise<void> {
+  return whileHeartbeating(async () => {
+    const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
+    const destination = await createDestination(config.destination);
+    try {
+      if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, 'ConfigError');
+      await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));
+    } finally {
+      await destination.close();
+    }
+  });
 }

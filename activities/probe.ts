@@ -1,5 +1,5 @@
 /** A read-only look at a source Postgres: proves a worker can reach it, and reports what preflight cares about first. */
-import pg from 'pg';
+import { connect } from './postgres/session.ts';
 
 export interface SourceProbe {
   serverVersion: string;
@@ -8,8 +8,7 @@ export interface SourceProbe {
 }
 
 export async function probeSource(url: string): Promise<SourceProbe> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
+  const client = await connect({ connectionString: url });
   try {
     const { rows } = await client.query<{ server_version: string; wal_level: string; db: string }>(
       "SELECT current_setting('server_version') AS server_version, current_setting('wal_level') AS wal_level, current_database() AS db",

@@ -11,7 +11,8 @@ import { faultPoint, unsafe } from '../lib/faults.ts';
 import { formatLsn, parseLsn, type Lsn } from '../lib/lsn.ts';
 import { tableKey, type Change, type TableSchema } from '../lib/model.ts';
 import { streamProgressSignal, type ChangeCounters, type StreamProgress } from '../workflows/definitions.ts';
-import type { ActivityDeps } from './context.ts';
+import { withSession } from './postgres/session.ts';
+import { DESTINATION_WRITE_LIMIT_MS, whileHeartbeating, type ActivityDeps } from './context.ts';
 import { createDestination } from './destinations/index.ts';
 import type { Destination } from './destinations/destination.ts';
 import { openChangeStream, type StreamEvent } from './postgres/stream.ts';
@@ -53,8 +54,10 @@ export function createStreamActivities(deps: ActivityDeps) {
     // A deadline on every report: right after a Temporal server restart a call can otherwise wait forever.
     const signal = (progress: StreamProgress) => deps.client.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () => workflow.signal(streamProgressSignal, progress));
 
-    const heartbeat = () => ctx.heartbeat({ confirmedLsn: confirmed ? formatLsn(confirmed) : null, counters } satisfies StreamHeartbeat);
-    const source = new pg.Client(sourceConnection(config.source));
+    const details = (): StreamHeartbeat => ({ confirmedLsn: confirmed ? formatLsn(confirmed) : null, counters });
+    const heartbeat = () => ctx.heartbeat(details());
+    const source = new pg.Client(withSession(sourceConnection(config.source)));
+    source.on('error', () => { /* an idle connection dropped (Postgres restart): surfaced by its next query */ });
     let destination: Destination | undefined;
     let stream: Awaited<ReturnType<typeof openChangeStream>> | undefined;
     try {
@@ -117,7 +120,8 @@ export function createStreamActivities(deps: ActivityDeps) {
         if (batch.length) {
           await fillUnchangedColumns(source, schemas, batch);
           await faultPoint('destinationWrite');
-          await destination!.apply(batch);
+          const written = batch;
+          await whileHeartbeating(() => destination!.apply(written), { details, limitMs: DESTINATION_WRITE_LIMIT_MS, what: 'a destination write' });
           for (const c of batch) count(c);
           batch = [];
         }

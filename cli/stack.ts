@@ -26,10 +26,10 @@ export function registerStackCommands(program: Command): void {
       printStatus(status);
     });
 
-  stack.command('down')
-    .description('stop every stack component walflow started, each by its own PID')
-    .action(async () => {
-      const stopped = await stackDown();
+  stack.command('down [components...]')
+    .description('stop the stack components walflow started (all, or those named: postgres, temporal, clickhouse, snowflake...), each by its own PID')
+    .action(async (components: string[]) => {
+      const stopped = await stackDown(components.length ? components : undefined);
       console.log(stopped.length ? `stopped: ${stopped.join(', ')}` : 'nothing was running');
     });
 

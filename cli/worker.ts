@@ -1,13 +1,13 @@
 /** `walflow worker` and `walflow check`. */
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import pg from 'pg';
 import { findPipeline, loadConfig, parseConfig } from '../lib/config.ts';
 import { preflight } from '../activities/postgres/preflight.ts';
 import { sourceConnection, slotName } from '../activities/source.ts';
 import { qualify } from '../activities/stream.ts';
 import { startWorker } from '../worker/worker.ts';
 import { DEFAULT_CONFIG, temporalSettings } from './context.ts';
+import { connect } from '../activities/postgres/session.ts';
 
 export function registerWorkerCommands(program: Command): void {
   program.command('worker')
@@ -28,8 +28,7 @@ export function registerWorkerCommands(program: Command): void {
     .option('--json', 'print the report as JSON')
     .action(async (id: string, opts: { config: string; json?: boolean }) => {
       const pipeline = findPipeline(loadConfig(opts.config), id);
-      const client = new pg.Client(sourceConnection(pipeline.source));
-      await client.connect();
+      const client = await connect(sourceConnection(pipeline.source));
       try {
         const report = await preflight(client, {
           publication: pipeline.source.publication, tables: pipeline.source.tables.map(qualify),

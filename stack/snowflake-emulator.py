@@ -5,7 +5,9 @@ with Arrow result sets, which the Node.js driver (snowflake-sdk) cannot decode; 
 `rowset`s. `JsonResults` rewrites each Arrow answer into the JSON rowset real Snowflake sends to
 that driver, value by value in Snowflake's JSON wire encoding (numbers as decimal text, DATE as days
 since the epoch, TIME and TIMESTAMP_* as seconds with nine fractional digits, TIMESTAMP_TZ with its
-offset index, BINARY as upper-case hex).
+offset index, BINARY as upper-case hex). It also adds the session parameters real Snowflake sends
+with results, tells the driver to bind arrays inline (the emulator has no bind stage), and runs
+array-bound INSERTs without re-transforming the statement for every row.
 
 Usage: python snowflake-emulator.py --port N --data DIR
 """
@@ -17,12 +19,17 @@ import base64
 import datetime
 import decimal
 import json
+import logging
 import os
 
 import pyarrow as pa
 import uvicorn
 
+import duckdb
+import snowflake.connector.errors
+
 import fakesnow.server as server
+from fakesnow.cursor import FakeSnowflakeCursor
 from fakesnow.instance import FakeSnow
 
 
@@ -83,14 +90,41 @@ def arrow_to_rowset(b64: str) -> list[list[str | None]]:
     return [list(row) for row in zip(*columns)]
 
 
+# The emulator has no bind stage (CREATE STAGE SYSTEM$BIND, PUT). fakesnow's login advertises 0, which
+# the Python connector reads as "never stage"; the Node.js driver reads it as "always stage", tries,
+# fails and falls back to inline binds. Advertise a threshold no batch reaches instead.
+INLINE_BIND_THRESHOLD = 2**31 - 1
+
+
+def rewrite(path: str, doc: dict) -> bool:
+    """Rewrites one JSON answer in place; True if it changed."""
+    data = doc.get("data") or {}
+    if path.startswith("/session/v1/login-request"):
+        for p in data.get("parameters", []):
+            if p["name"] == "CLIENT_STAGE_ARRAY_BINDING_THRESHOLD":
+                p["value"] = INLINE_BIND_THRESHOLD
+        return True
+    if data.get("queryResultFormat") == "arrow":
+        data["rowset"] = arrow_to_rowset(data.pop("rowsetBase64", ""))
+        data["queryResultFormat"] = "json"
+    if "rowset" not in data:
+        return False
+    # the driver reads the row count of a result from `returned`, which fakesnow leaves out
+    data["returned"] = len(data["rowset"])
+    data.setdefault("version", 1)
+    names = {p["name"] for p in data.setdefault("parameters", [])}
+    data["parameters"] += [{"name": k, "value": v} for k, v in DEFAULT_PARAMETERS.items() if k not in names]
+    return True
+
+
 class JsonResults:
-    """ASGI middleware: Arrow query results become JSON rowsets (see the module docstring)."""
+    """ASGI middleware: rewrites fakesnow's answers where the Node.js driver needs (see `rewrite`)."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith("/queries/v1/query-request"):
+        if scope["type"] != "http" or not scope["path"].startswith(("/queries/v1/query-request", "/session/v1/login-request")):
             return await self.app(scope, receive, send)
         start: dict = {}
         chunks: list[bytes] = []
@@ -107,25 +141,40 @@ class JsonResults:
             body = b"".join(chunks)
             try:
                 doc = json.loads(body)
-                data = doc.get("data") or {}
-                if data.get("queryResultFormat") == "arrow":
-                    data["rowset"] = arrow_to_rowset(data.pop("rowsetBase64", ""))
-                    data["queryResultFormat"] = "json"
-                if "rowset" in data:
-                    # the driver reads the row count of a result from `returned`, which fakesnow leaves out
-                    data["returned"] = len(data["rowset"])
-                    data.setdefault("version", 1)
-                    names = {p["name"] for p in data.setdefault("parameters", [])}
-                    data["parameters"] += [{"name": k, "value": v} for k, v in DEFAULT_PARAMETERS.items() if k not in names]
+                if rewrite(scope["path"], doc):
                     body = json.dumps(doc).encode()
-            except ValueError:
-                pass
+            except Exception:  # never leave the driver without an answer
+                logging.getLogger("walflow.emulator").exception("cannot rewrite the answer to %s", scope["path"])
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
             headers.append((b"content-length", str(len(body)).encode()))
             await send({**start, "headers": headers})
             await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, capture)
+
+
+# fakesnow's server runs an array-bound INSERT as one execute per row, and parsing and transforming
+# the same statement again for every row costs milliseconds each: a 10,000-row batch took minutes.
+# The first row goes through fakesnow (which also leaves the cursor ready to describe the result);
+# the DuckDB statement it made is reused for the request's other rows.
+_fakesnow_execute = FakeSnowflakeCursor.execute
+
+
+def execute_reusing_inserts(self, command, params=None, *args, **kwargs):
+    row = kwargs.get("binding_params")
+    if not (kwargs.get("server") and row is not None and command.lstrip()[:6].upper() == "INSERT"):
+        return _fakesnow_execute(self, command, params, *args, **kwargs)
+    prepared = getattr(self, "_walflow_prepared", None)
+    if prepared is None or prepared[0] != command:
+        result = _fakesnow_execute(self, command, params, *args, **kwargs)
+        self._walflow_prepared = (command, self._last_transformed.sql(dialect="duckdb"))
+        return result
+    try:
+        self._duck_conn.execute(prepared[1], list(row))
+    except duckdb.Error as e:  # as fakesnow reports it: an error answer, not a server failure
+        raise snowflake.connector.errors.ProgrammingError(msg=str(e).split("\n")[0], errno=100038, sqlstate="22018") from e
+    self._rowcount = 1
+    return self
 
 
 def main() -> None:
@@ -136,6 +185,7 @@ def main() -> None:
     os.makedirs(args.data, exist_ok=True)
     # A file-backed instance instead of fakesnow's in-memory default, so data survives a restart.
     server.shared_fs = FakeSnow(db_path=args.data)
+    FakeSnowflakeCursor.execute = execute_reusing_inserts
     uvicorn.run(JsonResults(server.app), host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -11,18 +11,20 @@ import { FAULT_KINDS, runSoak, summaryLine } from './fault/harness.ts';
 import { WORKLOAD_SETUP, WORKLOAD_TABLES } from './fault/workload.ts';
 import { PipelineFixture } from './support/pipeline.ts';
 
-test('seeded workloads under every fault kind end equal to the model and to Postgres (ClickHouse)', async () => {
-  const seen = new Set<string>();
-  for (const seed of [1, 2]) {
-    const result = await runSoak({ seed, durationMs: 30_000, destination: 'clickhouse', log: (l) => console.log(`seed ${seed}: ${l}`) });
-    console.log(summaryLine(result));
-    assert.equal(result.mismatches, 0, summaryLine(result));
-    assert.ok(result.slotAdvanced, 'the slot moved past the last change (WAL is released)');
-    assert.ok(result.transactions > 50, `a real workload ran: ${result.transactions} transactions`);
-    for (const k of Object.keys(result.faults)) seen.add(k);
-  }
-  assert.deepEqual([...seen].sort(), [...FAULT_KINDS].sort(), 'every fault kind was injected');
-});
+for (const destination of ['clickhouse', 'snowflake'] as const) {
+  test(`seeded workloads under every fault kind end equal to the model and to Postgres (${destination})`, async () => {
+    const seen = new Set<string>();
+    for (const seed of [1, 2]) {
+      const result = await runSoak({ seed, durationMs: 30_000, destination, log: (l) => console.log(`${destination} seed ${seed}: ${l}`) });
+      console.log(summaryLine(result));
+      assert.equal(result.mismatches, 0, summaryLine(result));
+      assert.ok(result.slotAdvanced, 'the slot moved past the last change (WAL is released)');
+      assert.ok(result.transactions > 50, `a real workload ran: ${result.transactions} transactions`);
+      for (const k of Object.keys(result.faults)) seen.add(k);
+    }
+    assert.deepEqual([...seen].sort(), [...FAULT_KINDS].sort(), 'every fault kind was injected');
+  });
+}
 
 test('a build that acknowledges the LSN before the destination write is caught by the oracle', async () => {
   // In-process worker: flip the broken-build switch and fail one destination write after its early ack.

@@ -15,6 +15,7 @@ import { snapshotReadySignal, type SnapshotReady, type TableProgress } from './d
 
 const { planRanges } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '30 seconds', // a worker that dies while planning is noticed in seconds
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError'] },
 });
 

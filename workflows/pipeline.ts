@@ -20,6 +20,7 @@ import {
 
 const { preflightPipeline, ensureSlot, alterPublication, dropPipeline } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '30 seconds', // a worker that dies mid-way is noticed in seconds
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError', 'PreflightFailed'] },
 });
 

@@ -11,6 +11,7 @@ import { copyProgressSignal, statusQuery, type ResyncInput, type TableProgress }
 
 const { removeStaleRows } = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '30 seconds',
   retry: { maximumAttempts: 10, nonRetryableErrorTypes: ['ConfigError'] },
 });
 

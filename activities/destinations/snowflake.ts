@@ -235,23 +235,30 @@ export class SnowflakeDestination implements Destination {
     }
   }
 
+  /**
+   * One MERGE per table per batch: tables are independent, and within a table the newest version per
+   * key wins whatever the order, so row changes only need flushing at that table's truncate or schema
+   * change (Snowflake charges every statement a fixed cost; a MERGE per run of rows would multiply it).
+   */
   async apply(changes: Change[]): Promise<void> {
-    let run: RowChange[] = [];
-    const flushRun = async () => {
-      if (run.length) await this.merge(run);
-      run = [];
+    const pending = new Map<string, RowChange[]>();
+    const flush = async (key: string) => {
+      const rows = pending.get(key);
+      pending.delete(key);
+      if (rows?.length) await this.merge(rows);
     };
     for (const c of changes) {
+      const key = tableKey(c.table);
       if (c.kind === 'insert' || c.kind === 'update' || c.kind === 'delete') {
-        if (run.length && tableKey(run[0]!.table) !== tableKey(c.table)) await flushRun();
-        run.push(c);
+        if (!pending.has(key)) pending.set(key, []);
+        pending.get(key)!.push(c);
         continue;
       }
-      await flushRun();
+      await flush(key);
       if (c.kind === 'schema') await this.prepare([c.schema]);
       else await this.truncate(c.table, c.version);
     }
-    await flushRun();
+    for (const key of [...pending.keys()]) await flush(key);
   }
 
   private schemaOf(t: TableId): TableSchema {

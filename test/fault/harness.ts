@@ -7,6 +7,7 @@
 import pg from 'pg';
 import { primaryPostgres, startPostgres, stopPostgres } from '../../stack/postgres.ts';
 import { startClickHouse, stopClickHouse } from '../../stack/clickhouse.ts';
+import { startSnowflake, stopSnowflake } from '../../stack/snowflake.ts';
 import { startTemporal, stopTemporal } from '../../stack/temporal.ts';
 import { parseLsn } from '../../lib/lsn.ts';
 import { PipelineFixture } from '../support/pipeline.ts';
@@ -18,7 +19,7 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 export interface SoakOptions {
   seed: number;
   durationMs: number;
-  destination: 'clickhouse' | 'postgres';
+  destination: 'clickhouse' | 'snowflake' | 'postgres';
   /** Fault kinds to draw from (each is injected at least once if time allows). */
   faults?: readonly FaultKind[];
   /** Rows per table before the pipeline starts (what backfill copies). */
@@ -141,13 +142,15 @@ async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, ra
       await pause();
       await startTemporal();
       return;
-    case 'destination-down':
-      if (opts.destination === 'clickhouse') {
-        await stopClickHouse();
+    case 'destination-down': {
+      const endpoint = { clickhouse: [stopClickHouse, startClickHouse], snowflake: [stopSnowflake, startSnowflake] }[opts.destination as string];
+      if (endpoint) {
+        await endpoint[0]!();
         await sleep(2000 + random() * 3000);
-        await startClickHouse();
+        await endpoint[1]!();
       }
       return;
+    }
     case 'walsender-kill':
       await f.sql(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database() AND active_pid IS NOT NULL`);
   }

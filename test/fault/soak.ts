@@ -1,5 +1,5 @@
 /**
- * `npm run soak -- --seed N --minutes M --destination clickhouse|postgres`: the long fault run on the local
+ * `npm run soak -- --seed N --minutes M --destination clickhouse|snowflake|postgres`: the long fault run on the local
  * stack. Prints one summary line (transactions, changes, faults by kind, mismatches) and exits 1 on a mismatch.
  */
 import { parseArgs } from 'node:util';
@@ -12,12 +12,9 @@ const { values } = parseArgs({
     destination: { type: 'string', default: 'clickhouse' },
   },
 });
-if (values.destination === 'snowflake') {
-  console.error('soak: the Snowflake destination is not available yet; use --destination clickhouse or postgres');
-  process.exit(2);
-}
-if (values.destination !== 'clickhouse' && values.destination !== 'postgres') {
-  console.error(`soak: --destination must be clickhouse or postgres, not ${values.destination}`);
+const destination = values.destination;
+if (destination !== 'clickhouse' && destination !== 'snowflake' && destination !== 'postgres') {
+  console.error(`soak: --destination must be clickhouse, snowflake or postgres, not ${destination}`);
   process.exit(2);
 }
 
@@ -25,9 +22,10 @@ const { status } = await stackUp();
 process.env.WALFLOW_PG_URL = status.postgres!.url;
 process.env.WALFLOW_TEMPORAL_ADDRESS = status.temporal!.url;
 process.env.CLICKHOUSE_URL = status.clickhouse!.url;
+if (!process.env.SNOWFLAKE_ACCOUNT) process.env.WALFLOW_SNOWFLAKE_URL = status.snowflake!.url;
 const { runSoak, summaryLine } = await import('./harness.ts');
 const result = await runSoak({
-  seed: Number(values.seed), durationMs: Number(values.minutes) * 60_000, destination: values.destination,
+  seed: Number(values.seed), durationMs: Number(values.minutes) * 60_000, destination,
   log: (line) => console.error(`[${new Date().toISOString()}] ${line}`),
 });
 console.log(summaryLine(result));
