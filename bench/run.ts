@@ -1,122 +1,311 @@
 /**
- * `npm run bench -- backfill|cdc|all [--rows N] [--destination null|clickhouse] [--parallelism 1,2,4]`
- * Measures walflow on the local stack against the raw ceiling measured in the same run:
- *   backfill: `COPY (SELECT ...) TO STDOUT` read by psql into /dev/null;
- *   cdc: pg_recvlogical with pgoutput reading the same changes into /dev/null.
- * Prints a table and writes JSON (with machine info) to bench/results/ (git-ignored).
+ * `npm run bench -- backfill|cdc|latency|all [--rows N] [--changes N] [--destination null,clickhouse,snowflake]
+ *   [--parallelism 1,2,4] [--tables bf,firenibble,wide] [--rates 2000,5000] [--seconds S] [--smoke]`
+ *
+ * Measures walflow on the local stack against raw ceilings measured in the same run, so results are
+ * ratios that hold on a noisy machine:
+ *   backfill: `COPY <table> TO STDOUT` read by psql (into wc, which counts the bytes for MB/s);
+ *   cdc: pg_recvlogical with pgoutput (proto_version, publication_names) reading the same changes.
+ * The worker runs as its own process (`walflow worker`); its peak RSS is the kernel's VmHWM.
+ * Prints a table and writes JSON with machine info to bench/results/ (git-ignored).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import pg from 'pg';
-import { parseConfig } from '../lib/config.ts';
+import { parseConfig, type PipelineConfig } from '../lib/config.ts';
 import { parseLsn } from '../lib/lsn.ts';
 import { stackUp } from '../stack/index.ts';
 import { projectRoot } from '../stack/paths.ts';
-import { startWorker } from '../worker/worker.ts';
+import { EMULATOR_WAREHOUSE } from '../stack/snowflake.ts';
 import { pipelineWorkflowId, statusQuery } from '../workflows/definitions.ts';
 import { pipelineWorkflow } from '../workflows/index.ts';
+import { bigTransaction, CDC_TABLE, mixWorkload, TABLES } from './tables.ts';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { rows: { type: 'string', default: '1000000' }, destination: { type: 'string', default: 'null' }, parallelism: { type: 'string', default: '1,2,4' } },
+  options: {
+    rows: { type: 'string' }, changes: { type: 'string' }, destination: { type: 'string', default: 'null' },
+    parallelism: { type: 'string' }, tables: { type: 'string' }, rates: { type: 'string' }, seconds: { type: 'string' },
+    smoke: { type: 'boolean', default: false },
+  },
 });
 const what = positionals[0] ?? 'all';
-const rows = Number(values.rows);
-const destinationType = values.destination as 'null' | 'clickhouse';
+if (!['backfill', 'cdc', 'latency', 'all'].includes(what)) throw new Error(`bench: unknown scenario "${what}" (backfill, cdc, latency or all)`);
+const smoke = values.smoke!;
+const list = (v: string | undefined, fallback: string) => (v ?? fallback).split(',').filter(Boolean);
+const rows = Number(values.rows ?? (smoke ? 2000 : 1_000_000));
+const changes = Number(values.changes ?? (smoke ? 2000 : 1_000_000));
+const parallelisms = list(values.parallelism, smoke ? '1' : '1,2,4').map(Number);
+const tables = list(values.tables, smoke ? 'bf' : 'bf,firenibble,wide');
+const rates = list(values.rates, smoke ? '200' : '2000,5000').map(Number);
+const latencySeconds = Number(values.seconds ?? (smoke ? 2 : 20));
+const destinations = list(values.destination, 'null');
+for (const d of destinations) if (!['null', 'clickhouse', 'snowflake'].includes(d)) throw new Error(`bench: --destination ${d} is not null, clickhouse or snowflake`);
+for (const t of tables) if (!TABLES[t]) throw new Error(`bench: unknown table ${t} (${Object.keys(TABLES).join(', ')})`);
+
+interface Result {
+  scenario: string;
+  destination: string;
+  /** Rows (backfill) or changes (cdc, latency). */
+  count: number;
+  seconds: number;
+  perSecond: number;
+  mbPerSecond?: number;
+  ceilingPerSecond?: number;
+  /** walflow's rate over the ceiling's, measured in the same run. */
+  ratio?: number;
+  latencyMs?: { p50: number; p95: number; p99: number; max: number };
+  workerPeakRssMb: number;
+}
+const results: Result[] = [];
 
 const { status } = await stackUp();
 const admin = status.postgres!.url;
 const dbName = `walflow_bench_${Date.now().toString(36)}`;
-const withDb = (url: string, db: string) => { const u = new URL(url); u.pathname = `/${db}`; return u.toString(); };
-const source = withDb(admin, dbName);
-const run = async (url: string, sql: string) => { const c = new pg.Client({ connectionString: url }); await c.connect(); try { return await c.query(sql); } finally { await c.end(); } };
-await run(admin, `CREATE DATABASE ${dbName}`);
-
-interface Result { scenario: string; rows: number; seconds: number; rowsPerSecond: number; ceilingRowsPerSecond: number; ratio: number; peakRssMb: number }
-const results: Result[] = [];
-let peakRss = 0;
-const rssTimer = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage().rss); }, 100);
+const sourceUrl = (() => { const u = new URL(admin); u.pathname = `/${dbName}`; return u.toString(); })();
+const sql = async (text: string, url = sourceUrl) => {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try { return await c.query(text); } finally { await c.end(); }
+};
+await sql(`CREATE DATABASE ${pg.escapeIdentifier(dbName)}`, admin);
 
 const connection = await Connection.connect({ address: status.temporal!.url });
 const client = new Client({ connection });
 const taskQueue = `bench-${Date.now()}`;
-const worker = await startWorker({ address: status.temporal!.url, taskQueue });
+const log = (line: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
+const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function pipeline(id: string, tables: string[], parallelism: number) {
+/** A `walflow worker` process for one scenario; its VmHWM is the scenario's peak RSS. */
+async function startWorkerProcess(): Promise<{ child: ChildProcess; stop: () => Promise<number> }> {
+  const child = spawn(process.execPath, ['bin/walflow.js', 'worker', '--task-queue', taskQueue], {
+    cwd: projectRoot, stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, WALFLOW_TEMPORAL_ADDRESS: status.temporal!.url, WALFLOW_BENCH_SNOWFLAKE_PASSWORD: 'emulator' },
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('polling')) resolve(); });
+    child.once('exit', (code) => reject(new Error(`bench worker exited with ${code}`)));
+  });
+  return {
+    child,
+    stop: async () => {
+      const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      return Number(hwm ?? 0) / 1024;
+    },
+  };
+}
+
+function destinationConfig(type: string): Record<string, unknown> {
+  if (type === 'clickhouse') return { type, url: status.clickhouse!.url, database: dbName };
+  if (type === 'snowflake') {
+    const u = new URL(status.snowflake!.url);
+    return { type, account: 'bench', username: 'bench', password: 'env:WALFLOW_BENCH_SNOWFLAKE_PASSWORD', warehouse: EMULATOR_WAREHOUSE,
+      database: 'WALFLOW_BENCH', schema: dbName, host: u.hostname, port: Number(u.port), protocol: 'http' };
+  }
+  return { type: 'null' };
+}
+
+let pipelines = 0;
+function pipelineConfig(tableNames: string[], destination: string, parallelism: number): PipelineConfig {
+  const id = `bench-${++pipelines}-${Date.now().toString(36)}`;
   return parseConfig({ pipelines: [{
-    id, source: { url: source, publication: `pub_${id.replace(/-/g, '_')}`, tables },
-    destination: destinationType === 'clickhouse' ? { type: 'clickhouse', url: status.clickhouse!.url, database: dbName } : { type: 'null' },
-    backfill: { parallelism, rowsPerRange: 100_000, batchRows: 10_000 }, cdc: { flushIntervalMs: 100, maxBatchRows: 10_000 },
+    id, source: { url: sourceUrl, publication: `pub_${id.replace(/-/g, '_')}`, tables: tableNames },
+    destination: destinationConfig(destination),
+    backfill: { parallelism, rowsPerRange: Math.max(1000, Math.ceil(rows / 16)), batchRows: 10_000 },
+    cdc: { flushIntervalMs: 100, maxBatchRows: 10_000 },
   }] }).pipelines[0]!;
 }
 
-async function waitFor<T>(check: () => Promise<T | undefined | false>): Promise<T> {
-  for (;;) {
+async function until<T>(check: () => Promise<T | undefined | false>, timeoutMs = 30 * 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
     const v = await check();
     if (v) return v;
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
+  throw new Error('bench: timed out');
 }
 
-function timed(cmd: string, args: string[]): number {
-  const started = process.hrtime.bigint();
-  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  return Number(process.hrtime.bigint() - started) / 1e9;
-}
+const start = (config: PipelineConfig) => client.workflow.start(pipelineWorkflow, {
+  workflowId: pipelineWorkflowId(config.id), taskQueue, args: [{ config }],
+});
 
-if (what === 'backfill' || what === 'all') {
-  await run(source, `CREATE TABLE bf (id int8 PRIMARY KEY, name text, amount numeric(14,4), at timestamptz, doc jsonb);
-    INSERT INTO bf SELECT g, 'name ' || g, g / 7.0, now() - g * interval '1 second', jsonb_build_object('g', g, 'tag', 'x' || (g % 100))
-    FROM generate_series(1, ${rows}) g; ANALYZE bf;`);
-  const ceilingSeconds = timed('psql', [source, '-qAt', '-c', 'COPY (SELECT id, name, amount, at, doc FROM bf) TO STDOUT']);
-  for (const p of values.parallelism!.split(',').map(Number)) {
-    const id = `bench-bf-${p}-${Date.now().toString(36)}`;
-    peakRss = 0;
-    const started = process.hrtime.bigint();
-    const handle = await client.workflow.start(pipelineWorkflow, { workflowId: pipelineWorkflowId(id), taskQueue, args: [{ config: pipeline(id, ['bf'], p) }] });
-    await waitFor(async () => (await handle.query(statusQuery)).tables.bf?.backfill === 'done');
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    await handle.terminate('bench done');
-    await run(source, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'walflow_bench_bf%' AND NOT active`).catch(() => undefined);
-    results.push({ scenario: `backfill p=${p} → ${destinationType}`, rows, seconds, rowsPerSecond: rows / seconds, ceilingRowsPerSecond: rows / ceilingSeconds, ratio: ceilingSeconds / seconds, peakRssMb: peakRss / 2 ** 20 });
-  }
-}
-
-if (what === 'cdc' || what === 'all') {
-  await run(source, `CREATE TABLE cdc (id int8 PRIMARY KEY, name text, amount numeric(14,4), at timestamptz)`);
-  const id = `bench-cdc-${Date.now().toString(36)}`;
-  const config = pipeline(id, ['cdc'], 1);
-  const handle = await client.workflow.start(pipelineWorkflow, { workflowId: pipelineWorkflowId(id), taskQueue, args: [{ config }] });
-  await waitFor(async () => { const s = await handle.query(statusQuery); return s.phase === 'streaming' && s.confirmedLsn; });
-  // The ceiling: pg_recvlogical on its own slot over the same publication reads the same changes.
-  await run(source, `SELECT pg_create_logical_replication_slot('bench_ceiling', 'pgoutput')`);
-  peakRss = 0;
-  await run(source, `INSERT INTO cdc SELECT g, 'name ' || g, g / 7.0, now() FROM generate_series(1, ${rows}) g`);
-  const end = (await run(source, 'SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string;
-  const started = process.hrtime.bigint();
-  await waitFor(async () => { const s = await handle.query(statusQuery); return s.confirmedLsn && parseLsn(s.confirmedLsn) >= parseLsn(end); });
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const ceilingSeconds = timed('pg_recvlogical', ['-d', source, '--slot', 'bench_ceiling', '--start', '-o', 'proto_version=1', '-o', `publication_names=${config.source.publication}`,
-    '--endpos', end, '-f', '/dev/null', '--no-loop']);
-  results.push({ scenario: `cdc 1 transaction of ${rows} inserts → ${destinationType}`, rows, seconds, rowsPerSecond: rows / seconds, ceilingRowsPerSecond: rows / ceilingSeconds, ratio: ceilingSeconds / seconds, peakRssMb: peakRss / 2 ** 20 });
+async function finish(handle: WorkflowHandle<typeof pipelineWorkflow>, config: PipelineConfig): Promise<void> {
   await handle.terminate('bench done');
+  await sleep(500);
+  await sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'walflow_${config.id.replace(/-/g, '_')}' AND NOT active`).catch(() => undefined);
 }
 
-clearInterval(rssTimer);
-await worker.shutdown();
-await connection.close();
-await new Promise((r) => setTimeout(r, 1000));
-await run(admin, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '${dbName}' AND NOT active`).catch(() => undefined);
-await run(admin, `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
+/** Runs `cmd` through sh, timing it; returns seconds and its stdout. */
+function timedShell(cmd: string): { seconds: number; out: string } {
+  const t = process.hrtime.bigint();
+  const out = execFileSync('sh', ['-c', cmd], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  return { seconds: seconds(t), out };
+}
+const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-console.log('| scenario | rows | seconds | rows/s | ceiling rows/s | ratio | peak RSS MB |\n| --- | --- | --- | --- | --- | --- | --- |');
-for (const r of results) console.log(`| ${r.scenario} | ${r.rows} | ${r.seconds.toFixed(2)} | ${Math.round(r.rowsPerSecond)} | ${Math.round(r.ceilingRowsPerSecond)} | ${r.ratio.toFixed(2)} | ${Math.round(r.peakRssMb)} |`);
-const dir = join(projectRoot, 'bench', 'results');
+async function benchBackfill(): Promise<void> {
+  for (const t of tables.map((n) => TABLES[n]!)) {
+    await sql(`${t.create}; ${t.fill(rows)}; ANALYZE ${t.name}`);
+    const ceiling = timedShell(`psql -qAt -d ${sh(sourceUrl)} -c ${sh(`COPY ${t.name} TO STDOUT`)} | wc -c`);
+    const mb = Number(ceiling.out.trim()) / 2 ** 20;
+    for (const destination of destinations) {
+      for (const p of parallelisms) {
+        log(`backfill ${t.name} p=${p} -> ${destination}`);
+        const worker = await startWorkerProcess();
+        const config = pipelineConfig([t.name], destination, p);
+        const began = process.hrtime.bigint();
+        const handle = await start(config);
+        await until(async () => (await handle.query(statusQuery)).tables[t.name]?.backfill === 'done');
+        const s = seconds(began);
+        await finish(handle, config);
+        results.push({
+          scenario: `backfill ${t.name} (${t.columns} cols) p=${p}`, destination, count: rows, seconds: s, perSecond: rows / s, mbPerSecond: mb / s,
+          ceilingPerSecond: rows / ceiling.seconds, ratio: ceiling.seconds / s, workerPeakRssMb: await worker.stop(),
+        });
+      }
+    }
+  }
+}
+
+/**
+ * Throughput of decoding and writing a given workload: the pipeline is paused while the workload runs,
+ * then resumed, and timed until it has confirmed the workload's last LSN. The ceiling reads the same
+ * WAL with pg_recvlogical from a slot created before the workload.
+ */
+async function benchCdc(): Promise<void> {
+  await sql(`${CDC_TABLE}`);
+  const mix = mixWorkload(Math.max(1, Math.round(changes / 1000)));
+  const workloads = [
+    { name: `cdc steady mix (500 ins / 300 upd / 200 del per tx)`, sql: mix.sql, changes: mix.changes },
+    { name: `cdc one transaction of ${changes} inserts`, sql: bigTransaction(changes), changes },
+  ];
+  for (const destination of destinations) {
+    for (const w of workloads) {
+      await sql('TRUNCATE cdc');
+      log(`${w.name} -> ${destination}`);
+      const worker = await startWorkerProcess();
+      const config = pipelineConfig(['cdc'], destination, 1);
+      const handle = await start(config);
+      await until(async () => { const s = await handle.query(statusQuery); return s.phase === 'streaming' && s.confirmedLsn; });
+      await handle.signal('pause');
+      await until(async () => (await handle.query(statusQuery)).phase === 'paused');
+      const ceilingSlot = `bench_ceiling_${pipelines}`;
+      await sql(`SELECT pg_create_logical_replication_slot('${ceilingSlot}', 'pgoutput')`);
+      await sql(w.sql);
+      log('workload written; resuming the pipeline');
+      const end = (await sql('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string;
+      // A change after the end: pg_recvlogical stops at the first record past --endpos, and without
+      // one it would wait for the next keepalive.
+      await sql(`INSERT INTO cdc VALUES (-1, 'sentinel', 0, now())`);
+      const began = process.hrtime.bigint();
+      await handle.signal('resume');
+      await until(async () => { const s = await handle.query(statusQuery); return s.confirmedLsn && parseLsn(s.confirmedLsn) >= parseLsn(end); });
+      const s = seconds(began);
+      log(`caught up in ${s.toFixed(2)} s; measuring the pg_recvlogical ceiling`);
+      const ceiling = timedShell(`pg_recvlogical -d ${sh(sourceUrl)} --slot ${ceilingSlot} --start -o proto_version=1 `
+        + `-o publication_names=${config.source.publication} --endpos ${end} --no-loop -f /dev/null`);
+      await sql(`SELECT pg_drop_replication_slot('${ceilingSlot}')`);
+      await finish(handle, config);
+      results.push({
+        scenario: w.name, destination, count: w.changes, seconds: s, perSecond: w.changes / s,
+        ceilingPerSecond: w.changes / ceiling.seconds, ratio: ceiling.seconds / s, workerPeakRssMb: await worker.stop(),
+      });
+    }
+  }
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+
+/**
+ * End-to-end latency at a fixed rate: a writer commits a transaction every 10 ms (rate/100 rows each);
+ * a row counts as visible when the slot's confirmed LSN passes its commit, which walflow acknowledges
+ * only once the destination write has returned.
+ */
+async function benchLatency(): Promise<void> {
+  await sql(`CREATE TABLE IF NOT EXISTS lat (id int8 PRIMARY KEY, at timestamptz)`);
+  for (const destination of destinations) {
+    for (const rate of rates) {
+      log(`latency at ${rate} changes/s for ${latencySeconds} s -> ${destination}`);
+      const worker = await startWorkerProcess();
+      const config = pipelineConfig(['lat'], destination, 1);
+      const handle = await start(config);
+      await until(async () => { const s = await handle.query(statusQuery); return s.phase === 'streaming' && s.confirmedLsn; });
+      const writer = new pg.Client({ connectionString: sourceUrl });
+      const watcher = new pg.Client({ connectionString: sourceUrl });
+      await writer.connect();
+      await watcher.connect();
+      const slot = `walflow_${config.id.replace(/-/g, '_')}`;
+      const pending: { lsn: bigint; at: number }[] = [];
+      const latencies: number[] = [];
+      let writing = true;
+      const watch = (async () => {
+        while (writing || pending.length) {
+          const { rows: [r] } = await watcher.query('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+          const confirmed = r?.lsn ? parseLsn(r.lsn) : 0n;
+          const now = performance.now();
+          while (pending.length && pending[0]!.lsn <= confirmed) latencies.push(now - pending.shift()!.at);
+          await sleep(2);
+        }
+      })();
+      const perTx = Math.max(1, Math.round(rate / 100));
+      const began = performance.now();
+      let id = (await writer.query('SELECT coalesce(max(id), 0) AS m FROM lat')).rows[0].m as string;
+      for (let tx = 0; performance.now() - began < latencySeconds * 1000; tx++) {
+        const wait = began + tx * 10 - performance.now();
+        if (wait > 0) await sleep(wait);
+        const from = BigInt(id) + 1n;
+        id = String(from + BigInt(perTx) - 1n);
+        const res = await writer.query(`INSERT INTO lat SELECT g, now() FROM generate_series(${from}, ${id}) g; SELECT pg_current_wal_lsn()::text AS lsn`) as unknown as pg.QueryResult[];
+        pending.push({ lsn: parseLsn(res[1]!.rows[0].lsn), at: performance.now() });
+      }
+      const elapsed = (performance.now() - began) / 1000;
+      writing = false;
+      await Promise.race([watch, sleep(60_000)]);
+      await writer.end();
+      await watcher.end();
+      await finish(handle, config);
+      const sorted = latencies.sort((a, b) => a - b);
+      const written = sorted.length * perTx;
+      results.push({
+        scenario: `latency at ${rate} changes/s`, destination, count: written, seconds: elapsed, perSecond: written / elapsed,
+        latencyMs: { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), max: sorted[sorted.length - 1] ?? NaN },
+        workerPeakRssMb: await worker.stop(),
+      });
+    }
+  }
+}
+
+try {
+  if (what === 'backfill' || what === 'all') await benchBackfill();
+  if (what === 'cdc' || what === 'all') await benchCdc();
+  if (what === 'latency' || what === 'all') await benchLatency();
+} finally {
+  await connection.close();
+  await sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '${dbName}' AND NOT active`, admin).catch(() => undefined);
+  await sql(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(dbName)} WITH (FORCE)`, admin).catch(() => undefined);
+}
+
+const f = (n: number | undefined, digits = 0) => (n === undefined || Number.isNaN(n) ? '' : n.toFixed(digits));
+console.log('| scenario | destination | count | seconds | per s | MB/s | ceiling per s | ratio | p50 / p95 / p99 ms | worker peak RSS MB |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+for (const r of results) {
+  console.log(`| ${r.scenario} | ${r.destination} | ${r.count} | ${f(r.seconds, 2)} | ${f(r.perSecond)} | ${f(r.mbPerSecond, 1)} | ${f(r.ceilingPerSecond)} | `
+    + `${f(r.ratio, 2)} | ${r.latencyMs ? `${f(r.latencyMs.p50)} / ${f(r.latencyMs.p95)} / ${f(r.latencyMs.p99)}` : ''} | ${f(r.workerPeakRssMb)} |`);
+}
+const dir = process.env.WALFLOW_BENCH_RESULTS ?? join(projectRoot, 'bench', 'results');
 mkdirSync(dir, { recursive: true });
 const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, JSON.stringify({ machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version }, results }, null, 2));
+writeFileSync(file, JSON.stringify({
+  when: new Date().toISOString(), what, smoke,
+  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version, postgres: (await sql('SHOW server_version', admin)).rows[0].server_version },
+  results,
+}, null, 2));
 console.log(`results: ${file}`);

@@ -286,3 +286,42 @@ describe('a 1,000,000-row transaction', () => {
     }
   });
 });
+
+describe('a slot held by another stream', () => {
+  let db: TestDatabase;
+  let client: pg.Client;
+  before(async () => {
+    db = await createTestDatabase('held');
+    client = await connect({ connectionString: db.url });
+  });
+  after(async () => {
+    await client.end();
+    await db.drop();
+  });
+
+  test('is waited for, then refused, without leaving a walsender behind per attempt', async () => {
+    await client.query(`CREATE TABLE t (id int8 PRIMARY KEY); CREATE PUBLICATION pub FOR TABLE t`);
+    const slot = await createSlot({ connectionString: db.url }, 'held');
+    const [schema] = await loadTableSchemas(client, ['public.t']);
+    const open = () => openChangeStream({
+      connection: { connectionString: db.url }, slot: 'held', publication: 'pub', startLsn: parseLsn(slot.confirmedLsn),
+      known: new Map([['public.t', schema!]]), lookup: async () => schema!,
+    });
+    const walsenders = async () => Number((await client.query(
+      `SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = current_database()`)).rows[0].n);
+    const holder = await open();
+    try {
+      assert.equal(await walsenders(), 1);
+      let waits = 0;
+      // Refused for 30 s (about 60 attempts) while the holder streams.
+      await assert.rejects(openChangeStream({
+        connection: { connectionString: db.url }, slot: 'held', publication: 'pub', startLsn: parseLsn(slot.confirmedLsn),
+        known: new Map([['public.t', schema!]]), lookup: async () => schema!, onWait: () => { waits++; },
+      }), /active for PID/);
+      assert.ok(waits > 10, `it waited (${waits} attempts)`);
+      assert.equal(await walsenders(), 1, 'only the holder\'s walsender remains');
+    } finally {
+      await holder.close();
+    }
+  });
+});

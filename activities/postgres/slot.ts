@@ -32,6 +32,7 @@ export async function createSlot(connection: pg.ClientConfig, slot: string): Pro
     await client.end();
   }
   const repl = new pg.Client({ ...withSession(connection), replication: 'database' } as pg.ClientConfig);
+  repl.on('error', () => { /* surfaced by the query below */ });
   await repl.connect();
   try {
     const { rows } = await repl.query<{ consistent_point: string }>(`CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} LOGICAL pgoutput`);

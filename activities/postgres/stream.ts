@@ -203,10 +203,17 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
 
   const started = service.subscribe(plugin, opts.slot, formatLsn(opts.startLsn ?? 0n));
   started.catch((e: Error) => { failure ??= e; notify(); });
-  await new Promise<void>((resolve, reject) => {
-    service.once('start', () => resolve());
-    started.then(() => resolve(), reject);
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      service.once('start', () => resolve());
+      started.then(() => resolve(), reject);
+    });
+  } catch (e) {
+    // A refused START_REPLICATION (e.g. the slot still held) leaves the connection open: each retry
+    // would otherwise keep one walsender until max_wal_senders is exhausted.
+    await service.destroy().catch(() => undefined);
+    throw e;
+  }
 
   return {
     async *[Symbol.asyncIterator]() {
