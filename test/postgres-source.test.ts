@@ -239,24 +239,29 @@ describe('range planning', () => {
   });
 });
 
-describe('a 1,000,000-row transaction', () => {
-  let db: TestDatabase;
-  let client: pg.Client;
+/** A database of its own for a describe block, and a connection to it (read inside tests). */
+function withTestDatabase(prefix: string): { db: TestDatabase; client: pg.Client } {
+  const it = {} as { db: TestDatabase; client: pg.Client };
   before(async () => {
-    db = await createTestDatabase('bigtx');
-    client = await connect({ connectionString: db.url });
+    it.db = await createTestDatabase(prefix);
+    it.client = await connect({ connectionString: it.db.url });
   });
   after(async () => {
-    await client.end();
-    await db.drop();
+    await it.client.end();
+    await it.db.drop();
   });
+  return it;
+}
+
+describe('a 1,000,000-row transaction', () => {
+  const t = withTestDatabase('bigtx');
 
   test('is decoded with bounded memory', async () => {
-    await client.query(`CREATE TABLE t (id int8 PRIMARY KEY, payload text); CREATE PUBLICATION pub FOR TABLE t`);
-    const slot = await createSlot({ connectionString: db.url }, 'bigtx');
-    const [schema] = await loadTableSchemas(client, ['public.t']);
+    await t.client.query(`CREATE TABLE t (id int8 PRIMARY KEY, payload text); CREATE PUBLICATION pub FOR TABLE t`);
+    const slot = await createSlot({ connectionString: t.db.url }, 'bigtx');
+    const [schema] = await loadTableSchemas(t.client, ['public.t']);
     const stream = await openChangeStream({
-      connection: { connectionString: db.url }, slot: 'bigtx', publication: 'pub', startLsn: parseLsn(slot.confirmedLsn),
+      connection: { connectionString: t.db.url }, slot: 'bigtx', publication: 'pub', startLsn: parseLsn(slot.confirmedLsn),
       known: new Map([['public.t', schema!]]), lookup: async () => schema!,
     });
     try {
@@ -264,7 +269,7 @@ describe('a 1,000,000-row transaction', () => {
       const base = process.memoryUsage();
       let peakHeap = base.heapUsed;
       let peakRss = base.rss;
-      await client.query(`INSERT INTO t SELECT g, '${randomBytes(50).toString('hex')}' FROM generate_series(1, 1000000) g`);
+      await t.client.query(`INSERT INTO t SELECT g, '${randomBytes(50).toString('hex')}' FROM generate_series(1, 1000000) g`);
       let n = 0;
       let committed = false;
       for await (const ev of stream) {
@@ -288,36 +293,24 @@ describe('a 1,000,000-row transaction', () => {
 });
 
 describe('a slot held by another stream', () => {
-  let db: TestDatabase;
-  let client: pg.Client;
-  before(async () => {
-    db = await createTestDatabase('held');
-    client = await connect({ connectionString: db.url });
-  });
-  after(async () => {
-    await client.end();
-    await db.drop();
-  });
+  const t = withTestDatabase('held');
 
   test('is waited for, then refused, without leaving a walsender behind per attempt', async () => {
-    await client.query(`CREATE TABLE t (id int8 PRIMARY KEY); CREATE PUBLICATION pub FOR TABLE t`);
-    const slot = await createSlot({ connectionString: db.url }, 'held');
-    const [schema] = await loadTableSchemas(client, ['public.t']);
-    const open = () => openChangeStream({
-      connection: { connectionString: db.url }, slot: 'held', publication: 'pub', startLsn: parseLsn(slot.confirmedLsn),
-      known: new Map([['public.t', schema!]]), lookup: async () => schema!,
+    await t.client.query(`CREATE TABLE t (id int8 PRIMARY KEY); CREATE PUBLICATION pub FOR TABLE t`);
+    const slot = await createSlot({ connectionString: t.db.url }, 'held');
+    const [schema] = await loadTableSchemas(t.client, ['public.t']);
+    const open = (onWait?: () => void) => openChangeStream({
+      connection: { connectionString: t.db.url }, slot: 'held', publication: 'pub', startLsn: parseLsn(slot.confirmedLsn),
+      known: new Map([['public.t', schema!]]), lookup: async () => schema!, onWait,
     });
-    const walsenders = async () => Number((await client.query(
+    const walsenders = async () => Number((await t.client.query(
       `SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = current_database()`)).rows[0].n);
     const holder = await open();
     try {
       assert.equal(await walsenders(), 1);
       let waits = 0;
       // Refused for 30 s (about 60 attempts) while the holder streams.
-      await assert.rejects(openChangeStream({
-        connection: { connectionString: db.url }, slot: 'held', publication: 'pub', startLsn: parseLsn(slot.confirmedLsn),
-        known: new Map([['public.t', schema!]]), lookup: async () => schema!, onWait: () => { waits++; },
-      }), /active for PID/);
+      await assert.rejects(open(() => { waits++; }), /active for PID/);
       assert.ok(waits > 10, `it waited (${waits} attempts)`);
       assert.equal(await walsenders(), 1, 'only the holder\'s walsender remains');
     } finally {
