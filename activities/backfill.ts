@@ -8,7 +8,7 @@ import { faultPoint } from '../lib/faults.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
 import { snapshotReadySignal } from '../workflows/definitions.ts';
-import { DESTINATION_WRITE_LIMIT_MS, whileHeartbeating, type ActivityDeps } from './context.ts';
+import { applyHeartbeating, whileHeartbeating, type ActivityDeps } from './context.ts';
 import { createDestination } from './destinations/index.ts';
 import { copyTableRange, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
@@ -87,8 +87,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
       const table = { schema: schema!.schema, name: schema!.name };
       for await (const batch of copyTableRange(client, schema!, range, { batchRows: config.backfill.batchRows })) {
         await faultPoint('copyBatch');
-        const changes = batch.map((row): InsertChange => ({ kind: 'insert', table, version, row }));
-        await whileHeartbeating(() => destination.apply(changes), { details: () => ({ rows }), limitMs: DESTINATION_WRITE_LIMIT_MS, what: 'a destination write' });
+        await applyHeartbeating(destination, batch.map((row): InsertChange => ({ kind: 'insert', table, version, row })), () => ({ rows }));
         rows += batch.length;
         ctx.heartbeat({ rows });
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;

@@ -1,6 +1,8 @@
 /** What activities are built from: injected once by the worker, faked nowhere in the integration suite. */
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
+import type { Change } from '../lib/model.ts';
+import type { Destination } from './destinations/destination.ts';
 
 export interface ActivityDeps {
   /** Used to report progress back to the workflow that runs the activity (signals). */
@@ -33,4 +35,9 @@ export async function whileHeartbeating<T>(work: () => Promise<T>, opts: { detai
 }
 
 /** How long one destination write may take before the activity gives up on it and Temporal retries. */
-export const DESTINATION_WRITE_LIMIT_MS = 10 * 60_000;
+const DESTINATION_WRITE_LIMIT_MS = 10 * 60_000;
+
+/** A destination write, heartbeating `details` while it runs, for at most DESTINATION_WRITE_LIMIT_MS. */
+export function applyHeartbeating(destination: Destination, changes: Change[], details: () => unknown): Promise<void> {
+  return whileHeartbeating(() => destination.apply(changes), { details, limitMs: DESTINATION_WRITE_LIMIT_MS, what: 'a destination write' });
+}

@@ -12,7 +12,7 @@ import { formatLsn, parseLsn, type Lsn } from '../lib/lsn.ts';
 import { tableKey, type Change, type TableSchema } from '../lib/model.ts';
 import { streamProgressSignal, type ChangeCounters, type StreamProgress } from '../workflows/definitions.ts';
 import { withSession } from './postgres/session.ts';
-import { DESTINATION_WRITE_LIMIT_MS, whileHeartbeating, type ActivityDeps } from './context.ts';
+import { applyHeartbeating, type ActivityDeps } from './context.ts';
 import { createDestination } from './destinations/index.ts';
 import type { Destination } from './destinations/destination.ts';
 import { openChangeStream, type StreamEvent } from './postgres/stream.ts';
@@ -120,8 +120,7 @@ export function createStreamActivities(deps: ActivityDeps) {
         if (batch.length) {
           await fillUnchangedColumns(source, schemas, batch);
           await faultPoint('destinationWrite');
-          const written = batch;
-          await whileHeartbeating(() => destination!.apply(written), { details, limitMs: DESTINATION_WRITE_LIMIT_MS, what: 'a destination write' });
+          await applyHeartbeating(destination!, batch, details);
           for (const c of batch) count(c);
           batch = [];
         }
