@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { Worker } from '@temporalio/worker';
 import { projectRoot } from '../stack/paths.ts';
-import { workflowsPath } from '../worker/worker.ts';
+import { workflowBundlePath } from '../worker/bundle.ts';
 
 const dir = join(projectRoot, 'test', 'histories');
 const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
@@ -23,6 +23,7 @@ test('recorded histories exist for every kind of run', () => {
 for (const file of files) {
   test(`replays ${file}`, async () => {
     const { workflowId, history } = JSON.parse(readFileSync(join(dir, file), 'utf8'));
-    await Worker.runReplayHistory({ workflowsPath, replayName: file }, history, workflowId);
+    // The bundle the workers run, so the replayed code is exactly what production executes.
+    await Worker.runReplayHistory({ workflowBundle: { codePath: workflowBundlePath() }, replayName: file }, history, workflowId);
   });
 }

@@ -1,8 +1,8 @@
 /** Builds a walflow worker: the workflows bundle plus activities bound to their dependencies. */
-import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
 import { createActivities } from '../activities/index.ts';
+import { workflowBundlePath } from './bundle.ts';
 
 export const DEFAULT_TASK_QUEUE = 'walflow';
 
@@ -30,8 +30,6 @@ function installRuntime(): void {
   Runtime.install({ logger: new DefaultLogger((process.env.WALFLOW_LOG_LEVEL ?? 'WARN') as LogLevel) });
 }
 
-export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
-
 /**
  * Creates and starts a worker. On shutdown (SIGINT/SIGTERM or `shutdown()`), running activities are
  * cancelled and given time to flush and acknowledge what they wrote; nothing is half-acknowledged.
@@ -45,7 +43,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     connection,
     namespace,
     taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
-    workflowsPath,
+    workflowBundle: { codePath: workflowBundlePath() },
     activities: createActivities({ client: new Client({ connection: clientConnection, namespace }) }),
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 32,
     shutdownGraceTime: '30 seconds',
