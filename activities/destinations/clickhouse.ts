@@ -10,6 +10,7 @@ import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, typ
 import { toPgText } from '../../lib/pgtext.ts';
 import { parseColumnText } from '../postgres/values.ts';
 import type { Destination } from './destination.ts';
+import { applySteps } from './steps.ts';
 
 export const VERSION_COLUMN = '_walflow_version';
 export const DELETED_COLUMN = '_walflow_deleted';
@@ -180,22 +181,11 @@ export class ClickHouseDestination implements Destination {
   }
 
   async apply(changes: Change[]): Promise<void> {
-    let run: RowChange[] = [];
-    const flush = async () => {
-      if (run.length) await this.insert(run);
-      run = [];
-    };
-    for (const c of changes) {
-      if (c.kind === 'insert' || c.kind === 'update' || c.kind === 'delete') {
-        if (run.length && tableKey(run[0]!.table) !== tableKey(c.table)) await flush();
-        run.push(c);
-      } else {
-        await flush();
-        if (c.kind === 'schema') await this.prepare([c.schema]);
-        else await this.truncate(c.table, c.version);
-      }
+    for (const step of applySteps(changes)) {
+      if (step.kind === 'rows') await this.insert(step.changes);
+      else if (step.kind === 'schema') await this.prepare([step.change.schema]);
+      else await this.truncate(step.change.table, step.change.version);
     }
-    await flush();
   }
 
   private async insert(changes: RowChange[]): Promise<void> {

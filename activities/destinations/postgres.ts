@@ -10,6 +10,7 @@ import type { Version } from '../../lib/lsn.ts';
 import { SESSION_SETTINGS, tableKey, type Change, type ColumnSchema, type Row, type RowChange, type TableId, type TableSchema } from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';
 import type { Destination } from './destination.ts';
+import { applySteps } from './steps.ts';
 import { newestPerKey } from './newest.ts';
 import { outputTextSql, parseColumnText } from '../postgres/values.ts';
 
@@ -86,27 +87,15 @@ export class PostgresDestination implements Destination {
     const client = await this.ready();
     await client.query('BEGIN');
     try {
-      let run: RowChange[] = [];
-      const flushRun = async () => {
-        if (run.length) await this.upsert(client, run);
-        run = [];
-      };
-      for (const c of changes) {
-        if (c.kind === 'insert' || c.kind === 'update' || c.kind === 'delete') {
-          if (run.length && tableKey(run[0]!.table) !== tableKey(c.table)) await flushRun();
-          run.push(c);
-          continue;
-        }
-        await flushRun();
-        if (c.kind === 'schema') {
+      for (const step of applySteps(changes)) {
+        if (step.kind === 'rows') await this.upsert(client, step.changes);
+        else if (step.kind === 'truncate') await this.truncate(client, step.change.table, step.change.version);
+        else {
           await client.query('COMMIT');
-          await this.prepare([c.schema]);
+          await this.prepare([step.change.schema]);
           await client.query('BEGIN');
-        } else {
-          await this.truncate(client, c.table, c.version);
         }
       }
-      await flushRun();
       await client.query('COMMIT');
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);

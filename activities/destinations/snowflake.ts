@@ -11,6 +11,7 @@ import snowflake from 'snowflake-sdk';
 import type { Version } from '../../lib/lsn.ts';
 import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
+import { applySteps } from './steps.ts';
 import { newestPerKey } from './newest.ts';
 import { parseColumnText } from '../postgres/values.ts';
 
@@ -241,24 +242,11 @@ export class SnowflakeDestination implements Destination {
    * change (Snowflake charges every statement a fixed cost; a MERGE per run of rows would multiply it).
    */
   async apply(changes: Change[]): Promise<void> {
-    const pending = new Map<string, RowChange[]>();
-    const flush = async (key: string) => {
-      const rows = pending.get(key);
-      pending.delete(key);
-      if (rows?.length) await this.merge(rows);
-    };
-    for (const c of changes) {
-      const key = tableKey(c.table);
-      if (c.kind === 'insert' || c.kind === 'update' || c.kind === 'delete') {
-        if (!pending.has(key)) pending.set(key, []);
-        pending.get(key)!.push(c);
-        continue;
-      }
-      await flush(key);
-      if (c.kind === 'schema') await this.prepare([c.schema]);
-      else await this.truncate(c.table, c.version);
+    for (const step of applySteps(changes)) {
+      if (step.kind === 'rows') await this.merge(step.changes);
+      else if (step.kind === 'schema') await this.prepare([step.change.schema]);
+      else await this.truncate(step.change.table, step.change.version);
     }
-    for (const key of [...pending.keys()]) await flush(key);
   }
 
   private schemaOf(t: TableId): TableSchema {

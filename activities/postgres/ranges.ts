@@ -8,7 +8,7 @@ import { StringDecoder } from 'node:string_decoder';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { Row, TableSchema } from '../../lib/model.ts';
-import { parseColumnText } from './values.ts';
+import { columnParser } from './values.ts';
 import { splitTableName } from './schema.ts';
 
 export interface PageRange {
@@ -83,33 +83,32 @@ function rangeQuery(schema: TableSchema, range: PageRange): string {
 export async function* copyTableRange(client: pg.Client, schema: TableSchema, range: PageRange, opts: { batchRows: number }): AsyncGenerator<Row[]> {
   const stream = client.query(copyTo(`COPY (${rangeQuery(schema, range)}) TO STDOUT`));
   const decoder = new StringDecoder('utf8');
-  const columns = schema.columns;
+  const names = schema.columns.map((c) => c.name);
+  const parsers = schema.columns.map(columnParser);
+  const last = names.length - 1;
   let tail = '';
   let batch: Row[] = [];
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     const text = tail + decoder.write(chunk);
-    let start = 0;
-    for (let nl = text.indexOf('\n', start); nl >= 0; nl = text.indexOf('\n', start)) {
-      batch.push(parseCopyLine(text.slice(start, nl), columns));
-      start = nl + 1;
+    // Fields are cut straight out of the chunk's text (COPY escapes tabs and newlines inside values).
+    let pos = 0;
+    for (let nl = text.indexOf('\n', pos); nl >= 0; nl = text.indexOf('\n', pos)) {
+      const row: Row = {};
+      for (let i = 0; i <= last; i++) {
+        const end = i === last ? nl : text.indexOf('\t', pos);
+        const field = text.slice(pos, end);
+        row[names[i]!] = field === '\\N' ? null : parsers[i]!(field.includes('\\') ? unescapeCopy(field) : field);
+        pos = end + 1;
+      }
+      batch.push(row);
       if (batch.length >= opts.batchRows) {
         yield batch;
         batch = [];
       }
     }
-    tail = text.slice(start);
+    tail = text.slice(pos);
   }
   if (batch.length) yield batch;
-}
-
-function parseCopyLine(line: string, columns: TableSchema['columns']): Row {
-  const fields = line.split('\t');
-  const row: Row = {};
-  for (let i = 0; i < columns.length; i++) {
-    const f = fields[i]!;
-    row[columns[i]!.name] = parseColumnText(columns[i]!, f === '\\N' ? null : f.includes('\\') ? unescapeCopy(f) : f);
-  }
-  return row;
 }
 
 const COPY_ESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\' };

@@ -32,24 +32,27 @@ export const TEXT_TYPES = new Set([
   'pg_lsn', 'txid_snapshot', 'pg_snapshot', 'int2vector', 'oidvector', 'regclass', 'regtype', 'xid', 'xid8', 'cid', 'tid',
 ]);
 
+const identity = (text: string): Value => text;
+const SCALAR_PARSERS: Partial<Record<ValueKind, (text: string) => Value>> = {
+  int: Number, // "NaN", "Infinity" and "-Infinity" parse to themselves
+  float: Number,
+  bool: (text) => text === 't' || text === 'true', // output function says t, a ::text cast says true
+  bytes: (text) => Buffer.from(text.slice(2), 'hex'), // bytea_output = hex: "\x0a0b"
+};
+
 export function parseScalar(kind: ValueKind, text: string): Value {
-  switch (kind) {
-    case 'int':
-    case 'float':
-      return Number(text); // "NaN", "Infinity" and "-Infinity" parse to themselves
-    case 'bool':
-      return text === 't' || text === 'true'; // output function says t, a ::text cast says true
-    case 'bytes':
-      return Buffer.from(text.slice(2), 'hex'); // bytea_output = hex: "\x0a0b"
-    default:
-      return text;
-  }
+  return (SCALAR_PARSERS[kind] ?? identity)(text);
+}
+
+/** The parser of a column's non-null text, chosen once per column (the copy and stream hot paths). */
+export function columnParser(column: Pick<ColumnSchema, 'kind' | 'arrayDims'>): (text: string) => Value {
+  const scalar = SCALAR_PARSERS[column.kind] ?? identity;
+  if (column.arrayDims > 0) return (text) => parseArray(text, scalar) as Value[];
+  return scalar;
 }
 
 export function parseColumnText(column: Pick<ColumnSchema, 'kind' | 'arrayDims'>, text: string | null): Value {
-  if (text === null) return null;
-  if (column.arrayDims > 0) return parseArray(text, (element) => parseScalar(column.kind, element)) as Value[];
-  return parseScalar(column.kind, text);
+  return text === null ? null : columnParser(column)(text);
 }
 
 /**

@@ -82,6 +82,37 @@ export function describeDestination(name: string, dest: Destination, dropAll: ()
       for await (const r of dest.readLive!(evolved)) rows.push(r);
       assert.deepEqual(rows.find((r) => r.id === '12')?.extra, 7);
     });
+
+    test('a batch interleaving two tables, with truncates between changes, ends in the source state', async () => {
+      const events: TableSchema = {
+        schema: 'public', name: 'events', key: ['id'], replicaIdentity: 'default',
+        columns: [
+          { name: 'id', type: 'bigint', typeOid: 20, kind: 'bigint', arrayDims: 0, nullable: false },
+          { name: 'note', type: 'text', typeOid: 25, kind: 'text', arrayDims: 0, nullable: true },
+        ],
+      };
+      const ev = { schema: 'public', name: 'events' };
+      await dest.prepare([events]);
+      // What a multi-table transaction looks like in the stream: the tables alternate change by change.
+      await dest.apply([
+        { kind: 'insert', table, version: v(600, 1), row: row(20, 'first') },
+        { kind: 'insert', table: ev, version: v(600, 2), row: { id: '1', note: 'gone' } },
+        { kind: 'update', table, version: v(600, 3), row: row(20, 'second'), unchanged: [] },
+        { kind: 'insert', table: ev, version: v(600, 4), row: { id: '2', note: 'gone' } },
+        { kind: 'truncate', table: ev, version: v(600, 5) },
+        { kind: 'insert', table: ev, version: v(600, 6), row: { id: '3', note: 'gone' } },
+        { kind: 'truncate', table: ev, version: v(600, 7) },
+        { kind: 'insert', table: ev, version: v(600, 8), row: { id: '4', note: 'kept' } },
+        { kind: 'insert', table, version: v(600, 9), row: row(21, 'third') },
+        { kind: 'update', table: ev, version: v(600, 10), row: { id: '4', note: 'kept, updated' }, unchanged: [] },
+      ]);
+      const eventRows: Row[] = [];
+      for await (const r of dest.readLive!(events)) eventRows.push(r);
+      assert.deepEqual(eventRows, [{ id: '4', note: 'kept, updated' }]);
+      const items = new Map((await live()).map((r) => [r.id, r.name]));
+      assert.equal(items.get('20'), 'second');
+      assert.equal(items.get('21'), 'third');
+    });
   });
 
 }
