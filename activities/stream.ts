@@ -137,7 +137,7 @@ export function createStreamActivities(deps: ActivityDeps) {
 
       const events = stream[Symbol.asyncIterator]();
       const cancelled = new Promise<'cancelled'>((resolve) => ctx.cancellationSignal.addEventListener('abort', () => resolve('cancelled'), { once: true }));
-      let next: Promise<IteratorResult<StreamEvent>> | undefined;
+      let next: Promise<IteratorResult<StreamEvent[]>> | undefined;
       for (;;) {
         // Heartbeats come from this loop (which wakes at least every flush interval), so a stream stuck
         // anywhere stops heartbeating and Temporal retries it elsewhere.
@@ -156,23 +156,23 @@ export function createStreamActivities(deps: ActivityDeps) {
         }
         next = undefined;
         if (got.done) throw new Error('replication stream ended unexpectedly');
-        const ev = got.value;
-        if (ev.type === 'begin') {
-          inTransaction = true;
-        } else if (ev.type === 'change') {
-          const key = tableKey(ev.change.table);
-          if (!wanted.has(key)) continue;
-          if (batch.length === 0) batchStarted = Date.now();
-          batch.push(ev.change);
-        } else if (ev.type === 'commit') {
-          inTransaction = false;
-          safeLsn = ev.endLsn;
-        } else if (ev.type === 'keepalive' && !inTransaction && (safeLsn === undefined || ev.walEnd > safeLsn)) {
-          // Between transactions everything before the server's position has been received:
-          // acknowledging it lets the slot release WAL that holds no changes for us.
-          safeLsn = ev.walEnd;
+        for (const ev of got.value) {
+          if (ev.type === 'begin') {
+            inTransaction = true;
+          } else if (ev.type === 'change') {
+            if (!wanted.has(tableKey(ev.change.table))) continue;
+            if (batch.length === 0) batchStarted = Date.now();
+            batch.push(ev.change);
+            if (batch.length >= config.cdc.maxBatchRows) await flush();
+          } else if (ev.type === 'commit') {
+            inTransaction = false;
+            safeLsn = ev.endLsn;
+          } else if (ev.type === 'keepalive' && !inTransaction && (safeLsn === undefined || ev.walEnd > safeLsn)) {
+            // Between transactions everything before the server's position has been received:
+            // acknowledging it lets the slot release WAL that holds no changes for us.
+            safeLsn = ev.walEnd;
+          }
         }
-        if (batch.length >= config.cdc.maxBatchRows) await flush();
       }
       // Cancelled (pause, continue-as-new, worker shutdown): finish the batch in hand, acknowledge, report.
       await flush();

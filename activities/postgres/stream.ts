@@ -9,8 +9,8 @@ import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replicatio
 import type { Pgoutput } from 'pg-logical-replication';
 import type pg from 'pg';
 import { formatLsn, makeVersion, parseLsn, type Lsn } from '../../lib/lsn.ts';
-import { tableKey, type Change, type ColumnSchema, type Row, type TableId, type TableSchema } from '../../lib/model.ts';
-import { KIND_BY_OID, parseColumnText } from './values.ts';
+import { tableKey, type Change, type ColumnSchema, type Row, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
+import { columnParser, KIND_BY_OID } from './values.ts';
 import { withSession } from './session.ts';
 
 export type StreamEvent =
@@ -20,7 +20,8 @@ export type StreamEvent =
   /** Server keepalive: everything before `walEnd` has been sent. */
   | { type: 'keepalive'; walEnd: Lsn };
 
-export interface ChangeStream extends AsyncIterable<StreamEvent> {
+/** Yields the events in bursts: all that had arrived when the consumer asked (at most MAX_BURST messages). */
+export interface ChangeStream extends AsyncIterable<StreamEvent[]> {
   /** Tells Postgres everything up to `lsn` (a commit end or keepalive position) is durably written. */
   acknowledge(lsn: Lsn): Promise<void>;
   close(): Promise<void>;
@@ -38,6 +39,8 @@ export interface ChangeStreamOptions {
   onWait?: () => void;
 }
 
+const MAX_BURST = 2_000;
+
 /** Text values only: walflow parses them itself (exactly), never with pg's lossy default parsers. */
 class TextPgoutputPlugin extends PgoutputPlugin {
   override parse(buffer: Buffer): Pgoutput.Message {
@@ -50,9 +53,18 @@ class TextPgoutputPlugin extends PgoutputPlugin {
 /** Looks a table's current schema up in the catalog (for relations whose columns changed). */
 export type SchemaLookup = (table: TableId) => Promise<TableSchema>;
 
+interface Relation {
+  id: TableId;
+  columns: ColumnSchema[];
+  /** Each column's text parser, in column order. */
+  parsers: ((text: string) => Value)[];
+}
+
+const relation = (id: TableId, columns: ColumnSchema[]): Relation => ({ id, columns, parsers: columns.map(columnParser) });
+
 /** Decodes pgoutput messages; keeps the relation cache and the transaction's change counter. */
 export class PgoutputDecoder {
-  private readonly relations = new Map<number, { id: TableId; columns: ColumnSchema[] }>();
+  private readonly relations = new Map<number, Relation>();
   private commitLsn: Lsn = 0n;
   private seq = 0;
 
@@ -106,13 +118,15 @@ export class PgoutputDecoder {
   private row(r: Pgoutput.MessageRelation, tuple: Record<string, unknown>, partial = false): Row {
     const rel = this.relations.get(r.relationOid)!;
     const row: Row = {};
-    for (const c of rel.columns) {
-      const raw = tuple[c.name];
+    const { columns, parsers } = rel;
+    for (let i = 0; i < columns.length; i++) {
+      const name = columns[i]!.name;
+      const raw = tuple[name] as string | null | undefined;
       if (raw === undefined) {
-        if (!partial) row[c.name] = null;
+        if (!partial) row[name] = null;
         continue;
       }
-      row[c.name] = parseColumnText(c, raw as string | null);
+      row[name] = raw === null ? null : parsers[i]!(raw);
     }
     return row;
   }
@@ -127,7 +141,7 @@ export class PgoutputDecoder {
     const names = msg.columns.map((c) => c.name);
     const same = known && known.length === names.length && known.every((c, i) => c.name === names[i] && c.typeOid === msg.columns[i]!.typeOid);
     if (same) {
-      this.relations.set(msg.relationOid, { id, columns: known });
+      this.relations.set(msg.relationOid, relation(id, known));
       return [];
     }
     return this.lookup(id).then((schema) => {
@@ -135,7 +149,7 @@ export class PgoutputDecoder {
       const columns = msg.columns.map((c): ColumnSchema => byName.get(c.name) ?? {
         name: c.name, type: String(c.typeOid), typeOid: c.typeOid, kind: KIND_BY_OID[c.typeOid] ?? 'text', arrayDims: 0, nullable: true,
       });
-      this.relations.set(msg.relationOid, { id, columns });
+      this.relations.set(msg.relationOid, relation(id, columns));
       const current: TableSchema = { ...schema, columns };
       this.known.set(tableKey(id), current);
       if (!known) return [];
@@ -219,20 +233,25 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
     async *[Symbol.asyncIterator]() {
       for (;;) {
         if (failure) throw failure;
-        const item = queue.shift();
-        if (!item) {
+        if (!queue.length) {
           if (closed) return;
           await new Promise<void>((r) => { wake = r; });
           continue;
         }
+        // Everything received so far is decoded in one go: one wake-up of the consumer per burst,
+        // not per message, is what lets a busy stream run at the decoder's speed.
+        const items = queue.splice(0, MAX_BURST);
         if (queue.length < highWaterMark / 2 && space) { const s = space; space = undefined; s(); }
-        if ('keepalive' in item) {
-          yield { type: 'keepalive', walEnd: item.keepalive };
-          continue;
+        const burst: StreamEvent[] = [];
+        for (const item of items) {
+          if ('keepalive' in item) {
+            burst.push({ type: 'keepalive', walEnd: item.keepalive });
+            continue;
+          }
+          const decoded = decoder.decode(item.msg);
+          for (const ev of Array.isArray(decoded) ? decoded : await decoded) burst.push(ev);
         }
-        const decoded = decoder.decode(item.msg);
-        const events = Array.isArray(decoded) ? decoded : await decoded;
-        yield* events;
+        yield burst;
       }
     },
     async acknowledge(lsn: Lsn) {
