@@ -33,6 +33,7 @@ export interface StreamHeartbeat {
   counters: Record<string, ChangeCounters>;
 }
 
+const HEARTBEAT_EVERY_MS = 1_000;
 const REPORT_EVERY_MS = 2_000;
 const IDLE_REPORT_EVERY_MS = 30_000;
 const SIGNAL_DEADLINE_MS = 5_000;
@@ -55,7 +56,15 @@ export function createStreamActivities(deps: ActivityDeps) {
     const signal = (progress: StreamProgress) => deps.client.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () => workflow.signal(streamProgressSignal, progress));
 
     const details = (): StreamHeartbeat => ({ confirmedLsn: confirmed ? formatLsn(confirmed) : null, counters });
-    const heartbeat = () => ctx.heartbeat(details());
+    // Encoding a heartbeat costs more than decoding a burst of changes: one a second is plenty (the
+    // timeout is 30 s) and a retry resuming from a slightly older LSN only rewrites what it wrote.
+    let lastBeat = 0;
+    const heartbeat = () => {
+      const now = Date.now();
+      if (now - lastBeat < HEARTBEAT_EVERY_MS) return;
+      lastBeat = now;
+      ctx.heartbeat(details());
+    };
     const source = new pg.Client(withSession(sourceConnection(config.source)));
     source.on('error', () => { /* an idle connection dropped (Postgres restart): surfaced by its next query */ });
     let destination: Destination | undefined;
@@ -135,28 +144,36 @@ export function createStreamActivities(deps: ActivityDeps) {
         (unreported[key] ??= newCounters())[field]++;
       };
 
+      // One waiter at a time, woken by the next burst, the flush timer or cancellation. (Racing a
+      // long-lived promise such as "cancelled" on every pass leaves a reaction per pass on it: a leak
+      // that kept every burst, and so every change, alive.)
       const events = stream[Symbol.asyncIterator]();
-      const cancelled = new Promise<'cancelled'>((resolve) => ctx.cancellationSignal.addEventListener('abort', () => resolve('cancelled'), { once: true }));
-      let next: Promise<IteratorResult<StreamEvent[]>> | undefined;
+      let woken: (() => void) | undefined;
+      const wake = () => { const w = woken; woken = undefined; w?.(); };
+      ctx.cancellationSignal.addEventListener('abort', wake, { once: true });
+      let arrived: IteratorResult<StreamEvent[]> | undefined;
+      let failed: { error: unknown } | undefined;
+      let pulling = false;
       for (;;) {
         // Heartbeats come from this loop (which wakes at least every flush interval), so a stream stuck
         // anywhere stops heartbeating and Temporal retries it elsewhere.
         heartbeat();
-        const pendingNext = (next ??= events.next());
-        const wait = batch.length
-          ? Math.max(0, batchStarted + config.cdc.flushIntervalMs - Date.now())
-          : config.cdc.flushIntervalMs;
-        const timer = sleep(wait);
-        const got = await Promise.race([pendingNext, cancelled, timer.promise]);
-        timer.cancel();
-        if (got === 'cancelled') break;
-        if (got === 'timeout') {
-          await flush();
-          continue;
+        if (!arrived && !failed && !pulling) {
+          pulling = true;
+          events.next().then((r) => { arrived = r; }, (error: unknown) => { failed = { error }; }).finally(() => { pulling = false; wake(); });
         }
-        next = undefined;
-        if (got.done) throw new Error('replication stream ended unexpectedly');
-        for (const ev of got.value) {
+        const due = batch.length ? batchStarted + config.cdc.flushIntervalMs - Date.now() : config.cdc.flushIntervalMs;
+        if (!arrived && !failed && !ctx.cancellationSignal.aborted && due > 0) {
+          const timer = setTimeout(wake, due);
+          await new Promise<void>((resolve) => { woken = resolve; });
+          clearTimeout(timer);
+        }
+        if (ctx.cancellationSignal.aborted) break;
+        if (failed) throw failed.error;
+        const got = arrived;
+        arrived = undefined;
+        if (got?.done) throw new Error('replication stream ended unexpectedly');
+        for (const ev of got?.value ?? []) {
           if (ev.type === 'begin') {
             inTransaction = true;
           } else if (ev.type === 'change') {
@@ -173,6 +190,9 @@ export function createStreamActivities(deps: ActivityDeps) {
             safeLsn = ev.walEnd;
           }
         }
+        // A quiet pass (the timer woke us) acknowledges keepalive positions and reports; a busy stream
+        // still flushes once its oldest unwritten change is a flush interval old.
+        if (!got || (batch.length && Date.now() - batchStarted >= config.cdc.flushIntervalMs)) await flush();
       }
       // Cancelled (pause, continue-as-new, worker shutdown): finish the batch in hand, acknowledge, report.
       await flush();
@@ -196,10 +216,4 @@ export function createStreamActivities(deps: ActivityDeps) {
 /** "table" means "public.table". */
 export function qualify(table: string): string {
   return table.includes('.') ? table : `public.${table}`;
-}
-
-function sleep(ms: number): { promise: Promise<'timeout'>; cancel: () => void } {
-  let timer: NodeJS.Timeout;
-  const promise = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), ms); });
-  return { promise, cancel: () => clearTimeout(timer) };
 }

@@ -1,16 +1,18 @@
 /**
  * `npm run bench -- backfill|cdc|latency|all [--rows N] [--changes N] [--destination null,clickhouse,snowflake]
- *   [--parallelism 1,2,4] [--tables bf,firenibble,wide] [--rates 2000,5000] [--seconds S] [--smoke]`
+ *   [--parallelism 1,2,4] [--tables bf,firenibble,wide] [--rates 2000,5000] [--seconds S] [--smoke] [--profile]
+ *   [--worker-flags=--max-semi-space-size=32,...]`
  *
  * Measures walflow on the local stack against raw ceilings measured in the same run, so results are
  * ratios that hold on a noisy machine:
  *   backfill: `COPY <table> TO STDOUT` read by psql (into wc, which counts the bytes for MB/s);
  *   cdc: pg_recvlogical with pgoutput (proto_version, publication_names) reading the same changes.
  * The worker runs as its own process (`walflow worker`); its peak RSS is the kernel's VmHWM.
- * Prints a table and writes JSON with machine info to bench/results/ (git-ignored).
+ * Prints a table and writes JSON with machine info to bench/results/ (git-ignored). With --profile, each
+ * scenario's worker writes a V8 CPU profile there too, and its top functions by self time are printed.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,6 +25,7 @@ import { projectRoot } from '../stack/paths.ts';
 import { EMULATOR_WAREHOUSE } from '../stack/snowflake.ts';
 import { pipelineWorkflowId, statusQuery } from '../workflows/definitions.ts';
 import { pipelineWorkflow } from '../workflows/index.ts';
+import { hotFunctions, type HotFunction } from './profile.ts';
 import { bigTransaction, CDC_TABLE, mixWorkload, TABLES } from './tables.ts';
 
 const { positionals, values } = parseArgs({
@@ -30,7 +33,7 @@ const { positionals, values } = parseArgs({
   options: {
     rows: { type: 'string' }, changes: { type: 'string' }, destination: { type: 'string', default: 'null' },
     parallelism: { type: 'string' }, tables: { type: 'string' }, rates: { type: 'string' }, seconds: { type: 'string' },
-    smoke: { type: 'boolean', default: false },
+    smoke: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false }, 'worker-flags': { type: 'string' },
   },
 });
 const what = positionals[0] ?? 'all';
@@ -60,8 +63,12 @@ interface Result {
   ratio?: number;
   latencyMs?: { p50: number; p95: number; p99: number; max: number };
   workerPeakRssMb: number;
+  /** With --profile: the worker's CPU profile and its hottest functions. */
+  profile?: { file: string; hot: HotFunction[] };
 }
 const results: Result[] = [];
+const resultsDir = process.env.WALFLOW_BENCH_RESULTS ?? join(projectRoot, 'bench', 'results');
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 
 const { status } = await stackUp();
 const admin = status.postgres!.url;
@@ -73,6 +80,9 @@ const sql = async (text: string, url = sourceUrl) => {
   try { return await c.query(text); } finally { await c.end(); }
 };
 await sql(`CREATE DATABASE ${pg.escapeIdentifier(dbName)}`, admin);
+/** One connection for polling positions (a connection per poll would add its own latency). */
+const probe = new pg.Client({ connectionString: sourceUrl });
+await probe.connect();
 
 const connection = await Connection.connect({ address: status.temporal!.url });
 const client = new Client({ connection });
@@ -81,23 +91,34 @@ const log = (line: string) => console.error(`[bench ${new Date().toISOString().s
 const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Set when the current scenario's worker process died: waiting for its progress would be in vain. */
+let workerExit: Error | undefined;
+
 /** A `walflow worker` process for one scenario; its VmHWM is the scenario's peak RSS. */
-async function startWorkerProcess(): Promise<{ child: ChildProcess; stop: () => Promise<number> }> {
-  const child = spawn(process.execPath, ['bin/walflow.js', 'worker', '--task-queue', taskQueue], {
+async function startWorkerProcess(label: string): Promise<{ child: ChildProcess; stop: () => Promise<Pick<Result, 'workerPeakRssMb' | 'profile'>> }> {
+  const profileDir = join(resultsDir, `profiles-${stamp}`, `${results.length + 1}-${label.replace(/[^a-z0-9]+/gi, '-')}`);
+  const nodeFlags = [...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), ...(values['worker-flags']?.split(',').filter(Boolean) ?? [])];
+  const child = spawn(process.execPath, [...nodeFlags, 'bin/walflow.js', 'worker', '--task-queue', taskQueue], {
     cwd: projectRoot, stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, WALFLOW_TEMPORAL_ADDRESS: status.temporal!.url, WALFLOW_BENCH_SNOWFLAKE_PASSWORD: 'emulator' },
   });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('polling')) resolve(); });
-    child.once('exit', (code) => reject(new Error(`bench worker exited with ${code}`)));
+    child.once('exit', (code, signal) => {
+      workerExit = new Error(`bench worker exited (${signal ?? code}) during "${label}"`);
+      reject(workerExit);
+    });
   });
+  workerExit = undefined;
   return {
     child,
     stop: async () => {
       const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+      child.removeAllListeners('exit');
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
-      return Number(hwm ?? 0) / 1024;
+      const file = values.profile ? readdirSync(profileDir).map((f) => join(profileDir, f)).find((f) => f.endsWith('.cpuprofile')) : undefined;
+      return { workerPeakRssMb: Number(hwm ?? 0) / 1024, ...(file ? { profile: { file, hot: hotFunctions(file) } } : {}) };
     },
   };
 }
@@ -126,11 +147,20 @@ function pipelineConfig(tableNames: string[], destination: string, parallelism: 
 async function until<T>(check: () => Promise<T | undefined | false>, timeoutMs = 30 * 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    if (workerExit) throw workerExit;
     const v = await check();
     if (v) return v;
     await sleep(50);
   }
   throw new Error('bench: timed out');
+}
+
+const slotOf = (config: PipelineConfig) => `walflow_${config.id.replace(/-/g, '_')}`;
+
+/** The pipeline slot's confirmed position: walflow confirms only what the destination has durably written. */
+async function slotConfirmedLsn(config: PipelineConfig, client = probe): Promise<bigint | null> {
+  const { rows: [r] } = await client.query<{ lsn: string | null }>('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [slotOf(config)]);
+  return r?.lsn ? parseLsn(r.lsn) : null;
 }
 
 const start = (config: PipelineConfig) => client.workflow.start(pipelineWorkflow, {
@@ -140,7 +170,7 @@ const start = (config: PipelineConfig) => client.workflow.start(pipelineWorkflow
 async function finish(handle: WorkflowHandle<typeof pipelineWorkflow>, config: PipelineConfig): Promise<void> {
   await handle.terminate('bench done');
   await sleep(500);
-  await sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'walflow_${config.id.replace(/-/g, '_')}' AND NOT active`).catch(() => undefined);
+  await sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slotOf(config)}' AND NOT active`).catch(() => undefined);
 }
 
 /** Runs `cmd` through sh, timing it; returns seconds and its stdout. */
@@ -158,8 +188,9 @@ async function benchBackfill(): Promise<void> {
     const mb = Number(ceiling.out.trim()) / 2 ** 20;
     for (const destination of destinations) {
       for (const p of parallelisms) {
-        log(`backfill ${t.name} p=${p} -> ${destination}`);
-        const worker = await startWorkerProcess();
+        const label = `backfill ${t.name} p=${p} ${destination}`;
+        log(label);
+        const worker = await startWorkerProcess(label);
         const config = pipelineConfig([t.name], destination, p);
         const began = process.hrtime.bigint();
         const handle = await start(config);
@@ -168,7 +199,7 @@ async function benchBackfill(): Promise<void> {
         await finish(handle, config);
         results.push({
           scenario: `backfill ${t.name} (${t.columns} cols) p=${p}`, destination, count: rows, seconds: s, perSecond: rows / s, mbPerSecond: mb / s,
-          ceilingPerSecond: rows / ceiling.seconds, ratio: ceiling.seconds / s, workerPeakRssMb: await worker.stop(),
+          ceilingPerSecond: rows / ceiling.seconds, ratio: ceiling.seconds / s, ...await worker.stop(),
         });
       }
     }
@@ -191,7 +222,7 @@ async function benchCdc(): Promise<void> {
     for (const w of workloads) {
       await sql('TRUNCATE cdc');
       log(`${w.name} -> ${destination}`);
-      const worker = await startWorkerProcess();
+      const worker = await startWorkerProcess(`${w.name} ${destination}`);
       const config = pipelineConfig(['cdc'], destination, 1);
       const handle = await start(config);
       await until(async () => { const s = await handle.query(statusQuery); return s.phase === 'streaming' && s.confirmedLsn; });
@@ -207,7 +238,7 @@ async function benchCdc(): Promise<void> {
       await sql(`INSERT INTO cdc VALUES (-1, 'sentinel', 0, now())`);
       const began = process.hrtime.bigint();
       await handle.signal('resume');
-      await until(async () => { const s = await handle.query(statusQuery); return s.confirmedLsn && parseLsn(s.confirmedLsn) >= parseLsn(end); });
+      await until(async () => { const lsn = await slotConfirmedLsn(config); return lsn !== null && lsn >= parseLsn(end); });
       const s = seconds(began);
       log(`caught up in ${s.toFixed(2)} s; measuring the pg_recvlogical ceiling`);
       const ceiling = timedShell(`pg_recvlogical -d ${sh(sourceUrl)} --slot ${ceilingSlot} --start -o proto_version=1 `
@@ -216,7 +247,7 @@ async function benchCdc(): Promise<void> {
       await finish(handle, config);
       results.push({
         scenario: w.name, destination, count: w.changes, seconds: s, perSecond: w.changes / s,
-        ceilingPerSecond: w.changes / ceiling.seconds, ratio: ceiling.seconds / s, workerPeakRssMb: await worker.stop(),
+        ceilingPerSecond: w.changes / ceiling.seconds, ratio: ceiling.seconds / s, ...await worker.stop(),
       });
     }
   }
@@ -234,7 +265,7 @@ async function benchLatency(): Promise<void> {
   for (const destination of destinations) {
     for (const rate of rates) {
       log(`latency at ${rate} changes/s for ${latencySeconds} s -> ${destination}`);
-      const worker = await startWorkerProcess();
+      const worker = await startWorkerProcess(`latency ${rate} ${destination}`);
       const config = pipelineConfig(['lat'], destination, 1);
       const handle = await start(config);
       await until(async () => { const s = await handle.query(statusQuery); return s.phase === 'streaming' && s.confirmedLsn; });
@@ -242,14 +273,12 @@ async function benchLatency(): Promise<void> {
       const watcher = new pg.Client({ connectionString: sourceUrl });
       await writer.connect();
       await watcher.connect();
-      const slot = `walflow_${config.id.replace(/-/g, '_')}`;
       const pending: { lsn: bigint; at: number }[] = [];
       const latencies: number[] = [];
       let writing = true;
       const watch = (async () => {
         while (writing || pending.length) {
-          const { rows: [r] } = await watcher.query('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [slot]);
-          const confirmed = r?.lsn ? parseLsn(r.lsn) : 0n;
+          const confirmed = (await slotConfirmedLsn(config, watcher)) ?? 0n;
           const now = performance.now();
           while (pending.length && pending[0]!.lsn <= confirmed) latencies.push(now - pending.shift()!.at);
           await sleep(2);
@@ -277,7 +306,7 @@ async function benchLatency(): Promise<void> {
       results.push({
         scenario: `latency at ${rate} changes/s`, destination, count: written, seconds: elapsed, perSecond: written / elapsed,
         latencyMs: { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), max: sorted[sorted.length - 1] ?? NaN },
-        workerPeakRssMb: await worker.stop(),
+        ...await worker.stop(),
       });
     }
   }
@@ -288,6 +317,7 @@ try {
   if (what === 'cdc' || what === 'all') await benchCdc();
   if (what === 'latency' || what === 'all') await benchLatency();
 } finally {
+  await probe.end();
   await connection.close();
   await sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '${dbName}' AND NOT active`, admin).catch(() => undefined);
   await sql(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(dbName)} WITH (FORCE)`, admin).catch(() => undefined);
@@ -300,9 +330,12 @@ for (const r of results) {
   console.log(`| ${r.scenario} | ${r.destination} | ${r.count} | ${f(r.seconds, 2)} | ${f(r.perSecond)} | ${f(r.mbPerSecond, 1)} | ${f(r.ceilingPerSecond)} | `
     + `${f(r.ratio, 2)} | ${r.latencyMs ? `${f(r.latencyMs.p50)} / ${f(r.latencyMs.p95)} / ${f(r.latencyMs.p99)}` : ''} | ${f(r.workerPeakRssMb)} |`);
 }
-const dir = process.env.WALFLOW_BENCH_RESULTS ?? join(projectRoot, 'bench', 'results');
-mkdirSync(dir, { recursive: true });
-const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+for (const r of results.filter((x) => x.profile)) {
+  console.log(`\n${r.scenario} -> ${r.destination}: worker CPU profile ${r.profile!.file}`);
+  for (const h of r.profile!.hot) console.log(`  ${String(h.ms).padStart(7)} ms ${(h.share * 100).toFixed(1).padStart(5)}%  ${h.fn}`);
+}
+mkdirSync(resultsDir, { recursive: true });
+const file = join(resultsDir, `bench-${stamp}.json`);
 writeFileSync(file, JSON.stringify({
   when: new Date().toISOString(), what, smoke,
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version, postgres: (await sql('SHOW server_version', admin)).rows[0].server_version },
