@@ -139,7 +139,8 @@ function pipelineConfig(tableNames: string[], destination: string, parallelism: 
   return parseConfig({ pipelines: [{
     id, source: { url: sourceUrl, publication: `pub_${id.replace(/-/g, '_')}`, tables: tableNames },
     destination: destinationConfig(destination),
-    backfill: { parallelism, rowsPerRange: Math.max(1000, Math.ceil(rows / 16)), batchRows: 10_000 },
+    // walflow's defaults (250,000 rows per range, 10,000-row batches) but for the parallelism measured.
+    backfill: { parallelism },
     cdc: { flushIntervalMs: 100, maxBatchRows: 10_000 },
   }] }).pipelines[0]!;
 }
