@@ -4,7 +4,8 @@
  * Bundling (webpack) inside the worker process would leave ~100 MB of peak RSS behind for the
  * worker's whole life, so a cache miss is built by a short-lived child process instead.
  *
- *   node --import tsx worker/bundle.ts <out-file>     (what the child runs)
+ *   node --import tsx worker/bundle.ts              builds the cached bundle ahead of time (the image does)
+ *   node --import tsx worker/bundle.ts <out-file>   what the child process runs
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -52,5 +53,6 @@ async function buildInto(out: string): Promise<void> {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  await buildInto(process.argv[2]!);
+  if (process.argv[2]) await buildInto(process.argv[2]);
+  else console.log(workflowBundlePath());
 }
