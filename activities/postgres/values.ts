@@ -40,10 +40,6 @@ const SCALAR_PARSERS: Partial<Record<ValueKind, (text: string) => Value>> = {
   bytes: (text) => Buffer.from(text.slice(2), 'hex'), // bytea_output = hex: "\x0a0b"
 };
 
-export function parseScalar(kind: ValueKind, text: string): Value {
-  return (SCALAR_PARSERS[kind] ?? identity)(text);
-}
-
 /** The parser of a column's non-null text, chosen once per column (the copy and stream hot paths). */
 export function columnParser(column: Pick<ColumnSchema, 'kind' | 'arrayDims'>): (text: string) => Value {
   const scalar = SCALAR_PARSERS[column.kind] ?? identity;
