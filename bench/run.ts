@@ -228,7 +228,9 @@ async function benchCdc(): Promise<void> {
       const handle = await start(config);
       await until(async () => { const s = await handle.query(statusQuery); return s.phase === 'streaming' && s.confirmedLsn; });
       await handle.signal('pause');
-      await until(async () => (await handle.query(statusQuery)).phase === 'paused');
+      // Paused means the stream has let go of the slot, not only that the workflow took the signal.
+      await until(async () => (await handle.query(statusQuery)).phase === 'paused'
+        && (await probe.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [slotOf(config)])).rowCount === 1);
       const ceilingSlot = `bench_ceiling_${pipelines}`;
       await sql(`SELECT pg_create_logical_replication_slot('${ceilingSlot}', 'pgoutput')`);
       await sql(w.sql);

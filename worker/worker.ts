@@ -47,6 +47,10 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     activities: createActivities({ client: new Client({ connection: clientConnection, namespace }) }),
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 32,
     shutdownGraceTime: '30 seconds',
+    // Cancellation reaches an activity only in a heartbeat's answer, and heartbeats are sent at most once
+    // per throttle interval (by default 80 % of the 30 s heartbeat timeout): without this a pause or a
+    // continue-as-new left the stream running for up to 24 s.
+    maxHeartbeatThrottleInterval: '2 seconds',
   });
   const done = worker.run().finally(async () => {
     await connection.close();

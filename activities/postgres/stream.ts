@@ -163,7 +163,7 @@ export class PgoutputDecoder {
 
 /**
  * Opens the stream at `startLsn`. Events are decoded as the consumer pulls them; while
- * `highWaterMark` raw messages wait, the library pauses the socket (its flow control).
+ * `highWaterMark` raw messages wait, the socket is paused.
  */
 export async function openChangeStream(opts: ChangeStreamOptions & { known: Map<string, TableSchema>; lookup: SchemaLookup }): Promise<ChangeStream> {
   // A stream that just stopped (pause, continue-as-new, a killed worker) can hold the slot for a
@@ -183,7 +183,6 @@ export async function openChangeStream(opts: ChangeStreamOptions & { known: Map<
 async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string, TableSchema>; lookup: SchemaLookup }): Promise<ChangeStream> {
   const service = new LogicalReplicationService(withSession(opts.connection), {
     acknowledge: { auto: false, timeoutSeconds: 0 },
-    flowControl: { enabled: true },
   });
   const plugin = new TextPgoutputPlugin({ protoVersion: 1, publicationNames: [opts.publication] });
   const decoder = new PgoutputDecoder(opts.known, opts.lookup);
@@ -193,15 +192,21 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
   let failure: Error | undefined;
   let closed = false;
   let wake: (() => void) | undefined;
-  let space: (() => void) | undefined;
   let confirmed: Lsn | undefined = opts.startLsn;
   const notify = () => { const w = wake; wake = undefined; w?.(); };
 
-  service.on('data', async (_lsn: string, msg: Pgoutput.Message) => {
+  // Flow control: the socket is paused while `highWaterMark` messages wait. (The library's own flow
+  // control awaits promises for every message, which inside a Temporal activity, where each promise pays
+  // for the async context, cost more than decoding the message.)
+  const socket = () => (service as unknown as { _connection?: { stream?: { pause(): void; resume(): void } } })._connection?.stream;
+  let paused = false;
+  service.on('data', (_lsn: string, msg: Pgoutput.Message) => {
     queue.push({ msg });
     notify();
-    // Returning later keeps the library's flow control holding the socket.
-    if (queue.length >= highWaterMark && !closed) await new Promise<void>((r) => { space = r; });
+    if (queue.length >= highWaterMark && !paused && !closed) {
+      paused = true;
+      socket()?.pause();
+    }
   });
   service.on('heartbeat', async (lsn: string, _ts: number, shouldRespond: boolean) => {
     queue.push({ keepalive: parseLsn(lsn) });
@@ -241,7 +246,10 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
         // Everything received so far is decoded in one go: one wake-up of the consumer per burst,
         // not per message, is what lets a busy stream run at the decoder's speed.
         const items = queue.splice(0, MAX_BURST);
-        if (queue.length < highWaterMark / 2 && space) { const s = space; space = undefined; s(); }
+        if (paused && queue.length < highWaterMark / 2) {
+          paused = false;
+          socket()?.resume();
+        }
         const burst: StreamEvent[] = [];
         for (const item of items) {
           if ('keepalive' in item) {
@@ -260,7 +268,6 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
     },
     async close() {
       closed = true;
-      space?.();
       notify();
       await service.destroy();
     },
