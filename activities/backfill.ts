@@ -7,8 +7,8 @@ import type { PipelineConfig } from '../lib/config.ts';
 import { faultPoint } from '../lib/faults.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
-import { snapshotReadySignal } from '../workflows/definitions.ts';
-import { applyHeartbeating, whileHeartbeating, type ActivityDeps } from './context.ts';
+import { copyProgressSignal, snapshotReadySignal } from '../workflows/definitions.ts';
+import { applyHeartbeating, signalWithDeadline, whileHeartbeating, type ActivityDeps } from './context.ts';
 import { createDestination } from './destinations/index.ts';
 import { copyTableRange, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
@@ -21,6 +21,15 @@ import { connect } from './postgres/session.ts';
 export interface TableRange extends PageRange {
   /** The pipeline's table ("schema.table"); for a partition, its partitioned parent. */
   table: string;
+}
+
+export interface CopyRangeInput {
+  config: PipelineConfig;
+  snapshotName: string;
+  snapshotLsn: string;
+  range: TableRange;
+  /** Workflow told about failed attempts (the pipeline or resync workflow). */
+  reportTo?: string;
 }
 
 export interface PlannedBackfill {
@@ -67,7 +76,24 @@ export function createBackfillActivities(deps: ActivityDeps) {
     }
   });
 
-  async function copyRange(input: { config: PipelineConfig; snapshotName: string; snapshotLsn: string; range: TableRange }): Promise<{ rows: number }> {
+  /**
+   * Copies one range. A failure is retried by Temporal without end (a destination or source that is
+   * down is waited for); each one is also reported to `reportTo`, so `walflow status` says what is wrong.
+   */
+  async function copyRange(input: CopyRangeInput): Promise<{ rows: number }> {
+    try {
+      return await copyOneRange(input);
+    } catch (e) {
+      const ctx = Context.current();
+      if (input.reportTo && !ctx.cancellationSignal.aborted) {
+        const error = `copy of ${input.range.table} pages ${input.range.startPage}..${input.range.endPage ?? 'end'} failed (attempt ${ctx.info.attempt}): ${(e as Error).message}`;
+        await signalWithDeadline(deps, input.reportTo, copyProgressSignal, { tables: {}, error }).catch(() => undefined);
+      }
+      throw e;
+    }
+  }
+
+  async function copyOneRange(input: CopyRangeInput): Promise<{ rows: number }> {
     const ctx = Context.current();
     const { config, range } = input;
     const version = makeVersion(parseLsn(input.snapshotLsn), 0);

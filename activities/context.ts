@@ -1,12 +1,20 @@
 /** What activities are built from: injected once by the worker, faked nowhere in the integration suite. */
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
+import type { SignalDefinition } from '@temporalio/common';
 import type { Change } from '../lib/model.ts';
 import type { Destination } from './destinations/destination.ts';
 
 export interface ActivityDeps {
   /** Used to report progress back to the workflow that runs the activity (signals). */
   client: Client;
+}
+
+const SIGNAL_DEADLINE_MS = 5_000;
+
+/** Signals a workflow with a deadline: right after a Temporal server restart a call can otherwise wait forever. */
+export function signalWithDeadline<T>(deps: ActivityDeps, workflowId: string, signal: SignalDefinition<[T]>, arg: T): Promise<void> {
+  return deps.client.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () => deps.client.workflow.getHandle(workflowId).signal(signal, arg));
 }
 
 /**

@@ -12,7 +12,7 @@ import { formatLsn, parseLsn, type Lsn } from '../lib/lsn.ts';
 import { tableKey, type Change, type TableSchema } from '../lib/model.ts';
 import { streamProgressSignal, type ChangeCounters, type StreamProgress } from '../workflows/definitions.ts';
 import { withSession } from './postgres/session.ts';
-import { applyHeartbeating, type ActivityDeps } from './context.ts';
+import { applyHeartbeating, signalWithDeadline, type ActivityDeps } from './context.ts';
 import { createDestination } from './destinations/index.ts';
 import type { Destination } from './destinations/destination.ts';
 import { openChangeStream, type StreamEvent } from './postgres/stream.ts';
@@ -36,7 +36,6 @@ export interface StreamHeartbeat {
 const HEARTBEAT_EVERY_MS = 1_000;
 const REPORT_EVERY_MS = 2_000;
 const IDLE_REPORT_EVERY_MS = 30_000;
-const SIGNAL_DEADLINE_MS = 5_000;
 
 const newCounters = (): ChangeCounters => ({ inserts: 0, updates: 0, deletes: 0, truncates: 0 });
 
@@ -51,9 +50,7 @@ export function createStreamActivities(deps: ActivityDeps) {
     const counters: Record<string, ChangeCounters> = resumed?.counters ?? {};
     let unreported: Record<string, ChangeCounters> = {};
     let confirmed: Lsn | undefined = startLsn ? parseLsn(startLsn) : undefined;
-    const workflow = deps.client.workflow.getHandle(input.workflowId);
-    // A deadline on every report: right after a Temporal server restart a call can otherwise wait forever.
-    const signal = (progress: StreamProgress) => deps.client.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () => workflow.signal(streamProgressSignal, progress));
+    const signal = (progress: StreamProgress) => signalWithDeadline(deps, input.workflowId, streamProgressSignal, progress);
 
     const details = (): StreamHeartbeat => ({ confirmedLsn: confirmed ? formatLsn(confirmed) : null, counters });
     // Encoding a heartbeat costs more than decoding a burst of changes: one a second is plenty (the
@@ -191,8 +188,11 @@ export function createStreamActivities(deps: ActivityDeps) {
           }
         }
         // A quiet pass (the timer woke us) acknowledges keepalive positions and reports; a busy stream
-        // still flushes once its oldest unwritten change is a flush interval old.
-        if (!got || (batch.length && Date.now() - batchStarted >= config.cdc.flushIntervalMs)) await flush();
+        // still flushes once its oldest unwritten change is a flush interval old. With nothing unwritten
+        // a new position is acknowledged at once: a Postgres shutting down sends keepalives back to back
+        // (so no pass is quiet) and waits for exactly that acknowledgement before it can stop.
+        const ackable = !batch.length && safeLsn !== undefined && (confirmed === undefined || safeLsn > confirmed);
+        if (!got || ackable || (batch.length && Date.now() - batchStarted >= config.cdc.flushIntervalMs)) await flush();
       }
       // Cancelled (pause, continue-as-new, worker shutdown): finish the batch in hand, acknowledge, report.
       await flush();

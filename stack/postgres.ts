@@ -9,7 +9,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, statSync, wri
 import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { ports, stateDir } from './paths.ts';
-import { StackError, assertPortFree, pidState, removeFile, sleep, stopPid, waitFor } from './process.ts';
+import { StackError, assertPortFree, exited, pidState, removeFile, sleep, stopPid, waitFor } from './process.ts';
 
 export interface PostgresInstance {
   /** Stack component name, also the status key. */
@@ -166,12 +166,27 @@ export async function startPostgres(pgi: PostgresInstance): Promise<'started' | 
 }
 
 export async function stopPostgres(pgi: PostgresInstance): Promise<boolean> {
+  return (await shutdownPostgres(pgi)) !== 'not running';
+}
+
+/**
+ * Stops Postgres, saying how: SIGINT is its "fast" shutdown; if that hangs, SIGQUIT ("immediate") still
+ * takes the postmaster's children down with it, where a SIGKILL would leave them holding shared memory
+ * and block the next start.
+ */
+export async function shutdownPostgres(pgi: PostgresInstance): Promise<'fast' | 'immediate' | 'not running'> {
   const pidFile = join(dirs(pgi).data, 'postmaster.pid');
   const state = pidState(pidFile, 'postgres');
-  if (state.state !== 'running') return false;
-  await stopPid(state.pid, 'SIGINT', 60_000); // SIGINT = Postgres's "fast" shutdown
+  if (state.state !== 'running') return 'not running';
+  let how: 'fast' | 'immediate' = 'fast';
+  try { process.kill(state.pid, 'SIGINT'); } catch { /* already gone */ }
+  if (!(await exited(state.pid, 30_000))) {
+    console.error(`${pgi.name}: fast shutdown still waiting after 30 s; shutting down immediately`);
+    how = 'immediate';
+    await stopPid(state.pid, 'SIGQUIT', 30_000);
+  }
   while (existsSync(pidFile) && pidState(pidFile, 'postgres').state === 'running') await sleep(100);
-  return true;
+  return how;
 }
 
 export function postgresRunning(pgi: PostgresInstance): boolean {

@@ -105,13 +105,18 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
   throw new StackError(`${what} did not become healthy within ${Math.round(timeoutMs / 1000)} s. ${hint}`);
 }
 
+/** Waits up to `ms` for `pid` to exit; true if it has. */
+export async function exited(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (isAlive(pid) && Date.now() < deadline) await sleep(100);
+  return !isAlive(pid);
+}
+
 /** SIGTERM (or `signal`), then SIGKILL after `graceMs`; resolves when the PID is gone. */
 export async function stopPid(pid: number, signal: NodeJS.Signals = 'SIGTERM', graceMs = 20_000): Promise<void> {
   if (!isAlive(pid)) return;
   try { process.kill(pid, signal); } catch { return; }
-  const deadline = Date.now() + graceMs;
-  while (isAlive(pid) && Date.now() < deadline) await sleep(100);
-  if (isAlive(pid)) {
+  if (!(await exited(pid, graceMs))) {
     try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
     while (isAlive(pid)) await sleep(50);
   }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { armFault, disarmFaults, unsafe } from '../lib/faults.ts';
 import { parseLsn } from '../lib/lsn.ts';
+import { primaryPostgres, shutdownPostgres, startPostgres } from '../stack/postgres.ts';
 import { FAULT_KINDS, runSoak, summaryLine } from './fault/harness.ts';
 import { WORKLOAD_SETUP, WORKLOAD_TABLES } from './fault/workload.ts';
 import { PipelineFixture } from './support/pipeline.ts';
@@ -19,12 +20,51 @@ for (const destination of ['clickhouse', 'snowflake'] as const) {
       console.log(summaryLine(result));
       assert.equal(result.mismatches, 0, summaryLine(result));
       assert.ok(result.slotAdvanced, 'the slot moved past the last change (WAL is released)');
+      assert.equal(result.pipelineFailed, null, 'the pipeline rode out every fault without stopping for the operator');
       assert.ok(result.transactions > 50, `a real workload ran: ${result.transactions} transactions`);
       for (const k of Object.keys(result.faults)) seen.add(k);
     }
     assert.deepEqual([...seen].sort(), [...FAULT_KINDS].sort(), 'every fault kind was injected');
   });
 }
+
+test('a backfill rides out Postgres being down: fast shutdown, restart on a fresh snapshot, the pipeline never stops', async () => {
+  // Slow batches keep the backfill running when Postgres goes down; down for longer than the copy's
+  // first retries (a pipeline used to give up on its fifth lost snapshot, within a second).
+  const f = new PipelineFixture({
+    name: 'pgdown',
+    setup: `CREATE TABLE items (id int8 PRIMARY KEY, label text, qty int);
+            INSERT INTO items SELECT g, 'item ' || g, g % 13 FROM generate_series(1, 20000) g;`,
+    tables: ['items'], destination: 'clickhouse', workerProcess: true, faults: 'copyBatch:delay=150',
+    pipeline: { backfill: { parallelism: 2, rowsPerRange: 2000, batchRows: 500 } },
+  });
+  try {
+    await f.setup();
+    await f.start();
+    await f.waitFor('the backfill to be copying', async () => (await f.status()).tables.items?.backfill === 'copying');
+    const postgres = await primaryPostgres();
+    let shutdown: string;
+    try {
+      shutdown = await shutdownPostgres(postgres);
+      await new Promise((r) => setTimeout(r, 8000));
+    } finally {
+      await startPostgres(postgres); // whatever happened, the tests after this one need it
+    }
+    // A fast shutdown waits for each walsender's client to confirm the last position sent; the stream
+    // must not hold it up (it once answered the server's back-to-back keepalives without confirming).
+    assert.equal(shutdown, 'fast', 'a connected pipeline does not hold up a fast shutdown');
+    await f.sql(`UPDATE items SET qty = -1 WHERE id % 1000 = 0; DELETE FROM items WHERE id > 19900`);
+    await f.waitForConvergence();
+    const status = await f.status();
+    assert.notEqual(status.phase, 'failed', `the pipeline stopped: ${status.lastError}`);
+    assert.equal(status.tables.items?.backfill, 'done');
+    const history = await f.handle.fetchHistory();
+    const holders = history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'holdSnapshot');
+    assert.ok(holders.length >= 2, `the outage hit the backfill (snapshot holders: ${holders.length})`);
+  } finally {
+    await f.teardown();
+  }
+});
 
 test('a build that acknowledges the LSN before the destination write is caught by the oracle', async () => {
   // In-process worker: flip the broken-build switch and fail one destination write after its early ack.

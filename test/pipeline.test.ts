@@ -7,8 +7,10 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { armFault, disarmFaults } from '../lib/faults.ts';
 import { parseLsn } from '../lib/lsn.ts';
+import type { CopyProgress } from '../workflows/definitions.ts';
 import { PipelineFixture } from './support/pipeline.ts';
 
 describe('backfill of 1,000,000 rows with parallelism 4', () => {
@@ -38,6 +40,14 @@ describe('backfill of 1,000,000 rows with parallelism 4', () => {
     const attempts = await copyAttempts(f);
     assert.equal(attempts.filter((a) => a === 2).length, 1, `attempts per range: ${attempts}`);
     assert.equal(attempts.filter((a) => a === 1).length, attempts.length - 1);
+    // ... and the failure was reported to the pipeline, whose status shows it as lastError.
+    const reported = (await f.handle.fetchHistory()).events!.flatMap((e) => {
+      const signal = e.workflowExecutionSignaledEventAttributes;
+      if (signal?.signalName !== 'copyProgress') return [];
+      return [(defaultPayloadConverter.fromPayload(signal.input!.payloads![0]!) as CopyProgress).error ?? []].flat();
+    });
+    assert.equal(reported.length, 1, `errors reported: ${reported}`);
+    assert.match(reported[0]!, /^copy of items pages \d+\.\.\S+ failed \(attempt 1\): /);
 
     await f.sql(`UPDATE items SET name = 'changed' WHERE id % 100000 = 0; DELETE FROM items WHERE id <= 10; INSERT INTO items VALUES (2000000, 'new', 1.5, now(), '{}')`);
     await f.waitForConvergence();

@@ -5,18 +5,19 @@
  * lost (its session died), the copy restarts on a fresh snapshot and says so.
  */
 import {
-  ApplicationFailure, CancellationScope, ChildWorkflowFailure, condition, executeChild, isCancellation, log,
-  proxyActivities, setHandler, workflowInfo,
+  ApplicationFailure, CancellationScope, ChildWorkflowFailure, condition, executeChild, isCancellation, log, patched,
+  proxyActivities, setHandler, sleep, workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
 import { copyRangesWorkflow } from './copy.ts';
-import { snapshotReadySignal, type SnapshotReady, type TableProgress } from './definitions.ts';
+import { snapshotReadySignal, type CopyProgress, type SnapshotReady, type TableProgress } from './definitions.ts';
 
+/** Retried without end, like the stream: a source that is down for a while is waited for, not given up on. */
 const { planRanges } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   heartbeatTimeout: '30 seconds', // a worker that dies while planning is noticed in seconds
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError'] },
+  retry: { maximumInterval: '1 minute', nonRetryableErrorTypes: ['ConfigError', 'SchemaError'] },
 });
 
 /** The snapshot lives exactly as long as this activity: one attempt, no retry. */
@@ -27,7 +28,16 @@ const { holdSnapshot } = proxyActivities<Activities>({
 });
 
 const RANGES_PER_CHILD = 256;
-const MAX_SNAPSHOT_ATTEMPTS = 5;
+/**
+ * A lost snapshot (Postgres restarted, the holder's worker died) is transient: the copy restarts on a
+ * fresh snapshot after a backoff that doubles while no snapshot can be taken at all. The cap keeps a
+ * source that stays down for days to a few thousand history events a day.
+ */
+const SNAPSHOT_RETRY_FIRST_MS = 1_000;
+const SNAPSHOT_RETRY_MAX_MS = 5 * 60_000;
+/** Workflows that lost a snapshot before this patch retried at once, at most five times. */
+const SNAPSHOT_RETRY_PATCH = 'backfill-snapshot-retry-backoff';
+const LEGACY_MAX_SNAPSHOT_ATTEMPTS = 5;
 
 export interface BackfillOptions {
   config: PipelineConfig;
@@ -40,20 +50,31 @@ export interface BackfillOptions {
 
 /** Copies `tables` from one consistent snapshot; resolves with the snapshot's LSN (the rows' version). */
 export async function backfillTables(opts: BackfillOptions): Promise<string> {
+  // Decided once, before any command: a backfill already under way when this code deployed keeps its old course.
+  const backoff = patched(SNAPSHOT_RETRY_PATCH);
+  let delayMs = SNAPSHOT_RETRY_FIRST_MS;
   for (let attempt = 1; ; attempt++) {
+    const outcome = { snapshotTaken: false };
     try {
-      return await backfillOnce(opts, attempt);
+      return await backfillOnce(opts, attempt, backoff, outcome);
     } catch (e) {
-      if (!isSnapshotLost(e) || attempt >= MAX_SNAPSHOT_ATTEMPTS) throw e;
-      const message = `backfill snapshot lost (${errorMessage(e)}); restarting the copy of ${opts.tables.join(', ')} on a fresh snapshot`;
+      if (!isSnapshotLost(e)) throw e;
+      if (!backoff && attempt >= LEGACY_MAX_SNAPSHOT_ATTEMPTS) throw e;
+      if (outcome.snapshotTaken) delayMs = SNAPSHOT_RETRY_FIRST_MS;
+      const message = `backfill snapshot lost (${errorMessage(e)}); restarting the copy of ${opts.tables.join(', ')} on a fresh snapshot`
+        + (backoff ? ` in ${Math.round(delayMs / 1000)} s` : '');
       log.warn(message);
       opts.onError?.(message);
+      if (backoff) {
+        await sleep(delayMs);
+        delayMs = Math.min(delayMs * 2, SNAPSHOT_RETRY_MAX_MS);
+      }
     }
   }
 }
 
-async function backfillOnce(opts: BackfillOptions, attempt: number): Promise<string> {
-  const { config, tables, progress } = opts;
+async function backfillOnce(opts: BackfillOptions, attempt: number, stopOnLoss: boolean, outcome: { snapshotTaken: boolean }): Promise<string> {
+  const { config, tables } = opts;
   const token = `${workflowInfo().runId}-${attempt}`;
   let snapshot: SnapshotReady | undefined;
   setHandler(snapshotReadySignal, (s) => {
@@ -71,34 +92,56 @@ async function backfillOnce(opts: BackfillOptions, attempt: number): Promise<str
     (e) => { throw isCancellation(e) ? e : ApplicationFailure.nonRetryable(`snapshot holder failed: ${errorMessage(e)}`, 'SnapshotLost'); },
   );
   lost.catch(() => undefined); // observed below; avoid an unhandled rejection once we cancel it
+  const raceLost = <T>(p: Promise<T>) => Promise.race([p, lost]);
 
+  // Planning and copying run in their own scope so a lost snapshot stops them (children included) at once.
+  const copyScope = new CancellationScope();
   try {
-    await Promise.race([condition(() => snapshot !== undefined), lost]);
+    await raceLost(condition(() => snapshot !== undefined));
+    outcome.snapshotTaken = true;
     const snap = snapshot!;
     opts.onSnapshot?.(snap.lsn);
-
-    const planned = await planRanges(config, tables);
-    for (const t of planned.tables) {
-      progress[t.table] = { ...progress[t.table]!, backfill: 'copying', rangesDone: 0, rangesTotal: t.ranges, rowsCopied: 0, rowsEstimate: t.rowsEstimate };
-    }
-    for (let i = 0; i < planned.ranges.length; i += RANGES_PER_CHILD) {
-      const child = executeChild(copyRangesWorkflow, {
-        workflowId: `${workflowInfo().workflowId}-copy-${token}-${i / RANGES_PER_CHILD}`,
-        args: [{
-          config, snapshotName: snap.snapshotName, snapshotLsn: snap.lsn,
-          ranges: planned.ranges.slice(i, i + RANGES_PER_CHILD),
-          parallelism: config.backfill.parallelism, reportTo: workflowInfo().workflowId,
-        }],
-      });
-      await Promise.race([child, lost]);
-    }
-    for (const t of tables) progress[t] = { ...progress[t]!, backfill: 'done' };
+    const copy = copyScope.run(() => copyFromSnapshot(opts, snap, token, raceLost));
+    await (stopOnLoss ? raceLost(copy) : copy);
     return snap.lsn;
   } finally {
+    if (stopOnLoss) copyScope.cancel();
     holderScope.cancel();
     await holder.catch(() => undefined);
     opts.onSnapshot?.(null);
   }
+}
+
+async function copyFromSnapshot(
+  opts: BackfillOptions, snap: SnapshotReady, token: string, raceLost: <T>(p: Promise<T>) => Promise<T>,
+): Promise<void> {
+  const { config, tables, progress } = opts;
+  const planned = await planRanges(config, tables);
+  for (const t of planned.tables) {
+    progress[t.table] = { ...progress[t.table]!, backfill: 'copying', rangesDone: 0, rangesTotal: t.ranges, rowsCopied: 0, rowsEstimate: t.rowsEstimate };
+  }
+  for (let i = 0; i < planned.ranges.length; i += RANGES_PER_CHILD) {
+    await raceLost(executeChild(copyRangesWorkflow, {
+      workflowId: `${workflowInfo().workflowId}-copy-${token}-${i / RANGES_PER_CHILD}`,
+      args: [{
+        config, snapshotName: snap.snapshotName, snapshotLsn: snap.lsn,
+        ranges: planned.ranges.slice(i, i + RANGES_PER_CHILD),
+        parallelism: config.backfill.parallelism, reportTo: workflowInfo().workflowId,
+      }],
+    }));
+  }
+  for (const t of tables) progress[t] = { ...progress[t]!, backfill: 'done' };
+}
+
+/** Adds a copy workflow's report to `progress`; returns the failure it carries, if any. */
+export function addCopyProgress(progress: Record<string, TableProgress>, report: CopyProgress): string | undefined {
+  for (const [table, c] of Object.entries(report.tables)) {
+    const t = progress[table];
+    if (!t) continue;
+    t.rangesDone += c.ranges;
+    t.rowsCopied += c.rows;
+  }
+  return report.error;
 }
 
 function isSnapshotLost(e: unknown): boolean {

@@ -12,10 +12,11 @@ import type { PipelineConfig } from '../lib/config.ts';
 import type { TableRange } from '../activities/backfill.ts';
 import { copyProgressSignal, type CopyProgress } from './definitions.ts';
 
+/** Retried without end, like the stream: a destination or source that is down for a while is waited for. */
 const { copyRange } = proxyActivities<Activities>({
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '60 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10, nonRetryableErrorTypes: ['SnapshotLost', 'ConfigError'] },
+  retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: ['SnapshotLost', 'ConfigError', 'SchemaError'] },
 });
 
 export interface CopyRangesInput {
@@ -54,7 +55,7 @@ export async function copyRangesWorkflow(input: CopyRangesInput): Promise<CopyRa
     for (let range = queue.shift(); range; range = queue.shift()) {
       const copied = await copyRange.executeWithOptions(
         { summary: `copy ${range.table} ${describeRange(range)}` },
-        [{ config: input.config, snapshotName: input.snapshotName, snapshotLsn: input.snapshotLsn, range }],
+        [{ config: input.config, snapshotName: input.snapshotName, snapshotLsn: input.snapshotLsn, range, reportTo: input.reportTo }],
       );
       rows += copied.rows;
       const t = (pending[range.table] ??= { ranges: 0, rows: 0 });

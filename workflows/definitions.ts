@@ -55,6 +55,8 @@ export interface StreamProgress {
 export interface CopyProgress {
   /** Per table: ranges finished and rows copied since the previous report. */
   tables: Record<string, { ranges: number; rows: number }>;
+  /** Set when a range copy failed (it will be retried). */
+  error?: string;
 }
 
 export interface SnapshotReady {

@@ -11,7 +11,7 @@ import {
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { Activities } from '../activities/index.ts';
-import { backfillTables, errorMessage } from './backfill.ts';
+import { addCopyProgress, backfillTables, errorMessage } from './backfill.ts';
 import {
   addTablesUpdate, copyProgressSignal, dropUpdate, pauseSignal, removeTablesUpdate, resumeSignal, statusQuery,
   streamProgressSignal, SEARCH_ATTRIBUTE_PHASE,
@@ -91,12 +91,8 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     }
   });
   setHandler(copyProgressSignal, (p) => {
-    for (const [table, c] of Object.entries(p.tables)) {
-      const t = state.progress[table];
-      if (!t) continue;
-      t.rangesDone += c.ranges;
-      t.rowsCopied += c.rows;
-    }
+    const error = addCopyProgress(state.progress, p);
+    if (error) state.lastError = error;
   });
   setHandler(addTablesUpdate, async (tables) => {
     await alterPublication(config, { add: tables, tables: [...state.tables, ...tables] });

@@ -6,7 +6,7 @@
  */
 import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
-import { backfillTables } from './backfill.ts';
+import { addCopyProgress, backfillTables } from './backfill.ts';
 import { copyProgressSignal, statusQuery, type ResyncInput, type TableProgress } from './definitions.ts';
 
 const { removeStaleRows } = proxyActivities<Activities>({
@@ -32,12 +32,7 @@ export async function resyncWorkflow(input: ResyncInput): Promise<ResyncResult> 
   let lastError: string | null = null;
 
   setHandler(copyProgressSignal, (p) => {
-    for (const [table, c] of Object.entries(p.tables)) {
-      const t = progress[table];
-      if (!t) continue;
-      t.rangesDone += c.ranges;
-      t.rowsCopied += c.rows;
-    }
+    lastError = addCopyProgress(progress, p) ?? lastError;
   });
   setHandler(statusQuery, () => ({
     pipeline: config.id, phase: 'backfilling', paused: false, confirmedLsn: null, lagBytes: null, snapshotLsn,

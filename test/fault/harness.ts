@@ -36,6 +36,8 @@ export interface SoakResult {
   mismatches: number;
   firstDifferences: string[];
   slotAdvanced: boolean;
+  /** Set when the pipeline stopped for the operator (phase `failed`): a fault it should have ridden out. */
+  pipelineFailed: string | null;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -96,12 +98,19 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     // Oracle: Postgres equals the model; once the slot has passed the last change (Postgres considers it all
     // delivered, WAL is released), the destination must equal Postgres.
     const sourceDiffs = await workload.diffSource(await source());
-    const slotAdvanced = await f.waitFor('slot to pass the last change', async () => {
+    let pipelineFailed: string | null = null;
+    const slotAdvanced = await f.waitFor('slot to pass the last change, or the pipeline to stop', async () => {
+      const status = await f.status().catch(() => undefined); // Temporal may still be coming back
+      if (status?.phase === 'failed') {
+        pipelineFailed = status.lastError ?? 'no error given';
+        return 'failed';
+      }
       const lsn = await f.slotConfirmedLsn();
-      return lsn !== null && parseLsn(lsn) >= parseLsn(lastChange);
-    }, 300_000).then(() => true, () => false);
+      return lsn !== null && parseLsn(lsn) >= parseLsn(lastChange) && 'advanced';
+    }, 300_000).then((outcome) => outcome === 'advanced', () => false);
     let destinationDiffs: string[] = [];
     try {
+      if (pipelineFailed !== null) throw new Error('no point waiting for a stopped pipeline');
       await f.waitForConvergence(60_000);
     } catch {
       destinationDiffs = (await f.compare()).diffs;
@@ -109,7 +118,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const firstDifferences = [...sourceDiffs, ...destinationDiffs].slice(0, 10);
     return {
       seed: opts.seed, transactions: workload.transactions, changes: workload.changes, rollbacks: workload.rollbacks,
-      faults: injected, mismatches: sourceDiffs.length + destinationDiffs.length, firstDifferences, slotAdvanced,
+      faults: injected, mismatches: sourceDiffs.length + destinationDiffs.length, firstDifferences, slotAdvanced, pipelineFailed,
     };
   } finally {
     await writer?.end().catch(() => undefined);
@@ -156,10 +165,14 @@ async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, ra
   }
 }
 
+/** The run passed: nothing differs, the slot released the WAL, and the pipeline never needed the operator. */
+export const soakPassed = (r: SoakResult) => r.mismatches === 0 && r.slotAdvanced && r.pipelineFailed === null;
+
 export function summaryLine(r: SoakResult): string {
   const faults = Object.entries(r.faults).map(([k, n]) => `${k}=${n}`).join(' ');
-  const verdict = r.mismatches === 0 && r.slotAdvanced
+  const failed = r.pipelineFailed === null ? '' : ` pipelineFailed=${JSON.stringify(r.pipelineFailed)}`;
+  const verdict = soakPassed(r)
     ? 'mismatches=0'
-    : `mismatches=${r.mismatches} slotAdvanced=${r.slotAdvanced} first: ${r.firstDifferences.slice(0, 3).join(' | ')} (replay with --seed ${r.seed})`;
+    : `mismatches=${r.mismatches} slotAdvanced=${r.slotAdvanced}${failed} first: ${r.firstDifferences.slice(0, 3).join(' | ')} (replay with --seed ${r.seed})`;
   return `soak seed=${r.seed} transactions=${r.transactions} changes=${r.changes} rollbacks=${r.rollbacks} faults: ${faults || 'none'} ${verdict}`;
 }

@@ -1,14 +1,17 @@
 /**
  * Records workflow histories of real runs on the stack, for the replay test:
- * `npm run record-histories`. Run it after a deliberate workflow change and
- * commit the files; the replay test then proves later changes stay compatible
- * with workflows already running in production.
+ * `npm run record-histories [name...]`. Run it after a deliberate workflow
+ * change and commit the files; the replay test then proves later changes stay
+ * compatible with workflows already running in production. Name the histories
+ * a change adds: re-recording the others would drop the proof that histories
+ * made by older code still replay.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { stackUp } from '../../stack/index.ts';
 import { projectRoot } from '../../stack/paths.ts';
+import { armFault, disarmFaults } from '../../lib/faults.ts';
 import { resyncWorkflow } from '../../workflows/index.ts';
 
 const { status } = await stackUp();
@@ -16,50 +19,83 @@ process.env.WALFLOW_PG_URL = status.postgres!.url;
 process.env.WALFLOW_TEMPORAL_ADDRESS = status.temporal!.url;
 const { PipelineFixture } = await import('../support/pipeline.ts');
 
-const f = new PipelineFixture({
-  name: 'history',
-  setup: `CREATE TABLE orders (id int8 PRIMARY KEY, item text, qty int, big text);
-          INSERT INTO orders SELECT g, 'item ' || g, g % 7, NULL FROM generate_series(1, 5000) g;`,
-  tables: ['orders'],
-  maxHistoryEvents: 80,
-});
+const only = process.argv.slice(2);
+const wanted = (name: string) => only.length === 0 || only.includes(name);
+const MAIN_RUN = ['pipeline-backfill-paused-resumed', 'pipeline-continued-as-new', 'copy-ranges', 'resync'];
+
+const ORDERS = `CREATE TABLE orders (id int8 PRIMARY KEY, item text, qty int, big text);
+  INSERT INTO orders SELECT g, 'item ' || g, g % 7, NULL FROM generate_series(1, 5000) g;`;
 const dir = join(projectRoot, 'test', 'histories');
-const save = async (name: string, workflowId: string, runId?: string) => {
-  const history = await f.client.workflow.getHandle(workflowId, runId).fetchHistory();
+const save = async (fixture: InstanceType<typeof PipelineFixture>, name: string, workflowId: string, runId?: string) => {
+  if (!wanted(name)) return;
+  const history = await fixture.client.workflow.getHandle(workflowId, runId).fetchHistory();
   // The workflow id is part of what replays: child workflow ids derive from it.
   writeFileSync(join(dir, `${name}.json`), `{"workflowId":${JSON.stringify(workflowId)},"history":${historyToJSON(history)}}`);
   console.log(`recorded ${name} (${history.events?.length} events)`);
 };
 
-try {
-  await f.setup();
-  const started = await f.start();
-  await f.waitForConvergence();
-  await f.sql(`UPDATE orders SET qty = qty + 1 WHERE id <= 100; DELETE FROM orders WHERE id > 4900`);
-  await f.waitForConvergence();
-  await f.handle.signal('pause');
-  await f.waitFor('paused', async () => (await f.status()).phase === 'paused');
-  await f.sql(`INSERT INTO orders SELECT g, 'paused', 1, NULL FROM generate_series(6000, 6100) g`);
-  await f.handle.signal('resume');
-  await f.waitForConvergence();
-  const first = (await f.handle.describe()).runId;
-  await save('pipeline-backfill-paused-resumed', f.handle.workflowId, started.firstExecutionRunId);
-  for (let i = 0; i < 20 && (await f.status()).continuedAsNew === 0; i++) {
-    await f.sql(`UPDATE orders SET qty = qty + 1 WHERE id = ${i + 1}`);
-    await new Promise((r) => setTimeout(r, 2500));
-  }
-  const latest = await f.handle.describe();
-  if (latest.runId === first) throw new Error('the pipeline did not continue-as-new');
-  await save('pipeline-continued-as-new', f.handle.workflowId, latest.runId);
-  for await (const wf of f.client.workflow.list({ query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'` })) {
-    await save('copy-ranges', wf.workflowId, wf.runId);
-    break;
-  }
-  const resync = await f.client.workflow.start(resyncWorkflow, {
-    workflowId: `${f.handle.workflowId}-resync-record`, taskQueue: f.taskQueue, args: [{ config: f.config }],
+if (MAIN_RUN.some(wanted)) await recordMainRun();
+if (wanted('pipeline-snapshot-lost')) await recordSnapshotLost();
+
+async function recordMainRun() {
+  const f = new PipelineFixture({
+    name: 'history',
+    setup: ORDERS,
+    tables: ['orders'],
+    maxHistoryEvents: 80,
   });
-  await resync.result();
-  await save('resync', resync.workflowId);
-} finally {
-  await f.teardown();
+  try {
+    await f.setup();
+    const started = await f.start();
+    await f.waitForConvergence();
+    await f.sql(`UPDATE orders SET qty = qty + 1 WHERE id <= 100; DELETE FROM orders WHERE id > 4900`);
+    await f.waitForConvergence();
+    await f.handle.signal('pause');
+    await f.waitFor('paused', async () => (await f.status()).phase === 'paused');
+    await f.sql(`INSERT INTO orders SELECT g, 'paused', 1, NULL FROM generate_series(6000, 6100) g`);
+    await f.handle.signal('resume');
+    await f.waitForConvergence();
+    const first = (await f.handle.describe()).runId;
+    await save(f, 'pipeline-backfill-paused-resumed', f.handle.workflowId, started.firstExecutionRunId);
+    for (let i = 0; i < 20 && (await f.status()).continuedAsNew === 0; i++) {
+      await f.sql(`UPDATE orders SET qty = qty + 1 WHERE id = ${i + 1}`);
+      await new Promise((r) => setTimeout(r, 2500));
+    }
+    const latest = await f.handle.describe();
+    if (latest.runId === first) throw new Error('the pipeline did not continue-as-new');
+    await save(f, 'pipeline-continued-as-new', f.handle.workflowId, latest.runId);
+    for await (const wf of f.client.workflow.list({ query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'` })) {
+      await save(f, 'copy-ranges', wf.workflowId, wf.runId);
+      break;
+    }
+    const resync = await f.client.workflow.start(resyncWorkflow, {
+      workflowId: `${f.handle.workflowId}-resync-record`, taskQueue: f.taskQueue, args: [{ config: f.config }],
+    });
+    await resync.result();
+    await save(f, 'resync', resync.workflowId);
+  } finally {
+    await f.teardown();
+  }
+}
+
+/** A backfill whose snapshot session is killed mid-copy: it restarts on a fresh snapshot after a backoff. */
+async function recordSnapshotLost() {
+  const g = new PipelineFixture({
+    name: 'history',
+    setup: ORDERS,
+    tables: ['orders'],
+    pipeline: { backfill: { parallelism: 2, rowsPerRange: 1000, batchRows: 250 } },
+  });
+  armFault('copyBatch', { delayMs: 200 });
+  try {
+    await g.setup();
+    await g.start();
+    await g.waitFor('the backfill to be copying', async () => (await g.status()).tables.orders?.backfill === 'copying');
+    await g.adminSql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender' AND query LIKE 'CREATE_REPLICATION_SLOT%walflow_snapshot_%'`);
+    await g.waitForConvergence();
+    await save(g, 'pipeline-snapshot-lost', g.handle.workflowId);
+  } finally {
+    disarmFaults();
+    await g.teardown();
+  }
 }
