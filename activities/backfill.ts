@@ -7,7 +7,7 @@ import type { PipelineConfig } from '../lib/config.ts';
 import { faultPoint } from '../lib/faults.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
-import { copyProgressSignal, snapshotReadySignal } from '../workflows/definitions.ts';
+import { copyProgressSignal, describeRange, snapshotReadySignal } from '../workflows/definitions.ts';
 import { applyHeartbeating, signalWithDeadline, whileHeartbeating, type ActivityDeps } from './context.ts';
 import { createDestination } from './destinations/index.ts';
 import { copyTableRange, planTableRanges, type PageRange } from './postgres/ranges.ts';
@@ -85,8 +85,11 @@ export function createBackfillActivities(deps: ActivityDeps) {
       return await copyOneRange(input);
     } catch (e) {
       const ctx = Context.current();
-      if (input.reportTo && !ctx.cancellationSignal.aborted) {
-        const error = `copy of ${input.range.table} pages ${input.range.startPage}..${input.range.endPage ?? 'end'} failed (attempt ${ctx.info.attempt}): ${(e as Error).message}`;
+      // Every report is a history event of a workflow that cannot continue-as-new mid-backfill: the first
+      // few failures, then every tenth, keep an outage of days to a few hundred events.
+      const attempt = ctx.info.attempt;
+      if (input.reportTo && !ctx.cancellationSignal.aborted && (attempt <= 5 || attempt % 10 === 0)) {
+        const error = `copy of ${input.range.table} ${describeRange(input.range)} failed (attempt ${attempt}): ${(e as Error).message}`;
         await signalWithDeadline(deps, input.reportTo, copyProgressSignal, { tables: {}, error }).catch(() => undefined);
       }
       throw e;

@@ -10,7 +10,7 @@ import {
 import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
 import type { TableRange } from '../activities/backfill.ts';
-import { copyProgressSignal, type CopyProgress } from './definitions.ts';
+import { copyProgressSignal, describeRange, type CopyProgress } from './definitions.ts';
 
 /** Retried without end, like the stream: a destination or source that is down for a while is waited for. */
 const { copyRange } = proxyActivities<Activities>({
@@ -75,8 +75,4 @@ export async function copyRangesWorkflow(input: CopyRangesInput): Promise<CopyRa
     await report(true);
   }
   return { rows };
-}
-
-function describeRange(r: TableRange): string {
-  return r.endPage === null ? `pages ${r.startPage}..end` : `pages ${r.startPage}..${r.endPage}`;
 }

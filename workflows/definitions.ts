@@ -104,6 +104,9 @@ export const streamProgressSignal = defineSignal<[StreamProgress]>('streamProgre
 export const copyProgressSignal = defineSignal<[CopyProgress]>('copyProgress');
 export const snapshotReadySignal = defineSignal<[SnapshotReady]>('snapshotReady');
 
+/** A range of a table's pages as operators read it in activity summaries and errors. */
+export const describeRange = (r: { startPage: number; endPage: number | null }): string => `pages ${r.startPage}..${r.endPage ?? 'end'}`;
+
 export const pipelineWorkflowId = (pipeline: string): string => `walflow-${pipeline}`;
 
 /** Search attributes set on walflow workflows (registered by `walflow stack up`). */
