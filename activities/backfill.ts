@@ -116,7 +116,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
       const table = { schema: schema!.schema, name: schema!.name };
       for await (const batch of copyTableRange(client, schema!, range, { batchRows: config.backfill.batchRows })) {
         await faultPoint('copyBatch');
-        await applyHeartbeating(destination, batch.map((row): InsertChange => ({ kind: 'insert', table, version, row })), () => ({ rows }));
+        await applyHeartbeating(destination, batch.map((row): InsertChange => ({ kind: 'insert', table, version, row, snapshot: true })), () => ({ rows }));
         rows += batch.length;
         ctx.heartbeat({ rows });
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;

@@ -70,15 +70,26 @@ export interface TableSchema extends TableId {
   replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
 }
 
+/** The source transaction of a stream change; one object shared by all its changes. */
+export interface Transaction {
+  xid: number;
+  /** Commit time, ISO 8601 with microseconds, UTC. */
+  commitTime: string;
+}
+
 interface ChangeBase {
   table: TableId;
   /** Row version: commit LSN and position in the transaction (see lib/lsn.ts). */
   version: Version;
+  /** The transaction, for stream changes (backfill rows have none). */
+  tx?: Transaction;
 }
 
 export interface InsertChange extends ChangeBase {
   kind: 'insert';
   row: Row;
+  /** A backfill row copied from the snapshot (not a change from the stream). */
+  snapshot?: true;
 }
 
 export interface UpdateChange extends ChangeBase {

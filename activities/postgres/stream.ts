@@ -9,7 +9,8 @@ import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replicatio
 import type { Pgoutput } from 'pg-logical-replication';
 import type pg from 'pg';
 import { formatLsn, makeVersion, parseLsn, type Lsn } from '../../lib/lsn.ts';
-import { tableKey, type Change, type ColumnSchema, type Row, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
+import { tableKey, type Change, type ColumnSchema, type Row, type TableId, type TableSchema, type Transaction, type Value } from '../../lib/model.ts';
+import { formatCommitTime } from '../../lib/envelope.ts';
 import { columnParser, KIND_BY_OID } from './values.ts';
 import { withSession } from './session.ts';
 
@@ -67,6 +68,7 @@ export class PgoutputDecoder {
   private readonly relations = new Map<number, Relation>();
   private commitLsn: Lsn = 0n;
   private seq = 0;
+  private tx: Transaction | undefined;
 
   /**
    * @param known schemas the consumer already works with (a relation differing from them is a schema change)
@@ -80,27 +82,28 @@ export class PgoutputDecoder {
       case 'begin':
         this.commitLsn = parseLsn(msg.commitLsn!);
         this.seq = 0;
+        this.tx = { xid: msg.xid, commitTime: formatCommitTime(msg.commitTime as bigint) };
         return [{ type: 'begin', commitLsn: this.commitLsn }];
       case 'commit':
         return [{ type: 'commit', commitLsn: parseLsn(msg.commitLsn!), endLsn: parseLsn(msg.commitEndLsn!) }];
       case 'relation':
         return this.relation(msg);
       case 'insert':
-        return [{ type: 'change', change: { kind: 'insert', table: this.table(msg.relation), version: this.version(), row: this.row(msg.relation, msg.new) } }];
+        return [{ type: 'change', change: { kind: 'insert', table: this.table(msg.relation), version: this.version(), tx: this.tx, row: this.row(msg.relation, msg.new) } }];
       case 'update': {
         const rel = this.relations.get(msg.relation.relationOid)!;
         const unchanged = rel.columns.filter((c) => msg.new[c.name] === undefined).map((c) => c.name);
         const row = this.row(msg.relation, msg.new, true);
         const oldRaw = msg.old ?? msg.key;
         return [{ type: 'change', change: {
-          kind: 'update', table: this.table(msg.relation), version: this.version(), row, unchanged,
+          kind: 'update', table: this.table(msg.relation), version: this.version(), tx: this.tx, row, unchanged,
           ...(oldRaw ? { old: this.row(msg.relation, oldRaw, true) } : {}),
         } }];
       }
       case 'delete':
-        return [{ type: 'change', change: { kind: 'delete', table: this.table(msg.relation), version: this.version(), old: this.row(msg.relation, (msg.old ?? msg.key)!, true) } }];
+        return [{ type: 'change', change: { kind: 'delete', table: this.table(msg.relation), version: this.version(), tx: this.tx, old: this.row(msg.relation, (msg.old ?? msg.key)!, true) } }];
       case 'truncate':
-        return msg.relations.map((r): StreamEvent => ({ type: 'change', change: { kind: 'truncate', table: this.table(r), version: this.version() } }));
+        return msg.relations.map((r): StreamEvent => ({ type: 'change', change: { kind: 'truncate', table: this.table(r), version: this.version(), tx: this.tx } }));
       default:
         return [];
     }
@@ -156,7 +159,7 @@ export class PgoutputDecoder {
       const before = known.map((c) => c.name);
       const added = columns.filter((c) => !before.includes(c.name));
       const dropped = before.filter((n) => !names.includes(n));
-      return [{ type: 'change', change: { kind: 'schema', table: id, version: makeVersion(this.commitLsn, this.seq), schema: current, added, dropped } }];
+      return [{ type: 'change', change: { kind: 'schema', table: id, version: makeVersion(this.commitLsn, this.seq), tx: this.tx, schema: current, added, dropped } }];
     });
   }
 }
