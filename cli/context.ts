@@ -1,7 +1,7 @@
 /** What every pipeline command needs: the validated config, a Temporal client, and whether a worker listens. */
 import { Client, Connection, WorkflowUpdateStage, type WorkflowHandle } from '@temporalio/client';
 import type { UpdateDefinition } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import { findPipeline, type LoadedConfig, type PipelineConfig } from '../lib/config.ts';
 import { loadConfig } from '../lib/config-file.ts';
 import { temporalConnectionSettings, type TemporalConnectionSettings } from '../lib/temporal-connection.ts';
@@ -9,7 +9,7 @@ import { temporalConnectionSettings, type TemporalConnectionSettings } from '../
 export const DEFAULT_CONFIG = 'walflow.yaml';
 
 /** How long a command waits for a worker to answer a query or an update before saying none does. */
-export const WORKER_ANSWER_MS = 4_000;
+export const WORKER_ANSWER_MS = 3_000;
 
 export interface CommandContext {
   config: LoadedConfig;
@@ -43,8 +43,8 @@ export async function withPipeline<T>(configFile: string, id: string, fn: (ctx: 
 async function workflowPollers(ctx: CommandContext): Promise<number> {
   const res = await ctx.client.workflowService.describeTaskQueue({
     namespace: ctx.settings.namespace,
-    taskQueue: { name: ctx.taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-    taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    taskQueue: { name: ctx.taskQueue, kind: proto.temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+    taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
   });
   return res.pollers?.length ?? 0;
 }
@@ -56,7 +56,11 @@ export class NoWorkerError extends Error {
   override name = 'NoWorkerError';
 }
 
-const isDeadline = (e: unknown) => (e as { code?: number }).code === 4 /* DEADLINE_EXCEEDED */ || /DEADLINE_EXCEEDED/.test(String((e as Error).message));
+/** A gRPC DEADLINE_EXCEEDED (code 4), however the SDK wrapped it. */
+function isDeadline(e: unknown): boolean {
+  for (let c = e as { code?: number; cause?: unknown } | undefined; c; c = c.cause as typeof c) if (c.code === 4) return true;
+  return false;
+}
 
 /**
  * Runs a query only when a worker can answer it: fails at once when no worker polls the task queue,

@@ -5,18 +5,23 @@ import { ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError } from '@te
 import { canResync, type PipelineConfig } from '../lib/config.ts';
 import {
   addTablesUpdate, dropUpdate, pauseSignal, phaseKey, pipelineKey, pipelineWorkflowId, removeTablesUpdate, resumeSignal,
-  resyncScheduleId,
+  resyncScheduleId, statusQuery,
 } from '../workflows/definitions.ts';
 import { pipelineWorkflow, resyncWorkflow } from '../workflows/index.ts';
 import { applyFileConfig } from './apply.ts';
-import { DEFAULT_CONFIG, noWorkerMessage, updateWithWorker, withPipeline, workerPolls, type CommandContext } from './context.ts';
+import {
+  DEFAULT_CONFIG, noWorkerMessage, NoWorkerError, queryWithWorker, updateWithWorker, withPipeline, workerPolls, type CommandContext,
+} from './context.ts';
 import { gatherStatus, renderStatus } from './status.ts';
 
 const configOption = ['-c, --config <file>', 'pipeline config file', DEFAULT_CONFIG] as const;
 
-/** For commands Temporal records without a worker (start, signals): done, but it waits for a worker. */
-async function warnWithoutWorker(ctx: CommandContext, what: string): Promise<void> {
-  if (!await workerPolls(ctx)) console.error(`walflow: ${noWorkerMessage(ctx)}; ${what} takes effect when one runs`);
+/** For what Temporal records without a worker (signals, starts): done, but it waits for a worker, so say so. */
+async function warnWithoutWorker(ctx: CommandContext, workflowId: string, what: string): Promise<void> {
+  await queryWithWorker(ctx, () => ctx.client.workflow.getHandle(workflowId).query(statusQuery)).catch((e) => {
+    if (!(e instanceof NoWorkerError)) throw e;
+    console.error(`walflow: ${e.message}; ${what} takes effect when one runs`);
+  });
 }
 
 function refuseResync(config: PipelineConfig): void {
@@ -37,7 +42,7 @@ export function registerPipelineCommands(program: Command): void {
           staticSummary: `walflow pipeline ${id} → ${config.destination.type}`,
         });
         console.log(`started pipeline ${id} (workflow ${workflowId})`);
-        await warnWithoutWorker(ctx, 'the pipeline');
+        if (!await workerPolls(ctx)) console.error(`walflow: ${noWorkerMessage(ctx)}; the pipeline starts when one runs`);
       } catch (e) {
         if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
         console.log(`pipeline ${id} is already running (workflow ${workflowId})`);
@@ -71,7 +76,7 @@ export function registerPipelineCommands(program: Command): void {
     .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async (ctx) => {
       await ctx.client.workflow.getHandle(pipelineWorkflowId(id)).signal(pauseSignal);
       console.log(`pause requested for ${id}`);
-      await warnWithoutWorker(ctx, 'the pause');
+      await warnWithoutWorker(ctx, pipelineWorkflowId(id), 'the pause');
     }));
 
   program.command('resume <pipeline>')
@@ -80,7 +85,7 @@ export function registerPipelineCommands(program: Command): void {
     .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async (ctx) => {
       await ctx.client.workflow.getHandle(pipelineWorkflowId(id)).signal(resumeSignal);
       console.log(`resume requested for ${id}`);
-      await warnWithoutWorker(ctx, 'the resume');
+      await warnWithoutWorker(ctx, pipelineWorkflowId(id), 'the resume');
     }));
 
   const tables = program.command('tables').description("change a running pipeline's tables");
@@ -111,7 +116,7 @@ export function registerPipelineCommands(program: Command): void {
         staticSummary: `walflow resync of ${id}`,
       });
       console.log(`resync started (workflow ${workflowId})`);
-      await warnWithoutWorker(ctx, 'the resync');
+      if (!await workerPolls(ctx)) console.error(`walflow: ${noWorkerMessage(ctx)}; the resync starts when one runs`);
       if (opts.wait) {
         const result = await handle.result();
         console.log(`resync done: ${result.rowsCopied} rows copied at snapshot ${result.snapshotLsn}`);
