@@ -8,8 +8,13 @@ import { temporalConnectionSettings, type TemporalConnectionSettings } from '../
 
 export const DEFAULT_CONFIG = 'walflow.yaml';
 
-/** How long a command waits for a worker to answer a query or an update before saying none does. */
-export const WORKER_ANSWER_MS = 3_000;
+/**
+ * How long a command waits for a worker to answer before saying none does. The server lists a
+ * stopped worker's pollers for minutes (a live one's last poll may be a minute old too), so only an
+ * answer proves a worker runs. A query is quick; an update is validated by the worker first.
+ */
+export const QUERY_ANSWER_MS = 2_000;
+export const UPDATE_ACCEPT_MS = 10_000;
 
 export interface CommandContext {
   config: LoadedConfig;
@@ -64,28 +69,30 @@ function isDeadline(e: unknown): boolean {
 
 /**
  * Runs a query only when a worker can answer it: fails at once when no worker polls the task queue,
- * and after WORKER_ANSWER_MS when pollers are listed but none answers (the server lists a stopped
- * worker for a few minutes).
+ * and after QUERY_ANSWER_MS when pollers are listed but none answers.
  */
 export async function queryWithWorker<T>(ctx: CommandContext, query: () => Promise<T>): Promise<T> {
-  if (!await workerPolls(ctx)) throw new NoWorkerError(noWorkerMessage(ctx));
-  return ctx.client.connection.withDeadline(Date.now() + WORKER_ANSWER_MS, query).catch((e) => {
-    throw isDeadline(e) ? new NoWorkerError(`no worker answered within ${WORKER_ANSWER_MS / 1000} s: ${noWorkerMessage(ctx)}`) : e;
+  // Both at once: with no pollers at all the answer is known without waiting for the deadline.
+  const answer = ctx.client.connection.withDeadline(Date.now() + QUERY_ANSWER_MS, query).catch((e) => {
+    throw isDeadline(e) ? new NoWorkerError(`no worker answered within ${QUERY_ANSWER_MS / 1000} s: ${noWorkerMessage(ctx)}`) : e;
   });
+  answer.catch(() => undefined); // settled below or abandoned when no worker polls
+  if (!await workerPolls(ctx)) throw new NoWorkerError(noWorkerMessage(ctx));
+  return answer;
 }
 
 /**
  * Sends an update only when a worker can take it: fails at once without pollers, and when no worker
- * accepts it within WORKER_ANSWER_MS (validated and accepted means a worker runs it); then waits for
+ * accepts it within UPDATE_ACCEPT_MS (validated and accepted means a worker runs it); then waits for
  * its result however long it takes (a drop waits for the stream to stop).
  */
 export async function updateWithWorker<Ret, Args extends unknown[]>(
   ctx: CommandContext, handle: WorkflowHandle, update: UpdateDefinition<Ret, Args>, args: Args,
 ): Promise<Ret> {
   if (!await workerPolls(ctx)) throw new NoWorkerError(noWorkerMessage(ctx));
-  const accepted = await ctx.client.connection.withDeadline(Date.now() + WORKER_ANSWER_MS,
+  const accepted = await ctx.client.connection.withDeadline(Date.now() + UPDATE_ACCEPT_MS,
     () => handle.startUpdate(update.name, { args: args as unknown as [unknown], waitForStage: WorkflowUpdateStage.ACCEPTED })).catch((e) => {
-    throw isDeadline(e) ? new NoWorkerError(`no worker took the update within ${WORKER_ANSWER_MS / 1000} s (it may still run when one does): ${noWorkerMessage(ctx)}`) : e;
+    throw isDeadline(e) ? new NoWorkerError(`no worker took the update within ${UPDATE_ACCEPT_MS / 1000} s (it may still run when one does): ${noWorkerMessage(ctx)}`) : e;
   });
   return accepted.result() as Promise<Ret>;
 }

@@ -3,6 +3,7 @@
  * worker answers, what the workflow last published in its memo; plus a running resync and whether the
  * running tables differ from the file. Rendered for people with a progress bar per table.
  */
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { PipelineConfig } from '../lib/config.ts';
 import {
   pipelineWorkflowId, statusQuery, type PipelineStatus, type PublishedStatus, type TableProgress,
@@ -25,11 +26,14 @@ const published = (memo: Record<string, unknown> | undefined) => memo?.status as
 /** The status of a pipeline or resync workflow: from a worker, else from its memo (null if it published none). */
 async function workflowStatus(ctx: CommandContext, workflowId: string): Promise<{ status: PipelineStatus | null; noWorker?: string; publishedAt?: string | null }> {
   const handle = ctx.client.workflow.getHandle(workflowId);
+  const described = handle.describe(); // at once: no time is lost when the query finds no worker
+  described.catch(() => undefined);
   try {
     return { status: await queryWithWorker(ctx, () => handle.query(statusQuery)) };
   } catch (e) {
+    if (e instanceof WorkflowNotFoundError) throw new Error(`no workflow ${workflowId} in namespace ${ctx.settings.namespace}: start the pipeline with \`walflow start\``);
     if (!(e instanceof NoWorkerError)) throw e;
-    const memo = published((await handle.describe()).memo);
+    const memo = published((await described).memo);
     if (!memo) return { status: null, noWorker: e.message, publishedAt: null };
     const { publishedAt, ...status } = memo;
     return { status, noWorker: e.message, publishedAt };
@@ -37,6 +41,10 @@ async function workflowStatus(ctx: CommandContext, workflowId: string): Promise<
 }
 
 export async function gatherStatus(ctx: CommandContext, pipeline: PipelineConfig): Promise<CliStatus> {
+  const resyncs = ctx.client.workflow.list({
+    query: `WalflowPipeline = "${pipeline.id}" AND WorkflowType = "resyncWorkflow" AND ExecutionStatus = "Running"`, pageSize: 1,
+  })[Symbol.asyncIterator]().next();
+  resyncs.catch(() => undefined);
   const own = await workflowStatus(ctx, pipelineWorkflowId(pipeline.id));
   const status: CliStatus = own.status ?? {
     pipeline: pipeline.id, phase: 'starting', paused: false, confirmedLsn: null, lagBytes: null, snapshotLsn: null,
@@ -45,12 +53,10 @@ export async function gatherStatus(ctx: CommandContext, pipeline: PipelineConfig
   if (own.noWorker) Object.assign(status, { noWorker: own.noWorker, publishedAt: own.publishedAt });
   const running = Object.keys(status.tables);
   if (running.length && [...running].sort().join() !== [...pipeline.source.tables].sort().join()) status.fileTables = pipeline.source.tables;
-  for await (const run of ctx.client.workflow.list({
-    query: `WalflowPipeline = "${pipeline.id}" AND WorkflowType = "resyncWorkflow" AND ExecutionStatus = "Running"`, pageSize: 1,
-  })) {
+  const { value: run } = await resyncs;
+  if (run) {
     const resync = own.noWorker ? { status: published(run.memo) ?? null } : await workflowStatus(ctx, run.workflowId);
     status.resync = { workflowId: run.workflowId, tables: resync.status?.tables ?? null };
-    break;
   }
   return status;
 }
