@@ -26,13 +26,16 @@ const published = (memo: Record<string, unknown> | undefined) => memo?.status as
 /** The status of a pipeline or resync workflow: from a worker, else from its memo (null if it published none). */
 async function workflowStatus(ctx: CommandContext, workflowId: string): Promise<{ status: PipelineStatus | null; noWorker?: string; publishedAt?: string | null }> {
   const handle = ctx.client.workflow.getHandle(workflowId);
-  const described = handle.describe(); // at once: no time is lost when the query finds no worker
+  const notFound = (e: unknown): never => {
+    if (e instanceof WorkflowNotFoundError) throw new Error(`no workflow ${workflowId} in namespace ${ctx.settings.namespace}: start the pipeline with \`walflow start\``);
+    throw e;
+  };
+  const described = handle.describe().catch(notFound); // at once: no time is lost when the query finds no worker
   described.catch(() => undefined);
   try {
     return { status: await queryWithWorker(ctx, () => handle.query(statusQuery)) };
   } catch (e) {
-    if (e instanceof WorkflowNotFoundError) throw new Error(`no workflow ${workflowId} in namespace ${ctx.settings.namespace}: start the pipeline with \`walflow start\``);
-    if (!(e instanceof NoWorkerError)) throw e;
+    if (!(e instanceof NoWorkerError)) return notFound(e);
     const memo = published((await described).memo);
     if (!memo) return { status: null, noWorker: e.message, publishedAt: null };
     const { publishedAt, ...status } = memo;
