@@ -58,7 +58,7 @@ export function registerPipelineCommands(program: Command): void {
   program.command('status <pipeline>')
     .description("show a pipeline's phase, confirmed LSN, lag and per-table progress")
     .option(...configOption)
-    .option('--json', 'print the status as JSON')
+    .option('--json', 'print the status as JSON (on failure {"pipeline", "error"}, exit 1)')
     .option('--watch', 'refresh every second until interrupted')
     .action((id: string, opts: { config: string; json?: boolean; watch?: boolean }) => withPipeline(opts.config, id, async (ctx, config) => {
       for (;;) {
@@ -68,6 +68,10 @@ export function registerPipelineCommands(program: Command): void {
         if (!opts.watch) return;
         await sleep(1000);
       }
+    }).catch((e: Error) => {
+      if (!opts.json) throw e;
+      console.log(JSON.stringify({ pipeline: id, error: e.message }));
+      process.exitCode = 1;
     }));
 
   program.command('pause <pipeline>')

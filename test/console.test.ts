@@ -171,6 +171,8 @@ describe('a config fixed in walflow.yaml, applied in place', () => {
     const bad = await walflow(f, 'status', 'broken');
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /pipelines\[1\]\.source\.url/);
+    const badJson = await walflow(f, 'status', 'broken', '--json');
+    assert.match(JSON.parse(badJson.stdout).error, /pipelines\[1\]\.source\.url/, 'status --json prints JSON even when it fails');
     const refuse = structuredClone(parse(readFileSync(f.configFile, 'utf8')));
     refuse.pipelines[0].source.slot = 'another_slot';
     const refusedFile = `${f.configFile}.refused.yaml`;
