@@ -162,7 +162,7 @@ export class PipelineFixture {
 
   /** Live rows per table on both sides, keyed by primary key, as canonical values. */
   async compare(): Promise<{ equal: boolean; diffs: string[]; counts: Record<string, [number, number]> }> {
-    const dest = await createDestination(this.config.destination);
+    const dest = await createDestination(this.config.destination, { pipeline: this.config.id });
     const diffs: string[] = [];
     const counts: Record<string, [number, number]> = {};
     try {
