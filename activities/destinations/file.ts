@@ -1,7 +1,7 @@
 /**
  * Change envelopes as JSON Lines files: <path>/<pipeline>/ (or one folder per table under it), each file
- * named after its first change's version, `<commit LSN, 16 hex>-<position, 8 hex>-<writer>.jsonl[.gz]`, so
- * names sort by LSN. Every writer (the stream, each range copy) has files of its own; a file is closed and
+ * named after its first change's version, `<commit LSN, 16 hex>-<position, 8 hex>-<writer>-<n>.jsonl[.gz]`, so
+ * names sort by LSN (`n` counts a writer's files: a backfill's rows all have its snapshot's version). Every writer (the stream, each range copy) has files of its own; a file is closed and
  * another started when a write finds it at `maxBytes` or older than `maxAgeMs`. A batch is appended, the
  * file fsynced (and its folder, when the file is new) before apply() resolves. With gzip each batch is one
  * gzip member (concatenated members are one valid gzip stream).
@@ -45,6 +45,7 @@ export class FileDestination implements Destination {
   private readonly files = new Map<string, OpenFile>();
   /** Tells this writer's files from those of writers running beside it. */
   private readonly writer = randomBytes(4).toString('hex');
+  private opened = 0;
 
   constructor(private readonly opts: FileDestinationOptions, private readonly envelopes: Envelopes) {}
 
@@ -81,7 +82,7 @@ export class FileDestination implements Destination {
     }
     const dir = join(this.opts.dir, folder);
     if (await mkdir(dir, { recursive: true })) await syncFolder(this.opts.dir); // a new table folder
-    const name = `${versionName(firstVersion)}-${this.writer}.jsonl${this.opts.gzip ? '.gz' : ''}`;
+    const name = `${versionName(firstVersion)}-${this.writer}-${String(++this.opened).padStart(6, '0')}.jsonl${this.opts.gzip ? '.gz' : ''}`;
     const handle = await open(join(dir, name), 'wx');
     await syncFolder(dir);
     const file = { handle, bytes: 0, openedAt: Date.now() };
