@@ -14,7 +14,9 @@ import { after, test } from 'node:test';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { stringify } from 'yaml';
+import { PassThrough } from 'node:stream';
 import { createDestination } from '../activities/destinations/index.ts';
+import { StdoutDestination } from '../activities/destinations/stdout.ts';
 import { DestinationConfig, parseConfig } from '../lib/config.ts';
 import type { ChangeEnvelope } from '../lib/envelope.ts';
 import { makeVersion } from '../lib/lsn.ts';
@@ -125,6 +127,35 @@ test('webhook: a 4xx is permanent: a ConfigError naming the table, the status an
   } finally {
     server.close();
   }
+});
+
+test('a pipeline whose webhook answers 400 stops for the operator, saying which table, what status and what body', async () => {
+  const server = await endpoint(Array.from({ length: 1000 }, () => 400));
+  const f = new PipelineFixture({
+    name: 'hook400', tables: ['items'],
+    setup: `CREATE TABLE items (id int8 PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'one');`,
+    consumer: { destination: { type: 'webhook', url: server.url }, tables: async () => new Map() },
+  });
+  try {
+    await f.setup();
+    await f.start();
+    const status = await f.waitFor('the pipeline to stop', async () => { const s = await f.status(); return s.phase === 'failed' && s; });
+    assert.match(status.lastError ?? '', /webhook http:\/\/127\.0\.0\.1:\d+\/hook refused 1 change\(s\) of table public\.items .*HTTP 400 Bad Request: \{"error":"column total is not allowed"\}/);
+  } finally {
+    await f.teardown();
+    server.close();
+  }
+});
+
+test('stdout keeps its legacy line by default', async () => {
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => { text += c.toString('utf8'); });
+  const config = DestinationConfig.parse({ type: 'stdout' });
+  assert.deepEqual(config, { type: 'stdout', format: 'legacy' });
+  const legacy = new StdoutDestination(undefined, out);
+  await legacy.apply(changes(0x60, 1));
+  assert.deepEqual(JSON.parse(text), { op: 'insert', table: 'public.items', version: makeVersion(0x60n, 1).toString(), tx, row: { id: '96000', name: 'x 0' } });
 });
 
 test('nats: the stream is created with its settings; a batch sent twice is stored once; a name that cannot be a subject is a config error', async () => {

@@ -1,10 +1,11 @@
 /**
  * Change envelopes as JSON Lines files: <path>/<pipeline>/ (or one folder per table under it), each file
  * named after its first change's version, `<commit LSN, 16 hex>-<position, 8 hex>-<writer>-<n>.jsonl[.gz]`, so
- * names sort by LSN (`n` counts a writer's files: a backfill's rows all have its snapshot's version). Every writer (the stream, each range copy) has files of its own; a file is closed and
- * another started when a write finds it at `maxBytes` or older than `maxAgeMs`. A batch is appended, the
- * file fsynced (and its folder, when the file is new) before apply() resolves. With gzip each batch is one
- * gzip member (concatenated members are one valid gzip stream).
+ * names sort by LSN (`n` counts a writer's files: a backfill's rows all have its snapshot's version). Every
+ * writer (the stream, each range copy) has files of its own; a file is closed and the next started once it
+ * holds `maxBytes` of JSON text (a batch may span files), or when a write finds it older than `maxAgeMs`.
+ * A batch is appended, each file it went to fsynced (and its folder, when the file is new) before apply()
+ * resolves. With gzip each write is one gzip member (concatenated members are one valid gzip stream).
  *
  * A writer killed mid-write can leave a torn last line (or gzip member) at the end of its file: that batch
  * was never acknowledged, so its changes are written again, whole, to a later file. Readers skip a last
@@ -30,6 +31,7 @@ export interface FileDestinationOptions {
 
 interface OpenFile {
   handle: FileHandle;
+  /** JSON text written (before gzip). */
   bytes: number;
   openedAt: number;
 }
@@ -63,12 +65,20 @@ export class FileDestination implements Destination {
       else groups.set(folder, [c]);
     }
     for (const [folder, group] of groups) {
-      const text = jsonLines(group.map((c) => this.envelopes.of(c)));
-      const data = this.opts.gzip ? gzipSync(text) : Buffer.from(text);
-      const file = await this.fileFor(folder, group[0]!.version);
-      await file.handle.write(data);
-      file.bytes += data.length;
-      await file.handle.sync();
+      for (let start = 0; start < group.length;) {
+        const file = await this.fileFor(folder, group[start]!.version);
+        // Lines up to the file's size limit (at least one); the rest go to the next file.
+        let text = '';
+        let end = start;
+        while (end < group.length && (end === start || file.bytes < this.opts.maxBytes)) {
+          const line = jsonLines([this.envelopes.of(group[end++]!)]);
+          text += line;
+          file.bytes += Buffer.byteLength(line);
+        }
+        await file.handle.write(this.opts.gzip ? gzipSync(text) : Buffer.from(text));
+        await file.handle.sync();
+        start = end;
+      }
     }
   }
 

@@ -79,6 +79,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     await f.setup();
     await workload.seed(await source(), opts.initialRows ?? 6000);
     await f.start();
+    // The workload starts once the slot exists: changes made before it are only the backfill's, and on a busy
+    // machine a slow start could otherwise leave the change stream with nothing to carry.
+    await f.waitFor('the pipeline to create its slot', () => f.slotConfirmedLsn().then((lsn) => lsn !== null));
 
     const deadline = Date.now() + opts.durationMs;
     const order = [...kinds].sort(() => random() - 0.5);
