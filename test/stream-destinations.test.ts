@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,10 +18,10 @@ import { PassThrough } from 'node:stream';
 import { createDestination } from '../activities/destinations/index.ts';
 import { StdoutDestination } from '../activities/destinations/stdout.ts';
 import { DestinationConfig, parseConfig } from '../lib/config.ts';
-import type { ChangeEnvelope } from '../lib/envelope.ts';
+import { toEnvelope, type ChangeEnvelope, type JsonRow } from '../lib/envelope.ts';
 import { makeVersion } from '../lib/lsn.ts';
 import type { Change, TableSchema } from '../lib/model.ts';
-import { materialize } from './fault/consumers.ts';
+import { fileConsumer, materialize } from './fault/consumers.ts';
 import { PipelineFixture } from './support/pipeline.ts';
 import { requireEnv } from './support/env.ts';
 
@@ -211,6 +211,32 @@ test('stdout with format envelope: the worker prints one envelope per change on 
   } finally {
     await f.teardown();
   }
+});
+
+test('the consumers\' oracle can fail: newest version per key, key changes, truncates; files out of LSN order are reported', async () => {
+  const env = (version: number, op: ChangeEnvelope['op'], key: JsonRow | null, row: JsonRow | null, old: JsonRow | null = null) =>
+    ({ ...toEnvelope('p', { kind: 'truncate', table, version: BigInt(version) }), op, key, row, old, version: String(version), id: `p:${version}` });
+  const tables = materialize([
+    env(5, 'read', { id: '1' }, { id: '1', name: 'copied' }),
+    env(3, 'insert', { id: '1' }, { id: '1', name: 'older than the copy' }),
+    env(6, 'update', { id: '9' }, { id: '9', name: 'moved' }, { id: '1' }),
+    env(7, 'insert', { id: '2' }, { id: '2', name: 'gone by the truncate' }),
+    env(8, 'truncate', null, null),
+    env(4, 'insert', { id: '3' }, { id: '3', name: 'older than the truncate' }),
+    env(9, 'insert', { id: '4' }, { id: '4', name: 'kept' }),
+  ], [schema]);
+  assert.deepEqual([...tables.get('public.items')!.values()], [{ id: '4', name: 'kept' }]);
+  const before = materialize([env(5, 'read', { id: '1' }, { id: '1', name: 'copied' }), env(6, 'update', { id: '9' }, { id: '9', name: 'moved' }, { id: '1' })], [schema]);
+  assert.deepEqual([...before.get('public.items')!.values()], [{ id: '9', name: 'moved' }], 'a key change removes the old key');
+
+  const dir = join(tmp, 'order');
+  mkdirSync(join(dir, 'p'), { recursive: true });
+  const lines = (...versions: number[]) => versions.map((v) => JSON.stringify(env(v, 'insert', { id: String(v) }, { id: String(v) }))).join('\n');
+  writeFileSync(join(dir, 'p', 'a.jsonl'), `${lines(1, 2, 5)}\n{"torn`);
+  writeFileSync(join(dir, 'p', 'b.jsonl'), `${lines(3, 4, 6)}\n`);
+  writeFileSync(join(dir, 'p', 'c.jsonl'), `${lines(7)}\n`);
+  const problems = await fileConsumer(dir, () => 'p', { maxBytes: 1 }).problems();
+  assert.deepEqual(problems, ['b.jsonl: p:3 comes after version 5'], 'a torn last line is skipped, an order break is not');
 });
 
 test('walflow verify on a stream destination says it does not apply, and exits 0', () => {
