@@ -75,7 +75,7 @@ export const FileConfig = z.strictObject({
   /** Directory; files go to <path>/<pipeline>/ (or <path>/<pipeline>/<schema>.<table>/ with split: table). */
   path: z.string().min(1),
   split: z.enum(['pipeline', 'table']).default('pipeline'),
-  /** A file is closed and a new one started once it holds this many bytes, or is this old, when next written. */
+  /** A file is closed and the next started once it holds this many bytes of JSON text, or when a write finds it this old. */
   maxBytes: z.number().int().min(1).default(64 * 1024 * 1024),
   maxAgeSeconds: z.number().int().min(1).default(3600),
   gzip: z.boolean().default(false),

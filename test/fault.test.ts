@@ -44,7 +44,7 @@ for (const [destination, faults] of Object.entries(STREAM_FAULTS) as [keyof type
     assert.equal(result.mismatches, 0, summaryLine(result));
     assert.ok(result.slotAdvanced, 'the slot moved past the last change');
     assert.equal(result.pipelineFailed, null, 'the pipeline rode out every fault');
-    assert.ok(result.transactions > 50, `a real workload ran: ${result.transactions} transactions`);
+    assert.ok(result.transactions > 20, `a real workload ran: ${result.transactions} transactions`);
     assert.deepEqual(Object.keys(result.faults).sort(), [...faults].sort(), 'every fault kind was injected');
   });
 }
