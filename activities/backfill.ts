@@ -4,6 +4,7 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { PipelineConfig } from '../lib/config.ts';
+import { ErrorType } from '../lib/errors.ts';
 import { faultPoint } from '../lib/faults.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
@@ -50,7 +51,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
       await deps.client.workflow.getHandle(input.notify.workflowId).signal(snapshotReadySignal, {
         token: input.notify.token, snapshotName: snapshot.name, lsn: normalizeLsn(snapshot.lsn),
       });
-      const lost = snapshot.lost.then((e) => { throw ApplicationFailure.nonRetryable(`snapshot session ended: ${e.message}`, 'SnapshotLost'); });
+      const lost = snapshot.lost.then((e) => { throw ApplicationFailure.nonRetryable(`snapshot session ended: ${e.message}`, ErrorType.SnapshotLost); });
       await whileHeartbeating(() => Promise.race([ctx.cancelled, lost]));
     } finally {
       await snapshot.close();
@@ -107,7 +108,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
       try {
         await importSnapshot(client, input.snapshotName);
       } catch (e) {
-        if (isSnapshotGone(e)) throw ApplicationFailure.nonRetryable(`snapshot ${input.snapshotName} is gone: ${(e as Error).message}`, 'SnapshotLost');
+        if (isSnapshotGone(e)) throw ApplicationFailure.nonRetryable(`snapshot ${input.snapshotName} is gone: ${(e as Error).message}`, ErrorType.SnapshotLost);
         throw e;
       }
       await faultPoint('copyRange', `${range.table} ${JSON.stringify(range)}`);
