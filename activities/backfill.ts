@@ -9,9 +9,9 @@ import { faultPoint } from '../lib/faults.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
 import { copyProgressSignal, describeRange, snapshotReadySignal } from '../workflows/definitions.ts';
-import { applyHeartbeating, signalWithDeadline, whileHeartbeating, type ActivityDeps } from './context.ts';
+import { applyHeartbeating, signalWithDeadline, whileHeartbeating, writeHeartbeating, type ActivityDeps } from './context.ts';
 import { createDestination } from './destinations/index.ts';
-import { copyTableRange, planTableRanges, type PageRange } from './postgres/ranges.ts';
+import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
 import { sourceConnection } from './source.ts';
@@ -115,12 +115,24 @@ export function createBackfillActivities(deps: ActivityDeps) {
       const [schema] = await loadTableSchemas(client, [qualify(range.table)]);
       await destination.prepare([schema!]);
       const table = { schema: schema!.schema, name: schema!.name };
-      for await (const batch of copyTableRange(client, schema!, range, { batchRows: config.backfill.batchRows })) {
-        await faultPoint('copyBatch');
-        await applyHeartbeating(destination, batch.map((row): InsertChange => ({ kind: 'insert', table, version, row, snapshot: true })), () => ({ rows }));
-        rows += batch.length;
+      const written = (n: number) => {
+        rows += n;
         ctx.heartbeat({ rows });
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+      };
+      if (destination.acceptsCopyText?.(schema!)) {
+        // The fast path: COPY text straight to the destination, no row objects.
+        for await (const piece of copyTableRangeText(client, schema!, range)) {
+          await faultPoint('copyBatch');
+          await writeHeartbeating(() => destination.applyCopyText!(schema!, version, piece.text, piece.rows), () => ({ rows }));
+          written(piece.rows);
+        }
+      } else {
+        for await (const batch of copyTableRange(client, schema!, range, { batchRows: config.backfill.batchRows })) {
+          await faultPoint('copyBatch');
+          await applyHeartbeating(destination, batch.map((row): InsertChange => ({ kind: 'insert', table, version, row, snapshot: true })), () => ({ rows }));
+          written(batch.length);
+        }
       }
       await client.query('COMMIT');
       return { rows };
