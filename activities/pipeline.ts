@@ -2,6 +2,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
+import { ErrorType } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import { createDestination } from './destinations/index.ts';
 import { preflight } from './postgres/preflight.ts';
@@ -32,7 +33,7 @@ export function preflightPipeline(config: PipelineConfig, tables: string[]): Pro
       slot: slotName(config.id, config.source),
     }));
     if (report.failures.length) {
-      throw ApplicationFailure.nonRetryable(`preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
+      throw ApplicationFailure.nonRetryable(`preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`, ErrorType.PreflightFailed);
     }
   });
 }
@@ -59,7 +60,7 @@ export function alterPublication(config: PipelineConfig, change: { add?: string[
           publication: config.source.publication, tables: change.add.map(qualify), createPublication: config.source.createPublication,
           slot: slotName(config.id, config.source), slotExists: true,
         });
-        if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
+        if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, ErrorType.PreflightFailed);
       }
       await alterPublicationTables(client, config.source.publication, {
         add: change.add?.map(qualify) ?? [], remove: change.remove?.map(qualify) ?? [], managed: config.source.createPublication,
@@ -83,9 +84,9 @@ export function dropPipeline(deps: ActivityDeps, config: PipelineConfig): Promis
 export function removeStaleRows(config: PipelineConfig, table: string, snapshotLsn: string): Promise<void> {
   return whileHeartbeating(async () => {
     const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
-    const destination = await createDestination(config.destination);
+    const destination = await createDestination(config.destination, { pipeline: config.id });
     try {
-      if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, 'ConfigError');
+      if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, ErrorType.Config);
       await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));
     } finally {
       await destination.close();

@@ -6,10 +6,10 @@
  */
 import { ApplicationFailure, patched, setCurrentDetails, upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
 import { parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
+import { ErrorType } from '../lib/errors.ts';
 import { phaseKey, pipelineKey, type PipelineStatus, type PublishedStatus } from './definitions.ts';
+import { Patch } from './patches.ts';
 
-/** Runs started before this patch set no search attributes or memo of their own. */
-const PUBLISH_PATCH = 'workflow-publishes-its-state';
 /** The memo is rewritten at once when the phase, tables, a backfill or the error change, else at most this often. */
 const REPUBLISH_MS = 30_000;
 
@@ -18,7 +18,7 @@ export function validInput(config: unknown): PipelineConfig {
   try {
     return parsePipelineConfig(config);
   } catch (e) {
-    throw ApplicationFailure.nonRetryable((e as Error).message, 'ConfigError');
+    throw ApplicationFailure.nonRetryable((e as Error).message, ErrorType.Config);
   }
 }
 
@@ -28,7 +28,7 @@ export function validInput(config: unknown): PipelineConfig {
  * replaying history from before the patch keeps its old commands.
  */
 export function statusPublisher(status: () => PipelineStatus, fixedPhase?: string): () => void {
-  const enabled = patched(PUBLISH_PATCH);
+  const enabled = patched(Patch.PublishState);
   let published = '';
   let publishedAt = -Infinity;
   if (enabled) {

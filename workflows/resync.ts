@@ -7,6 +7,7 @@
 import { ApplicationFailure, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import { canResync } from '../lib/config.ts';
+import { ErrorType } from '../lib/errors.ts';
 import { addCopyProgress, backfillTables } from './backfill.ts';
 import { copyProgressSignal, statusQuery, type PipelineStatus, type ResyncInput, type TableProgress } from './definitions.ts';
 import { statusPublisher, validInput } from './publish.ts';
@@ -14,7 +15,7 @@ import { statusPublisher, validInput } from './publish.ts';
 const { removeStaleRows } = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '30 seconds',
-  retry: { maximumAttempts: 10, nonRetryableErrorTypes: ['ConfigError'] },
+  retry: { maximumAttempts: 10, nonRetryableErrorTypes: [ErrorType.Config] },
 });
 
 export interface ResyncResult {
@@ -26,7 +27,7 @@ export interface ResyncResult {
 export async function resyncWorkflow(input: ResyncInput): Promise<ResyncResult> {
   const config = validInput(input.config);
   if (!canResync(config.destination)) {
-    throw ApplicationFailure.nonRetryable(`pipeline ${config.id}: a ${config.destination.type} destination cannot be resynced (its rows cannot be read back)`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(`pipeline ${config.id}: a ${config.destination.type} destination cannot be resynced (its rows cannot be read back)`, ErrorType.Config);
   }
   const tables = input.tables?.length ? input.tables : config.source.tables;
   const progress: Record<string, TableProgress> = Object.fromEntries(tables.map((t) => [t, {
