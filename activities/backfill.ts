@@ -9,7 +9,7 @@ import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
 import { copyProgressSignal, describeRange, snapshotReadySignal } from '../workflows/definitions.ts';
 import { applyHeartbeating, signalWithDeadline, whileHeartbeating, type ActivityDeps } from './context.ts';
-import { createDestination } from './destinations/index.ts';
+import { pipelineDestination } from './destinations/index.ts';
 import { copyTableRange, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
@@ -59,7 +59,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
 
   const planRanges = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => whileHeartbeating(async () => {
     const client = await connect(sourceConnection(config.source));
-    const destination = await createDestination(config.destination);
+    const destination = await pipelineDestination(config);
     try {
       const schemas = await loadTableSchemas(client, tables.map(qualify));
       await destination.prepare(schemas);
@@ -101,7 +101,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
     const { config, range } = input;
     const version = makeVersion(parseLsn(input.snapshotLsn), 0);
     const client = await connect(sourceConnection(config.source));
-    const destination = await createDestination(config.destination);
+    const destination = await pipelineDestination(config);
     let rows = 0;
     try {
       try {

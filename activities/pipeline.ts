@@ -3,7 +3,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
-import { createDestination } from './destinations/index.ts';
+import { pipelineDestination } from './destinations/index.ts';
 import { preflight } from './postgres/preflight.ts';
 import { alterPublicationTables, dropPublicationIfOwned, ensurePublication } from './postgres/publication.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
@@ -74,7 +74,7 @@ export function dropPipeline(config: PipelineConfig): Promise<void> {
 export function removeStaleRows(config: PipelineConfig, table: string, snapshotLsn: string): Promise<void> {
   return whileHeartbeating(async () => {
     const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
-    const destination = await createDestination(config.destination);
+    const destination = await pipelineDestination(config);
     try {
       if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, 'ConfigError');
       await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));

@@ -1,8 +1,11 @@
 /** `walflow verify <pipeline>`: compares every table of the source with the destination. */
 import type { Command } from 'commander';
 import { findPipeline, loadConfig } from '../lib/config.ts';
-import { jsonColumns, verifyTable, type TableVerification } from '../lib/verify.ts';
-import { createDestination } from '../activities/destinations/index.ts';
+import { expectedTable, jsonColumns, verifyTable, type TableVerification } from '../lib/verify.ts';
+import { compileRules } from '../lib/rules.ts';
+import { resolveSecret } from '../lib/secrets.ts';
+import { tableKey } from '../lib/model.ts';
+import { pipelineDestination } from '../activities/destinations/index.ts';
 import { readTable } from '../activities/postgres/read.ts';
 import { loadTableSchemas } from '../activities/postgres/schema.ts';
 import { connect } from '../activities/postgres/session.ts';
@@ -18,7 +21,9 @@ export function registerVerifyCommand(program: Command): void {
     .action(async (id: string, opts: { config: string; json?: boolean }) => {
       const pipeline = findPipeline(loadConfig(opts.config), id);
       const client = await connect(sourceConnection(pipeline.source));
-      const destination = await createDestination(pipeline.destination);
+      const destination = await pipelineDestination(pipeline);
+      // The source side goes through the pipeline's rules too, so a filtered, masked or renamed copy verifies.
+      const rules = compileRules(pipeline, (ref) => resolveSecret(ref)!);
       const results: TableVerification[] = [];
       try {
         if (!destination.readLive) throw new Error(`the ${pipeline.destination.type} destination cannot be read back for verification`);
@@ -26,10 +31,15 @@ export function registerVerifyCommand(program: Command): void {
           await destination.prepare([schema]);
           // One snapshot for the source side, so a busy table is compared at one point in time.
           await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
-          results.push(await verifyTable({
-            table: `${schema.schema}.${schema.name}`, key: schema.key, columns: schema.columns.map((c) => c.name), json: jsonColumns(schema),
-            source: readTable(client, schema), destination: destination.readLive(schema),
-          }));
+          const expected = expectedTable(rules, schema, readTable(client, schema));
+          const target = tableKey(expected.schema);
+          results.push({
+            ...await verifyTable({
+              table: tableKey(schema), key: expected.schema.key, columns: expected.schema.columns.map((c) => c.name), json: jsonColumns(expected.schema),
+              source: expected.rows, destination: destination.readLive(schema),
+            }),
+            ...(target === tableKey(schema) ? {} : { destinationTable: target }),
+          });
           await client.query('COMMIT');
         }
       } finally {
@@ -39,7 +49,7 @@ export function registerVerifyCommand(program: Command): void {
       if (opts.json) console.log(JSON.stringify({ pipeline: id, equal: results.every((r) => r.equal), tables: results }));
       else {
         for (const r of results) {
-          console.log(`${r.equal ? 'ok  ' : 'DIFF'} ${r.table}: source ${r.sourceRows} rows, destination ${r.destinationRows} rows`);
+          console.log(`${r.equal ? 'ok  ' : 'DIFF'} ${r.table}${r.destinationTable ? ` -> ${r.destinationTable}` : ''}: source ${r.sourceRows} rows, destination ${r.destinationRows} rows`);
           for (const d of r.firstDifferences) console.log(`       ${d.problem}: key ${d.key}`);
         }
       }

@@ -1,5 +1,6 @@
 /** Builds the configured destination inside the worker, resolving its secret references here and only here. */
-import type { DestinationConfig } from '../../lib/config.ts';
+import type { DestinationConfig, PipelineConfig } from '../../lib/config.ts';
+import { compileRules } from '../../lib/rules.ts';
 import type { Destination } from './destination.ts';
 import { resolveSecret } from '../../lib/secrets.ts';
 import { ClickHouseDestination } from './clickhouse.ts';
@@ -7,6 +8,13 @@ import { NullDestination } from './null.ts';
 import { StdoutDestination } from './stdout.ts';
 import { PostgresDestination } from './postgres.ts';
 import { postgresConnection } from '../source.ts';
+import { RuledDestination } from './ruled.ts';
+
+/** The pipeline's destination behind its rules (filters, transforms, renames), resolving hash salts here. */
+export async function pipelineDestination(pipeline: PipelineConfig): Promise<Destination> {
+  const destination = await createDestination(pipeline.destination);
+  return pipeline.rules ? new RuledDestination(destination, compileRules(pipeline, (ref) => resolveSecret(ref)!)) : destination;
+}
 
 export async function createDestination(config: DestinationConfig): Promise<Destination> {
   switch (config.type) {
