@@ -167,13 +167,14 @@ function checkRuleTables(p: { source: { tables: string[] }; rules?: RulesConfig 
     if (byTable.has(qualifyTable(name))) ctx.addIssue({ code: 'custom', path: ['rules', name], message: `has rules twice (also as "${byTable.get(qualifyTable(name))}")` });
     byTable.set(qualifyTable(name), name);
   }
-  const targets = new Map<string, string>();
+  const targets = new Map<string, { table: string; name?: string }>();
   for (const table of p.source.tables.map(qualifyTable)) {
     const name = byTable.get(table);
     const target = renamedTable(table, name === undefined ? undefined : p.rules![name]!.rename?.table);
     const other = targets.get(target);
-    if (other) ctx.addIssue({ code: 'custom', path: ['rules', name ?? table, 'rename', 'table'], message: `two tables would land on ${target} (${other} and ${table})` });
-    targets.set(target, table);
+    const renaming = name !== undefined && p.rules![name]!.rename?.table ? name : other?.name;
+    if (other) ctx.addIssue({ code: 'custom', path: ['rules', renaming ?? table, 'rename', 'table'], message: `two tables would land on ${target} (${other.table} and ${table})` });
+    targets.set(target, { table, name });
   }
 }
 
