@@ -252,4 +252,10 @@ test('a stream destination behind the rules (stdout, in-process) never sees a ma
   assert.deepEqual(parsed.map((p) => [p.op, p.row ?? p.old]), [['insert', { id: '1', email: 'j***************', age: 30 }], ['delete', { id: '1' }]]);
   assert.ok(!lines.join('\n').includes('example.com'));
   await assert.rejects(new RuledDestination(new StdoutDestination(out), rules).apply([insert({ id: '3' })]), /rules: table public\.people was not prepared/);
+  const typo = compileRules(pipeline({ people: { filter: { where: { column: 'agee', gte: 18 } } } }), () => '');
+  await assert.rejects(new RuledDestination(new StdoutDestination(out), typo).prepare([people]), (e: Error) => e.name === 'ConfigError' && /rule filter\.where: column "agee"/.test(e.message),
+    'preparing the tables (stream, backfill) checks the rules against the source schema, as a ConfigError that stops the pipeline');
+  const other = { ...people, name: 'other' };
+  await new RuledDestination(new StdoutDestination(out), rules).apply([{ kind: 'truncate', table: other, version: 1n }]);
+  assert.match(lines.at(-1)!, /^\{"op":"truncate","table":"public\.other"/, 'a table without rules passes unchanged');
 });
