@@ -6,7 +6,7 @@
  */
 import { Context, CancelledFailure } from '@temporalio/activity';
 import pg from 'pg';
-import type { PipelineConfig } from '../lib/config.ts';
+import { qualifyTable, type PipelineConfig } from '../lib/config.ts';
 import { faultPoint, unsafe } from '../lib/faults.ts';
 import { formatLsn, parseLsn, type Lsn } from '../lib/lsn.ts';
 import { tableKey, type Change, type TableSchema } from '../lib/model.ts';
@@ -214,6 +214,4 @@ export function createStreamActivities(deps: ActivityDeps) {
 }
 
 /** "table" means "public.table". */
-export function qualify(table: string): string {
-  return table.includes('.') ? table : `public.${table}`;
-}
+export const qualify = qualifyTable;
