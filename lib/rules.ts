@@ -221,7 +221,7 @@ function compileComparison(c: Condition, column: ColumnSchema, fail: (message: s
     return (v) => v !== null && keys.some((k) => order.compare(v, k) === 0);
   }
   const op = (['eq', 'ne', 'gt', 'gte', 'lt', 'lte'] as const).find((k) => c[k] !== undefined)!;
-  if (op !== 'eq' && op !== 'ne' && !order.ordered) fail(`${op} needs an ordered type (numbers, dates, timestamps, text)`);
+  if (op !== 'eq' && op !== 'ne' && !order.ordered) fail(`${op} needs an ordered type (numbers, dates, timestamps, character types, uuid, time, enums)`);
   const key = order.literal(c[op]!);
   const holds: Record<Comparator, (n: number) => boolean> = {
     eq: (n) => n === 0, ne: (n) => n !== 0, gt: (n) => n > 0, gte: (n) => n >= 0, lt: (n) => n < 0, lte: (n) => n <= 0,
@@ -270,13 +270,32 @@ function orderFor(column: ColumnSchema, fail: (message: string) => never): Order
     case 'interval':
       return { ordered: false, literal: (l) => (typeof l === 'string' ? l : bad(l, 'a string')), compare: (v, k) => (v === k ? 0 : 1) };
     default:
-      return { ordered: true, literal: (l) => (typeof l === 'string' ? l : bad(l, 'a string')), compare: (v, k) => compareCodePoints(v as string, k as string) };
+      return textOrder(column, (l) => (typeof l === 'string' ? l : bad(l, 'a string')), bad);
   }
 }
 
 const unexpected = (v: Value, kind: string): never => {
   throw new Error(`filter: cannot read ${JSON.stringify(v)} as a ${kind} value`);
 };
+
+/**
+ * Text-valued columns: enums in their declared order, char(n) without its padding, citext without
+ * case, character types and uuid by code point; other types held as text (money, inet, timetz, ...)
+ * only for equality, as their text order is not Postgres's.
+ */
+function textOrder(column: ColumnSchema, string: (l: Literal) => string, bad: (l: Literal, what: string) => never): Order {
+  const labels = column.enumLabels;
+  if (labels) {
+    const literal = (l: Literal) => (labels.includes(string(l)) ? labels.indexOf(string(l)) : bad(l, `a label of the enum (${labels.join(', ')})`));
+    return { ordered: true, literal, compare: (v, k) => labels.indexOf(v as string) - (k as number) };
+  }
+  const type = column.type;
+  const norm = type.startsWith('character(') || type === 'character' ? (s: string) => s.replace(/ +$/, '')
+    : type === 'citext' ? (s: string) => s.toLowerCase() : (s: string) => s;
+  const ordered = column.kind === 'uuid' || (column.kind === 'time' && !type.includes('with time zone'))
+    || /^(text|character varying|character|name|citext|"char")(\(|$)/.test(type);
+  return { ordered, literal: (l) => norm(string(l)), compare: (v, k) => (ordered ? compareCodePoints(norm(v as string), k as string) : norm(v as string) === k ? 0 : 1) };
+}
 
 /** Postgres's float order: NaN equals NaN and sorts above everything. */
 function compareFloat(a: number, b: number): number {

@@ -139,6 +139,19 @@ test('filter: dates and timestamps in time order (fractions, BC, infinity), text
   assert.deepEqual(kept({ column: 'doc', contains: '"vip"' }, [{ id: '1', doc: '{"tier": "vip"}' }, { id: '2', doc: '{}' }]), ['1']);
 });
 
+test('filter: enums in declared order, char(n) without padding, citext without case; text-held types like money only for equality', () => {
+  const schema: TableSchema = { ...people, columns: [people.columns[0]!, col('lvl', 'text', 'level', { enumLabels: ['low', 'mid', 'high'] }),
+    col('code', 'text', 'character(4)'), col('nick', 'text', 'citext'), col('price', 'text', 'money')] };
+  const keep = (where: unknown, rows: Row[]) => rows.filter((r) => bind({ filter: { where } }, schema).apply(insert(r)).length === 1).map((r) => r.id);
+  const rows = [{ id: '1', lvl: 'high', code: 'ab  ', nick: 'Ann', price: '$10.00' }, { id: '2', lvl: 'low', code: 'b   ', nick: 'bob', price: '$9.00' }];
+  assert.deepEqual(keep({ column: 'lvl', gt: 'mid' }, rows), ['1'], 'high > mid in the enum, though "high" < "mid" as text');
+  assert.deepEqual(keep({ column: 'code', eq: 'ab' }, rows), ['1']);
+  assert.deepEqual(keep({ column: 'nick', eq: 'ANN' }, rows), ['1']);
+  assert.deepEqual(keep({ column: 'price', eq: '$9.00' }, rows), ['2']);
+  assert.throws(() => bind({ filter: { where: { column: 'price', gt: '$9.00' } } }, schema), /column "price" \(money\): gt needs an ordered type/);
+  assert.throws(() => bind({ filter: { where: { column: 'lvl', eq: 'medium' } } }, schema), /"medium" is not a label of the enum \(low, mid, high\)/);
+});
+
 test('filter: all, any and not combine', () => {
   const rows = [{ id: '1', age: 30, name: 'ann' }, { id: '2', age: 15, name: 'bob' }, { id: '3', age: 40, name: 'cy' }];
   assert.deepEqual(kept({ all: [{ column: 'age', gte: 18 }, { not: { column: 'name', eq: 'cy' } }] }, rows), ['1']);
