@@ -279,8 +279,8 @@ const unexpected = (v: Value, kind: string): never => {
 };
 
 /**
- * Text-valued columns: enums in their declared order, char(n) without its padding, citext without
- * case, character types and uuid by code point; other types held as text (money, inet, timetz, ...)
+ * Text-valued columns: enums in their declared order, char(n) without its padding, citext and uuid
+ * without case, character types and uuid by code point; other types held as text (money, inet, timetz, ...)
  * only for equality, as their text order is not Postgres's.
  */
 function textOrder(column: ColumnSchema, string: (l: Literal) => string, bad: (l: Literal, what: string) => never): Order {
@@ -291,7 +291,7 @@ function textOrder(column: ColumnSchema, string: (l: Literal) => string, bad: (l
   }
   const type = column.type;
   const norm = type.startsWith('character(') || type === 'character' ? (s: string) => s.replace(/ +$/, '')
-    : type === 'citext' ? (s: string) => s.toLowerCase() : (s: string) => s;
+    : type === 'citext' || column.kind === 'uuid' ? (s: string) => s.toLowerCase() : (s: string) => s;
   const ordered = column.kind === 'uuid' || (column.kind === 'time' && !type.includes('with time zone'))
     || /^(text|character varying|character|name|citext|"char")(\(|$)/.test(type);
   return { ordered, literal: (l) => norm(string(l)), compare: (v, k) => (ordered ? compareCodePoints(norm(v as string), k as string) : norm(v as string) === k ? 0 : 1) };
