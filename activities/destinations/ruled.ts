@@ -13,10 +13,17 @@ export class RuledDestination implements Destination {
   private readonly bound = new Map<string, BoundRules | undefined>();
   readonly removeStale?: (table: TableSchema, before: Version) => Promise<void>;
   readonly readLive?: (table: TableSchema) => AsyncIterable<Row>;
+  readonly acceptsCopyText?: (table: TableSchema) => boolean;
+  readonly applyCopyText?: (table: TableSchema, version: Version, text: string, rows: number) => Promise<void>;
 
   constructor(private readonly inner: Destination, private readonly rules: PipelineRules) {
     if (inner.removeStale) this.removeStale = (table, before) => inner.removeStale!(this.target(table), before);
     if (inner.readLive) this.readLive = (table) => inner.readLive!(this.target(table));
+    // The backfill's COPY-text fast path skips row objects, so only tables without rules may take it.
+    if (inner.acceptsCopyText && inner.applyCopyText) {
+      this.acceptsCopyText = (table) => !rules.covers(table) && inner.acceptsCopyText!(table);
+      this.applyCopyText = (table, version, text, rows) => inner.applyCopyText!(table, version, text, rows);
+    }
   }
 
   /** Checks the rules against each table's columns (a ConfigError naming rule and column otherwise). */
