@@ -274,8 +274,9 @@ function orderFor(column: ColumnSchema, fail: (message: string) => never): Order
   }
 }
 
-const unexpected = (v: Value, kind: string): never => {
-  throw new Error(`filter: cannot read ${JSON.stringify(v)} as a ${kind} value`);
+// The value itself stays out of the message: errors reach workflow history, row values must not.
+const unexpected = (_v: Value, kind: string): never => {
+  throw new Error(`filter: a ${kind} value is not in walflow's form`);
 };
 
 /**

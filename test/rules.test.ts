@@ -271,4 +271,6 @@ test('a stream destination behind the rules (stdout, in-process) never sees a ma
   const other = { ...people, name: 'other' };
   await new RuledDestination(new StdoutDestination(out), rules).apply([{ kind: 'truncate', table: other, version: 1n }]);
   assert.match(lines.at(-1)!, /^\{"op":"truncate","table":"public\.other"/, 'a table without rules passes unchanged');
+  const fast = new RuledDestination(Object.assign(new StdoutDestination(out), { acceptsCopyText: () => true, applyCopyText: async () => undefined }), rules);
+  assert.deepEqual([fast.acceptsCopyText!(people), fast.acceptsCopyText!(other)], [false, true], 'the COPY-text fast path only for tables without rules');
 });
