@@ -1,10 +1,11 @@
 /**
  * Rules on the real stack into ClickHouse: a filter's rows entering and leaving through backfill and
- * CDC, mask, hash, regex, set, drop, rename and include; `walflow verify` equal under the rules;
- * `walflow check` naming a rule's missing column; no salt or clear value in ClickHouse or in history.
+ * CDC, mask, hash, regex, set, drop, rename and include; resync and `walflow verify` under the rules;
+ * `walflow check` and the pipeline itself naming a rule's missing column; no salt or clear value in
+ * ClickHouse or in any workflow history.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
@@ -16,6 +17,13 @@ import { requireEnv } from './support/env.ts';
 const SALT = 'salt-that-never-leaves-the-worker-7f3a';
 const emails = ['alice.wonder@example.com', 'bob.builder@example.com', 'carol.singer@example.com', 'dave.diver@example.com', 'erin.e@example.com', 'frank.f@example.com', 'dave.new@example.com'];
 const ssns = ['111-11-1111', '222-22-2222', '333-33-3333', '444-44-4444', '555-55-5555', '666-66-6666'];
+const run = (args: string[]) => new Promise<{ status: number | null; output: string }>((resolve) => {
+  const child = spawn(process.execPath, ['bin/walflow.js', ...args]);
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => { output += d; });
+  child.stderr.on('data', (d: Buffer) => { output += d; });
+  child.on('close', (status) => resolve({ status, output }));
+});
 const hmac = (s: string) => createHmac('sha256', SALT).update(s).digest('hex');
 
 describe('rules into ClickHouse', () => {
@@ -107,6 +115,17 @@ describe('rules into ClickHouse', () => {
       assert.equal(report.equal, true);
       assert.deepEqual(report.tables.map((t) => [t.table, t.destinationTable, t.sourceRows, t.destinationRows]),
         [['public.customers', 'public.clients', 2, 2], ['public.accounts', undefined, 2, 2]]);
+      // A row ClickHouse has that the source lost without a change event: a resync (through the rules, into
+      // the renamed table) removes it and rewrites only rows in the filter.
+      await ch.command({ query: `INSERT INTO ${db}.clients (id, contact, _walflow_version, _walflow_deleted) VALUES (99, 'ghost', 1, false)` });
+      assert.deepEqual(await live('clients'), ['2', '5', '99']);
+      // Not spawnSync: the worker runs in this process and must keep running while the CLI waits.
+      const resync = await run(['resync', f.config.id, '--config', f.configFile, '--wait']);
+      assert.equal(resync.status, 0, resync.output);
+      assert.deepEqual(await live('clients'), ['2', '5']);
+      assert.deepEqual(await live('accounts'), ['2', '3']);
+      await f.waitForConvergence();
+
       // The rules also make verify see a drift in a column they keep (and only there).
       await f.handle.signal('pause');
       await f.waitFor('paused', async () => (await f.status()).phase === 'paused');
@@ -138,5 +157,26 @@ describe('rules into ClickHouse', () => {
     const check = spawnSync(process.execPath, ['bin/walflow.js', 'check', f.config.id, '--config', file], { encoding: 'utf8' });
     assert.equal(check.status, 1, check.stdout + check.stderr);
     assert.match(check.stdout, new RegExp(`- pipeline ${f.config.id}, table accounts, rule transform\\[0\\]: column "secrett" does not exist in public\\.accounts \\(columns: id, owner, status, secret, score\\)`));
+  });
+});
+
+describe('a rule on a missing column stops the pipeline for the operator', () => {
+  const f = new PipelineFixture({
+    name: 'rulesbad',
+    destination: 'clickhouse',
+    setup: 'CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, \'a\');',
+    tables: ['items'],
+    pipeline: { rules: { items: { filter: { where: { column: 'nmae', eq: 'a' } } } } },
+  });
+  after(() => f.teardown());
+
+  test('phase failed, lastError naming pipeline, table, rule and column', async () => {
+    await f.setup();
+    await f.start();
+    const status = await f.waitFor('the pipeline to stop', async () => {
+      const s = await f.status();
+      return s.phase === 'failed' && s;
+    });
+    assert.match(status.lastError ?? '', new RegExp(`pipeline ${f.config.id}, table items, rule filter\\.where: column "nmae" does not exist in public\\.items \\(columns: id, name\\)`));
   });
 });
