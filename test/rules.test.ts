@@ -1,6 +1,9 @@
 /** Filter and transform rules (lib/rules.ts), pure: config checks, every comparison and transform, filter transitions. */
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { parseConfig, TableRules, type PipelineConfig } from '../lib/config.ts';
@@ -8,6 +11,8 @@ import { compileRules, type BoundRules } from '../lib/rules.ts';
 import type { Change, ColumnSchema, Row, TableSchema } from '../lib/model.ts';
 import { RuledDestination } from '../activities/destinations/ruled.ts';
 import { StdoutDestination } from '../activities/destinations/stdout.ts';
+import { FileDestination } from '../activities/destinations/file.ts';
+import { Envelopes } from '../activities/destinations/envelopes.ts';
 
 const col = (name: string, kind: ColumnSchema['kind'], type: string, extra: Partial<ColumnSchema> = {}): ColumnSchema =>
   ({ name, kind, type, typeOid: 0, arrayDims: 0, nullable: true, ...extra });
@@ -258,19 +263,42 @@ test('a stream destination behind the rules (stdout, in-process) never sees a ma
   const lines: string[] = [];
   out.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
   const rules = compileRules(pipeline({ people: { transform: [{ column: 'email', mask: { keepFirst: 1 } }], filter: { where: { column: 'age', gte: 18 } } } }), () => '');
-  const dest = new RuledDestination(new StdoutDestination(out), rules);
+  const dest = new RuledDestination(new StdoutDestination(undefined, out), rules);
   await dest.prepare([people]);
   await dest.apply([insert({ id: '1', email: 'jane@example.com', age: 30 }), insert({ id: '2', email: 'kid@example.com', age: 9 }), update({ id: '1', email: 'jane@example.com', age: 17 })]);
   const parsed = lines.map((l) => JSON.parse(l) as { op: string; row?: Row; old?: Row });
   assert.deepEqual(parsed.map((p) => [p.op, p.row ?? p.old]), [['insert', { id: '1', email: 'j***************', age: 30 }], ['delete', { id: '1' }]]);
   assert.ok(!lines.join('\n').includes('example.com'));
-  await assert.rejects(new RuledDestination(new StdoutDestination(out), rules).apply([insert({ id: '3' })]), /rules: table public\.people was not prepared/);
+  await assert.rejects(new RuledDestination(new StdoutDestination(undefined, out), rules).apply([insert({ id: '3' })]), /rules: table public\.people was not prepared/);
   const typo = compileRules(pipeline({ people: { filter: { where: { column: 'agee', gte: 18 } } } }), () => '');
-  await assert.rejects(new RuledDestination(new StdoutDestination(out), typo).prepare([people]), (e: Error) => e.name === 'ConfigError' && /rule filter\.where: column "agee"/.test(e.message),
+  await assert.rejects(new RuledDestination(new StdoutDestination(undefined, out), typo).prepare([people]), (e: Error) => e.name === 'ConfigError' && /rule filter\.where: column "agee"/.test(e.message),
     'preparing the tables (stream, backfill) checks the rules against the source schema, as a ConfigError that stops the pipeline');
   const other = { ...people, name: 'other' };
-  await new RuledDestination(new StdoutDestination(out), rules).apply([{ kind: 'truncate', table: other, version: 1n }]);
+  await new RuledDestination(new StdoutDestination(undefined, out), rules).apply([{ kind: 'truncate', table: other, version: 1n }]);
   assert.match(lines.at(-1)!, /^\{"op":"truncate","table":"public\.other"/, 'a table without rules passes unchanged');
-  const fast = new RuledDestination(Object.assign(new StdoutDestination(out), { acceptsCopyText: () => true, applyCopyText: async () => undefined }), rules);
+  const fast = new RuledDestination(Object.assign(new StdoutDestination(undefined, out), { acceptsCopyText: () => true, applyCopyText: async () => undefined }), rules);
   assert.deepEqual([fast.acceptsCopyText!(people), fast.acceptsCopyText!(other)], [false, true], 'the COPY-text fast path only for tables without rules');
+});
+
+test('the file destination (real JSON Lines files) behind the rules: envelopes filtered, masked, renamed; a leaving update is a delete', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'walflow-rules-file-'));
+  const rules = compileRules(pipeline({ people: {
+    filter: { where: { column: 'age', gte: 18 } }, transform: [{ column: 'email', mask: { keepLast: 4 } }], rename: { table: 'adults', columns: { email: 'contact' } },
+  } }), () => '');
+  const dest = new RuledDestination(new FileDestination({ dir, split: 'pipeline', maxBytes: 1 << 20, maxAgeMs: 60_000, gzip: false }, new Envelopes('shop')), rules);
+  await dest.prepare([people]);
+  const tx = { xid: 7, commitTime: '2026-01-01T00:00:00.000000Z' };
+  await dest.apply([
+    { kind: 'insert', table, version: 1n << 32n, row: { id: '1', email: 'jane@example.com', age: 30 }, snapshot: true },
+    { kind: 'insert', table, version: 1n << 32n, row: { id: '2', email: 'kid@example.com', age: 9 }, snapshot: true },
+    { kind: 'update', table, version: (2n << 32n) | 1n, tx, row: { id: '1', email: 'jane@example.com', age: 17 }, unchanged: [] },
+  ]);
+  await dest.close();
+  const text = readdirSync(dir).map((f) => readFileSync(join(dir, f), 'utf8')).join('');
+  const envelopes = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { op: string; table: { name: string }; key: Row; row: Row | null });
+  assert.deepEqual(envelopes.map((e) => [e.op, e.table.name, e.key, e.row]), [
+    ['read', 'adults', { id: '1' }, { id: '1', contact: '************.com', age: 30 }],
+    ['delete', 'adults', { id: '1' }, null],
+  ]);
+  assert.ok(!text.includes('example'), 'no clear e-mail in the files');
 });

@@ -9,7 +9,9 @@ export const DATE_RANGE = { min: '1900-01-01', max: '2299-12-31' };
 
 /** `text` (a date or timestamp without zone suffix) if ClickHouse can hold it; else a loud error naming the column. */
 export function checkDateRange(text: string, original: string, where: () => string): string {
-  if (/infinity|BC$/.test(text) || text.slice(0, 10) < DATE_RANGE.min || text.slice(0, 10) > DATE_RANGE.max) {
+  // ISO days compare as text; "infinity", "-infinity" and years past 9999 fall outside too.
+  const day = text.slice(0, 10);
+  if (day < DATE_RANGE.min || day > DATE_RANGE.max || text.endsWith(' BC')) {
     throw new ClickHouseValueError(`${where()}: ${original} is outside ClickHouse's date range ${DATE_RANGE.min}..${DATE_RANGE.max}`);
   }
   return text;

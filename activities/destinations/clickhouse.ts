@@ -215,13 +215,13 @@ export class ClickHouseDestination implements Destination {
     return acceptsCopyText(table);
   }
 
-  async applyCopyText(table: TableSchema, version: Version, text: string): Promise<void> {
+  async applyCopyText(table: TableSchema, version: Version, text: Buffer): Promise<void> {
     if (!this.tables.has(tableKey(table))) throw new Error(`destination table for ${tableKey(table)} was not prepared`);
     if (version < ((await this.loadWatermarks()).get(tableKey(table)) ?? -1n)) return; // a truncate came after the snapshot
     let convert = this.tsv.get(tableKey(table));
     if (!convert) this.tsv.set(tableKey(table), convert = copyTextToTsv(table, SCALAR.decimal));
     await this.client.insert({
-      table: this.target(table), format: 'TabSeparated', values: Readable.from([convert(text, version)], { objectMode: false }),
+      table: this.target(table), format: 'TabSeparated', values: Readable.from([convert(text.toString('utf8'), version)], { objectMode: false }),
       columns: [id(table.columns[0]!.name), ...table.columns.slice(1).map((c) => id(c.name)), id(VERSION_COLUMN), id(DELETED_COLUMN)],
     });
   }

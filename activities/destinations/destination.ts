@@ -30,7 +30,7 @@ export interface Destination {
    * at `version`, to be written without building a row object each. Same durability as apply().
    */
   acceptsCopyText?(table: TableSchema): boolean;
-  applyCopyText?(table: TableSchema, version: Version, text: string, rows: number): Promise<void>;
+  applyCopyText?(table: TableSchema, version: Version, text: Buffer, rows: number): Promise<void>;
   /** Live (not deleted) rows of a table as canonical values, for `walflow verify` and tests. */
   readLive?(table: TableSchema): AsyncIterable<Row>;
   close(): Promise<void>;

@@ -17,7 +17,7 @@ export class NullDestination implements Destination {
     return true;
   }
 
-  async applyCopyText(_table: TableSchema, _version: Version, _text: string, rows: number): Promise<void> {
+  async applyCopyText(_table: TableSchema, _version: Version, _text: Buffer, rows: number): Promise<void> {
     this.changes += rows;
   }
 

@@ -11,10 +11,10 @@ import type { Destination } from './destination.ts';
 export class RuledDestination implements Destination {
   /** Per source table ("schema.name"), its rules bound to the schema it was prepared with. */
   private readonly bound = new Map<string, BoundRules | undefined>();
-  readonly removeStale?: (table: TableSchema, before: Version) => Promise<void>;
-  readonly readLive?: (table: TableSchema) => AsyncIterable<Row>;
-  readonly acceptsCopyText?: (table: TableSchema) => boolean;
-  readonly applyCopyText?: (table: TableSchema, version: Version, text: string, rows: number) => Promise<void>;
+  readonly removeStale?: Destination['removeStale'];
+  readonly readLive?: Destination['readLive'];
+  readonly acceptsCopyText?: Destination['acceptsCopyText'];
+  readonly applyCopyText?: Destination['applyCopyText'];
 
   constructor(private readonly inner: Destination, private readonly rules: PipelineRules) {
     if (inner.removeStale) this.removeStale = (table, before) => inner.removeStale!(this.target(table), before);

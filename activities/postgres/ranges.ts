@@ -130,7 +130,7 @@ export async function* copyTableRange(client: pg.Client, schema: TableSchema, ra
  * escapes newlines inside values, so a raw newline always ends a row): for destinations that take COPY
  * text (Destination.applyCopyText) without a row object per row.
  */
-export async function* copyTableRangeText(client: pg.Client, schema: TableSchema, range: PageRange, opts: { batchBytes?: number } = {}): AsyncGenerator<{ text: string; rows: number }> {
+export async function* copyTableRangeText(client: pg.Client, schema: TableSchema, range: PageRange, opts: { batchBytes?: number } = {}): AsyncGenerator<{ text: Buffer; rows: number }> {
   const batchBytes = opts.batchBytes ?? COPY_BATCH_BYTES;
   let parts: Buffer[] = [];
   let size = 0;
@@ -142,7 +142,7 @@ export async function* copyTableRangeText(client: pg.Client, schema: TableSchema
     const rest = buf.subarray(cut);
     parts = rest.length ? [rest] : [];
     size = rest.length;
-    return { text: buf.toString('utf8', 0, cut), rows };
+    return { text: buf.subarray(0, cut), rows };
   };
   for await (const chunk of copyStream(client, schema, range)) {
     parts.push(chunk);
