@@ -22,7 +22,7 @@ export interface BoundRules {
   /** The destination table: renamed, columns selected, renamed and retyped. */
   schema: TableSchema;
   /**
-   * The changes to write for one source change of this table (none, one, or two). A schema change
+   * The changes to write for one source change of this table (none or one). A schema change
    * yields the destination's; the caller binds the new schema for the changes after it.
    */
   apply(change: Change): Change[];
@@ -147,8 +147,10 @@ export function bindTableRules(opts: { pipeline: string; table: string; rules: T
           const oldIn = change.old && filter && filterOps.has('update') ? passes(change.old) : undefined;
           if (!keeps('update', change.row)) {
             if (oldIn === false) return [];
-            const gone = [change.row, ...(change.old && !sameKey(change.old, change.row) ? [change.old] : [])];
-            return gone.map((r) => ({ kind: 'delete' as const, table, version, ...(tx ? { tx } : {}), old: mapRow(keyOnly(r), 'delete') }));
+            // A key change leaving the filter deletes the old key: the new key had no row before this update.
+            // (One change per update, so a stream consumer's id `<pipeline>:<version>` stays unique.)
+            const gone = change.old && !sameKey(change.old, change.row) ? change.old : change.row;
+            return [{ kind: 'delete', table, version, ...(tx ? { tx } : {}), old: mapRow(keyOnly(gone), 'delete') }];
           }
           if (oldIn === false) return [{ kind: 'insert', table, version, ...(tx ? { tx } : {}), row: mapRow(change.row, 'insert') }];
           return [{
