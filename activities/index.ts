@@ -3,6 +3,7 @@ import { createBackfillActivities } from './backfill.ts';
 import type { ActivityDeps } from './context.ts';
 import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, removeStaleRows } from './pipeline.ts';
 import { probeSource } from './probe.ts';
+import { dropServeSession } from './session.ts';
 import { createStreamActivities } from './stream.ts';
 
 export function createActivities(deps: ActivityDeps) {
@@ -13,6 +14,7 @@ export function createActivities(deps: ActivityDeps) {
     alterPublication,
     dropPipeline,
     removeStaleRows,
+    dropServeSession,
     ...createBackfillActivities(deps),
     ...createStreamActivities(deps),
   };

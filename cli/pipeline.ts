@@ -8,7 +8,9 @@ import {
   SEARCH_ATTRIBUTE_PHASE, SEARCH_ATTRIBUTE_PIPELINE,
 } from '../workflows/definitions.ts';
 import { pipelineWorkflow, resyncWorkflow } from '../workflows/index.ts';
-import { DEFAULT_CONFIG, withPipeline } from './context.ts';
+import { findPipeline } from '../lib/config.ts';
+import { DEFAULT_CONFIG, openContext, withPipeline } from './context.ts';
+import { listSessions, renderSessions } from './sessions.ts';
 import { renderStatus } from './status.ts';
 
 const pipelineKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PIPELINE, SearchAttributeType.KEYWORD);
@@ -37,21 +39,35 @@ export function registerPipelineCommands(program: Command): void {
       }
     }));
 
-  program.command('status <pipeline>')
-    .description("show a pipeline's phase, confirmed LSN, lag and per-table progress")
+  program.command('status [pipeline]')
+    .description("show a pipeline's phase, confirmed LSN, lag and per-table progress; --sessions: walflow serve's sessions")
     .option(...configOption)
     .option('--json', 'print the status as JSON')
     .option('--watch', 'refresh every second until interrupted')
-    .action((id: string, opts: { config: string; json?: boolean; watch?: boolean }) => withPipeline(opts.config, id, async ({ client }) => {
-      const handle = client.workflow.getHandle(pipelineWorkflowId(id));
-      for (;;) {
-        const status = await handle.query(statusQuery);
-        if (opts.json) console.log(JSON.stringify(status));
-        else console.log(`${opts.watch ? '\x1b[2J\x1b[H' : ''}${renderStatus(status)}`);
-        if (!opts.watch) return;
-        await sleep(1000);
+    .option('--sessions', 'also (or, without a pipeline, only) list the running walflow serve sessions')
+    .action(async (id: string | undefined, opts: { config: string; json?: boolean; watch?: boolean; sessions?: boolean }) => {
+      if (!id && !opts.sessions) throw new Error('status needs a pipeline id (or --sessions)');
+      const ctx = await openContext(opts.config);
+      try {
+        const handle = id ? ctx.client.workflow.getHandle(pipelineWorkflowId(findPipeline(ctx.config, id).id)) : undefined;
+        for (;;) {
+          const out: string[] = [];
+          if (handle) {
+            const status = await handle.query(statusQuery);
+            out.push(opts.json ? JSON.stringify(status) : renderStatus(status));
+          }
+          if (opts.sessions) {
+            const sessions = await listSessions(ctx.client);
+            out.push(opts.json ? JSON.stringify({ sessions }) : renderSessions(sessions));
+          }
+          console.log(`${opts.watch && !opts.json ? '\x1b[2J\x1b[H' : ''}${out.join('\n')}`);
+          if (!opts.watch) return;
+          await sleep(1000);
+        }
+      } finally {
+        await ctx.close();
       }
-    }));
+    });
 
   program.command('pause <pipeline>')
     .description('pause: the stream flushes, acknowledges and stops; the slot is kept')
