@@ -57,7 +57,7 @@ export function registerPipelineCommands(program: Command): void {
             out.push(opts.json ? JSON.stringify(status) : renderStatus(status));
           }
           if (opts.sessions) {
-            const sessions = await listSessions(ctx.client);
+            const sessions = await listSessions(ctx.client, ctx.taskQueue);
             out.push(opts.json ? JSON.stringify({ sessions }) : renderSessions(sessions));
           }
           console.log(`${opts.watch && !opts.json ? '\x1b[2J\x1b[H' : ''}${out.join('\n')}`);

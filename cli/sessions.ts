@@ -1,15 +1,22 @@
-/** `walflow status --sessions`: the running `walflow serve` sessions, from their workflows. */
+/** `walflow status --sessions`: the running `walflow serve` sessions of this task queue, from their workflows. */
 import type { Client } from '@temporalio/client';
 import { sessionStatusQuery, type SessionStatus } from '../workflows/session-definitions.ts';
 
-export async function listSessions(client: Client): Promise<SessionStatus[]> {
-  const sessions: SessionStatus[] = [];
-  for await (const w of client.workflow.list({ query: `WorkflowType = 'sessionWorkflow' AND ExecutionStatus = 'Running'` })) {
-    // A session that ended between the listing and the query is simply not shown.
-    const status = await client.workflow.getHandle(w.workflowId).query(sessionStatusQuery).catch(() => undefined);
-    if (status) sessions.push(status);
-  }
-  return sessions.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+const QUERY_DEADLINE_MS = 5_000;
+
+export const runningSessionsQuery = (taskQueue: string): string =>
+  `WorkflowType = 'sessionWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${taskQueue.replace(/'/g, "''")}'`;
+
+export async function listSessions(client: Client, taskQueue: string): Promise<SessionStatus[]> {
+  const ids: string[] = [];
+  for await (const w of client.workflow.list({ query: runningSessionsQuery(taskQueue) })) ids.push(w.workflowId);
+  const answers = await Promise.all(ids.map((id) => client.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS,
+    () => client.workflow.getHandle(id).query(sessionStatusQuery)).catch((e: Error) => {
+    // Ended since the listing, or no worker polls the task queue: say so, list the others.
+    console.error(`walflow: session ${id} did not answer its status query: ${e.message}`);
+    return undefined;
+  })));
+  return answers.filter((s): s is SessionStatus => s !== undefined).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
 }
 
 export function renderSessions(sessions: SessionStatus[]): string {

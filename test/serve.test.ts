@@ -3,11 +3,12 @@
  * client of lib/serve-client.ts, session workflows on a real worker, the session slots in Postgres.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
@@ -21,6 +22,7 @@ import { readTable } from '../activities/postgres/read.ts';
 import { connect } from '../activities/postgres/session.ts';
 import { startWorker, type RunningWorker } from '../worker/worker.ts';
 import { sessionWorkflowId } from '../workflows/session-definitions.ts';
+import { runningSessionsQuery } from '../cli/sessions.ts';
 import { createTestDatabase, temporalAddress, type TestDatabase } from './support/env.ts';
 
 const SETUP = `
@@ -35,6 +37,7 @@ const SETUP = `
   CREATE TABLE keyless (v int);`;
 
 const deadline = (ms: number) => Date.now() + ms;
+const execFileAsync = promisify(execFile);
 
 async function freePort(): Promise<number> {
   const srv = createServer();
@@ -196,6 +199,10 @@ describe('walflow serve', { timeout: 600_000 }, () => {
 
   after(async () => {
     if (server?.child) await server.kill();
+    // Sessions a failed test left behind would wait for a worker of this task queue forever.
+    for await (const w of temporal?.workflow.list({ query: runningSessionsQuery(taskQueue) }) ?? []) {
+      await temporal.workflow.getHandle(w.workflowId).terminate('test over');
+    }
     await worker?.shutdown();
     await temporalConnection?.close();
     await db?.drop();
@@ -312,5 +319,102 @@ describe('walflow serve', { timeout: 600_000 }, () => {
     } finally {
       await writer.stop();
     }
+  });
+  test('two sessions at once on different tables; a token reads only its own sessions; no token: 401; bad input: 4xx naming the field', async () => {
+    const a = new ServeClient(url, tokenA);
+    const b = new ServeClient(url, tokenB);
+    const [sa, sb] = await Promise.all([a.init({ tables: ['items'] }), b.init({ tables: ['public.others'] })]);
+    assert.notEqual(sa.slotName, sb.slotName);
+
+    for (const stranger of [new ServeClient(url, ''), new ServeClient(url, 'not-a-token')]) {
+      await expectRefused(stranger.init({ tables: ['items'] }), 401, 'Authorization');
+      await expectRefused(stranger.page({ slotName: sa.slotName, table: 'items' }), 401, 'Authorization');
+      await expectRefused(stranger.snapshotDone(sa.slotName), 401, 'Authorization');
+      await expectRefused(stranger.endSession(sa.slotName), 401, 'Authorization');
+      await expectRefused(stranger.stream(sa.slotName), 401, 'Authorization');
+    }
+    await expectRefused(b.page({ slotName: sa.slotName, table: 'items' }), 403, 'slotName');
+    await expectRefused(b.snapshotDone(sa.slotName), 403, 'slotName');
+    await expectRefused(b.endSession(sa.slotName), 403, 'slotName');
+    await expectRefused(b.stream(sa.slotName), 403, 'slotName');
+    await expectRefused(b.page({ slotName: sb.slotName, table: 'items' }), 400, 'table');
+
+    await expectRefused(a.init({ tables: ['nope'] }), 400, 'tables');
+    await expectRefused(a.init({ tables: ['keyless'] }), 400, 'tables');
+    await expectRefused(a.init({ publication: 'nope' }), 400, 'publication');
+    await expectRefused(a.init({} as { tables: string[] }), 400, 'tables');
+    await expectRefused(a.init({ tables: ['items'], idleTimeoutSeconds: 301 }), 400, 'idleTimeoutSeconds');
+    await expectRefused(a.page({ slotName: 'walflow_session_0000000000', table: 'items' }), 404, 'slotName');
+    await expectRefused(a.page({ slotName: sa.slotName, table: 'nope' }), 400, 'table');
+    await expectRefused(a.page({ slotName: sa.slotName, table: 'items', limit: 201 }), 400, 'limit');
+    await expectRefused(a.page({ slotName: sa.slotName, table: 'items', offset: -1 }), 400, 'offset');
+    await expectRefused(a.page({ slotName: sa.slotName, table: 'items', order_by: { column: 'id; DROP TABLE items' } }), 400, 'order_by.column');
+    await expectRefused(a.page({ slotName: sa.slotName, table: 'items', after: { name: 'x' } }), 400, 'after.id');
+    await expectRefused(a.page({ slotName: sa.slotName, table: 'items', after: { id: 3 }, order_by: { column: 'name' } }), 400, 'after');
+    await expectRefused(a.stream('walflow_session_0000000000'), 404, 'slotName');
+
+    // Each session's copy of its own table, from its own snapshot.
+    const items = new TableReplica(sa.keys['public.items']!);
+    const others = new TableReplica(sb.keys['public.others']!);
+    for await (const row of a.snapshotRows(sa.slotName, 'items')) items.applySnapshotRow(row, sa.snapshotLsn);
+    for await (const row of b.snapshotRows(sb.slotName, 'others', 7)) others.applySnapshotRow(row, sb.snapshotLsn);
+    const [ca, cb] = await Promise.all([a.stream(sa.slotName), b.stream(sb.slotName)]);
+    await expectRefused(ca.ack('zz'), 400, 'lsn');
+    await expectRefused(ca.ack('FF/0'), 400, 'lsn');
+
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    await c.query(`BEGIN; UPDATE others SET v = v + 1 WHERE k IN ('k1', 'k2'); DELETE FROM others WHERE k = 'k3';
+      UPDATE items SET name = 'both' WHERE id = (SELECT min(id) FROM items); COMMIT`);
+    await c.query(`INSERT INTO others VALUES ('new', 1)`);
+    await c.query(`BEGIN; TRUNCATE others; INSERT INTO others SELECT 'after' || i, i FROM generate_series(1, 5) i; COMMIT`);
+    await c.query(`DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY id DESC LIMIT 3)`);
+    await c.end();
+
+    const wantItems = await sourceRows(db.url, 'public.items');
+    const wantOthers = await sourceRows(db.url, 'public.others');
+    const same = (r: TableReplica, want: Map<string, JsonRow>) => { try { assert.deepEqual(r.current(), want); return true; } catch { return false; } };
+    const [seenA, seenB] = await Promise.all([
+      pump(ca, { 'public.items': items }, (m) => !m && same(items, wantItems)),
+      pump(cb, { 'public.others': others }, (m) => !m && same(others, wantOthers)),
+    ]);
+    assert.deepEqual(items.current(), wantItems);
+    assert.deepEqual(others.current(), wantOthers);
+    assert.ok(seenA.every((m) => m.table.name === 'items') && seenB.every((m) => m.table.name === 'others'), 'each session streams only its tables');
+    assert.ok(seenB.some((m) => m.op === 'truncate'));
+
+    // Both sessions show in `walflow status --sessions` (JSON).
+    // (Not spawnSync: the worker answering the CLI's queries runs in this process.)
+    const status = await execFileAsync(process.execPath, ['bin/walflow.js', 'status', '--sessions', '--json', '--config', configFile], { env, encoding: 'utf8' });
+    const listed = (JSON.parse(status.stdout) as { sessions: { slot: string; tables: string[]; connected: boolean }[] }).sessions;
+    assert.deepEqual(listed.find((s) => s.slot === sa.slotName)?.tables, ['public.items']);
+    assert.deepEqual(listed.find((s) => s.slot === sb.slotName)?.tables, ['public.others']);
+
+    ca.close();
+    cb.close();
+    await a.endSession(sa.slotName);
+    await b.endSession(sb.slotName);
+    assert.equal(await slotExists(sa.slotName), false);
+    assert.equal(await slotExists(sb.slotName), false);
+    await expectRefused(a.page({ slotName: sa.slotName, table: 'items' }), 404, 'slotName');
+  });
+
+  test('an abandoned session is ended after its idle timeout: slot and publication dropped', async () => {
+    const a = new ServeClient(url, tokenA);
+    const s = await a.init({ tables: ['others'], idleTimeoutSeconds: 2 });
+    assert.equal(await slotExists(s.slotName), true);
+    // No stream, no request, no ACK from here on (the snapshot is still held by the server).
+    const end = deadline(120_000);
+    while (await slotExists(s.slotName)) {
+      assert.ok(Date.now() < end, `slot ${s.slotName} still exists 120 s after its 2 s idle timeout`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const result = await temporal.workflow.getHandle(sessionWorkflowId(s.slotName)).result() as { reason: string };
+    assert.match(result.reason, /idle for 2 s/);
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    assert.equal((await c.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [s.slotName])).rowCount, 0);
+    await c.end();
+    await expectRefused(a.page({ slotName: s.slotName, table: 'others' }), 404, 'slotName');
   });
 });
