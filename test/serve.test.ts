@@ -397,6 +397,15 @@ describe('walflow serve', { timeout: 600_000 }, () => {
     assert.equal(await slotExists(sa.slotName), false);
     assert.equal(await slotExists(sb.slotName), false);
     await expectRefused(a.page({ slotName: sa.slotName, table: 'items' }), 404, 'slotName');
+    // The session's history carries the token's reference, never the token.
+    const texts: string[] = [];
+    const walk = (v: unknown): void => {
+      if (v instanceof Uint8Array) texts.push(Buffer.from(v).toString('utf8'));
+      else if (v && typeof v === 'object') for (const x of Object.values(v)) walk(x);
+    };
+    walk(await temporal.workflow.getHandle(sessionWorkflowId(sa.slotName)).fetchHistory());
+    const history = texts.join('\n');
+    assert.ok(history.includes('env:WALFLOW_TEST_SERVE_TOKEN_A') && !history.includes(tokenA));
   });
 
   test('an abandoned session is ended after its idle timeout: slot and publication dropped', async () => {
