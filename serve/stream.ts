@@ -26,7 +26,9 @@ export const CLOSE_SESSION_GONE = 4404;
 
 const SEND_BUFFER_HIGH = 4 * 1024 * 1024;
 const SEND_BUFFER_LOW = 1024 * 1024;
-const PING_EVERY_MS = 15_000;
+const PING_EVERY_MS = 20_000;
+/** A client that answered none of this many pings is gone (a slow one still answers within a minute). */
+const PINGS_UNANSWERED = 3;
 
 /** What the server sends; `nextlsn` is what to ACK once the message (and all before it) is applied. */
 export type StreamMessage =
@@ -44,13 +46,12 @@ export async function streamSession(ws: WebSocket, info: SessionInfo, deps: { co
   let open = true;
   const touch = (confirmedLsn?: string) => deps.sessions.touch(info, { connected: open, ...(confirmedLsn ? { confirmedLsn } : {}) });
   const touching = setInterval(() => touch(), 1000);
-  let alive = true;
+  let unanswered = 0;
   const pinging = setInterval(() => {
-    if (!alive) ws.terminate();
-    alive = false;
-    ws.ping();
+    if (++unanswered > PINGS_UNANSWERED) ws.terminate();
+    else ws.ping();
   }, PING_EVERY_MS);
-  ws.on('pong', () => { alive = true; });
+  ws.on('pong', () => { unanswered = 0; });
   ws.on('close', () => {
     open = false;
     clearInterval(touching);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
@@ -425,5 +425,36 @@ describe('walflow serve', { timeout: 600_000 }, () => {
     assert.equal((await c.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [s.slotName])).rowCount, 0);
     await c.end();
     await expectRefused(a.page({ slotName: s.slotName, table: 'others' }), 404, 'slotName');
+  });
+  test('a client that does not read is flow-controlled: the server stops reading the slot, its memory stays bounded, nothing is lost', async () => {
+    const peakRss = () => {
+      const status = readFileSync(`/proc/${server.child!.pid}/status`, 'utf8');
+      return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
+    };
+    const a = new ServeClient(url, tokenA);
+    const s = await a.init({ tables: ['others'] });
+    const others = new TableReplica(s.keys['public.others']!);
+    for await (const row of a.snapshotRows(s.slotName, 'others')) others.applySnapshotRow(row, s.snapshotLsn);
+    const conn = await a.stream(s.slotName);
+    const socket = (conn.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    socket.pause();
+    const before = peakRss();
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    // About 50 MB of messages in one transaction, against a send buffer of 4 MiB.
+    await c.query(`INSERT INTO others SELECT 'bulk' || g, g FROM generate_series(1, 150000) g`);
+    await c.end();
+    // Long enough for a server without flow control to have read and queued much of the stream.
+    await new Promise((r) => setTimeout(r, 10_000));
+    const stalled = peakRss();
+    socket.resume();
+    const want = await sourceRows(db.url, 'public.others');
+    const seen = await pump(conn, { 'public.others': others }, (m) => m?.op === 'commit');
+    assert.equal(seen.length, 150_000);
+    assert.deepEqual(others.current(), want);
+    const grown = (stalled - before) / 1024 / 1024;
+    assert.ok(grown < 40, `the server's peak RSS grew ${grown.toFixed(0)} MB while the client read nothing`);
+    conn.close();
+    await a.endSession(s.slotName);
   });
 });
