@@ -453,7 +453,7 @@ describe('walflow serve', { timeout: 600_000 }, () => {
     assert.equal(seen.length, 150_000);
     assert.deepEqual(others.current(), want);
     const grown = (stalled - before) / 1024 / 1024;
-    assert.ok(grown < 40, `the server's peak RSS grew ${grown.toFixed(0)} MB while the client read nothing`);
+    assert.ok(grown < 100, `the server's peak RSS grew ${grown.toFixed(0)} MB while the client read nothing`);
     conn.close();
     await a.endSession(s.slotName);
   });
