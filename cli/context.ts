@@ -61,9 +61,14 @@ export class NoWorkerError extends Error {
   override name = 'NoWorkerError';
 }
 
-/** A gRPC DEADLINE_EXCEEDED (code 4), however the SDK wrapped it. */
-function isDeadline(e: unknown): boolean {
-  for (let c = e as { code?: number; cause?: unknown } | undefined; c; c = c.cause as typeof c) if (c.code === 4) return true;
+/**
+ * A call that ran out of its deadline, however the SDK wrapped it: gRPC DEADLINE_EXCEEDED (code 4), or
+ * CANCELLED (code 1), which the client reports instead when its deadline fires first (seen under load).
+ */
+function isDeadline(e: unknown, deadline: number): boolean {
+  for (let c = e as { code?: number; cause?: unknown } | undefined; c; c = c.cause as typeof c) {
+    if (c.code === 4 || (c.code === 1 && Date.now() >= deadline)) return true;
+  }
   return false;
 }
 
@@ -73,8 +78,9 @@ function isDeadline(e: unknown): boolean {
  */
 export async function queryWithWorker<T>(ctx: CommandContext, query: () => Promise<T>): Promise<T> {
   // Both at once: with no pollers at all the answer is known without waiting for the deadline.
-  const answer = ctx.client.connection.withDeadline(Date.now() + QUERY_ANSWER_MS, query).catch((e) => {
-    throw isDeadline(e) ? new NoWorkerError(`no worker answered within ${QUERY_ANSWER_MS / 1000} s: ${noWorkerMessage(ctx)}`) : e;
+  const deadline = Date.now() + QUERY_ANSWER_MS;
+  const answer = ctx.client.connection.withDeadline(deadline, query).catch((e) => {
+    throw isDeadline(e, deadline) ? new NoWorkerError(`no worker answered within ${QUERY_ANSWER_MS / 1000} s: ${noWorkerMessage(ctx)}`) : e;
   });
   answer.catch(() => undefined); // settled below or abandoned when no worker polls
   if (!await workerPolls(ctx)) throw new NoWorkerError(noWorkerMessage(ctx));
@@ -90,9 +96,10 @@ export async function updateWithWorker<Ret, Args extends unknown[]>(
   ctx: CommandContext, handle: WorkflowHandle, update: UpdateDefinition<Ret, Args>, args: Args,
 ): Promise<Ret> {
   if (!await workerPolls(ctx)) throw new NoWorkerError(noWorkerMessage(ctx));
-  const accepted = await ctx.client.connection.withDeadline(Date.now() + UPDATE_ACCEPT_MS,
+  const deadline = Date.now() + UPDATE_ACCEPT_MS;
+  const accepted = await ctx.client.connection.withDeadline(deadline,
     () => handle.startUpdate(update.name, { args: args as unknown as [unknown], waitForStage: WorkflowUpdateStage.ACCEPTED })).catch((e) => {
-    throw isDeadline(e) ? new NoWorkerError(`no worker took the update within ${UPDATE_ACCEPT_MS / 1000} s (it may still run when one does): ${noWorkerMessage(ctx)}`) : e;
+    throw isDeadline(e, deadline) ? new NoWorkerError(`no worker took the update within ${UPDATE_ACCEPT_MS / 1000} s (it may still run when one does): ${noWorkerMessage(ctx)}`) : e;
   });
   return accepted.result() as Promise<Ret>;
 }
