@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, describe, test } from 'node:test';
-import { PipelineFixture } from './pipeline.ts';
+import { PipelineFixture, type FixtureDestination } from './pipeline.ts';
 
-export function describePipelineInto(destination: 'clickhouse' | 'snowflake', rows: number): void {
+export function describePipelineInto(destination: Exclude<FixtureDestination, 'postgres'>, rows: number): void {
   describe(`a pipeline into ${destination}`, () => {
     const f = new PipelineFixture({
       name: destination,
