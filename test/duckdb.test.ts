@@ -21,6 +21,7 @@ import { makeVersion } from '../lib/lsn.ts';
 import type { Change, Row, TableSchema } from '../lib/model.ts';
 import { comparableValues, jsonColumns } from '../lib/verify.ts';
 import { describeDestination } from './support/conformance.ts';
+import { holdDuckDBFile } from './support/duckdb.ts';
 import { createTestDatabase } from './support/env.ts';
 import { describePipelineInto } from './support/scenario.ts';
 
@@ -38,25 +39,6 @@ async function liveRows(dest: DuckDBDestination, schema: TableSchema): Promise<(
   for await (const r of dest.readLive(schema)) rows.push(r);
   const json = new Set(jsonColumns(schema));
   return rows.map((r) => comparableValues(r, schema.columns.map((c) => c.name), json)).sort((a, b) => Number(a[0]) - Number(b[0]));
-}
-
-/** A second process that opens the file (taking DuckDB's lock) until it is killed. */
-async function holdFile(path: string): Promise<{ release: () => Promise<void>; pid: number }> {
-  const child = spawn(process.execPath, ['-e', `
-    const { DuckDBInstance } = require('@duckdb/node-api');
-    DuckDBInstance.create(${JSON.stringify(path)}).then(() => { console.log('held'); setInterval(() => {}, 1000); });`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('held')) resolve(); });
-    child.once('exit', (code) => reject(new Error(`the holder exited (${code})`)));
-  });
-  return {
-    pid: child.pid!,
-    release: async () => {
-      child.removeAllListeners('exit');
-      child.kill('SIGKILL');
-      await new Promise((r) => child.once('exit', r));
-    },
-  };
 }
 
 describe('DuckDB types', () => {
@@ -200,7 +182,7 @@ describe('one writer per DuckDB file', () => {
     try {
       await dest.prepare([schema]);
       await new Promise((r) => setTimeout(r, 1500)); // the destination lets go of the file when idle
-      let holder = await holdFile(path);
+      let holder = (await holdDuckDBFile(path))!;
       await assert.rejects(dest.apply(batch('x', 1, 1, 1n)), (e: Error) => {
         assert.equal(e.name, 'DuckDBFileBusyError');
         assert.ok(e.message.includes(path), e.message);
@@ -209,7 +191,7 @@ describe('one writer per DuckDB file', () => {
       });
       await holder.release();
       // Held for less than the wait: the write just waits.
-      holder = await holdFile(path);
+      holder = (await holdDuckDBFile(path))!;
       setTimeout(() => void holder.release(), 500);
       await dest.apply(batch('x', 1, 1, 2n));
       assert.equal((await liveRows(dest, schema)).length, 1);

@@ -10,7 +10,8 @@ import { startClickHouse, stopClickHouse } from '../../stack/clickhouse.ts';
 import { startSnowflake, stopSnowflake } from '../../stack/snowflake.ts';
 import { startTemporal, stopTemporal } from '../../stack/temporal.ts';
 import { parseLsn } from '../../lib/lsn.ts';
-import { PipelineFixture } from '../support/pipeline.ts';
+import { holdDuckDBFile } from '../support/duckdb.ts';
+import { PipelineFixture, type FixtureDestination } from '../support/pipeline.ts';
 import { rng, Workload, WORKLOAD_SETUP, WORKLOAD_TABLES } from './workload.ts';
 
 export const FAULT_KINDS = ['worker-kill', 'postgres-restart', 'temporal-restart', 'destination-down', 'walsender-kill', 'destination-write-error'] as const;
@@ -19,7 +20,7 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 export interface SoakOptions {
   seed: number;
   durationMs: number;
-  destination: 'clickhouse' | 'snowflake' | 'postgres';
+  destination: Exclude<FixtureDestination, 'postgres'> | 'postgres';
   /** Fault kinds to draw from (each is injected at least once if time allows). */
   faults?: readonly FaultKind[];
   /** Rows per table before the pipeline starts (what backfill copies). */
@@ -152,6 +153,7 @@ async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, ra
       await startTemporal();
       return;
     case 'destination-down': {
+      if (opts.destination === 'duckdb') return holdFileAWhile(f, random);
       const endpoint = { clickhouse: [stopClickHouse, startClickHouse], snowflake: [stopSnowflake, startSnowflake] }[opts.destination as string];
       if (endpoint) {
         await endpoint[0]!();
@@ -163,6 +165,22 @@ async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, ra
     case 'walsender-kill':
       await f.sql(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database() AND active_pid IS NOT NULL`);
   }
+}
+
+/**
+ * DuckDB has no endpoint to stop; its "down" is another process holding the file for 2–5 s, so writes
+ * wait for it. It is taken when the worker lets go of it (idle); from a busy worker (a backfill writes
+ * without pause) by killing the worker, which then starts again while the file is held.
+ */
+async function holdFileAWhile(f: PipelineFixture, random: () => number): Promise<void> {
+  let holder = await holdDuckDBFile(f.duckdbFile, 2000);
+  if (!holder) {
+    f.killWorker();
+    holder = await holdDuckDBFile(f.duckdbFile, 30_000);
+    await f.startWorker();
+  }
+  await sleep(2000 + random() * 3000);
+  await holder?.release();
 }
 
 /** The run passed: nothing differs, the slot released the WAL, and the pipeline never needed the operator. */

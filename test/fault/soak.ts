@@ -1,5 +1,5 @@
 /**
- * `npm run soak -- --seed N --minutes M --destination clickhouse|snowflake|postgres`: the long fault run on the local
+ * `npm run soak -- --seed N --minutes M --destination clickhouse|snowflake|postgres|duckdb`: the long fault run on the local
  * stack. Prints one summary line (transactions, changes, faults by kind, mismatches) and exits 1 unless it passed.
  */
 import { parseArgs } from 'node:util';
@@ -13,8 +13,8 @@ const { values } = parseArgs({
   },
 });
 const destination = values.destination;
-if (destination !== 'clickhouse' && destination !== 'snowflake' && destination !== 'postgres') {
-  console.error(`soak: --destination must be clickhouse, snowflake or postgres, not ${destination}`);
+if (destination !== 'clickhouse' && destination !== 'snowflake' && destination !== 'postgres' && destination !== 'duckdb') {
+  console.error(`soak: --destination must be clickhouse, snowflake, postgres or duckdb, not ${destination}`);
   process.exit(2);
 }
 
