@@ -173,7 +173,7 @@ async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, ra
  * without pause) by killing the worker, which then starts again while the file is held.
  */
 async function holdFileAWhile(f: PipelineFixture, random: () => number): Promise<void> {
-  let holder = await holdDuckDBFile(f.duckdbFile, 2000);
+  let holder = await holdDuckDBFile(f.duckdbFile, 1500);
   if (!holder) {
     f.killWorker();
     holder = await holdDuckDBFile(f.duckdbFile, 30_000);
