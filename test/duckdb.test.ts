@@ -20,7 +20,7 @@ import { DestinationConfig } from '../lib/config.ts';
 import { makeVersion } from '../lib/lsn.ts';
 import type { Change, Row, TableSchema } from '../lib/model.ts';
 import { comparableValues, jsonColumns } from '../lib/verify.ts';
-import { describeDestination } from './support/conformance.ts';
+import { describeDestination, keyAndTextTable } from './support/conformance.ts';
 import { holdDuckDBFile } from './support/duckdb.ts';
 import { createTestDatabase } from './support/env.ts';
 import { describePipelineInto } from './support/scenario.ts';
@@ -145,13 +145,7 @@ async function storedTypes(path: string, table: string): Promise<Record<string, 
 }
 
 describe('one writer per DuckDB file', () => {
-  const schema: TableSchema = {
-    schema: 'public', name: 'w', key: ['id'], replicaIdentity: 'default',
-    columns: [
-      { name: 'id', type: 'bigint', typeOid: 20, kind: 'bigint', arrayDims: 0, nullable: false },
-      { name: 'by', type: 'text', typeOid: 25, kind: 'text', arrayDims: 0, nullable: true },
-    ],
-  };
+  const schema = keyAndTextTable('w', 'by');
   const table = { schema: 'public', name: 'w' };
   const batch = (by: string, from: number, n: number, version: bigint): Change[] =>
     Array.from({ length: n }, (_, i) => ({ kind: 'insert', table, version, row: { id: String(from + i), by } }));
