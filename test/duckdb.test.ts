@@ -194,6 +194,20 @@ describe('one writer per DuckDB file', () => {
     }
   });
 
+  test('resync: rows the fresh copy did not rewrite become tombstones at its version', async () => {
+    const dest = new DuckDBDestination({ path: file('resync'), schema: 'main' });
+    try {
+      await dest.prepare([schema]);
+      await dest.apply(batch('old copy', 1, 3, 10n));
+      await dest.apply(batch('fresh copy', 2, 1, 30n));
+      await dest.removeStale(schema, 20n);
+      await dest.apply(batch('late old row', 3, 1, 15n)); // older than the tombstone: kept out
+      assert.deepEqual(await liveRows(dest, schema), [['2', 'fresh copy']]);
+    } finally {
+      await dest.close();
+    }
+  });
+
   test('once a process is done with the file, another can open it (walflow verify beside an idle worker)', async () => {
     const path = file('handover');
     const dest = new DuckDBDestination({ path, schema: 'main' });

@@ -52,6 +52,7 @@ export class PipelineFixture {
   private worker?: RunningWorker;
   workerChild?: ChildProcess;
   private sourceClient?: pg.Client;
+  private duckdbDir?: string;
 
   /** A connection to the source, opened again after a fault (a Postgres restart) broke the last one. */
   private async src(): Promise<pg.Client> {
@@ -73,7 +74,6 @@ export class PipelineFixture {
     this.duckdbDir ??= mkdtempSync(join(tmpdir(), 'walflow-duckdb-'));
     return join(this.duckdbDir, `${this.target.name}.duckdb`);
   }
-  private duckdbDir?: string;
 
   /** `sourceRole`: the pipeline connects as this role, its password given as `env:<passwordEnv>`. */
   async setup(as: { sourceRole?: string; passwordEnv?: string } = {}): Promise<this> {
