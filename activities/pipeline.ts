@@ -75,7 +75,7 @@ export function dropPipeline(config: PipelineConfig): Promise<void> {
 export function removeStaleRows(config: PipelineConfig, table: string, snapshotLsn: string): Promise<void> {
   return whileHeartbeating(async () => {
     const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
-    const destination = await createDestination(config.destination);
+    const destination = await createDestination(config.destination, { pipeline: config.id });
     try {
       if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, ErrorType.Config);
       await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));

@@ -18,7 +18,7 @@ export function registerWorkerCommands(program: Command): void {
       const config = existsSync(opts.config) ? loadConfig(opts.config) : parseConfig({ pipelines: [] });
       const t = temporalSettings(config);
       const worker = await startWorker({ address: t.address, namespace: t.namespace, taskQueue: opts.taskQueue ?? t.taskQueue });
-      console.log(`walflow worker polling ${opts.taskQueue ?? t.taskQueue} on ${t.address}`);
+      console.error(`walflow worker polling ${opts.taskQueue ?? t.taskQueue} on ${t.address}`);
       await worker.done;
     });
 

@@ -236,7 +236,7 @@ test('config: a file or md: path, the MotherDuck token only as a reference and o
 });
 
 test('createDestination builds a DuckDB destination from the config', async () => {
-  const dest = await createDestination(DestinationConfig.parse({ type: 'duckdb', path: file('created'), schema: 'analytics' }));
+  const dest = await createDestination(DestinationConfig.parse({ type: 'duckdb', path: file('created'), schema: 'analytics' }), { pipeline: 'p' });
   assert.ok(dest instanceof DuckDBDestination);
   await dest.prepare([]);
   await dest.close();
