@@ -137,7 +137,7 @@ try {
 ${look}
   npx walflow verify ${PIPELINE} --config ${configFile}
   Temporal UI: ${temporalUiUrl()}/namespaces/default/workflows/${handle.workflowId}
-  npx walflow status ${PIPELINE} --config ${configFile} --watch   (with \`npx walflow worker --config ${configFile}\` running)
+  npx walflow status ${PIPELINE} --config ${configFile} --watch   (with \`node bin/walflow.js worker --config ${configFile}\` running)
 The pipeline keeps running in Temporal; it resumes whenever a worker runs.`);
 } finally {
   await worker.shutdown();

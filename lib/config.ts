@@ -1,10 +1,10 @@
 /**
- * The pipeline config (walflow.yaml), validated once at the edge with zod.
+ * The pipeline config (walflow.yaml), validated with zod at the edge and again by the workflows
+ * themselves (their input is this config). Pure: no node:fs, no YAML (config-file.ts reads the file),
+ * so the workflow bundle can import it.
  * Secrets are references ("env:NAME" or "file:/path"), never values: what
  * workflows receive is this config, and Temporal stores workflow inputs.
  */
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ErrorType } from './errors.ts';
 
@@ -141,6 +141,65 @@ export const DestinationConfig = z.discriminatedUnion('type', [
   ClickHouseConfig, SnowflakeConfig, PostgresDestinationConfig, DuckDBConfig, StdoutConfig, NullConfig, FileConfig, WebhookConfig, NatsConfig,
 ]);
 
+/** Operations a filter or transform applies to; `read` is a backfill (snapshot) row. */
+export const Operation = z.enum(['read', 'insert', 'update', 'delete']);
+export type Operation = z.infer<typeof Operation>;
+
+const Literal = z.union([z.string(), z.number(), z.boolean()]);
+export const COMPARISONS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'in', 'contains', 'is_null'] as const;
+const CONNECTIVES = ['all', 'any', 'not'] as const;
+
+/** A row condition: `{column, <one comparison>}`, or `{all: [...]}`, `{any: [...]}`, `{not: ...}`. */
+export interface Condition {
+  column?: string;
+  eq?: z.infer<typeof Literal>; ne?: z.infer<typeof Literal>; gt?: z.infer<typeof Literal>; gte?: z.infer<typeof Literal>;
+  lt?: z.infer<typeof Literal>; lte?: z.infer<typeof Literal>; in?: z.infer<typeof Literal>[]; contains?: string; is_null?: boolean;
+  all?: Condition[]; any?: Condition[]; not?: Condition;
+}
+export const Condition: z.ZodType<Condition> = z.strictObject({
+  column: z.string().min(1).optional(),
+  eq: Literal.optional(), ne: Literal.optional(), gt: Literal.optional(), gte: Literal.optional(), lt: Literal.optional(), lte: Literal.optional(),
+  in: z.array(Literal).min(1).optional(), contains: z.string().optional(), is_null: z.boolean().optional(),
+  get all() { return z.array(Condition).min(1).optional(); },
+  get any() { return z.array(Condition).min(1).optional(); },
+  get not() { return Condition.optional(); },
+}).refine((c) => {
+  const ops = COMPARISONS.filter((k) => c[k] !== undefined).length;
+  const connectives = CONNECTIVES.filter((k) => c[k] !== undefined).length;
+  return c.column !== undefined ? ops === 1 && connectives === 0 : ops === 0 && connectives === 1;
+}, { message: `needs a column with exactly one of ${COMPARISONS.join(', ')}, or exactly one of all, any, not` });
+
+const TRANSFORMS = ['regex', 'mask', 'hash', 'set', 'drop'] as const;
+export const Transform = z.strictObject({
+  column: z.string().min(1),
+  /** Default: every operation. */
+  operations: z.array(Operation).min(1).optional(),
+  regex: z.strictObject({ pattern: z.string().min(1), replace: z.string(), flags: z.string().regex(/^[imsu]*$/, { message: 'flags are any of i, m, s, u (replacement is always global)' }).optional() })
+    .refine((r) => { try { new RegExp(r.pattern, r.flags); return true; } catch { return false; } }, { message: 'is not a valid regular expression', path: ['pattern'] }).optional(),
+  mask: z.strictObject({ keepFirst: z.number().int().min(0).default(0), keepLast: z.number().int().min(0).default(0), char: z.string().length(1).default('*') }).optional(),
+  /** HMAC-SHA256 (hex) of the value's text with the secret salt. */
+  hash: z.strictObject({ salt: SecretRef }).optional(),
+  set: z.union([Literal, z.null()]).optional(),
+  drop: z.literal(true).optional(),
+}).refine((t) => TRANSFORMS.filter((k) => t[k] !== undefined).length === 1, { message: `needs exactly one of ${TRANSFORMS.join(', ')}` })
+  .refine((t) => !(t.drop && t.operations), { message: 'drop removes the column from the destination table: it cannot be limited to some operations' });
+export type Transform = z.infer<typeof Transform>;
+
+export const TableRules = z.strictObject({
+  /** Rows kept (in `operations`, default all); an update leaving it deletes the row downstream. */
+  filter: z.strictObject({ where: Condition, operations: z.array(Operation).min(1).optional() }).optional(),
+  /** Applied in order. */
+  transform: z.array(Transform).optional(),
+  rename: z.strictObject({ table: TableName.optional(), columns: z.record(z.string(), z.string().min(1)).optional() }).optional(),
+  columns: z.strictObject({ include: z.array(z.string()).min(1).optional(), exclude: z.array(z.string()).min(1).optional() })
+    .refine((c) => (c.include === undefined) !== (c.exclude === undefined), { message: 'needs exactly one of include, exclude' }).optional(),
+});
+export type TableRules = z.infer<typeof TableRules>;
+
+/** Rules per pipeline table (as named in source.tables). */
+export const RulesConfig = z.record(TableName, TableRules);
+export type RulesConfig = z.infer<typeof RulesConfig>;
+
 export const PipelineConfig = z.strictObject({
   id: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,47}$/, { message: 'pipeline ids are lower-case letters, digits, - and _ (at most 48)' }),
   source: SourceConfig,
@@ -154,13 +213,25 @@ export const PipelineConfig = z.strictObject({
     flushIntervalMs: z.number().int().min(1).default(1000),
     maxBatchRows: z.number().int().min(1).default(10_000),
   }).prefault({}),
-});
+  /** Filters and transforms applied in the worker before any destination (lib/rules.ts). */
+  rules: RulesConfig.optional(),
+}).superRefine(checkRuleTables);
 
 export const WalflowConfig = z.strictObject({
   temporal: z.strictObject({
     address: z.string().default('127.0.0.1:7233'),
     namespace: z.string().default('default'),
     taskQueue: z.string().default('walflow'),
+    /** An API key (Temporal Cloud); TLS is then on even without `tls`. */
+    apiKey: SecretRef.optional(),
+    /** TLS to the server; `{}` trusts the system's CAs. Each value is a secret reference to PEM text. */
+    tls: z.strictObject({
+      serverCa: SecretRef.optional(),
+      clientCert: SecretRef.optional(),
+      clientKey: SecretRef.optional(),
+      /** The name the server's certificate carries, when it is not the address's host. */
+      serverName: z.string().min(1).optional(),
+    }).refine((t) => !t.clientCert === !t.clientKey, { message: 'mTLS needs both clientCert and clientKey' }).optional(),
   }).prefault({}),
   pipelines: z.array(PipelineConfig),
 });
@@ -169,6 +240,32 @@ export type SourceConfig = z.infer<typeof SourceConfig>;
 export type DestinationConfig = z.infer<typeof DestinationConfig>;
 export type PipelineConfig = z.infer<typeof PipelineConfig>;
 export type WalflowConfig = z.infer<typeof WalflowConfig>;
+
+/** Rules name tables of the pipeline (once each), and no two tables land on one destination table. */
+function checkRuleTables(p: { source: { tables: string[] }; rules?: RulesConfig }, ctx: z.RefinementCtx): void {
+  const byTable = new Map<string, string>();
+  for (const name of Object.keys(p.rules ?? {})) {
+    if (!p.source.tables.some((t) => qualifyTable(t) === qualifyTable(name))) ctx.addIssue({ code: 'custom', path: ['rules', name], message: `is not one of source.tables (${p.source.tables.join(', ')})` });
+    if (byTable.has(qualifyTable(name))) ctx.addIssue({ code: 'custom', path: ['rules', name], message: `has rules twice (also as "${byTable.get(qualifyTable(name))}")` });
+    byTable.set(qualifyTable(name), name);
+  }
+  const targets = new Map<string, { table: string; name?: string }>();
+  for (const table of p.source.tables.map(qualifyTable)) {
+    const name = byTable.get(table);
+    const target = renamedTable(table, name === undefined ? undefined : p.rules![name]!.rename?.table);
+    const other = targets.get(target);
+    const renaming = name !== undefined && p.rules![name]!.rename?.table ? name : other?.name;
+    if (other) ctx.addIssue({ code: 'custom', path: ['rules', renaming ?? table, 'rename', 'table'], message: `two tables would land on ${target} (${other.table} and ${table})` });
+    targets.set(target, { table, name });
+  }
+}
+
+/** "table" means "public.table". */
+export const qualifyTable = (t: string): string => (t.includes('.') ? t : `public.${t}`);
+
+/** The destination table of source table `qualified` ("schema.name") under a `rename.table` ("name" keeps the schema). */
+export const renamedTable = (qualified: string, rename: string | undefined): string =>
+  rename === undefined ? qualified : rename.includes('.') ? rename : `${qualified.slice(0, qualified.indexOf('.'))}.${rename}`;
 
 function safeUrl(u: string): URL | undefined {
   try { return new URL(u); } catch { return undefined; }
@@ -181,14 +278,83 @@ export class ConfigError extends Error {
 /** Validates parsed config; errors name the bad key, e.g. `pipelines[0].source.publication`. */
 export function parseConfig(input: unknown, origin = 'config'): WalflowConfig {
   const result = WalflowConfig.safeParse(input);
-  if (result.success) {
-    const ids = result.data.pipelines.map((p) => p.id);
-    const dup = ids.find((id, i) => ids.indexOf(id) !== i);
-    if (dup) throw new ConfigError(`${origin}: pipeline id "${dup}" is used twice`);
-    return result.data;
+  if (!result.success) throw new ConfigError(`${origin} is invalid:\n${formatIssues(result.error.issues)}`);
+  rejectDuplicateIds(result.data.pipelines.map((p) => p.id), origin);
+  return result.data;
+}
+
+/** A config whose invalid pipelines were set aside, each with its error, so the others stay usable. */
+export type LoadedConfig = WalflowConfig & { invalid: Record<string, string> };
+
+/** Like parseConfig, but one bad pipeline fails only the commands for that pipeline. */
+export function parseConfigPerPipeline(input: unknown, origin = 'config'): LoadedConfig {
+  const top = WalflowConfig.extend({ pipelines: z.array(z.unknown()) }).safeParse(input);
+  if (!top.success) throw new ConfigError(`${origin} is invalid:\n${formatIssues(top.error.issues)}`);
+  const pipelines: PipelineConfig[] = [];
+  const invalid: Record<string, string> = {};
+  top.data.pipelines.forEach((raw, i) => {
+    const result = PipelineConfig.safeParse(raw);
+    if (result.success) pipelines.push(result.data);
+    else {
+      const id = (raw as { id?: unknown } | null)?.id;
+      invalid[typeof id === 'string' ? id : `pipelines[${i}]`] = `${origin} is invalid:\n${formatIssues(result.error.issues, [`pipelines`, i])}`;
+    }
+  });
+  rejectDuplicateIds([...pipelines.map((p) => p.id), ...Object.keys(invalid)], origin);
+  return { ...top.data, pipelines, invalid };
+}
+
+/** A workflow's own check of its input: the same schema and defaults as walflow.yaml. */
+export function parsePipelineConfig(input: unknown, origin = 'workflow input'): PipelineConfig {
+  const result = PipelineConfig.safeParse(input);
+  if (!result.success) throw new ConfigError(`${origin} is invalid:\n${formatIssues(result.error.issues, ['config'])}`);
+  return result.data;
+}
+
+/** Destinations that keep tables walflow can read back and remove stale rows from (resync); change streams cannot. */
+const RESYNCABLE: DestinationConfig['type'][] = ['clickhouse', 'snowflake', 'postgres'];
+export const canResync = (destination: DestinationConfig): boolean => RESYNCABLE.includes(destination.type);
+
+/** The replication slot a pipeline streams from. */
+export const slotName = (pipelineId: string, source: SourceConfig): string => source.slot ?? `walflow_${pipelineId.replace(/-/g, '_')}`;
+
+/**
+ * Why `next` cannot replace `running` in place (empty: it can). The slot and publication are the
+ * stream's position and contents, the destination type is where every row already is: changing
+ * one is a new pipeline (drop, then start: a new slot and a full backfill).
+ */
+export function liveChangeRefusals(running: PipelineConfig, next: PipelineConfig): string[] {
+  const refusals: string[] = [];
+  if (next.id !== running.id) refusals.push(`id: "${next.id}" is not pipeline "${running.id}"`);
+  if (slotName(next.id, next.source) !== slotName(running.id, running.source)) {
+    refusals.push(`source.slot: the slot holds the stream's position; a new slot name means a new pipeline (drop, then start)`);
   }
-  const lines = result.error.issues.map((i) => `  ${formatPath(i.path)}: ${i.message}`);
-  throw new ConfigError(`${origin} is invalid:\n${lines.join('\n')}`);
+  if (next.source.publication !== running.source.publication || next.source.createPublication !== running.source.createPublication) {
+    refusals.push('source.publication / createPublication: the stream decodes this publication; a different one means a new pipeline (drop, then start)');
+  }
+  if (next.destination.type !== running.destination.type) {
+    refusals.push(`destination.type: ${running.destination.type} holds the replicated rows; moving to ${next.destination.type} means a new pipeline (drop, then start)`);
+  }
+  return refusals;
+}
+
+/** Dotted keys whose values differ between two configs, e.g. `destination.url`, `source.tables`. */
+export function configDifferences(a: unknown, b: unknown, path = ''): string[] {
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (isObject(a) && isObject(b)) {
+    return [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()
+      .flatMap((k) => configDifferences(a[k], b[k], path ? `${path}.${k}` : k));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [path || '(all)'];
+}
+
+function rejectDuplicateIds(ids: string[], origin: string): void {
+  const dup = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (dup) throw new ConfigError(`${origin}: pipeline id "${dup}" is used twice`);
+}
+
+function formatIssues(issues: { path: PropertyKey[]; message: string }[], prefix: PropertyKey[] = []): string {
+  return issues.map((i) => `  ${formatPath([...prefix, ...i.path])}: ${i.message}`).join('\n');
 }
 
 function formatPath(path: PropertyKey[]): string {
@@ -196,18 +362,10 @@ function formatPath(path: PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${String(p)}`)).join('');
 }
 
-export function loadConfig(file: string): WalflowConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`cannot read config ${file}: ${(e as Error).message} (use --config to choose another file)`);
-  }
-  return parseConfig(parseYaml(text), file);
-}
-
-export function findPipeline(config: WalflowConfig, id: string): PipelineConfig {
+export function findPipeline(config: WalflowConfig & { invalid?: Record<string, string> }, id: string): PipelineConfig {
   const p = config.pipelines.find((x) => x.id === id);
-  if (!p) throw new ConfigError(`no pipeline "${id}" in config (known: ${config.pipelines.map((x) => x.id).join(', ') || 'none'})`);
-  return p;
+  if (p) return p;
+  if (config.invalid?.[id]) throw new ConfigError(config.invalid[id]);
+  const known = [...config.pipelines.map((x) => x.id), ...Object.keys(config.invalid ?? {})];
+  throw new ConfigError(`no pipeline "${id}" in config (known: ${known.join(', ') || 'none'})`);
 }
