@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- backfill|cdc|latency|all [--rows N] [--changes N] [--destination null,clickhouse,snowflake]
+ * `npm run bench -- backfill|cdc|latency|all [--rows N] [--changes N] [--destination null,clickhouse,snowflake,duckdb]
  *   [--parallelism 1,2,4] [--tables bf,firenibble,wide] [--rates 2000,5000] [--seconds S] [--smoke] [--profile]
  *   [--peers supabase-etl] [--worker-flags=--max-semi-space-size=32,...]`
  *
@@ -14,7 +14,7 @@
  * scenario's worker writes a V8 CPU profile there too, and its top functions by self time are printed.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,7 +23,7 @@ import pg from 'pg';
 import { parseConfig, type PipelineConfig } from '../lib/config.ts';
 import { parseLsn } from '../lib/lsn.ts';
 import { stackUp } from '../stack/index.ts';
-import { projectRoot } from '../stack/paths.ts';
+import { projectRoot, stateDir } from '../stack/paths.ts';
 import { EMULATOR_WAREHOUSE } from '../stack/snowflake.ts';
 import { pipelineWorkflowId, statusQuery } from '../workflows/definitions.ts';
 import { pipelineWorkflow } from '../workflows/index.ts';
@@ -51,7 +51,7 @@ const tables = list(values.tables, smoke ? 'bf' : 'bf,firenibble,wide');
 const rates = list(values.rates, smoke ? '200' : '2000,5000').map(Number);
 const latencySeconds = Number(values.seconds ?? (smoke ? 2 : 20));
 const destinations = list(values.destination, 'null');
-for (const d of destinations) if (!['null', 'clickhouse', 'snowflake'].includes(d)) throw new Error(`bench: --destination ${d} is not null, clickhouse or snowflake`);
+for (const d of destinations) if (!['null', 'clickhouse', 'snowflake', 'duckdb'].includes(d)) throw new Error(`bench: --destination ${d} is not null, clickhouse, snowflake or duckdb`);
 const peers = list(values.peers, '');
 for (const p of peers) if (!(PEERS as readonly string[]).includes(p)) throw new Error(`bench: --peers ${p} is not one of ${PEERS.join(', ')}`);
 for (const t of tables) if (!TABLES[t]) throw new Error(`bench: unknown table ${t} (${Object.keys(TABLES).join(', ')})`);
@@ -139,8 +139,12 @@ async function startWorkerProcess(label: string): Promise<{ child: ChildProcess;
   };
 }
 
-function destinationConfig(type: string): Record<string, unknown> {
+/** DuckDB files of this run (one per pipeline, so each backfill writes a fresh table), removed at the end. */
+const duckdbDir = join(stateDir, 'bench', dbName);
+
+function destinationConfig(type: string, pipelineId: string): Record<string, unknown> {
   if (type === 'clickhouse') return { type, url: status.clickhouse!.url, database: dbName };
+  if (type === 'duckdb') return { type, path: join(duckdbDir, `${pipelineId}.duckdb`) };
   if (type === 'snowflake') {
     const u = new URL(status.snowflake!.url);
     return { type, account: 'bench', username: 'bench', password: 'env:WALFLOW_BENCH_SNOWFLAKE_PASSWORD', warehouse: EMULATOR_WAREHOUSE,
@@ -154,7 +158,7 @@ function pipelineConfig(tableNames: string[], destination: string, parallelism: 
   const id = `bench-${++pipelines}-${Date.now().toString(36)}`;
   return parseConfig({ pipelines: [{
     id, source: { url: sourceUrl, publication: `pub_${id.replace(/-/g, '_')}`, tables: tableNames },
-    destination: destinationConfig(destination),
+    destination: destinationConfig(destination, id),
     // walflow's defaults (250,000 rows per range, 10,000-row batches) but for the parallelism measured.
     backfill: { parallelism },
     cdc: { flushIntervalMs: 100, maxBatchRows: 10_000 },
@@ -369,6 +373,7 @@ try {
   await connection.close();
   await sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '${dbName}' AND NOT active`, admin).catch(() => undefined);
   await sql(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(dbName)} WITH (FORCE)`, admin).catch(() => undefined);
+  rmSync(duckdbDir, { recursive: true, force: true });
 }
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || Number.isNaN(n) ? '' : n.toFixed(digits));

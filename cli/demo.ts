@@ -1,15 +1,16 @@
 /**
- * `npm run demo`: a real pipeline on the embedded stack. Creates a sample
- * shop schema in the stack's Postgres, replicates it (backfill, then CDC) into
- * the stack's ClickHouse, applies live changes while showing progress, and
- * prints how to look at the result.
+ * `npm run demo [-- --destination duckdb]`: a real pipeline on the embedded stack. Creates a sample
+ * shop schema in the stack's Postgres, replicates it (backfill, then CDC) into the stack's ClickHouse
+ * (or a local DuckDB file), applies live changes while showing progress, and prints how to look at the result.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { createClient as createClickHouse } from '@clickhouse/client';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import pg from 'pg';
 import { stringify } from 'yaml';
+import { DuckDBDatabase } from '../activities/destinations/duckdb-database.ts';
 import { parseConfig } from '../lib/config.ts';
 import { stackUp } from '../stack/index.ts';
 import { stateDir } from '../stack/paths.ts';
@@ -18,6 +19,11 @@ import { startWorker } from '../worker/worker.ts';
 import { pipelineWorkflowId, statusQuery } from '../workflows/definitions.ts';
 import { pipelineWorkflow } from '../workflows/index.ts';
 import { renderStatus } from './status.ts';
+
+const { values: args } = parseArgs({ options: { destination: { type: 'string', default: 'clickhouse' } } });
+if (!['clickhouse', 'duckdb'].includes(args.destination!)) throw new Error(`demo: --destination ${args.destination} is not clickhouse or duckdb`);
+const intoDuckDB = args.destination === 'duckdb';
+const DUCKDB_FILE = join(stateDir, 'demo', 'analytics.duckdb');
 
 const PIPELINE = 'demo';
 const SOURCE_DB = 'walflow_demo_source';
@@ -52,6 +58,7 @@ await sql(admin, `CREATE DATABASE ${pg.escapeIdentifier(SOURCE_DB)}`);
 const source = withDb(admin, SOURCE_DB);
 const clickhouse = createClickHouse({ url: status.clickhouse!.url });
 await clickhouse.command({ query: 'DROP DATABASE IF EXISTS {db:Identifier}', query_params: { db: CLICKHOUSE_DB } });
+for (const f of [DUCKDB_FILE, `${DUCKDB_FILE}.wal`]) rmSync(f, { force: true });
 await sql(source, `
   CREATE TABLE customers (id int8 PRIMARY KEY, name text NOT NULL, email text, tier text, signed_up timestamptz NOT NULL);
   CREATE TABLE orders (id int8 PRIMARY KEY, customer_id int8 NOT NULL, total numeric(12,2) NOT NULL, items jsonb, placed_at timestamptz NOT NULL);
@@ -66,7 +73,7 @@ const raw = {
   pipelines: [{
     id: PIPELINE,
     source: { url: source, publication: 'walflow_demo', tables: ['customers', 'orders'] },
-    destination: { type: 'clickhouse', url: status.clickhouse!.url, database: CLICKHOUSE_DB },
+    destination: intoDuckDB ? { type: 'duckdb', path: DUCKDB_FILE } : { type: 'clickhouse', url: status.clickhouse!.url, database: CLICKHOUSE_DB },
     backfill: { parallelism: 2, rowsPerRange: 50_000 },
     cdc: { flushIntervalMs: 200 },
   }],
@@ -75,6 +82,16 @@ const config = parseConfig(raw).pipelines[0]!;
 mkdirSync(join(stateDir, 'demo'), { recursive: true });
 const configFile = join(stateDir, 'demo', 'walflow.yaml');
 writeFileSync(configFile, stringify(raw));
+
+/** Rows of a DuckDB view, through this process's one instance of the file (the worker here writes it too). */
+async function duckdbCount(view: string): Promise<number> {
+  const db = DuckDBDatabase.attach(DUCKDB_FILE);
+  try {
+    return await db.run(30_000, async (c) => Number((await c.runAndReadAll(`SELECT count(*) FROM ${view}`)).getRows()[0]![0]));
+  } finally {
+    db.detach();
+  }
+}
 
 const worker = await startWorker({ address: temporal });
 try {
@@ -99,6 +116,7 @@ try {
   }
   const sourceCount = async () => Number((await sql(source, 'SELECT count(*) AS n FROM orders')).rows[0].n);
   const destinationCount = async () => {
+    if (intoDuckDB) return duckdbCount('orders_live');
     const rs = await clickhouse.query({ query: 'SELECT count() AS n FROM {db:Identifier}.orders_live', query_params: { db: CLICKHOUSE_DB }, format: 'JSONEachRow' });
     return Number((await rs.json<{ n: string }>())[0]!.n);
   };
@@ -109,9 +127,14 @@ try {
     await new Promise((r) => setTimeout(r, 500));
   }
   await show();
+  const look = intoDuckDB
+    ? `DuckDB has caught up in ${DUCKDB_FILE}. Look around (DuckDB lets one process at a time open the file: these work while no worker runs):
+  duckdb ${DUCKDB_FILE} "SELECT * FROM orders_live ORDER BY id DESC LIMIT 5"      (the DuckDB CLI, if installed)
+  node -e "require('@duckdb/node-api').DuckDBInstance.create('${DUCKDB_FILE}', { access_mode: 'READ_ONLY' }).then((i) => i.connect()).then((c) => c.runAndReadAll('SELECT * FROM orders_live ORDER BY id DESC LIMIT 5')).then((r) => console.table(r.getRowObjectsJson()))"`
+    : `ClickHouse has caught up. Look around:
+  curl '${status.clickhouse!.url}/?query=SELECT+*+FROM+${CLICKHOUSE_DB}.orders_live+ORDER+BY+id+DESC+LIMIT+5+FORMAT+PrettyCompact'`;
   console.log(`
-ClickHouse has caught up. Look around:
-  curl '${status.clickhouse!.url}/?query=SELECT+*+FROM+${CLICKHOUSE_DB}.orders_live+ORDER+BY+id+DESC+LIMIT+5+FORMAT+PrettyCompact'
+${look}
   npx walflow verify ${PIPELINE} --config ${configFile}
   Temporal UI: ${temporalUiUrl()}/namespaces/default/workflows/${handle.workflowId}
   npx walflow status ${PIPELINE} --config ${configFile} --watch   (with \`node bin/walflow.js worker --config ${configFile}\` running)

@@ -64,6 +64,16 @@ export const PostgresDestinationConfig = z.strictObject({
   schema: z.string().min(1).default('walflow'),
 });
 
+export const DuckDBConfig = z.strictObject({
+  type: z.literal('duckdb'),
+  /** A database file (created if missing; relative to the worker's directory) or `md:<database>` for MotherDuck. */
+  path: z.string().min(1).refine((p) => !/token=/i.test(p), { message: 'must not contain a token: give it as token: "env:NAME"' }),
+  /** MotherDuck access token (with an `md:` path; else MotherDuck reads the motherduck_token environment variable). */
+  token: SecretRef.optional(),
+  /** Schema that holds the replicated tables (created if missing). */
+  schema: z.string().min(1).default('main'),
+}).refine((c) => !c.token || c.path.startsWith('md:'), { message: 'token is for MotherDuck: give path as "md:<database>"', path: ['token'] });
+
 export const StdoutConfig = z.strictObject({
   type: z.literal('stdout'),
   /** `legacy`: walflow's original line ({op, table: "s.t", version, row, ...}); `envelope`: lib/envelope.ts. */
@@ -128,7 +138,7 @@ export const NatsConfig = z.strictObject({
 export const NullConfig = z.strictObject({ type: z.literal('null') });
 
 export const DestinationConfig = z.discriminatedUnion('type', [
-  ClickHouseConfig, SnowflakeConfig, PostgresDestinationConfig, StdoutConfig, NullConfig, FileConfig, WebhookConfig, NatsConfig,
+  ClickHouseConfig, SnowflakeConfig, PostgresDestinationConfig, DuckDBConfig, StdoutConfig, NullConfig, FileConfig, WebhookConfig, NatsConfig,
 ]);
 
 /** Operations a filter or transform applies to; `read` is a backfill (snapshot) row. */

@@ -12,7 +12,7 @@ import { FAULT_KINDS, runSoak, summaryLine, type FaultKind } from './fault/harne
 import { WORKLOAD_SETUP, WORKLOAD_TABLES } from './fault/workload.ts';
 import { PipelineFixture } from './support/pipeline.ts';
 
-for (const destination of ['clickhouse', 'snowflake'] as const) {
+for (const destination of ['clickhouse', 'snowflake', 'duckdb'] as const) {
   test(`seeded workloads under every fault kind end equal to the model and to Postgres (${destination})`, async () => {
     const seen = new Set<string>();
     for (const seed of [1, 2]) {

@@ -12,14 +12,11 @@ import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, typ
 import { toPgText } from '../../lib/pgtext.ts';
 import { parseColumnText } from '../postgres/values.ts';
 import type { Destination } from './destination.ts';
-import { applySteps } from './steps.ts';
+import {
+  applyVersioned, DELETED_COLUMN, liveViewName, PreparedTables, SYNCED_AT_COLUMN, targetName, VERSION_COLUMN, WATERMARKS_TABLE as WATERMARKS,
+} from './versioned.ts';
 import { checkDateRange, ClickHouseValueError } from './clickhouse-values.ts';
 import { acceptsCopyText, copyTextToTsv } from './clickhouse-tsv.ts';
-
-export const VERSION_COLUMN = '_walflow_version';
-export const DELETED_COLUMN = '_walflow_deleted';
-export const SYNCED_AT_COLUMN = '_walflow_synced_at';
-const WATERMARKS = '_walflow_truncations';
 
 export interface ClickHouseOptions {
   url: string;
@@ -124,7 +121,7 @@ function fromClickHouse(c: ColumnSchema, v: unknown): Value {
 
 export class ClickHouseDestination implements Destination {
   private readonly client: ClickHouseClient;
-  private readonly tables = new Map<string, TableSchema>();
+  private readonly tables = new PreparedTables();
   private watermarks?: Map<string, bigint>;
   /** COPY text → TabSeparated converters per table, built once (see clickhouse-tsv.ts). */
   private readonly tsv = new Map<string, (text: string, version: Version) => string>();
@@ -139,12 +136,8 @@ export class ClickHouseDestination implements Destination {
     });
   }
 
-  private name(t: TableId): string {
-    return t.schema === 'public' ? t.name : `${t.schema}_${t.name}`;
-  }
-
   private target(t: TableId): string {
-    return `${id(this.opts.database)}.${id(this.name(t))}`;
+    return `${id(this.opts.database)}.${id(targetName(t))}`;
   }
 
   private async loadWatermarks(): Promise<Map<string, bigint>> {
@@ -169,25 +162,24 @@ export class ClickHouseDestination implements Destination {
         await this.client.command({ query: `ALTER TABLE ${this.target(t)} ADD COLUMN IF NOT EXISTS ${id(c.name)} ${clickhouseType(c, false)}` });
       }
       if (this.opts.views) {
-        await this.client.command({ query: `CREATE OR REPLACE VIEW ${id(this.opts.database)}.${id(`${this.name(t)}_live`)} AS
+        await this.client.command({ query: `CREATE OR REPLACE VIEW ${id(this.opts.database)}.${id(liveViewName(t))} AS
           SELECT ${t.columns.map((c) => id(c.name)).join(', ')} FROM ${this.target(t)} FINAL WHERE ${id(DELETED_COLUMN)} = 0` });
       }
-      this.tables.set(tableKey(t), t);
+      this.tables.add(t);
     }
     await this.loadWatermarks();
   }
 
   async apply(changes: Change[]): Promise<void> {
-    for (const step of applySteps(changes)) {
-      if (step.kind === 'rows') await this.insert(step.changes);
-      else if (step.kind === 'schema') await this.prepare([step.change.schema]);
-      else await this.truncate(step.change.table, step.change.version);
-    }
+    await applyVersioned(changes, {
+      rows: (rows) => this.insert(rows),
+      schema: (change) => this.prepare([change.schema]),
+      truncate: (change) => this.truncate(change.table, change.version),
+    });
   }
 
   private async insert(changes: RowChange[]): Promise<void> {
-    const schema = this.tables.get(tableKey(changes[0]!.table));
-    if (!schema) throw new Error(`destination table for ${tableKey(changes[0]!.table)} was not prepared`);
+    const schema = this.tables.get(changes[0]!.table);
     const floor = (await this.loadWatermarks()).get(tableKey(schema)) ?? -1n;
     const rows: Record<string, unknown>[] = [];
     const add = (row: Row, version: Version, deleted: boolean) => {
@@ -216,7 +208,7 @@ export class ClickHouseDestination implements Destination {
   }
 
   async applyCopyText(table: TableSchema, version: Version, text: Buffer): Promise<void> {
-    if (!this.tables.has(tableKey(table))) throw new Error(`destination table for ${tableKey(table)} was not prepared`);
+    this.tables.get(table); // refuses a table that was not prepared
     if (version < ((await this.loadWatermarks()).get(tableKey(table)) ?? -1n)) return; // a truncate came after the snapshot
     let convert = this.tsv.get(tableKey(table));
     if (!convert) this.tsv.set(tableKey(table), convert = copyTextToTsv(table, SCALAR.decimal));

@@ -61,6 +61,11 @@ export async function createDestination(config: DestinationConfig, context: Dest
     }
     case 'postgres':
       return new PostgresDestination({ connection: postgresConnection(config.url, config.password), schema: config.schema });
+    case 'duckdb': {
+      // Loaded on demand: the DuckDB engine is a large native library.
+      const { DuckDBDestination } = await import('./duckdb.ts');
+      return new DuckDBDestination({ path: config.path, token: resolveSecret(config.token), schema: config.schema });
+    }
     default:
       throw new Error(`destination type "${(config as { type: string }).type}" is not available in this build`);
   }

@@ -13,11 +13,9 @@ import type { Destination } from './destination.ts';
 import { applySteps } from './steps.ts';
 import { newestPerKey } from './newest.ts';
 import { outputTextSql, parseColumnText } from '../postgres/values.ts';
-
-export const VERSION_COLUMN = '_walflow_version';
-export const DELETED_COLUMN = '_walflow_deleted';
-export const SYNCED_AT_COLUMN = '_walflow_synced_at';
-const WATERMARKS = '_walflow_truncations';
+import {
+  DELETED_COLUMN, PreparedTables, storedValues, SYNCED_AT_COLUMN, targetName, VERSION_COLUMN, WATERMARKS_TABLE as WATERMARKS,
+} from './versioned.ts';
 /** Bind parameters per statement stay under Postgres's limit of 65,535. */
 const MAX_PARAMS = 60_000;
 
@@ -45,7 +43,7 @@ export interface PostgresDestinationOptions {
 export class PostgresDestination implements Destination {
   private readonly client: pg.Client;
   private connected?: Promise<void>;
-  private readonly tables = new Map<string, TableSchema>();
+  private readonly tables = new PreparedTables();
 
   constructor(private readonly opts: PostgresDestinationOptions) {
     this.client = new pg.Client({
@@ -55,7 +53,7 @@ export class PostgresDestination implements Destination {
   }
 
   private target(t: TableId): string {
-    return `${q(this.opts.schema)}.${q(t.schema === 'public' ? t.name : `${t.schema}_${t.name}`)}`;
+    return `${q(this.opts.schema)}.${q(targetName(t))}`;
   }
 
   private async ready(): Promise<pg.Client> {
@@ -79,7 +77,7 @@ export class PostgresDestination implements Destination {
       for (const c of t.columns) {
         await client.query(`ALTER TABLE ${this.target(t)} ADD COLUMN IF NOT EXISTS ${q(c.name)} ${columnType(c)}`);
       }
-      this.tables.set(tableKey(t), t);
+      this.tables.add(t);
     }
   }
 
@@ -103,15 +101,9 @@ export class PostgresDestination implements Destination {
     }
   }
 
-  private schemaOf(t: TableId): TableSchema {
-    const s = this.tables.get(tableKey(t));
-    if (!s) throw new Error(`destination table for ${tableKey(t)} was not prepared`);
-    return s;
-  }
-
   /** One statement per run of same-table row changes; the newest version per key wins inside the run too. */
   private async upsert(client: pg.Client, changes: RowChange[]): Promise<void> {
-    const schema = this.schemaOf(changes[0]!.table);
+    const schema = this.tables.get(changes[0]!.table);
     const all = newestPerKey(schema, changes);
     const perStatement = Math.max(1, Math.floor(MAX_PARAMS / (schema.columns.length + 1)));
     for (let i = 0; i < all.length; i += perStatement) await this.upsertRows(client, schema, all.slice(i, i + perStatement));
@@ -122,16 +114,14 @@ export class PostgresDestination implements Destination {
     const params: (string | null)[] = [];
     const rows: string[] = [];
     for (const c of changes) {
-      const row: Row = c.kind === 'delete' ? c.old : c.row;
-      const deleted = c.kind === 'delete';
-      const values = cols.map((col) => {
-        const v = deleted && !schema.key.includes(col.name) ? null : row[col.name] ?? null;
-        params.push(toPgText(v));
+      const stored = storedValues(schema, c);
+      const values = cols.map((col, i) => {
+        params.push(toPgText(stored[i]!));
         return `$${params.length}::${columnType(col)}`;
       });
       params.push(c.version.toString());
       values.push(`$${params.length}::numeric`);
-      values.push(deleted ? 'true' : 'false');
+      values.push(c.kind === 'delete' ? 'true' : 'false');
       rows.push(`(${values.join(', ')})`);
     }
     const names = [...cols.map((c) => q(c.name)), q(VERSION_COLUMN), q(DELETED_COLUMN)];

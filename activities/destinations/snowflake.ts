@@ -11,8 +11,8 @@ import snowflake from 'snowflake-sdk';
 import type { Version } from '../../lib/lsn.ts';
 import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
-import { applySteps } from './steps.ts';
 import { newestPerKey } from './newest.ts';
+import { applyVersioned, PreparedTables, storedValues, targetName } from './versioned.ts';
 import { parseColumnText } from '../postgres/values.ts';
 
 snowflake.configure({ logLevel: 'ERROR' });
@@ -135,7 +135,7 @@ export interface SnowflakeDestinationOptions {
 
 export class SnowflakeDestination implements Destination {
   private connection?: Promise<snowflake.Connection>;
-  private readonly tables = new Map<string, TableSchema>();
+  private readonly tables = new PreparedTables();
 
   constructor(private readonly opts: SnowflakeDestinationOptions) {}
 
@@ -148,7 +148,7 @@ export class SnowflakeDestination implements Destination {
   }
 
   private baseName(t: TableId): string {
-    return snowflakeName(t.schema === 'public' ? t.name : `${t.schema}_${t.name}`);
+    return snowflakeName(targetName(t));
   }
 
   private get watermarkTable(): string {
@@ -232,7 +232,7 @@ export class SnowflakeDestination implements Destination {
         await this.exec(`ALTER TABLE ${this.target(t)} ADD COLUMN IF NOT EXISTS ${name} ${columnType(c).type}`);
         await this.exec(`ALTER TABLE ${this.stage(t)} ADD COLUMN IF NOT EXISTS ${name} VARCHAR`);
       }
-      this.tables.set(tableKey(t), t);
+      this.tables.add(t);
     }
   }
 
@@ -242,32 +242,20 @@ export class SnowflakeDestination implements Destination {
    * change (Snowflake charges every statement a fixed cost; a MERGE per run of rows would multiply it).
    */
   async apply(changes: Change[]): Promise<void> {
-    for (const step of applySteps(changes)) {
-      if (step.kind === 'rows') await this.merge(step.changes);
-      else if (step.kind === 'schema') await this.prepare([step.change.schema]);
-      else await this.truncate(step.change.table, step.change.version);
-    }
-  }
-
-  private schemaOf(t: TableId): TableSchema {
-    const s = this.tables.get(tableKey(t));
-    if (!s) throw new Error(`destination table for ${tableKey(t)} was not prepared`);
-    return s;
+    await applyVersioned(changes, {
+      rows: (rows) => this.merge(rows),
+      schema: (change) => this.prepare([change.schema]),
+      truncate: (change) => this.truncate(change.table, change.version),
+    });
   }
 
   /** Stage the run's newest change per key under a fresh batch id, MERGE it, then clear the batch. */
   private async merge(changes: RowChange[]): Promise<void> {
-    const schema = this.schemaOf(changes[0]!.table);
+    const schema = this.tables.get(changes[0]!.table);
     const batch = randomUUID();
     const rows = newestPerKey(schema, changes).map((c) => {
-      const row: Row = c.kind === 'delete' ? c.old : c.row;
-      const deleted = c.kind === 'delete';
-      return [
-        batch,
-        ...schema.columns.map((col) => (deleted && !schema.key.includes(col.name) ? null : stagedText(col, row[col.name] ?? null))),
-        c.version.toString(),
-        deleted,
-      ];
+      const stored = storedValues(schema, c);
+      return [batch, ...schema.columns.map((col, i) => stagedText(col, stored[i]!)), c.version.toString(), c.kind === 'delete'];
     });
     const names = schema.columns.map((c) => quoteIdent(snowflakeName(c.name)));
     const placeholders = ['?', ...names.map(() => '?'), '?', '?'].join(', ');

@@ -10,7 +10,8 @@ import { startClickHouse, stopClickHouse } from '../../stack/clickhouse.ts';
 import { startSnowflake, stopSnowflake } from '../../stack/snowflake.ts';
 import { startTemporal, stopTemporal } from '../../stack/temporal.ts';
 import { parseLsn } from '../../lib/lsn.ts';
-import { PipelineFixture } from '../support/pipeline.ts';
+import { holdDuckDBFile } from '../support/duckdb.ts';
+import { PipelineFixture, type FixtureDestination } from '../support/pipeline.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,7 +58,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     name: `soak${opts.seed}`,
     setup: WORKLOAD_SETUP,
     tables: WORKLOAD_TABLES,
-    destination: consumer ? undefined : opts.destination as 'clickhouse' | 'snowflake' | 'postgres',
+    destination: consumer ? undefined : opts.destination as FixtureDestination,
     consumer: consumer && { destination: consumer.destination, tables: async (schemas) => materialize(await consumer.envelopes(), schemas) },
     workerProcess: true,
     faults: 'copyBatch:delay=30', // a backfill long enough for faults to land inside it
@@ -180,6 +181,7 @@ async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, ra
       await startTemporal();
       return;
     case 'destination-down': {
+      if (opts.destination === 'duckdb') return holdFileAWhile(f, random);
       if (consumer?.outage) {
         await consumer.outage(2000 + random() * 3000);
         return;
@@ -195,6 +197,22 @@ async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, ra
     case 'walsender-kill':
       await f.sql(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database() AND active_pid IS NOT NULL`);
   }
+}
+
+/**
+ * DuckDB has no endpoint to stop; its "down" is another process holding the file for 2–5 s, so writes
+ * wait for it. It is taken when the worker lets go of it (idle); from a busy worker (a backfill writes
+ * without pause) by killing the worker, which then starts again while the file is held.
+ */
+async function holdFileAWhile(f: PipelineFixture, random: () => number): Promise<void> {
+  let holder = await holdDuckDBFile(f.duckdbFile, 1500);
+  if (!holder) {
+    f.killWorker();
+    holder = await holdDuckDBFile(f.duckdbFile, 30_000);
+    await f.startWorker();
+  }
+  await sleep(2000 + random() * 3000);
+  await holder?.release();
 }
 
 /** The run passed: nothing differs, the slot released the WAL, and the pipeline never needed the operator. */

@@ -9,6 +9,17 @@ import { makeVersion } from '../../lib/lsn.ts';
 import type { Change, Row, TableSchema } from '../../lib/model.ts';
 import { comparableValues, jsonColumns } from '../../lib/verify.ts';
 
+/** A table of an int8 key `id` and one text column: the simplest a destination holds. */
+export function keyAndTextTable(name: string, text: string): TableSchema {
+  return {
+    schema: 'public', name, key: ['id'], replicaIdentity: 'default',
+    columns: [
+      { name: 'id', type: 'bigint', typeOid: 20, kind: 'bigint', arrayDims: 0, nullable: false },
+      { name: text, type: 'text', typeOid: 25, kind: 'text', arrayDims: 0, nullable: true },
+    ],
+  };
+}
+
 export function describeDestination(name: string, dest: Destination, dropAll: () => Promise<void>): void {
   describe(name, () => {
     const schema: TableSchema = {
@@ -84,13 +95,7 @@ export function describeDestination(name: string, dest: Destination, dropAll: ()
     });
 
     test('a batch interleaving two tables, with truncates between changes, ends in the source state', async () => {
-      const events: TableSchema = {
-        schema: 'public', name: 'events', key: ['id'], replicaIdentity: 'default',
-        columns: [
-          { name: 'id', type: 'bigint', typeOid: 20, kind: 'bigint', arrayDims: 0, nullable: false },
-          { name: 'note', type: 'text', typeOid: 25, kind: 'text', arrayDims: 0, nullable: true },
-        ],
-      };
+      const events = keyAndTextTable('events', 'note');
       const ev = { schema: 'public', name: 'events' };
       await dest.prepare([events]);
       // What a multi-table transaction looks like in the stream: the tables alternate change by change.

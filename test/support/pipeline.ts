@@ -4,7 +4,7 @@
  * (in-process, or a separate process that tests may kill -9), a Temporal client.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
@@ -24,6 +24,8 @@ import { pipelineWorkflowId, statusQuery, type PipelineStatus } from '../../work
 import { pipelineWorkflow } from '../../workflows/index.ts';
 import { createTestDatabase, pgAdminUrl, requireEnv, snowflakeTestDestination, temporalAddress, type TestDatabase } from './env.ts';
 
+export type FixtureDestination = 'postgres' | 'clickhouse' | 'snowflake' | 'duckdb';
+
 export interface PipelineFixtureOptions {
   name: string;
   /** SQL run in the source database before the pipeline starts. */
@@ -32,8 +34,8 @@ export interface PipelineFixtureOptions {
   pipeline?: Partial<Pick<PipelineConfig, 'backfill' | 'cdc' | 'rules'>> & { source?: Partial<PipelineConfig['source']> };
   /** Run the worker as a separate process (so a test can kill -9 it). */
   workerProcess?: boolean;
-  /** Where rows go: a Postgres database (default), the stack's ClickHouse or Snowflake (emulator). */
-  destination?: 'postgres' | 'clickhouse' | 'snowflake';
+  /** Where rows go: a Postgres database (default), the stack's ClickHouse or Snowflake (emulator), a DuckDB file. */
+  destination?: FixtureDestination;
   /**
    * A stream destination (file, webhook, NATS) instead: its config, and the tables its consumer rebuilt
    * from the envelopes (what compare() checks against the source).
@@ -57,6 +59,7 @@ export class PipelineFixture {
   private worker?: RunningWorker;
   workerChild?: ChildProcess;
   private sourceClient?: pg.Client;
+  private duckdbDir?: string;
 
   /** A connection to the source, opened again after a fault (a Postgres restart) broke the last one. */
   private async src(): Promise<pg.Client> {
@@ -71,6 +74,12 @@ export class PipelineFixture {
 
   constructor(readonly opts: PipelineFixtureOptions) {
     this.taskQueue = `test-${opts.name}-${Date.now()}`;
+  }
+
+  /** The database file of a DuckDB destination, in a folder of the test's own. */
+  get duckdbFile(): string {
+    this.duckdbDir ??= mkdtempSync(join(tmpdir(), 'walflow-duckdb-'));
+    return join(this.duckdbDir, `${this.target.name}.duckdb`);
   }
 
   /** `sourceRole`: the pipeline connects as this role, its password given as `env:<passwordEnv>`. */
@@ -91,6 +100,7 @@ export class PipelineFixture {
           clickhouse: () => ({ type: 'clickhouse', url: requireEnv('CLICKHOUSE_URL'), database: this.target.name }),
           snowflake: () => snowflakeTestDestination(this.target.name),
           postgres: () => ({ type: 'postgres', url: this.target.url, schema: 'replica' }),
+          duckdb: () => ({ type: 'duckdb', path: this.duckdbFile }),
         }[this.opts.destination ?? 'postgres'](),
         backfill: { parallelism: 2, rowsPerRange: 1000, ...this.opts.pipeline?.backfill },
         cdc: { flushIntervalMs: 200, ...this.opts.pipeline?.cdc },
@@ -232,6 +242,7 @@ export class PipelineFixture {
     await this.sourceClient?.end().catch(() => undefined);
     await this.source?.drop();
     await this.target?.drop();
+    if (this.duckdbDir) rmSync(this.duckdbDir, { recursive: true, force: true });
   }
 }
 
