@@ -13,7 +13,8 @@ import { createDestination } from './destinations/index.ts';
 import { copyTableRange, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
-import { sourceConnection } from './source.ts';
+import { labelSourceError } from './slot-watch.ts';
+import { snapshotApplicationName, sourceConnection } from './source.ts';
 import { qualify } from './stream.ts';
 import { connect } from './postgres/session.ts';
 
@@ -45,7 +46,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
    */
   async function holdSnapshot(input: { config: PipelineConfig; notify: { workflowId: string; token: string } }): Promise<void> {
     const ctx = Context.current();
-    const snapshot = await exportSnapshot(sourceConnection(input.config.source));
+    const snapshot = await exportSnapshot(sourceConnection(input.config.source), snapshotApplicationName(input.config.id));
     try {
       await deps.client.workflow.getHandle(input.notify.workflowId).signal(snapshotReadySignal, {
         token: input.notify.token, snapshotName: snapshot.name, lsn: normalizeLsn(snapshot.lsn),
@@ -85,12 +86,14 @@ export function createBackfillActivities(deps: ActivityDeps) {
       return await copyOneRange(input);
     } catch (e) {
       const ctx = Context.current();
+      labelSourceError(input.config, e);
+      deps.metrics?.failed(input.config.id, 'backfill', input.range.table);
       // Every report is a history event of a workflow that cannot continue-as-new mid-backfill: the first
       // few failures, then every tenth, keep an outage of days to a few hundred events.
       const attempt = ctx.info.attempt;
       if (input.reportTo && !ctx.cancellationSignal.aborted && (attempt <= 5 || attempt % 10 === 0)) {
         const error = `copy of ${input.range.table} ${describeRange(input.range)} failed (attempt ${attempt}): ${(e as Error).message}`;
-        await signalWithDeadline(deps, input.reportTo, copyProgressSignal, { tables: {}, error }).catch(() => undefined);
+        await signalWithDeadline(deps, input.reportTo, copyProgressSignal, { tables: {}, error, errorTable: input.range.table }).catch(() => undefined);
       }
       throw e;
     }
@@ -118,6 +121,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
         await faultPoint('copyBatch');
         await applyHeartbeating(destination, batch.map((row): InsertChange => ({ kind: 'insert', table, version, row, snapshot: true })), () => ({ rows }));
         rows += batch.length;
+        deps.metrics?.copied(config.id, range.table, batch.length);
         ctx.heartbeat({ rows });
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
       }

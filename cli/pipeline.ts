@@ -9,7 +9,7 @@ import {
 } from '../workflows/definitions.ts';
 import { pipelineWorkflow, resyncWorkflow } from '../workflows/index.ts';
 import { DEFAULT_CONFIG, withPipeline } from './context.ts';
-import { renderStatus } from './status.ts';
+import { renderStatus, withLiveSlot } from './status.ts';
 
 const pipelineKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PIPELINE, SearchAttributeType.KEYWORD);
 const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PHASE, SearchAttributeType.KEYWORD);
@@ -38,14 +38,14 @@ export function registerPipelineCommands(program: Command): void {
     }));
 
   program.command('status <pipeline>')
-    .description("show a pipeline's phase, confirmed LSN, lag and per-table progress")
+    .description("show a pipeline's phase, confirmed LSN, lag, slot and WAL (read live from the source), warnings, errors and per-table progress")
     .option(...configOption)
     .option('--json', 'print the status as JSON')
     .option('--watch', 'refresh every second until interrupted')
-    .action((id: string, opts: { config: string; json?: boolean; watch?: boolean }) => withPipeline(opts.config, id, async ({ client }) => {
+    .action((id: string, opts: { config: string; json?: boolean; watch?: boolean }) => withPipeline(opts.config, id, async ({ client }, config) => {
       const handle = client.workflow.getHandle(pipelineWorkflowId(id));
       for (;;) {
-        const status = await handle.query(statusQuery);
+        const status = await withLiveSlot(config, await handle.query(statusQuery));
         if (opts.json) console.log(JSON.stringify(status));
         else console.log(`${opts.watch ? '\x1b[2J\x1b[H' : ''}${renderStatus(status)}`);
         if (!opts.watch) return;

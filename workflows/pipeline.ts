@@ -7,11 +7,13 @@
  */
 import {
   ActivityCancellationType, allHandlersFinished, CancellationScope, condition, continueAsNew, isCancellation, log,
-  proxyActivities, setHandler, upsertSearchAttributes, workflowInfo,
+  patched, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { Activities } from '../activities/index.ts';
 import { addCopyProgress, backfillTables, errorMessage } from './backfill.ts';
+import { backfillOf, clearError, noteError, PIPELINE, setWarnings, SNAPSHOT, STREAM } from './errors.ts';
+import { isSlotLost, recoverLostSlot } from './slot-lost.ts';
 import {
   addTablesUpdate, copyProgressSignal, dropUpdate, pauseSignal, removeTablesUpdate, resumeSignal, statusQuery,
   streamProgressSignal, SEARCH_ATTRIBUTE_PHASE,
@@ -39,6 +41,8 @@ const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PHASE, SearchAttribut
 const DEFAULT_MAX_HISTORY_EVENTS = 10_000;
 /** ... or after this many streaming activity runs. */
 const MAX_STREAM_RUNS = 100;
+/** Older code stopped for the operator on a lost slot and resumed into the same failure. */
+const SLOT_LOST_PATCH = 'slot-lost-recovery';
 
 const emptyProgress = (): TableProgress => ({
   backfill: 'pending', rangesDone: 0, rangesTotal: 0, rowsCopied: 0, rowsEstimate: 0,
@@ -71,17 +75,19 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   setHandler(statusQuery, () => ({
     pipeline: config.id, phase, paused: state.paused, confirmedLsn: state.confirmedLsn, lagBytes: state.lagBytes,
     snapshotLsn, tables: state.progress, lastError: state.lastError, continuedAsNew: state.continuedAsNew,
+    errors: state.errors ?? {}, warnings: state.warnings ?? [],
   }));
   setHandler(pauseSignal, () => { state.paused = true; });
   setHandler(resumeSignal, () => { state.paused = false; });
   setHandler(streamProgressSignal, (p) => {
+    setWarnings(state, p.warnings);
     if (p.error) {
-      state.lastError = p.error;
+      noteError(state, STREAM, p.error);
       return;
     }
     state.confirmedLsn = p.confirmedLsn;
     state.lagBytes = p.lagBytes;
-    state.lastError = null;
+    clearError(state, STREAM, PIPELINE);
     for (const [table, c] of Object.entries(p.changes)) {
       const counters = (state.progress[table] ??= emptyProgress()).changes;
       counters.inserts += c.inserts;
@@ -92,7 +98,8 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   });
   setHandler(copyProgressSignal, (p) => {
     const error = addCopyProgress(state.progress, p);
-    if (error) state.lastError = error;
+    clearError(state, ...Object.entries(p.tables).filter(([, c]) => c.ranges > 0).map(([t]) => backfillOf(t)));
+    if (error) noteError(state, p.errorTable ? backfillOf(p.errorTable) : 'backfill', error);
   });
   setHandler(addTablesUpdate, async (tables) => {
     await alterPublication(config, { add: tables, tables: [...state.tables, ...tables] });
@@ -114,6 +121,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     await alterPublication(config, { remove: tables, tables: remaining });
     state.tables = remaining;
     for (const t of tables) delete state.progress[t];
+    clearError(state, ...tables.map(backfillOf));
     restartStream = true;
     return state.tables;
   }, {
@@ -131,7 +139,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   const waitForOperator = async (failure: string) => {
     // Not retryable (bad config, a misconfigured source): say why and wait for a fix and `resume`.
     log.error(`pipeline ${config.id} stopped: ${failure}`);
-    state.lastError = failure;
+    noteError(state, PIPELINE, failure);
     state.paused = true;
     setPhase('failed');
     await condition(() => !state.paused || dropRequested);
@@ -143,7 +151,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       const slot = await ensureSlot(config);
       state.confirmedLsn ??= slot.confirmedLsn;
       state.initialized = true;
-      state.lastError = null;
+      clearError(state, PIPELINE);
     } catch (e) {
       await waitForOperator(errorMessage(e));
     }
@@ -168,12 +176,14 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       await condition(() => needsBackfill().length > 0);
       backfilling = true;
       setPhase('backfilling');
+      const tables = needsBackfill();
       try {
         await backfillTables({
-          config, tables: needsBackfill(), progress: state.progress,
-          onSnapshot: (lsn) => { snapshotLsn = lsn; },
-          onError: (message) => { state.lastError = message; },
+          config, tables, progress: state.progress,
+          onSnapshot: (lsn) => { snapshotLsn = lsn; if (lsn) clearError(state, SNAPSHOT); },
+          onError: (message) => noteError(state, SNAPSHOT, message),
         });
+        clearError(state, 'backfill', ...tables.map(backfillOf));
       } finally {
         backfilling = false;
       }
@@ -193,14 +203,20 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     }
     setPhase(needsBackfill().length ? 'backfilling' : 'streaming');
     let failure: string | undefined;
+    let slotLost = false;
     const scope = new CancellationScope();
     const work = scope.run(() => Promise.all([runStream(), runBackfills()])).catch((e) => {
       if (!isCancellation(e)) failure = errorMessage(e);
+      slotLost = isSlotLost(e);
     });
     await Promise.race([work, condition(() => state.paused || dropRequested || shouldContinueAsNew())]);
     scope.cancel();
     await work;
-    if (failure) await waitForOperator(failure);
+    if (failure && slotLost && patched(SLOT_LOST_PATCH)) {
+      // The slot's WAL is gone: a new slot and a resync of every table, on the operator's word or by config.
+      if (config.onSlotLost !== 'resync') await waitForOperator(`${failure}. Run \`walflow resume ${config.id}\` to recreate the slot and resync every table (or set onSlotLost: resync to have walflow do it), and raise max_slot_wal_keep_size`);
+      if (!dropRequested) await recoverLostSlot(config, state, failure);
+    } else if (failure) await waitForOperator(failure);
   }
 
   setPhase('dropping');

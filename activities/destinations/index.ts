@@ -6,9 +6,38 @@ import { ClickHouseDestination } from './clickhouse.ts';
 import { NullDestination } from './null.ts';
 import { StdoutDestination } from './stdout.ts';
 import { PostgresDestination } from './postgres.ts';
+import { parseIntoClientConfig } from 'pg-connection-string';
 import { postgresConnection } from '../source.ts';
+import { labelError } from '../../lib/errors.ts';
 
+/** The destination, its failures prefixed with which destination it is (`destination clickhouse http://…: …`). */
 export async function createDestination(config: DestinationConfig): Promise<Destination> {
+  const destination = await openDestination(config);
+  const where = describeDestination(config);
+  const labelled = <T>(p: Promise<T>) => p.catch((e: unknown) => { throw labelError(e, where); });
+  return {
+    prepare: (tables) => labelled(destination.prepare(tables)),
+    apply: (changes) => labelled(destination.apply(changes)),
+    removeStale: destination.removeStale && ((table, before) => labelled(destination.removeStale!(table, before))),
+    readLive: destination.readLive?.bind(destination),
+    close: () => destination.close(),
+  };
+}
+
+/** Which destination, for error messages: never a secret (URLs carry none; passwords are references). */
+export function describeDestination(config: DestinationConfig): string {
+  switch (config.type) {
+    case 'clickhouse': return `destination clickhouse ${config.url}`;
+    case 'snowflake': return `destination snowflake ${config.host ? `${config.host}${config.port ? `:${config.port}` : ''}` : config.account}`;
+    case 'postgres': {
+      const c = parseIntoClientConfig(config.url);
+      return `destination postgres ${c.host ?? 'localhost'}:${c.port ?? 5432}/${c.database ?? ''}`;
+    }
+    default: return `destination ${config.type}`;
+  }
+}
+
+async function openDestination(config: DestinationConfig): Promise<Destination> {
   switch (config.type) {
     case 'null':
       return new NullDestination();

@@ -17,8 +17,9 @@ export interface ExportedSnapshot {
   close(): Promise<void>;
 }
 
-export async function exportSnapshot(connection: pg.ClientConfig): Promise<ExportedSnapshot> {
-  const client = new pg.Client({ ...withSession(connection), replication: 'database' } as pg.ClientConfig);
+/** `applicationName` names the session, so `walflow status` can find the snapshot and report its age and xmin. */
+export async function exportSnapshot(connection: pg.ClientConfig, applicationName?: string): Promise<ExportedSnapshot> {
+  const client = new pg.Client({ ...withSession(connection), replication: 'database', application_name: applicationName } as pg.ClientConfig);
   let markLost!: (e: Error) => void;
   const lost = new Promise<Error>((resolve) => { markLost = resolve; });
   client.on('error', (e) => markLost(e));

@@ -1,0 +1,7 @@
+/** Errors that say where they happened. */
+
+/** Prefixes `where` to an error's message, once; its class (and so its Temporal failure type) is kept. */
+export function labelError<E>(e: E, where: string): E {
+  if (e instanceof Error && !e.message.startsWith(`${where}:`)) e.message = `${where}: ${e.message}`;
+  return e;
+}
