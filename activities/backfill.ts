@@ -58,7 +58,27 @@ export function createBackfillActivities(deps: ActivityDeps) {
     }
   }
 
-  const planRanges = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => whileHeartbeating(async () => {
+  /** Planning is retried without end like a range copy, and its failures are reported the same way (to the workflow that plans). */
+  async function planRanges(config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> {
+    try {
+      return await planOnce(config, tables);
+    } catch (e) {
+      await reportFailure(labelSourceError(config, e), `planning the backfill of ${tables.join(', ')}`, Context.current().info.workflowExecution?.workflowId);
+      throw e;
+    }
+  }
+
+  /** The first few failed attempts, then every tenth (each report is a history event of a workflow that cannot continue-as-new mid-backfill). */
+  async function reportFailure(e: unknown, what: string, reportTo: string | undefined, errorTable?: string): Promise<void> {
+    const ctx = Context.current();
+    const attempt = ctx.info.attempt;
+    if (reportTo && !ctx.cancellationSignal.aborted && (attempt <= 5 || attempt % 10 === 0)) {
+      const error = `${what} failed (attempt ${attempt}): ${(e as Error).message}`;
+      await signalWithDeadline(deps, reportTo, copyProgressSignal, { tables: {}, error, ...(errorTable ? { errorTable } : {}) }).catch(() => undefined);
+    }
+  }
+
+  const planOnce = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => whileHeartbeating(async () => {
     const client = await connect(sourceConnection(config.source));
     const destination = await createDestination(config.destination);
     try {
@@ -85,16 +105,8 @@ export function createBackfillActivities(deps: ActivityDeps) {
     try {
       return await copyOneRange(input);
     } catch (e) {
-      const ctx = Context.current();
-      labelSourceError(input.config, e);
       deps.metrics?.failed(input.config.id, 'backfill', input.range.table);
-      // Every report is a history event of a workflow that cannot continue-as-new mid-backfill: the first
-      // few failures, then every tenth, keep an outage of days to a few hundred events.
-      const attempt = ctx.info.attempt;
-      if (input.reportTo && !ctx.cancellationSignal.aborted && (attempt <= 5 || attempt % 10 === 0)) {
-        const error = `copy of ${input.range.table} ${describeRange(input.range)} failed (attempt ${attempt}): ${(e as Error).message}`;
-        await signalWithDeadline(deps, input.reportTo, copyProgressSignal, { tables: {}, error, errorTable: input.range.table }).catch(() => undefined);
-      }
+      await reportFailure(labelSourceError(input.config, e), `copy of ${input.range.table} ${describeRange(input.range)}`, input.reportTo, input.range.table);
       throw e;
     }
   }

@@ -98,7 +98,8 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   });
   setHandler(copyProgressSignal, (p) => {
     const error = addCopyProgress(state.progress, p);
-    clearError(state, ...Object.entries(p.tables).filter(([, c]) => c.ranges > 0).map(([t]) => backfillOf(t)));
+    const copied = Object.entries(p.tables).filter(([, c]) => c.ranges > 0).map(([t]) => backfillOf(t));
+    if (copied.length) clearError(state, 'backfill', ...copied); // a range copied: planning worked, and so did that table
     if (error) noteError(state, p.errorTable ? backfillOf(p.errorTable) : 'backfill', error);
   });
   setHandler(addTablesUpdate, async (tables) => {
