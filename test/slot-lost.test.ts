@@ -15,14 +15,18 @@ async function loseSlot(f: PipelineFixture): Promise<void> {
   await f.sql(`UPDATE items SET note = 'changed in lost WAL' WHERE id <= 50; DELETE FROM items WHERE id BETWEEN 51 AND 100;
     CREATE TABLE IF NOT EXISTS filler (v text)`);
   try {
-    await f.adminSql(`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'; SELECT pg_reload_conf()`);
+    await f.adminSql(`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`);
+    await f.adminSql('SELECT pg_reload_conf()');
     await f.waitFor('the slot to be invalidated', async () => {
-      await f.sql(`INSERT INTO filler SELECT repeat(md5(g::text), 30) FROM generate_series(1, 2000) g; SELECT pg_switch_wal(); CHECKPOINT`);
+      await f.sql(`INSERT INTO filler SELECT repeat(md5(g::text), 30) FROM generate_series(1, 2000) g`);
+      await f.sql('SELECT pg_switch_wal()');
+      await f.sql('CHECKPOINT');
       const { rows } = await f.sql<{ wal_status: string }>(`SELECT wal_status FROM pg_replication_slots WHERE database = current_database() AND NOT temporary`);
       return rows[0]?.wal_status === 'lost';
     });
   } finally {
-    await f.adminSql(`ALTER SYSTEM RESET max_slot_wal_keep_size; SELECT pg_reload_conf()`);
+    await f.adminSql('ALTER SYSTEM RESET max_slot_wal_keep_size');
+    await f.adminSql('SELECT pg_reload_conf()');
   }
 }
 
