@@ -42,9 +42,9 @@ export interface PipelineStatus {
   continuedAsNew: number;
   /** Active errors by component (`stream`, `backfill <table>`, `snapshot`, `pipeline`), each kept until that component recovers. */
   errors?: Record<string, ComponentError>;
-  /** The slot and WAL, read live from the source by `walflow status` (the stream's last reading in the query). */
+  /** The slot and WAL, read live from the source by `walflow status` (absent from the workflow query, which has the stream's lagBytes). */
   slot?: SlotHealth | null;
-  /** Thresholds passed (config `alerts`), a slot lost, a WAL limit missing. */
+  /** Thresholds of config `alerts` passed, a slot unreserved or lost (the stream's last reading; live in `walflow status`). */
   warnings?: string[];
 }
 
