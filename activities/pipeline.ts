@@ -2,6 +2,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
+import { ErrorType } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import { createDestination } from './destinations/index.ts';
 import { preflight, type PreflightReport } from './postgres/preflight.ts';
@@ -33,7 +34,7 @@ export function preflightPipeline(config: PipelineConfig, tables: string[]): Pro
     const report = await sourcePreflight(config, tables);
     for (const w of report.warnings) Context.current().log.warn(`pipeline ${config.id}: ${w}`);
     if (report.failures.length) {
-      throw ApplicationFailure.nonRetryable(`preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
+      throw ApplicationFailure.nonRetryable(`preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`, ErrorType.PreflightFailed);
     }
   });
 }
@@ -91,7 +92,7 @@ export function alterPublication(config: PipelineConfig, change: { add?: string[
           publication: config.source.publication, tables: change.add.map(qualify), createPublication: config.source.createPublication,
           slot: slotName(config.id, config.source), slotExists: true,
         });
-        if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
+        if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, ErrorType.PreflightFailed);
       }
       await alterPublicationTables(client, config.source.publication, {
         add: change.add?.map(qualify) ?? [], remove: change.remove?.map(qualify) ?? [], managed: config.source.createPublication,
@@ -113,7 +114,7 @@ export function removeStaleRows(config: PipelineConfig, table: string, snapshotL
     const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
     const destination = await createDestination(config.destination);
     try {
-      if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, 'ConfigError');
+      if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, ErrorType.Config);
       await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));
     } finally {
       await destination.close();

@@ -8,7 +8,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type pg from 'pg';
 import { slotWarnings } from '../lib/alerts.ts';
 import type { PipelineConfig } from '../lib/config.ts';
-import { labelError } from '../lib/errors.ts';
+import { ErrorType, labelError } from '../lib/errors.ts';
 import type { SlotHealth } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './context.ts';
 import { connect } from './postgres/session.ts';
@@ -45,7 +45,7 @@ export async function streamFailure(deps: ActivityDeps, config: PipelineConfig, 
     const { health, warnings } = await watchSlot(deps, config, client, err.message);
     if (health.walStatus === 'lost' || !health.exists) {
       const what = health.exists ? 'was invalidated by Postgres (wal_status lost): the WAL it needed is gone' : 'does not exist (dropped outside walflow?)';
-      return { error: ApplicationFailure.nonRetryable(`replication slot ${health.name} ${what}; changes after ${health.confirmedLsn ?? 'its last confirmed position'} cannot be streamed`, 'SlotLost'), warnings };
+      return { error: ApplicationFailure.nonRetryable(`replication slot ${health.name} ${what}; changes after ${health.confirmedLsn ?? 'its last confirmed position'} cannot be streamed`, ErrorType.SlotLost), warnings };
     }
     return { error: e, warnings };
   } catch {

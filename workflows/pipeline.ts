@@ -11,8 +11,10 @@ import {
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { Activities } from '../activities/index.ts';
+import { ErrorType, NEEDS_OPERATOR } from '../lib/errors.ts';
 import { addCopyProgress, backfillTables, errorMessage } from './backfill.ts';
 import { backfillOf, clearError, noteError, PIPELINE, setWarnings, SNAPSHOT, STREAM } from './errors.ts';
+import { Patch } from './patches.ts';
 import { isSlotLost, recoverLostSlot } from './slot-lost.ts';
 import {
   addTablesUpdate, copyProgressSignal, dropUpdate, pauseSignal, removeTablesUpdate, resumeSignal, statusQuery,
@@ -23,7 +25,7 @@ import {
 const { preflightPipeline, ensureSlot, alterPublication, dropPipeline } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '30 seconds', // a worker that dies mid-way is noticed in seconds
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError', 'PreflightFailed'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: [ErrorType.Config, ErrorType.PreflightFailed] },
 });
 
 /** Streams until cancelled; transient failures (network, destination down) are retried without end. */
@@ -32,7 +34,7 @@ const { streamChanges } = proxyActivities<Activities>({
   heartbeatTimeout: '30 seconds',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   // Short backoff: a stream is worth retrying soon (a destination or Postgres back after a restart).
-  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes: ['ConfigError', 'SchemaError'] },
+  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes: NEEDS_OPERATOR },
 });
 
 const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PHASE, SearchAttributeType.KEYWORD);
@@ -41,8 +43,6 @@ const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PHASE, SearchAttribut
 const DEFAULT_MAX_HISTORY_EVENTS = 10_000;
 /** ... or after this many streaming activity runs. */
 const MAX_STREAM_RUNS = 100;
-/** Older code stopped for the operator on a lost slot and resumed into the same failure. */
-const SLOT_LOST_PATCH = 'slot-lost-recovery';
 
 const emptyProgress = (): TableProgress => ({
   backfill: 'pending', rangesDone: 0, rangesTotal: 0, rowsCopied: 0, rowsEstimate: 0,
@@ -213,7 +213,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     await Promise.race([work, condition(() => state.paused || dropRequested || shouldContinueAsNew())]);
     scope.cancel();
     await work;
-    if (failure && slotLost && patched(SLOT_LOST_PATCH)) {
+    if (failure && slotLost && patched(Patch.SlotLostRecovery)) {
       // The slot's WAL is gone: a new slot and a resync of every table, on the operator's word or by config.
       if (config.onSlotLost !== 'resync') await waitForOperator(`${failure}. Run \`walflow resume ${config.id}\` to recreate the slot and resync every table (or set onSlotLost: resync to have walflow do it), and raise max_slot_wal_keep_size`);
       if (!dropRequested) await recoverLostSlot(config, state, failure);

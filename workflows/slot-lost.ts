@@ -3,9 +3,10 @@
  * is gone. Recovery is a new slot, then a resync of every table from a snapshot taken after it (the
  * stream covers what follows the snapshot; the resync removes rows the lost WAL had deleted).
  */
-import { ApplicationFailure, log, ParentClosePolicy, proxyActivities, startChild, workflowInfo } from '@temporalio/workflow';
+import { log, ParentClosePolicy, proxyActivities, startChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
+import { ErrorType, hasFailureType } from '../lib/errors.ts';
 import type { PipelineState } from './definitions.ts';
 import { clearError, noteError, PIPELINE } from './errors.ts';
 import { resyncWorkflow } from './resync.ts';
@@ -13,17 +14,12 @@ import { resyncWorkflow } from './resync.ts';
 const { recreateSlot } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '30 seconds',
-  retry: { maximumInterval: '1 minute', nonRetryableErrorTypes: ['ConfigError'] },
+  retry: { maximumInterval: '1 minute', nonRetryableErrorTypes: [ErrorType.Config] },
 });
 
 const SLOT = 'slot';
 
-export function isSlotLost(e: unknown): boolean {
-  for (let c: unknown = e; c; c = (c as { cause?: unknown }).cause) {
-    if (c instanceof ApplicationFailure && c.type === 'SlotLost') return true;
-  }
-  return false;
-}
+export const isSlotLost = (e: unknown): boolean => hasFailureType(e, ErrorType.SlotLost);
 
 /** Recreates the slot (the stream restarts from its consistent point) and starts a resync of every table. */
 export async function recoverLostSlot(config: PipelineConfig, state: PipelineState, failure: string): Promise<void> {

@@ -19,6 +19,8 @@ export async function createDestination(config: DestinationConfig): Promise<Dest
     prepare: (tables) => labelled(destination.prepare(tables)),
     apply: (changes) => labelled(destination.apply(changes)),
     removeStale: destination.removeStale && ((table, before) => labelled(destination.removeStale!(table, before))),
+    acceptsCopyText: destination.acceptsCopyText?.bind(destination),
+    applyCopyText: destination.applyCopyText && ((table, version, text, rows) => labelled(destination.applyCopyText!(table, version, text, rows))),
     readLive: destination.readLive?.bind(destination),
     close: () => destination.close(),
   };
