@@ -10,20 +10,23 @@ import { parseIntoClientConfig } from 'pg-connection-string';
 import { postgresConnection } from '../source.ts';
 import { labelError } from '../../lib/errors.ts';
 
-/** The destination, its failures prefixed with which destination it is (`destination clickhouse http://…: …`). */
+/**
+ * The destination, its failures prefixed with which destination it is (`destination clickhouse http://…: …`):
+ * every method that returns a promise is labelled, whatever the destination adds (the object stays itself).
+ */
 export async function createDestination(config: DestinationConfig): Promise<Destination> {
   const destination = await openDestination(config);
   const where = describeDestination(config);
-  const labelled = <T>(p: Promise<T>) => p.catch((e: unknown) => { throw labelError(e, where); });
-  return {
-    prepare: (tables) => labelled(destination.prepare(tables)),
-    apply: (changes) => labelled(destination.apply(changes)),
-    removeStale: destination.removeStale && ((table, before) => labelled(destination.removeStale!(table, before))),
-    acceptsCopyText: destination.acceptsCopyText?.bind(destination),
-    applyCopyText: destination.applyCopyText && ((table, version, text, rows) => labelled(destination.applyCopyText!(table, version, text, rows))),
-    readLive: destination.readLive?.bind(destination),
-    close: () => destination.close(),
-  };
+  return new Proxy(destination, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        const result = value.apply(target, args);
+        return result instanceof Promise ? result.catch((e: unknown) => { throw labelError(e, where); }) : result;
+      };
+    },
+  });
 }
 
 /** Which destination, for error messages: never a secret (URLs carry none; passwords are references). */
