@@ -51,7 +51,7 @@ export async function checkPipeline(config: PipelineConfig): Promise<PreflightRe
       for (const t of config.source.tables) found.push(...await loadTableSchemas(client, [qualify(t)]).catch(() => [])); // missing tables are reported above
       return found;
     });
-    const destination = await createDestination(config.destination);
+    const destination = await createDestination(config.destination, { pipeline: config.id });
     try {
       await destination.prepare(schemas);
     } finally {
@@ -112,7 +112,7 @@ export function dropPipeline(config: PipelineConfig): Promise<void> {
 export function removeStaleRows(config: PipelineConfig, table: string, snapshotLsn: string): Promise<void> {
   return whileHeartbeating(async () => {
     const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
-    const destination = await createDestination(config.destination);
+    const destination = await createDestination(config.destination, { pipeline: config.id });
     try {
       if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, ErrorType.Config);
       await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));

@@ -69,7 +69,7 @@ export function createStreamActivities(deps: ActivityDeps) {
     let stream: Awaited<ReturnType<typeof openChangeStream>> | undefined;
     try {
       await source.connect();
-      destination = await createDestination(config.destination);
+      destination = await createDestination(config.destination, { pipeline: config.id });
       const schemas = new Map<string, TableSchema>();
       for (const s of await loadTableSchemas(source, [...wanted.keys()])) schemas.set(tableKey(s), s);
       await destination.prepare([...schemas.values()]);

@@ -16,7 +16,7 @@ export function registerWorkerCommands(program: Command): void {
       const config = existsSync(opts.config) ? loadConfig(opts.config) : parseConfig({ pipelines: [] });
       const t = temporalSettings(config);
       const worker = await startWorker({ address: t.address, namespace: t.namespace, taskQueue: opts.taskQueue ?? t.taskQueue, metricsPort: opts.metricsPort });
-      console.log(`walflow worker polling ${opts.taskQueue ?? t.taskQueue} on ${t.address}${opts.metricsPort !== undefined ? `; metrics on :${opts.metricsPort}/metrics` : ''}`);
+      console.error(`walflow worker polling ${opts.taskQueue ?? t.taskQueue} on ${t.address}${opts.metricsPort !== undefined ? `; metrics on :${opts.metricsPort}/metrics` : ''}`);
       await worker.done;
     });
 

@@ -13,6 +13,7 @@ export const SecretRef = z.string().regex(/^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)
   message: 'must be a secret reference: "env:VAR_NAME" or "file:/path/to/file" (never the secret itself)',
 });
 export type SecretRef = z.infer<typeof SecretRef>;
+export const isSecretRef = (value: string): boolean => SecretRef.safeParse(value).success;
 
 const TableName = z.string().regex(/^[^.]+(\.[^.]+)?$/, { message: 'must be "table" or "schema.table"' });
 
@@ -63,11 +64,71 @@ export const PostgresDestinationConfig = z.strictObject({
   schema: z.string().min(1).default('walflow'),
 });
 
-export const StdoutConfig = z.strictObject({ type: z.literal('stdout') });
+export const StdoutConfig = z.strictObject({
+  type: z.literal('stdout'),
+  /** `legacy`: walflow's original line ({op, table: "s.t", version, row, ...}); `envelope`: lib/envelope.ts. */
+  format: z.enum(['legacy', 'envelope']).default('legacy'),
+});
+
+/** JSON Lines files of change envelopes (activities/destinations/file.ts). */
+export const FileConfig = z.strictObject({
+  type: z.literal('file'),
+  /** Directory; files go to <path>/<pipeline>/ (or <path>/<pipeline>/<schema>.<table>/ with split: table). */
+  path: z.string().min(1),
+  split: z.enum(['pipeline', 'table']).default('pipeline'),
+  /** A file is closed and the next started once it holds this many bytes of JSON text, or when a write finds it this old. */
+  maxBytes: z.number().int().min(1).default(64 * 1024 * 1024),
+  maxAgeSeconds: z.number().int().min(1).default(3600),
+  gzip: z.boolean().default(false),
+});
+
+const HeaderValue = z.union([SecretRef, z.string().regex(/^(?!env:|file:)/)]);
+
+/** POST batches of change envelopes (activities/destinations/webhook.ts). */
+export const WebhookConfig = z.strictObject({
+  type: z.literal('webhook'),
+  url: z.string().url(),
+  /** `json`: a JSON array per request; `ndjson`: one envelope per line. */
+  format: z.enum(['json', 'ndjson']).default('json'),
+  /** HMAC-SHA256 key for the X-Walflow-Signature header. */
+  secret: SecretRef.optional(),
+  /** Extra request headers; a value may be a secret reference (e.g. Authorization: env:HOOK_TOKEN). */
+  headers: z.record(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, { message: 'must be an HTTP header name' }), HeaderValue).default({}),
+  timeoutMs: z.number().int().min(1).default(10_000),
+  /** Envelopes per request at most (a table's batch is split into requests of this size). */
+  maxBatchChanges: z.number().int().min(1).default(1000),
+  /** Attempts per request on 5xx, 408, 429, timeouts and connection errors before the write fails (and is retried). */
+  retries: z.number().int().min(0).default(5),
+});
+
+/** JetStream publish per change (activities/destinations/nats.ts). */
+export const NatsConfig = z.strictObject({
+  type: z.literal('nats'),
+  servers: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  token: SecretRef.optional(),
+  user: z.string().optional(),
+  password: SecretRef.optional(),
+  /** Subject per change; {pipeline}, {schema} and {table} are replaced. */
+  subject: z.string().regex(/^[^\s*>]+$/, { message: 'must be a NATS subject without wildcards (placeholders: {pipeline}, {schema}, {table})' })
+    .default('walflow.{pipeline}.{schema}.{table}'),
+  /** The JetStream stream that captures the subjects; created if missing (an existing one is used as it is). */
+  stream: z.strictObject({
+    name: z.string().regex(/^[^\s.*>/\\]+$/, { message: 'stream names have no spaces, ".", "*", ">" or slashes' }).optional(),
+    retention: z.enum(['limits', 'interest', 'workqueue']).default('limits'),
+    maxAgeSeconds: z.number().int().min(0).default(0),
+    /** JetStream drops a message whose Nats-Msg-Id it stored within this window: re-sent changes land once. */
+    duplicateWindowSeconds: z.number().int().min(1).default(120),
+    storage: z.enum(['file', 'memory']).default('file'),
+    replicas: z.number().int().min(1).max(5).default(1),
+  }).prefault({}),
+  /** Publishes awaiting their acknowledgement at once. */
+  maxInFlight: z.number().int().min(1).default(1000),
+  timeoutMs: z.number().int().min(1).default(10_000),
+});
 export const NullConfig = z.strictObject({ type: z.literal('null') });
 
 export const DestinationConfig = z.discriminatedUnion('type', [
-  ClickHouseConfig, SnowflakeConfig, PostgresDestinationConfig, StdoutConfig, NullConfig,
+  ClickHouseConfig, SnowflakeConfig, PostgresDestinationConfig, StdoutConfig, NullConfig, FileConfig, WebhookConfig, NatsConfig,
 ]);
 
 export const PipelineConfig = z.strictObject({
