@@ -1,5 +1,6 @@
 /** Every activity the walflow worker registers, built from injected dependencies. */
 import { createBackfillActivities } from './backfill.ts';
+import type { PipelineConfig } from '../lib/config.ts';
 import type { ActivityDeps } from './context.ts';
 import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, recreateSlot, removeStaleRows } from './pipeline.ts';
 import { probeSource } from './probe.ts';
@@ -12,7 +13,7 @@ export function createActivities(deps: ActivityDeps) {
     ensureSlot,
     recreateSlot,
     alterPublication,
-    dropPipeline,
+    dropPipeline: (config: PipelineConfig) => dropPipeline(deps, config),
     removeStaleRows,
     ...createBackfillActivities(deps),
     ...createStreamActivities(deps),

@@ -9,7 +9,9 @@ import { preflight, type PreflightReport } from './postgres/preflight.ts';
 import { alterPublicationTables, dropPublicationIfOwned, ensurePublication } from './postgres/publication.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { createSlot, dropSlot } from './postgres/slot.ts';
-import { whileHeartbeating } from './context.ts';
+import { ScheduleNotFoundError } from '@temporalio/client';
+import { resyncScheduleId } from '../workflows/definitions.ts';
+import { whileHeartbeating, type ActivityDeps } from './context.ts';
 import { sourceConnection, slotName } from './source.ts';
 import { qualify } from './stream.ts';
 import { connect } from './postgres/session.ts';
@@ -63,11 +65,14 @@ export async function checkPipeline(config: PipelineConfig): Promise<PreflightRe
   return report;
 }
 
-/** Creates the publication (if walflow manages it) and the pipeline's slot, unless they exist. */
-export function ensureSlot(config: PipelineConfig): Promise<{ confirmedLsn: string }> {
+/**
+ * Creates the publication (if walflow manages it) and the pipeline's slot, unless they exist.
+ * `tables`: the pipeline's current tables (after `tables add/remove`); older workflows pass none.
+ */
+export function ensureSlot(config: PipelineConfig, tables = config.source.tables): Promise<{ confirmedLsn: string }> {
   return whileHeartbeating(async () => {
     if (config.source.createPublication) {
-      await withSource(config, (client) => ensurePublication(client, config.source.publication, config.source.tables.map(qualify)));
+      await withSource(config, (client) => ensurePublication(client, config.source.publication, tables.map(qualify)));
     }
     const slot = await createSlot(sourceConnection(config.source), slotName(config.id, config.source));
     return { confirmedLsn: normalizeLsn(slot.confirmedLsn) };
@@ -101,8 +106,12 @@ export function alterPublication(config: PipelineConfig, change: { add?: string[
   });
 }
 
-export function dropPipeline(config: PipelineConfig): Promise<void> {
+/** Drops the slot, a publication walflow created, and the pipeline's resync Schedule (its next run would resync nothing). */
+export function dropPipeline(deps: ActivityDeps, config: PipelineConfig): Promise<void> {
   return whileHeartbeating(async () => {
+    await deps.client.schedule.getHandle(resyncScheduleId(config.id)).delete().catch((e) => {
+      if (!(e instanceof ScheduleNotFoundError)) throw e;
+    });
     await dropSlot(sourceConnection(config.source), slotName(config.id, config.source));
     if (config.source.createPublication) await withSource(config, (client) => dropPublicationIfOwned(client, config.source.publication));
   });

@@ -20,9 +20,7 @@ export function sourceConnection(source: SourceConfig): pg.ClientConfig {
   return withSession(postgresConnection(source.url, source.password));
 }
 
-export function slotName(pipelineId: string, source: SourceConfig): string {
-  return source.slot ?? `walflow_${pipelineId.replace(/-/g, '_')}`;
-}
+export { slotName } from '../lib/config.ts';
 
 /** application_name of the session holding a pipeline's backfill snapshot (at most 63 bytes: ids are at most 48). */
 export const snapshotApplicationName = (pipelineId: string): string => `walflow_snapshot:${pipelineId}`;

@@ -1,6 +1,7 @@
 /** `walflow verify <pipeline>`: compares every table of the source with the destination. */
 import type { Command } from 'commander';
-import { findPipeline, loadConfig } from '../lib/config.ts';
+import { findPipeline } from '../lib/config.ts';
+import { loadConfig } from '../lib/config-file.ts';
 import { jsonColumns, verifyTable, type TableVerification } from '../lib/verify.ts';
 import { createDestination } from '../activities/destinations/index.ts';
 import { readTable } from '../activities/postgres/read.ts';

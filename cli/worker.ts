@@ -1,10 +1,12 @@
 /** `walflow worker` and `walflow check`. */
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { findPipeline, loadConfig, parseConfig } from '../lib/config.ts';
+import { findPipeline, parseConfig } from '../lib/config.ts';
+import { loadConfig } from '../lib/config-file.ts';
 import { checkPipeline } from '../activities/pipeline.ts';
 import { startWorker } from '../worker/worker.ts';
-import { DEFAULT_CONFIG, temporalSettings } from './context.ts';
+import { temporalConnectionSettings } from '../lib/temporal-connection.ts';
+import { DEFAULT_CONFIG } from './context.ts';
 
 export function registerWorkerCommands(program: Command): void {
   program.command('worker')
@@ -14,8 +16,8 @@ export function registerWorkerCommands(program: Command): void {
     .option('--metrics-port <port>', 'serve Prometheus metrics on this port (GET /metrics); off by default', parsePort)
     .action(async (opts: { config: string; taskQueue?: string; metricsPort?: number }) => {
       const config = existsSync(opts.config) ? loadConfig(opts.config) : parseConfig({ pipelines: [] });
-      const t = temporalSettings(config);
-      const worker = await startWorker({ address: t.address, namespace: t.namespace, taskQueue: opts.taskQueue ?? t.taskQueue, metricsPort: opts.metricsPort });
+      const t = temporalConnectionSettings(config.temporal);
+      const worker = await startWorker({ ...t, taskQueue: opts.taskQueue ?? t.taskQueue, metricsPort: opts.metricsPort });
       console.error(`walflow worker polling ${opts.taskQueue ?? t.taskQueue} on ${t.address}${opts.metricsPort !== undefined ? `; metrics on :${opts.metricsPort}/metrics` : ''}`);
       await worker.done;
     });

@@ -1,10 +1,10 @@
 /**
- * The pipeline config (walflow.yaml), validated once at the edge with zod.
+ * The pipeline config (walflow.yaml), validated with zod at the edge and again by the workflows
+ * themselves (their input is this config). Pure: no node:fs, no YAML (config-file.ts reads the file),
+ * so the workflow bundle can import it.
  * Secrets are references ("env:NAME" or "file:/path"), never values: what
  * workflows receive is this config, and Temporal stores workflow inputs.
  */
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ErrorType } from './errors.ts';
 
@@ -160,6 +160,16 @@ export const WalflowConfig = z.strictObject({
     address: z.string().default('127.0.0.1:7233'),
     namespace: z.string().default('default'),
     taskQueue: z.string().default('walflow'),
+    /** An API key (Temporal Cloud); TLS is then on even without `tls`. */
+    apiKey: SecretRef.optional(),
+    /** TLS to the server; `{}` trusts the system's CAs. Each value is a secret reference to PEM text. */
+    tls: z.strictObject({
+      serverCa: SecretRef.optional(),
+      clientCert: SecretRef.optional(),
+      clientKey: SecretRef.optional(),
+      /** The name the server's certificate carries, when it is not the address's host. */
+      serverName: z.string().min(1).optional(),
+    }).refine((t) => !t.clientCert === !t.clientKey, { message: 'mTLS needs both clientCert and clientKey' }).optional(),
   }).prefault({}),
   pipelines: z.array(PipelineConfig),
 });
@@ -180,14 +190,83 @@ export class ConfigError extends Error {
 /** Validates parsed config; errors name the bad key, e.g. `pipelines[0].source.publication`. */
 export function parseConfig(input: unknown, origin = 'config'): WalflowConfig {
   const result = WalflowConfig.safeParse(input);
-  if (result.success) {
-    const ids = result.data.pipelines.map((p) => p.id);
-    const dup = ids.find((id, i) => ids.indexOf(id) !== i);
-    if (dup) throw new ConfigError(`${origin}: pipeline id "${dup}" is used twice`);
-    return result.data;
+  if (!result.success) throw new ConfigError(`${origin} is invalid:\n${formatIssues(result.error.issues)}`);
+  rejectDuplicateIds(result.data.pipelines.map((p) => p.id), origin);
+  return result.data;
+}
+
+/** A config whose invalid pipelines were set aside, each with its error, so the others stay usable. */
+export type LoadedConfig = WalflowConfig & { invalid: Record<string, string> };
+
+/** Like parseConfig, but one bad pipeline fails only the commands for that pipeline. */
+export function parseConfigPerPipeline(input: unknown, origin = 'config'): LoadedConfig {
+  const top = WalflowConfig.extend({ pipelines: z.array(z.unknown()) }).safeParse(input);
+  if (!top.success) throw new ConfigError(`${origin} is invalid:\n${formatIssues(top.error.issues)}`);
+  const pipelines: PipelineConfig[] = [];
+  const invalid: Record<string, string> = {};
+  top.data.pipelines.forEach((raw, i) => {
+    const result = PipelineConfig.safeParse(raw);
+    if (result.success) pipelines.push(result.data);
+    else {
+      const id = (raw as { id?: unknown } | null)?.id;
+      invalid[typeof id === 'string' ? id : `pipelines[${i}]`] = `${origin} is invalid:\n${formatIssues(result.error.issues, [`pipelines`, i])}`;
+    }
+  });
+  rejectDuplicateIds([...pipelines.map((p) => p.id), ...Object.keys(invalid)], origin);
+  return { ...top.data, pipelines, invalid };
+}
+
+/** A workflow's own check of its input: the same schema and defaults as walflow.yaml. */
+export function parsePipelineConfig(input: unknown, origin = 'workflow input'): PipelineConfig {
+  const result = PipelineConfig.safeParse(input);
+  if (!result.success) throw new ConfigError(`${origin} is invalid:\n${formatIssues(result.error.issues, ['config'])}`);
+  return result.data;
+}
+
+/** Destinations that keep tables walflow can read back and remove stale rows from (resync); change streams cannot. */
+const RESYNCABLE: DestinationConfig['type'][] = ['clickhouse', 'snowflake', 'postgres'];
+export const canResync = (destination: DestinationConfig): boolean => RESYNCABLE.includes(destination.type);
+
+/** The replication slot a pipeline streams from. */
+export const slotName = (pipelineId: string, source: SourceConfig): string => source.slot ?? `walflow_${pipelineId.replace(/-/g, '_')}`;
+
+/**
+ * Why `next` cannot replace `running` in place (empty: it can). The slot and publication are the
+ * stream's position and contents, the destination type is where every row already is: changing
+ * one is a new pipeline (drop, then start: a new slot and a full backfill).
+ */
+export function liveChangeRefusals(running: PipelineConfig, next: PipelineConfig): string[] {
+  const refusals: string[] = [];
+  if (next.id !== running.id) refusals.push(`id: "${next.id}" is not pipeline "${running.id}"`);
+  if (slotName(next.id, next.source) !== slotName(running.id, running.source)) {
+    refusals.push(`source.slot: the slot holds the stream's position; a new slot name means a new pipeline (drop, then start)`);
   }
-  const lines = result.error.issues.map((i) => `  ${formatPath(i.path)}: ${i.message}`);
-  throw new ConfigError(`${origin} is invalid:\n${lines.join('\n')}`);
+  if (next.source.publication !== running.source.publication || next.source.createPublication !== running.source.createPublication) {
+    refusals.push('source.publication / createPublication: the stream decodes this publication; a different one means a new pipeline (drop, then start)');
+  }
+  if (next.destination.type !== running.destination.type) {
+    refusals.push(`destination.type: ${running.destination.type} holds the replicated rows; moving to ${next.destination.type} means a new pipeline (drop, then start)`);
+  }
+  return refusals;
+}
+
+/** Dotted keys whose values differ between two configs, e.g. `destination.url`, `source.tables`. */
+export function configDifferences(a: unknown, b: unknown, path = ''): string[] {
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (isObject(a) && isObject(b)) {
+    return [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()
+      .flatMap((k) => configDifferences(a[k], b[k], path ? `${path}.${k}` : k));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [path || '(all)'];
+}
+
+function rejectDuplicateIds(ids: string[], origin: string): void {
+  const dup = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (dup) throw new ConfigError(`${origin}: pipeline id "${dup}" is used twice`);
+}
+
+function formatIssues(issues: { path: PropertyKey[]; message: string }[], prefix: PropertyKey[] = []): string {
+  return issues.map((i) => `  ${formatPath([...prefix, ...i.path])}: ${i.message}`).join('\n');
 }
 
 function formatPath(path: PropertyKey[]): string {
@@ -195,18 +274,10 @@ function formatPath(path: PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${String(p)}`)).join('');
 }
 
-export function loadConfig(file: string): WalflowConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`cannot read config ${file}: ${(e as Error).message} (use --config to choose another file)`);
-  }
-  return parseConfig(parseYaml(text), file);
-}
-
-export function findPipeline(config: WalflowConfig, id: string): PipelineConfig {
+export function findPipeline(config: WalflowConfig & { invalid?: Record<string, string> }, id: string): PipelineConfig {
   const p = config.pipelines.find((x) => x.id === id);
-  if (!p) throw new ConfigError(`no pipeline "${id}" in config (known: ${config.pipelines.map((x) => x.id).join(', ') || 'none'})`);
-  return p;
+  if (p) return p;
+  if (config.invalid?.[id]) throw new ConfigError(config.invalid[id]);
+  const known = [...config.pipelines.map((x) => x.id), ...Object.keys(config.invalid ?? {})];
+  throw new ConfigError(`no pipeline "${id}" in config (known: ${known.join(', ') || 'none'})`);
 }

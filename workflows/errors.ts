@@ -1,10 +1,10 @@
 /**
  * A pipeline's errors, one per component (the stream, each table's backfill, the snapshot, the pipeline
  * itself): each kept, with since when, until that component recovers, so one component's progress never
- * clears another's failure. `lastError` stays the one-line summary older clients read.
+ * clears another's failure. `lastError` stays the one-line summary older clients read; publish.ts shows
+ * them all in the Temporal UI's current details.
  */
-import { setCurrentDetails } from '@temporalio/workflow';
-import type { ComponentError, PipelineState } from './definitions.ts';
+import type { PipelineState } from './definitions.ts';
 
 export const STREAM = 'stream';
 export const SNAPSHOT = 'snapshot';
@@ -32,14 +32,9 @@ export function setWarnings(state: PipelineState, warnings: string[] | undefined
   refresh(state);
 }
 
-function describe(component: string, e: ComponentError): string {
-  return `${component}: ${e.message} (since ${e.since}${e.count > 1 ? `, ${e.count} failures` : ''})`;
-}
-
-/** The newest error as `lastError`; errors and warnings as the workflow's current details (Temporal UI). */
+/** The newest error as `lastError` (no failure count: the summary changes only when the error does). */
 function refresh(state: PipelineState): void {
   const entries = Object.entries(state.errors ?? {}).sort(([, a], [, b]) => (a.last < b.last ? 1 : a.last > b.last ? -1 : 0));
-  state.lastError = entries.length ? describe(...entries[0]!) : null;
-  const lines = [...(state.warnings ?? []).map((w) => `warning: ${w}`), ...entries.map(([c, e]) => `error: ${describe(c, e)}`)];
-  setCurrentDetails(lines.join('\n\n'));
+  const newest = entries[0];
+  state.lastError = newest ? `${newest[0]}: ${newest[1].message} (since ${newest[1].since})` : null;
 }

@@ -9,18 +9,18 @@ import {
   ActivityCancellationType, allHandlersFinished, CancellationScope, condition, continueAsNew, isCancellation, log,
   patched, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { Activities } from '../activities/index.ts';
+import { configDifferences, liveChangeRefusals, parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
 import { ErrorType, NEEDS_OPERATOR } from '../lib/errors.ts';
 import { addCopyProgress, backfillTables, errorMessage } from './backfill.ts';
 import { backfillOf, clearError, noteError, PIPELINE, setWarnings, SNAPSHOT, STREAM } from './errors.ts';
 import { Patch } from './patches.ts';
 import { isSlotLost, recoverLostSlot } from './slot-lost.ts';
 import {
-  addTablesUpdate, copyProgressSignal, dropUpdate, pauseSignal, removeTablesUpdate, resumeSignal, statusQuery,
-  streamProgressSignal, SEARCH_ATTRIBUTE_PHASE,
-  type PipelineInput, type PipelineState, type Phase, type TableProgress,
+  addTablesUpdate, applyConfigUpdate, copyProgressSignal, dropUpdate, pauseSignal, phaseKey, removeTablesUpdate, resumeSignal,
+  statusQuery, streamProgressSignal, type PipelineInput, type PipelineState, type PipelineStatus, type Phase, type TableProgress,
 } from './definitions.ts';
+import { statusPublisher, validInput } from './publish.ts';
 
 const { preflightPipeline, ensureSlot, alterPublication, dropPipeline } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
@@ -37,8 +37,6 @@ const { streamChanges } = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes: NEEDS_OPERATOR },
 });
 
-const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PHASE, SearchAttributeType.KEYWORD);
-
 /** Continue-as-new after this many history events even if the server has not suggested it yet. */
 const DEFAULT_MAX_HISTORY_EVENTS = 10_000;
 /** ... or after this many streaming activity runs. */
@@ -50,7 +48,7 @@ const emptyProgress = (): TableProgress => ({
 });
 
 export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
-  const { config } = input;
+  let config = validInput(input.config);
   const state: PipelineState = input.state ?? {
     initialized: false, paused: false, tables: [...config.source.tables], confirmedLsn: null, lagBytes: null,
     progress: Object.fromEntries(config.source.tables.map((t) => [t, emptyProgress()])), lastError: null, continuedAsNew: 0,
@@ -59,30 +57,47 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   let snapshotLsn: string | null = null;
   let dropRequested = false;
   let restartStream = false;
+  let reconfigure = false;
   let streamRuns = 0;
   let backfilling = false;
   const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
 
+  const status = (): PipelineStatus => ({
+    pipeline: config.id, phase, paused: state.paused, confirmedLsn: state.confirmedLsn, lagBytes: state.lagBytes,
+    snapshotLsn, tables: state.progress, lastError: state.lastError, continuedAsNew: state.continuedAsNew,
+    errors: state.errors ?? {}, warnings: state.warnings ?? [],
+  });
+  const publish = statusPublisher(status);
   const setPhase = (p: Phase) => {
     if (p === phase) return;
     phase = p;
     upsertSearchAttributes([{ key: phaseKey, value: p }]);
+    publish();
+  };
+  /** Adds and removes tables in the publication, then in the state; the stream restarts on the new list. */
+  const changeTables = async (add: string[], remove: string[], next = config) => {
+    const tables = [...state.tables.filter((t) => !remove.includes(t)), ...add];
+    if (add.length || remove.length) await alterPublication(next, { add, remove, tables });
+    for (const t of remove) delete state.progress[t];
+    clearError(state, ...remove.map(backfillOf));
+    for (const t of add) state.progress[t] = emptyProgress();
+    state.tables = tables;
+    restartStream = true;
+    publish();
+    return state.tables;
   };
   const needsBackfill = () => state.tables.filter((t) => state.progress[t]?.backfill !== 'done');
   const shouldContinueAsNew = () => !backfilling
     && (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxEvents || streamRuns >= MAX_STREAM_RUNS);
 
-  setHandler(statusQuery, () => ({
-    pipeline: config.id, phase, paused: state.paused, confirmedLsn: state.confirmedLsn, lagBytes: state.lagBytes,
-    snapshotLsn, tables: state.progress, lastError: state.lastError, continuedAsNew: state.continuedAsNew,
-    errors: state.errors ?? {}, warnings: state.warnings ?? [],
-  }));
+  setHandler(statusQuery, status);
   setHandler(pauseSignal, () => { state.paused = true; });
   setHandler(resumeSignal, () => { state.paused = false; });
   setHandler(streamProgressSignal, (p) => {
     setWarnings(state, p.warnings);
     if (p.error) {
       noteError(state, STREAM, p.error);
+      publish();
       return;
     }
     state.confirmedLsn = p.confirmedLsn;
@@ -95,47 +110,49 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       counters.deletes += c.deletes;
       counters.truncates += c.truncates;
     }
+    publish();
   });
   setHandler(copyProgressSignal, (p) => {
     const error = addCopyProgress(state.progress, p);
     const copied = Object.entries(p.tables).filter(([, c]) => c.ranges > 0).map(([t]) => backfillOf(t));
     if (copied.length) clearError(state, 'backfill', ...copied); // a range copied: planning worked, and so did that table
     if (error) noteError(state, p.errorTable ? backfillOf(p.errorTable) : 'backfill', error);
+    publish();
   });
-  setHandler(addTablesUpdate, async (tables) => {
-    await alterPublication(config, { add: tables, tables: [...state.tables, ...tables] });
-    for (const t of tables) {
-      state.tables.push(t);
-      state.progress[t] = emptyProgress();
-    }
-    restartStream = true;
-    return state.tables;
-  }, {
+  setHandler(addTablesUpdate, (tables) => changeTables(tables, []), {
     validator: (tables: string[]) => {
       if (tables.length === 0) throw new Error('name at least one table');
       const known = tables.filter((t) => state.tables.includes(t));
       if (known.length) throw new Error(`already in pipeline ${config.id}: ${known.join(', ')}`);
     },
   });
-  setHandler(removeTablesUpdate, async (tables) => {
-    const remaining = state.tables.filter((t) => !tables.includes(t));
-    await alterPublication(config, { remove: tables, tables: remaining });
-    state.tables = remaining;
-    for (const t of tables) delete state.progress[t];
-    clearError(state, ...tables.map(backfillOf));
-    restartStream = true;
-    return state.tables;
-  }, {
+  setHandler(removeTablesUpdate, (tables) => changeTables([], tables), {
     validator: (tables: string[]) => {
       const unknown = tables.filter((t) => !state.tables.includes(t));
       if (unknown.length) throw new Error(`not in pipeline ${config.id}: ${unknown.join(', ')}`);
       if (unknown.length === 0 && tables.length >= state.tables.length) throw new Error('a pipeline keeps at least one table; use `walflow drop` to end it');
     },
   });
+  setHandler(applyConfigUpdate, async (raw) => {
+    const next = parsePipelineConfig(raw, 'applyConfig input');
+    const changed = configDifferences({ ...config, source: { ...config.source, tables: state.tables } }, next);
+    if (changed.length === 0) return { changed, tables: state.tables };
+    const tables = await changeTables(next.source.tables.filter((t) => !state.tables.includes(t)), state.tables.filter((t) => !next.source.tables.includes(t)), next);
+    config = next;
+    reconfigure = true; // the stream and a backfill under way start again with the new settings
+    return { changed, tables };
+  }, {
+    validator: (raw: PipelineConfig) => {
+      const refusals = liveChangeRefusals(config, parsePipelineConfig(raw, 'applyConfig input'));
+      if (refusals.length) throw new Error(`cannot change pipeline ${config.id} in place:\n- ${refusals.join('\n- ')}`);
+    },
+  });
   setHandler(dropUpdate, async () => {
     dropRequested = true;
     await condition(() => phase === 'dropped');
   });
+
+  publish();
 
   const waitForOperator = async (failure: string) => {
     // Not retryable (bad config, a misconfigured source): say why and wait for a fix and `resume`.
@@ -149,7 +166,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   while (!state.initialized && !dropRequested) {
     try {
       await preflightPipeline(config, state.tables);
-      const slot = await ensureSlot(config);
+      const slot = await ensureSlot(config, state.tables);
       state.confirmedLsn ??= slot.confirmedLsn;
       state.initialized = true;
       clearError(state, PIPELINE);
@@ -200,7 +217,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     }
     if (shouldContinueAsNew()) {
       await condition(allHandlersFinished);
-      await continueAsNew<typeof pipelineWorkflow>({ ...input, state: { ...state, continuedAsNew: state.continuedAsNew + 1 } });
+      await continueAsNew<typeof pipelineWorkflow>({ ...input, config, state: { ...state, continuedAsNew: state.continuedAsNew + 1 } });
     }
     setPhase(needsBackfill().length ? 'backfilling' : 'streaming');
     let failure: string | undefined;
@@ -210,7 +227,8 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       if (!isCancellation(e)) failure = errorMessage(e);
       slotLost = isSlotLost(e);
     });
-    await Promise.race([work, condition(() => state.paused || dropRequested || shouldContinueAsNew())]);
+    reconfigure = false;
+    await Promise.race([work, condition(() => state.paused || dropRequested || reconfigure || shouldContinueAsNew())]);
     scope.cancel();
     await work;
     if (failure && slotLost && patched(Patch.SlotLostRecovery)) {
