@@ -10,7 +10,7 @@ import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
 import { copyProgressSignal, describeRange, snapshotReadySignal } from '../workflows/definitions.ts';
 import { applyHeartbeating, signalWithDeadline, whileHeartbeating, writeHeartbeating, type ActivityDeps } from './context.ts';
-import { createDestination } from './destinations/index.ts';
+import { pipelineDestination } from './destinations/index.ts';
 import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
@@ -47,7 +47,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
    */
   async function holdSnapshot(input: { config: PipelineConfig; notify: { workflowId: string; token: string } }): Promise<void> {
     const ctx = Context.current();
-    const snapshot = await exportSnapshot(sourceConnection(input.config.source), snapshotApplicationName(input.config.id));
+    const snapshot = await exportSnapshot(sourceConnection(input.config.source), undefined, snapshotApplicationName(input.config.id));
     try {
       await deps.client.workflow.getHandle(input.notify.workflowId).signal(snapshotReadySignal, {
         token: input.notify.token, snapshotName: snapshot.name, lsn: normalizeLsn(snapshot.lsn),
@@ -81,7 +81,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
 
   const planOnce = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => whileHeartbeating(async () => {
     const client = await connect(sourceConnection(config.source));
-    const destination = await createDestination(config.destination, { pipeline: config.id });
+    const destination = await pipelineDestination(config);
     try {
       const schemas = await loadTableSchemas(client, tables.map(qualify));
       await destination.prepare(schemas);
@@ -117,7 +117,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
     const { config, range } = input;
     const version = makeVersion(parseLsn(input.snapshotLsn), 0);
     const client = await connect(sourceConnection(config.source));
-    const destination = await createDestination(config.destination, { pipeline: config.id });
+    const destination = await pipelineDestination(config);
     let rows = 0;
     try {
       try {

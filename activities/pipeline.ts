@@ -4,7 +4,7 @@ import pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
-import { createDestination } from './destinations/index.ts';
+import { pipelineDestination } from './destinations/index.ts';
 import { preflight, type PreflightReport } from './postgres/preflight.ts';
 import { alterPublicationTables, dropPublicationIfOwned, ensurePublication } from './postgres/publication.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
@@ -53,7 +53,7 @@ export async function checkPipeline(config: PipelineConfig): Promise<PreflightRe
       for (const t of config.source.tables) found.push(...await loadTableSchemas(client, [qualify(t)]).catch(() => [])); // missing tables are reported above
       return found;
     });
-    const destination = await createDestination(config.destination, { pipeline: config.id });
+    const destination = await pipelineDestination(config);
     try {
       await destination.prepare(schemas);
     } finally {
@@ -121,7 +121,7 @@ export function dropPipeline(deps: ActivityDeps, config: PipelineConfig): Promis
 export function removeStaleRows(config: PipelineConfig, table: string, snapshotLsn: string): Promise<void> {
   return whileHeartbeating(async () => {
     const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
-    const destination = await createDestination(config.destination, { pipeline: config.id });
+    const destination = await pipelineDestination(config);
     try {
       if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, ErrorType.Config);
       await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));

@@ -4,6 +4,11 @@ import type { Command } from 'commander';
 import { findPipeline, parseConfig } from '../lib/config.ts';
 import { loadConfig } from '../lib/config-file.ts';
 import { checkPipeline } from '../activities/pipeline.ts';
+import { connect } from '../activities/postgres/session.ts';
+import { loadTableSchemas } from '../activities/postgres/schema.ts';
+import { compileRules } from '../lib/rules.ts';
+import { sourceConnection } from '../activities/source.ts';
+import { qualify } from '../activities/stream.ts';
 import { startWorker } from '../worker/worker.ts';
 import { temporalConnectionSettings } from '../lib/temporal-connection.ts';
 import { DEFAULT_CONFIG } from './context.ts';
@@ -27,7 +32,23 @@ export function registerWorkerCommands(program: Command): void {
     .option('-c, --config <file>', 'pipeline config file', DEFAULT_CONFIG)
     .option('--json', 'print the report as JSON')
     .action(async (id: string, opts: { config: string; json?: boolean }) => {
-      const report = await checkPipeline(findPipeline(loadConfig(opts.config), id));
+      const pipeline = findPipeline(loadConfig(opts.config), id);
+      const report = await checkPipeline(pipeline);
+      const client = await connect(sourceConnection(pipeline.source));
+      try {
+        // Rules against each existing table's columns (a missing table is preflight's to report); salts are not needed.
+        const rules = compileRules(pipeline, () => '');
+        for (const table of Object.keys(pipeline.rules ?? {})) {
+          const schema = await loadTableSchemas(client, [qualify(table)]).then(([s]) => s, () => undefined);
+          try {
+            if (schema) rules.bind(schema);
+          } catch (e) {
+            report.failures.push((e as Error).message);
+          }
+        }
+      } finally {
+        await client.end();
+      }
       if (opts.json) console.log(JSON.stringify(report));
       else {
         if (report.failures.length === 0) console.log(`pipeline ${id}: preflight passed`);
