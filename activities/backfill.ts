@@ -14,7 +14,8 @@ import { pipelineDestination } from './destinations/index.ts';
 import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
-import { sourceConnection } from './source.ts';
+import { labelSourceError } from './slot-watch.ts';
+import { snapshotApplicationName, sourceConnection } from './source.ts';
 import { qualify } from './stream.ts';
 import { connect } from './postgres/session.ts';
 
@@ -46,7 +47,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
    */
   async function holdSnapshot(input: { config: PipelineConfig; notify: { workflowId: string; token: string } }): Promise<void> {
     const ctx = Context.current();
-    const snapshot = await exportSnapshot(sourceConnection(input.config.source));
+    const snapshot = await exportSnapshot(sourceConnection(input.config.source), undefined, snapshotApplicationName(input.config.id));
     try {
       await deps.client.workflow.getHandle(input.notify.workflowId).signal(snapshotReadySignal, {
         token: input.notify.token, snapshotName: snapshot.name, lsn: normalizeLsn(snapshot.lsn),
@@ -58,7 +59,27 @@ export function createBackfillActivities(deps: ActivityDeps) {
     }
   }
 
-  const planRanges = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => whileHeartbeating(async () => {
+  /** Planning is retried without end like a range copy, and its failures are reported the same way (to the workflow that plans). */
+  async function planRanges(config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> {
+    try {
+      return await planOnce(config, tables);
+    } catch (e) {
+      await reportFailure(labelSourceError(config, e), `planning the backfill of ${tables.join(', ')}`, Context.current().info.workflowExecution?.workflowId);
+      throw e;
+    }
+  }
+
+  /** The first few failed attempts, then every tenth (each report is a history event of a workflow that cannot continue-as-new mid-backfill). */
+  async function reportFailure(e: unknown, what: string, reportTo: string | undefined, errorTable?: string): Promise<void> {
+    const ctx = Context.current();
+    const attempt = ctx.info.attempt;
+    if (reportTo && !ctx.cancellationSignal.aborted && (attempt <= 5 || attempt % 10 === 0)) {
+      const error = `${what} failed (attempt ${attempt}): ${(e as Error).message}`;
+      await signalWithDeadline(deps, reportTo, copyProgressSignal, { tables: {}, error, ...(errorTable ? { errorTable } : {}) }).catch(() => undefined);
+    }
+  }
+
+  const planOnce = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => whileHeartbeating(async () => {
     const client = await connect(sourceConnection(config.source));
     const destination = await pipelineDestination(config);
     try {
@@ -85,14 +106,8 @@ export function createBackfillActivities(deps: ActivityDeps) {
     try {
       return await copyOneRange(input);
     } catch (e) {
-      const ctx = Context.current();
-      // Every report is a history event of a workflow that cannot continue-as-new mid-backfill: the first
-      // few failures, then every tenth, keep an outage of days to a few hundred events.
-      const attempt = ctx.info.attempt;
-      if (input.reportTo && !ctx.cancellationSignal.aborted && (attempt <= 5 || attempt % 10 === 0)) {
-        const error = `copy of ${input.range.table} ${describeRange(input.range)} failed (attempt ${attempt}): ${(e as Error).message}`;
-        await signalWithDeadline(deps, input.reportTo, copyProgressSignal, { tables: {}, error }).catch(() => undefined);
-      }
+      deps.metrics?.failed(input.config.id, 'backfill', input.range.table);
+      await reportFailure(labelSourceError(input.config, e), `copy of ${input.range.table} ${describeRange(input.range)}`, input.reportTo, input.range.table);
       throw e;
     }
   }
@@ -117,6 +132,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
       const table = { schema: schema!.schema, name: schema!.name };
       const written = (n: number) => {
         rows += n;
+        deps.metrics?.copied(config.id, range.table, n);
         ctx.heartbeat({ rows });
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
       };

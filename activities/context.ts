@@ -3,11 +3,14 @@ import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import type { SignalDefinition } from '@temporalio/common';
 import type { Change } from '../lib/model.ts';
+import type { WalflowMetrics } from '../worker/metrics.ts';
 import type { Destination } from './destinations/destination.ts';
 
 export interface ActivityDeps {
   /** Used to report progress back to the workflow that runs the activity (signals). */
   client: Client;
+  /** The worker's Prometheus metrics, when it serves them. */
+  metrics?: WalflowMetrics;
 }
 
 const SIGNAL_DEADLINE_MS = 5_000;

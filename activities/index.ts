@@ -2,7 +2,7 @@
 import { createBackfillActivities } from './backfill.ts';
 import type { PipelineConfig } from '../lib/config.ts';
 import type { ActivityDeps } from './context.ts';
-import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, removeStaleRows } from './pipeline.ts';
+import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, recreateSlot, removeStaleRows } from './pipeline.ts';
 import { probeSource } from './probe.ts';
 import { dropServeSession } from './session.ts';
 import { createStreamActivities } from './stream.ts';
@@ -12,6 +12,7 @@ export function createActivities(deps: ActivityDeps) {
     probeSource,
     preflightPipeline,
     ensureSlot,
+    recreateSlot,
     alterPublication,
     dropPipeline: (config: PipelineConfig) => dropPipeline(deps, config),
     removeStaleRows,

@@ -1,11 +1,11 @@
 /** Pipeline lifecycle activities: preflight, the replication slot, the publication's tables, drop, resync cleanup. */
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import { pipelineDestination } from './destinations/index.ts';
-import { preflight } from './postgres/preflight.ts';
+import { preflight, type PreflightReport } from './postgres/preflight.ts';
 import { alterPublicationTables, dropPublicationIfOwned, ensurePublication } from './postgres/publication.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { createSlot, dropSlot } from './postgres/slot.ts';
@@ -25,17 +25,44 @@ async function withSource<T>(config: PipelineConfig, fn: (client: pg.Client) => 
   }
 }
 
+const sourcePreflight = (config: PipelineConfig, tables: string[]) => withSource(config, (client) => preflight(client, {
+  publication: config.source.publication, tables: tables.map(qualify), createPublication: config.source.createPublication,
+  slot: slotName(config.id, config.source),
+}));
+
 /** All failures at once, as one non-retryable error: retrying cannot fix a misconfigured database. */
 export function preflightPipeline(config: PipelineConfig, tables: string[]): Promise<void> {
   return whileHeartbeating(async () => {
-    const report = await withSource(config, (client) => preflight(client, {
-      publication: config.source.publication, tables: tables.map(qualify), createPublication: config.source.createPublication,
-      slot: slotName(config.id, config.source),
-    }));
+    const report = await sourcePreflight(config, tables);
+    for (const w of report.warnings) Context.current().log.warn(`pipeline ${config.id}: ${w}`);
     if (report.failures.length) {
       throw ApplicationFailure.nonRetryable(`preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`, ErrorType.PreflightFailed);
     }
   });
+}
+
+/**
+ * `walflow check`: the source's preflight plus the destination: reachable, credentials accepted, and able
+ * to create the pipeline's tables (it creates them, as the pipeline's start would: every step is idempotent).
+ */
+export async function checkPipeline(config: PipelineConfig): Promise<PreflightReport> {
+  const report = await sourcePreflight(config, config.source.tables);
+  try {
+    const schemas = await withSource(config, async (client) => {
+      const found = [];
+      for (const t of config.source.tables) found.push(...await loadTableSchemas(client, [qualify(t)]).catch(() => [])); // missing tables are reported above
+      return found;
+    });
+    const destination = await pipelineDestination(config);
+    try {
+      await destination.prepare(schemas);
+    } finally {
+      await destination.close().catch(() => undefined);
+    }
+  } catch (e) {
+    report.failures.push(`${(e as Error).message}: check that the destination is up and reachable from here, its credentials, and that they may create tables`);
+  }
+  return report;
 }
 
 /**
@@ -48,6 +75,16 @@ export function ensureSlot(config: PipelineConfig, tables = config.source.tables
       await withSource(config, (client) => ensurePublication(client, config.source.publication, tables.map(qualify)));
     }
     const slot = await createSlot(sourceConnection(config.source), slotName(config.id, config.source));
+    return { confirmedLsn: normalizeLsn(slot.confirmedLsn) };
+  });
+}
+
+/** After Postgres invalidated the slot: drops it and creates it afresh; the stream restarts from its consistent point. */
+export function recreateSlot(config: PipelineConfig): Promise<{ confirmedLsn: string }> {
+  return whileHeartbeating(async () => {
+    const name = slotName(config.id, config.source);
+    await dropSlot(sourceConnection(config.source), name);
+    const slot = await createSlot(sourceConnection(config.source), name);
     return { confirmedLsn: normalizeLsn(slot.confirmedLsn) };
   });
 }

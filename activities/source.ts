@@ -21,3 +21,12 @@ export function sourceConnection(source: SourceConfig): pg.ClientConfig {
 }
 
 export { slotName } from '../lib/config.ts';
+
+/** application_name of the session holding a pipeline's backfill snapshot (at most 63 bytes: ids are at most 48). */
+export const snapshotApplicationName = (pipelineId: string): string => `walflow_snapshot:${pipelineId}`;
+
+/** Where a source is, for error messages (no password: URLs never carry one). */
+export function describeSource(source: SourceConfig): string {
+  const c = parseIntoClientConfig(source.url);
+  return `source postgres ${c.host ?? 'localhost'}:${c.port ?? 5432}/${c.database ?? ''}`;
+}

@@ -19,6 +19,7 @@ import { openChangeStream, type StreamEvent } from './postgres/stream.ts';
 import { fillUnchangedColumns } from './postgres/unchanged.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { sourceConnection, slotName } from './source.ts';
+import { streamFailure, watchSlot } from './slot-watch.ts';
 
 export interface StreamInput {
   config: PipelineConfig;
@@ -95,8 +96,8 @@ export function createStreamActivities(deps: ActivityDeps) {
         if (!force && (since < REPORT_EVERY_MS || (!news && since < IDLE_REPORT_EVERY_MS))) return;
         lastReport = Date.now();
         reportedLsn = confirmed;
-        const { rows } = await source.query<{ lag: string | null }>('SELECT (pg_current_wal_lsn() - $1::pg_lsn)::text AS lag', [formatLsn(confirmed)]);
-        const progress: StreamProgress = { confirmedLsn: formatLsn(confirmed), lagBytes: Math.max(0, Number(rows[0]?.lag ?? 0)), changes: unreported };
+        const { health, warnings } = await watchSlot(deps, config, source);
+        const progress: StreamProgress = { confirmedLsn: formatLsn(confirmed), lagBytes: health.lagBytes, changes: unreported, warnings };
         unreported = {};
         await signal(progress).catch((e: Error) => {
           // Progress is for status only: a report that cannot get through must never stall the stream.
@@ -128,6 +129,7 @@ export function createStreamActivities(deps: ActivityDeps) {
           await faultPoint('destinationWrite');
           await applyHeartbeating(destination!, batch, details);
           for (const c of batch) count(c);
+          deps.metrics?.applied(config.id, batch, (c) => wanted.get(tableKey(c.table)) ?? tableKey(c.table));
           batch = [];
         }
         await acknowledge();
@@ -199,10 +201,10 @@ export function createStreamActivities(deps: ActivityDeps) {
       await report(true).catch(() => undefined); // the workflow may be gone (terminated): nothing to tell
       throw new CancelledFailure('stream stopped on request after a final flush');
     } catch (e) {
-      if (!(e instanceof CancelledFailure)) {
-        await signal({ error: (e as Error).message, confirmedLsn: confirmed ? formatLsn(confirmed) : '', lagBytes: null, changes: {} }).catch(() => undefined);
-      }
-      throw e;
+      if (e instanceof CancelledFailure) throw e;
+      const { error, warnings } = await streamFailure(deps, config, e);
+      await signal({ error: (error as Error).message, warnings, confirmedLsn: confirmed ? formatLsn(confirmed) : '', lagBytes: null, changes: {} }).catch(() => undefined);
+      throw error;
     } finally {
       await stream?.close().catch(() => undefined);
       await destination?.close().catch(() => undefined);

@@ -13,7 +13,7 @@ import {
   DEFAULT_CONFIG, noWorkerMessage, NoWorkerError, openContext, queryWithWorker, updateWithWorker, withPipeline, workerPolls, type CommandContext,
 } from './context.ts';
 import { listSessions, renderSessions } from './sessions.ts';
-import { gatherStatus, renderStatus } from './status.ts';
+import { gatherStatus, renderStatus, withLiveSlot } from './status.ts';
 
 const configOption = ['-c, --config <file>', 'pipeline config file', DEFAULT_CONFIG] as const;
 
@@ -57,7 +57,7 @@ export function registerPipelineCommands(program: Command): void {
     .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, (ctx, config) => applyFileConfig(ctx, config)));
 
   program.command('status [pipeline]')
-    .description("show a pipeline's phase, confirmed LSN, lag and per-table progress; --sessions: walflow serve's sessions")
+    .description("show a pipeline's phase, confirmed LSN, lag, slot and WAL (read live from the source), warnings, errors and per-table progress; --sessions: walflow serve's sessions")
     .option(...configOption)
     .option('--json', 'print the status as JSON (on failure {"pipeline", "error"}, exit 1)')
     .option('--watch', 'refresh every second until interrupted')
@@ -70,7 +70,7 @@ export function registerPipelineCommands(program: Command): void {
         for (;;) {
           const out: string[] = [];
           if (config) {
-            const status = await gatherStatus(ctx, config);
+            const status = await withLiveSlot(config, await gatherStatus(ctx, config));
             out.push(opts.json ? JSON.stringify(status) : renderStatus(status));
           }
           if (opts.sessions) {

@@ -1,12 +1,17 @@
 /**
  * A pipeline's status as the CLI shows it: the workflow's answer to the `status` query, or, when no
  * worker answers, what the workflow last published in its memo; plus a running resync and whether the
- * running tables differ from the file. Rendered for people with a progress bar per table.
+ * running tables differ from the file; and the slot read live from the source. Rendered for people with a
+ * progress bar per table.
  */
 import { WorkflowNotFoundError } from '@temporalio/client';
+import { readSlotHealth } from '../activities/postgres/slot.ts';
+import { connect } from '../activities/postgres/session.ts';
+import { slotName, snapshotApplicationName, sourceConnection } from '../activities/source.ts';
+import { formatBytes as bytes, slotWarnings } from '../lib/alerts.ts';
 import type { PipelineConfig } from '../lib/config.ts';
 import {
-  pipelineWorkflowId, statusQuery, type PipelineStatus, type PublishedStatus, type TableProgress,
+  pipelineWorkflowId, statusQuery, type PipelineStatus, type PublishedStatus, type SlotHealth, type TableProgress,
 } from '../workflows/definitions.ts';
 import { NoWorkerError, queryWithWorker, type CommandContext } from './context.ts';
 
@@ -70,11 +75,32 @@ function bar(done: number, total: number, width = 24): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(ratio * 100).toFixed(0).padStart(3)}%`;
 }
 
-function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+/**
+ * The workflow's status plus the slot and snapshot as the source reports them now (the workflow's own
+ * numbers are the stream's last report, which stops while the stream fails): `slot`, a live `lagBytes`,
+ * and `warnings` against config `alerts`. A source that cannot be read leaves the workflow's numbers.
+ */
+export async function withLiveSlot<S extends PipelineStatus>(config: PipelineConfig, status: S): Promise<S> {
+  let health: SlotHealth;
+  try {
+    const client = await connect({ ...sourceConnection(config.source), connectionTimeoutMillis: 5_000 });
+    try {
+      health = await readSlotHealth(client, slotName(config.id, config.source), snapshotApplicationName(config.id));
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  } catch (e) {
+    return { ...status, slot: null, warnings: [...(status.warnings ?? []), `cannot read the slot from the source: ${(e as Error).message}`] };
+  }
+  // Before the pipeline has created its slot, a missing one is no news.
+  const warnings = !health.exists && status.phase === 'starting' ? [] : slotWarnings(config, health, status.errors?.stream?.message);
+  return { ...status, lagBytes: health.lagBytes ?? status.lagBytes, slot: health, warnings };
+}
+
+function slotLine(h: SlotHealth): string {
+  if (!h.exists) return `  slot ${h.name}: does not exist`;
+  const limit = h.safeWalSize === null ? 'no WAL limit (max_slot_wal_keep_size = -1)' : `safe_wal_size ${bytes(Math.max(0, h.safeWalSize))}`;
+  return `  slot ${h.name}: wal_status ${h.walStatus ?? '-'}, ${h.active ? 'active' : 'inactive'}, retaining ${h.retainedBytes === null ? '-' : bytes(h.retainedBytes)}, ${limit}`;
 }
 
 export function renderStatus(s: CliStatus): string {
@@ -83,6 +109,9 @@ export function renderStatus(s: CliStatus): string {
     `pipeline ${s.pipeline}: ${s.phase}${s.paused && s.phase !== 'paused' ? ' (paused)' : ''}`,
     `  confirmed LSN ${s.confirmedLsn ?? '-'}   lag ${s.lagBytes === null ? '-' : bytes(s.lagBytes)}${s.snapshotLsn ? `   backfill snapshot ${s.snapshotLsn}` : ''}`,
   ];
+  if (s.slot) lines.push(slotLine(s.slot));
+  const snap = s.slot?.snapshot;
+  if (snap) lines.push(`  backfill snapshot ${Math.round(snap.ageSeconds / 60)} min old, holding back xmin ${snap.xmin ?? '-'}${snap.xminAge !== null ? ` (${snap.xminAge} transactions)` : ''}`);
   const width = Math.max(5, ...Object.keys(s.tables).map((t) => t.length));
   for (const [table, t] of Object.entries(s.tables)) {
     const c = t.changes;
@@ -97,6 +126,9 @@ export function renderStatus(s: CliStatus): string {
     lines.push(`  resync running (workflow ${s.resync.workflowId})${copied.length ? `: ${copied.join(', ')}` : ''}`);
   }
   if (s.fileTables) lines.push(`  the config file lists other tables (${s.fileTables.join(', ')}): \`walflow apply\` to use the file's, or edit the file`);
-  if (s.lastError) lines.push(`  last error: ${s.lastError}`);
+  for (const w of s.warnings ?? []) lines.push(`  warning: ${w}`);
+  const errors = Object.entries(s.errors ?? {});
+  for (const [component, e] of errors) lines.push(`  error in ${component} since ${e.since}${e.count > 1 ? ` (${e.count} failures)` : ''}: ${e.message}`);
+  if (!errors.length && s.lastError) lines.push(`  last error: ${s.lastError}`);
   return lines.join('\n');
 }

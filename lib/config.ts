@@ -213,6 +213,15 @@ export const PipelineConfig = z.strictObject({
     flushIntervalMs: z.number().int().min(1).default(1000),
     maxBatchRows: z.number().int().min(1).default(10_000),
   }).prefault({}),
+  /** Thresholds past which status, the workflow's details and the worker log warn. */
+  alerts: z.strictObject({
+    /** WAL between the slot's confirmed position and the server's current one (default 1 GiB). */
+    lagBytes: z.number().int().min(0).default(1024 ** 3),
+    /** How long a backfill snapshot may hold back vacuum (its xmin) before a warning (default 60). */
+    snapshotAgeMinutes: z.number().min(0).default(60),
+  }).prefault({}),
+  /** When Postgres invalidates the slot (wal_status lost): stop for the operator, or recreate it and resync every table. */
+  onSlotLost: z.enum(['fail', 'resync']).default('fail'),
   /** Filters and transforms applied in the worker before any destination (lib/rules.ts). */
   rules: RulesConfig.optional(),
 }).superRefine(checkRuleTables);
@@ -328,7 +337,7 @@ export function parsePipelineConfig(input: unknown, origin = 'workflow input'): 
 }
 
 /** Destinations that keep tables walflow can read back and remove stale rows from (resync); change streams cannot. */
-const RESYNCABLE: DestinationConfig['type'][] = ['clickhouse', 'snowflake', 'postgres'];
+const RESYNCABLE: DestinationConfig['type'][] = ['clickhouse', 'snowflake', 'postgres', 'duckdb'];
 export const canResync = (destination: DestinationConfig): boolean => RESYNCABLE.includes(destination.type);
 
 /** The replication slot a pipeline streams from. */

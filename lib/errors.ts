@@ -1,6 +1,7 @@
 /**
  * Error types that cross the activity/workflow boundary (an ApplicationFailure's `type` is the thrown
- * error's `name`), and the one walk of a failure's cause chain. Imported by activities and workflows.
+ * error's `name`), the one walk of a failure's cause chain, and errors that say where they happened.
+ * Imported by activities and workflows.
  */
 import { ApplicationFailure } from '@temporalio/common';
 
@@ -13,6 +14,8 @@ export const ErrorType = {
   SnapshotLost: 'SnapshotLost',
   /** The source is not set up for replication (preflight listed each problem). */
   PreflightFailed: 'PreflightFailed',
+  /** Postgres invalidated the pipeline's slot (wal_status lost) or it is gone: it must be recreated and every table resynced. */
+  SlotLost: 'SlotLost',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -35,4 +38,14 @@ export function rootMessage(e: unknown): string {
   let last: unknown = e;
   for (const c of causes(e)) last = c;
   return (last as Error)?.message ?? String(e);
+}
+
+/** Prefixes `where` to an error's message, once; its class (and so its Temporal failure type) is kept. */
+export function labelError<E>(e: E, where: string): E {
+  if (e instanceof Error && !e.message.startsWith(`${where}:`)) {
+    const original = e.message;
+    e.message = `${where}: ${original}`;
+    if (e.stack?.includes(original)) e.stack = e.stack.replace(original, e.message); // logs print the stack
+  }
+  return e;
 }

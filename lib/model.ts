@@ -53,7 +53,7 @@ export interface ColumnSchema {
   typeOid: number;
   /** Kind of the scalar (element type for arrays, base type for domains). */
   kind: ValueKind;
-  /** Array dimensions; 0 for a scalar. */
+  /** Array dimensions the column declares (at least 1 for an array: Postgres does not enforce them); 0 for a scalar. */
   arrayDims: number;
   /** Postgres enum labels, when the (element) type is an enum. */
   enumLabels?: string[];

@@ -63,6 +63,23 @@ test('every problem of a misconfigured database is reported at once, each with i
   }
 });
 
+test('a role that cannot add tables to the publication it is to manage is told why and how to fix it', async () => {
+  const url = new URL(db.url);
+  url.username = 'plain_role';
+  url.password = 'x';
+  const client = await connect({ connectionString: url.toString() });
+  try {
+    const report = await preflight(client, { publication: 'partial', tables: ['public.keyed', 'public.keyless'], createPublication: true, slot: 'walflow_x' });
+    const owner = report.failures.filter((f) => /does not own/.test(f));
+    assert.equal(owner.length, 1, report.failures.join('\n'));
+    // keyed is published already: only keyless must be added, and so owned.
+    assert.match(owner[0]!, /^role plain_role does not own public\.keyless \(owner postgres\), and adding a table to publication partial requires owning it: ALTER TABLE public\.keyless OWNER TO plain_role;.*set source\.createPublication: false/);
+    assert.ok(report.failures.some((f) => /^publication partial belongs to postgres, so role plain_role cannot ALTER it .*ALTER PUBLICATION partial OWNER TO plain_role;/.test(f)), report.failures.join('\n'));
+  } finally {
+    await client.end();
+  }
+});
+
 test('a missing publication is reported when walflow is not to create it, and `walflow check` exits 1 with the list', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'walflow-check-'));
   const config = join(dir, 'walflow.yaml');
@@ -84,6 +101,9 @@ test('a well-configured database passes', async () => {
     const report = await preflight(c, { publication: 'p', tables: ['public.t'], createPublication: true, slot: 's' });
     assert.deepEqual(report.failures, []);
     assert.ok(report.majorVersion >= 14);
+    const keep = (await c.query<{ v: string }>(`SELECT current_setting('max_slot_wal_keep_size') AS v`)).rows[0]!.v;
+    if (keep === '-1') assert.match(report.warnings.join('\n'), /^max_slot_wal_keep_size is -1: .*ALTER SYSTEM SET max_slot_wal_keep_size/);
+    else assert.deepEqual(report.warnings, []);
   } finally {
     await c.end();
     await good.drop();

@@ -3,6 +3,7 @@ import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
 import { createActivities } from '../activities/index.ts';
 import { workflowBundlePath } from './bundle.ts';
+import { serveMetrics, WalflowMetrics } from './metrics.ts';
 
 export const DEFAULT_TASK_QUEUE = 'walflow';
 
@@ -15,6 +16,8 @@ export interface WorkerOptions {
   taskQueue?: string;
   /** Activities in flight on one worker (range copies, streams, ...). */
   maxConcurrentActivities?: number;
+  /** Serve Prometheus metrics on this port (GET /metrics); off when absent. */
+  metricsPort?: number;
 }
 
 export interface RunningWorker {
@@ -40,6 +43,8 @@ function installRuntime(): void {
 export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   installRuntime();
   const namespace = opts.namespace ?? 'default';
+  const metrics = opts.metricsPort === undefined ? undefined : new WalflowMetrics();
+  const metricsServer = metrics && await serveMetrics(metrics, opts.metricsPort!);
   const { address, tls, apiKey } = opts;
   const clientConnection = await Connection.connect({ address, tls, apiKey });
   const connection = await NativeConnection.connect({ address, tls, apiKey });
@@ -48,7 +53,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     namespace,
     taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
     workflowBundle: { codePath: workflowBundlePath() },
-    activities: createActivities({ client: new Client({ connection: clientConnection, namespace }) }),
+    activities: createActivities({ client: new Client({ connection: clientConnection, namespace }), metrics }),
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 32,
     shutdownGraceTime: '30 seconds',
     // Cancellation reaches an activity only in a heartbeat's answer, and heartbeats are sent at most once
@@ -59,6 +64,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   const done = worker.run().finally(async () => {
     await connection.close();
     await clientConnection.close();
+    await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
   });
   return {
     worker,

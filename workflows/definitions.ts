@@ -37,15 +37,63 @@ export interface PipelineStatus {
   /** The snapshot LSN of the backfill in progress, if any. */
   snapshotLsn: string | null;
   tables: Record<string, TableProgress>;
+  /** The newest active error of any component, with where and since when (see `errors`). */
   lastError: string | null;
   /** How many times the pipeline workflow has continued-as-new. */
   continuedAsNew: number;
+  /** Active errors by component (`stream`, `backfill <table>`, `snapshot`, `pipeline`), each kept until that component recovers. */
+  errors?: Record<string, ComponentError>;
+  /** The slot and WAL, read live from the source by `walflow status` (absent from the workflow query, which has the stream's lagBytes). */
+  slot?: SlotHealth | null;
+  /** Thresholds of config `alerts` passed, a slot unreserved or lost (the stream's last reading; live in `walflow status`). */
+  warnings?: string[];
+}
+
+export interface ComponentError {
+  message: string;
+  /** ISO time of the first failure since the component last worked. */
+  since: string;
+  /** ISO time of the latest failure. */
+  last: string;
+  /** Failures reported since `since`. */
+  count: number;
+}
+
+/** The pipeline's replication slot and the backfill snapshot, as Postgres reports them. */
+export interface SlotHealth {
+  name: string;
+  /** False when the slot does not exist. */
+  exists: boolean;
+  active: boolean;
+  confirmedLsn: string | null;
+  /** pg_current_wal_lsn() - confirmed_flush_lsn. */
+  lagBytes: number | null;
+  /** pg_current_wal_lsn() - restart_lsn: WAL the slot keeps on the server's disk. */
+  retainedBytes: number | null;
+  /** reserved | extended | unreserved | lost (pg_replication_slots.wal_status). */
+  walStatus: string | null;
+  /** Bytes the slot may still fall behind before Postgres invalidates it; null when max_slot_wal_keep_size = -1 (no limit). */
+  safeWalSize: number | null;
+  /** The backfill snapshot being held, if any. */
+  snapshot: SnapshotHealth | null;
+}
+
+export interface SnapshotHealth {
+  /** The temporary slot that exports it. */
+  slot: string;
+  ageSeconds: number;
+  /** The transaction horizon it holds back (vacuum cannot remove rows dead after it). */
+  xmin: string | null;
+  /** age(xmin) in transactions. */
+  xminAge: number | null;
 }
 
 /** What the streaming activity reports after each durable flush (throttled). */
 export interface StreamProgress {
   /** Set instead of progress when the stream hit an error (it will be retried). */
   error?: string;
+  /** Alert thresholds passed, as the stream last measured the slot. */
+  warnings?: string[];
   confirmedLsn: string;
   lagBytes: number | null;
   /** Changes applied since the previous report, per table. */
@@ -58,6 +106,8 @@ export interface CopyProgress {
   tables: Record<string, { ranges: number; rows: number }>;
   /** Set when a range copy failed (it will be retried). */
   error?: string;
+  /** The table whose range failed. */
+  errorTable?: string;
 }
 
 export interface SnapshotReady {
@@ -85,6 +135,9 @@ export interface PipelineState {
   progress: Record<string, TableProgress>;
   lastError: string | null;
   continuedAsNew: number;
+  /** Active errors by component (absent in state carried from older runs). */
+  errors?: Record<string, ComponentError>;
+  warnings?: string[];
 }
 
 export interface ResyncInput {

@@ -16,6 +16,12 @@ export const Patch = {
    */
   SnapshotRetryBackoff: 'backfill-snapshot-retry-backoff',
   /**
+   * 2026-12-02: a stream failing with SlotLost leads to a recreated slot and a resync of every table (at once
+   * with onSlotLost: resync, else after `walflow resume`). Old course: stop for the operator and, on resume,
+   * stream the lost slot again (and fail again).
+   */
+  SlotLostRecovery: 'slot-lost-recovery',
+  /**
    * 2026-12-02: pipeline and resync workflows set their own WalflowPipeline (and the resync its WalflowPhase)
    * search attribute and keep their status in the memo (`walflow status` without a worker). Old course:
    * no such upserts (only `walflow start` set the search attributes).

@@ -7,12 +7,15 @@
  */
 import {
   ActivityCancellationType, allHandlersFinished, CancellationScope, condition, continueAsNew, isCancellation, log,
-  proxyActivities, setHandler, upsertSearchAttributes, workflowInfo,
+  patched, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import { configDifferences, liveChangeRefusals, parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
 import { ErrorType, NEEDS_OPERATOR } from '../lib/errors.ts';
 import { addCopyProgress, backfillTables, errorMessage } from './backfill.ts';
+import { backfillOf, clearError, noteError, PIPELINE, setWarnings, SNAPSHOT, STREAM } from './errors.ts';
+import { Patch } from './patches.ts';
+import { isSlotLost, recoverLostSlot } from './slot-lost.ts';
 import {
   addTablesUpdate, applyConfigUpdate, copyProgressSignal, dropUpdate, pauseSignal, phaseKey, removeTablesUpdate, resumeSignal,
   statusQuery, streamProgressSignal, type PipelineInput, type PipelineState, type PipelineStatus, type Phase, type TableProgress,
@@ -62,6 +65,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   const status = (): PipelineStatus => ({
     pipeline: config.id, phase, paused: state.paused, confirmedLsn: state.confirmedLsn, lagBytes: state.lagBytes,
     snapshotLsn, tables: state.progress, lastError: state.lastError, continuedAsNew: state.continuedAsNew,
+    errors: state.errors ?? {}, warnings: state.warnings ?? [],
   });
   const publish = statusPublisher(status);
   const setPhase = (p: Phase) => {
@@ -75,6 +79,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     const tables = [...state.tables.filter((t) => !remove.includes(t)), ...add];
     if (add.length || remove.length) await alterPublication(next, { add, remove, tables });
     for (const t of remove) delete state.progress[t];
+    clearError(state, ...remove.map(backfillOf));
     for (const t of add) state.progress[t] = emptyProgress();
     state.tables = tables;
     restartStream = true;
@@ -89,14 +94,15 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   setHandler(pauseSignal, () => { state.paused = true; });
   setHandler(resumeSignal, () => { state.paused = false; });
   setHandler(streamProgressSignal, (p) => {
+    setWarnings(state, p.warnings);
     if (p.error) {
-      state.lastError = p.error;
+      noteError(state, STREAM, p.error);
       publish();
       return;
     }
     state.confirmedLsn = p.confirmedLsn;
     state.lagBytes = p.lagBytes;
-    state.lastError = null;
+    clearError(state, STREAM, PIPELINE);
     for (const [table, c] of Object.entries(p.changes)) {
       const counters = (state.progress[table] ??= emptyProgress()).changes;
       counters.inserts += c.inserts;
@@ -108,7 +114,9 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   });
   setHandler(copyProgressSignal, (p) => {
     const error = addCopyProgress(state.progress, p);
-    if (error) state.lastError = error;
+    const copied = Object.entries(p.tables).filter(([, c]) => c.ranges > 0).map(([t]) => backfillOf(t));
+    if (copied.length) clearError(state, 'backfill', ...copied); // a range copied: planning worked, and so did that table
+    if (error) noteError(state, p.errorTable ? backfillOf(p.errorTable) : 'backfill', error);
     publish();
   });
   setHandler(addTablesUpdate, (tables) => changeTables(tables, []), {
@@ -149,7 +157,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   const waitForOperator = async (failure: string) => {
     // Not retryable (bad config, a misconfigured source): say why and wait for a fix and `resume`.
     log.error(`pipeline ${config.id} stopped: ${failure}`);
-    state.lastError = failure;
+    noteError(state, PIPELINE, failure);
     state.paused = true;
     setPhase('failed');
     await condition(() => !state.paused || dropRequested);
@@ -161,7 +169,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       const slot = await ensureSlot(config, state.tables);
       state.confirmedLsn ??= slot.confirmedLsn;
       state.initialized = true;
-      state.lastError = null;
+      clearError(state, PIPELINE);
     } catch (e) {
       await waitForOperator(errorMessage(e));
     }
@@ -186,12 +194,14 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       await condition(() => needsBackfill().length > 0);
       backfilling = true;
       setPhase('backfilling');
+      const tables = needsBackfill();
       try {
         await backfillTables({
-          config, tables: needsBackfill(), progress: state.progress,
-          onSnapshot: (lsn) => { snapshotLsn = lsn; },
-          onError: (message) => { state.lastError = message; },
+          config, tables, progress: state.progress,
+          onSnapshot: (lsn) => { snapshotLsn = lsn; if (lsn) clearError(state, SNAPSHOT); },
+          onError: (message) => noteError(state, SNAPSHOT, message),
         });
+        clearError(state, 'backfill', ...tables.map(backfillOf));
       } finally {
         backfilling = false;
       }
@@ -211,15 +221,21 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     }
     setPhase(needsBackfill().length ? 'backfilling' : 'streaming');
     let failure: string | undefined;
+    let slotLost = false;
     const scope = new CancellationScope();
     const work = scope.run(() => Promise.all([runStream(), runBackfills()])).catch((e) => {
       if (!isCancellation(e)) failure = errorMessage(e);
+      slotLost = isSlotLost(e);
     });
     reconfigure = false;
     await Promise.race([work, condition(() => state.paused || dropRequested || reconfigure || shouldContinueAsNew())]);
     scope.cancel();
     await work;
-    if (failure) await waitForOperator(failure);
+    if (failure && slotLost && patched(Patch.SlotLostRecovery)) {
+      // The slot's WAL is gone: a new slot and a resync of every table, on the operator's word or by config.
+      if (config.onSlotLost !== 'resync') await waitForOperator(`${failure}. Run \`walflow resume ${config.id}\` to recreate the slot and resync every table (or set onSlotLost: resync to have walflow do it), and raise max_slot_wal_keep_size`);
+      if (!dropRequested) await recoverLostSlot(config, state, failure);
+    } else if (failure) await waitForOperator(failure);
   }
 
   setPhase('dropping');

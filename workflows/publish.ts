@@ -53,6 +53,9 @@ function currentDetails(s: PipelineStatus): string {
   return [
     `**${s.phase}**${s.paused && s.phase !== 'paused' ? ' (paused)' : ''} · ${tables.length} table(s): ${tables.join(', ')}`,
     `confirmed LSN ${s.confirmedLsn ?? '-'} · lag ${s.lagBytes ?? '-'} bytes${s.snapshotLsn ? ` · snapshot ${s.snapshotLsn}` : ''}`,
-    ...(s.lastError ? [`last error: ${s.lastError}`] : []),
+    ...(s.warnings ?? []).map((w) => `warning: ${w}`),
+    ...(Object.keys(s.errors ?? {}).length
+      ? Object.entries(s.errors!).map(([c, e]) => `error in ${c} since ${e.since} (${e.count} failure(s)): ${e.message}`)
+      : s.lastError ? [`last error: ${s.lastError}`] : []),
   ].join('\n\n');
 }

@@ -53,13 +53,14 @@ export function clickhouseType(c: ColumnSchema, key: boolean): string {
   const scalar = SCALAR[c.kind](c);
   const nullable = (t: string) => (t === 'LowCardinality(String)' ? 'LowCardinality(Nullable(String))' : `Nullable(${t})`);
   if (arrayAsText(c)) return 'Nullable(String)';
-  if (c.arrayDims > 0) return `Array(${nullable(scalar)})`;
+  if (c.arrayDims > 0) return `${'Array('.repeat(c.arrayDims)}${nullable(scalar)}${')'.repeat(c.arrayDims)}`;
   return c.nullable && !key ? nullable(scalar) : scalar;
 }
 
 /**
  * ClickHouse arrays cannot be NULL. A nullable array column is therefore kept as its Postgres
- * array text in a Nullable(String) (exact, NULL kept); a NOT NULL one becomes Array(Nullable(T)).
+ * array text in a Nullable(String) (exact, NULL kept); a NOT NULL one becomes Array(Nullable(T)),
+ * nested once per dimension the column declares (int[][] is Array(Array(Nullable(Int32)))).
  */
 function arrayAsText(c: ColumnSchema): boolean {
   return c.arrayDims > 0 && c.nullable;
@@ -71,8 +72,13 @@ function toClickHouse(c: ColumnSchema, v: Value, where: () => string): unknown {
   if (v === null) return null;
   if (arrayAsText(c)) return toPgText(v);
   if (Array.isArray(v)) {
-    if (v.some(Array.isArray)) throw new ClickHouseValueError(`${where()}: multi-dimensional arrays are not supported by the ClickHouse destination`);
-    return v.map((e) => toClickHouse({ ...c, arrayDims: 0, nullable: true }, e, where));
+    // Postgres does not enforce declared dimensions; a ClickHouse column has exactly its own.
+    const dims = arrayDepth(v);
+    if (v.length && dims !== c.arrayDims) {
+      throw new ClickHouseValueError(`${where()}: a ${dims}-dimensional array does not fit ${clickhouseType(c, false)}, made for the ${c.arrayDims} dimension(s) the column declares: `
+        + `declare its dimensions in the source (e.g. ${c.type.replace(/(\[\])+$/, '')}${'[]'.repeat(dims)}) and recreate the ClickHouse table`);
+    }
+    return mapLeaves(v, (e) => toClickHouse({ ...c, arrayDims: 0, nullable: true }, e, where));
   }
   switch (c.kind) {
     case 'bytes':
@@ -91,6 +97,14 @@ function toClickHouse(c: ColumnSchema, v: Value, where: () => string): unknown {
       return v;
   }
 }
+
+function arrayDepth(v: Value): number {
+  let depth = 0;
+  for (let x: Value | undefined = v; Array.isArray(x); x = x[0]) depth++;
+  return depth;
+}
+
+const mapLeaves = (v: Value[], f: (leaf: Value) => unknown): unknown[] => v.map((e) => (Array.isArray(e) ? mapLeaves(e, f) : f(e)));
 
 /** A value read back (JSONEachRow output with quoted 64-bit ints and decimals) as the canonical value. */
 function fromClickHouse(c: ColumnSchema, v: unknown): Value {

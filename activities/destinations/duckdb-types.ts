@@ -109,7 +109,7 @@ export interface ColumnMapping {
   value(raw: unknown): Value;
 }
 
-/** How a column is stored. Arrays are lists (NULL lists and NULL elements kept) of one dimension. */
+/** How a column is stored. Arrays are lists (NULL lists and NULL elements kept), nested once per declared dimension. */
 export function columnMapping(c: ColumnSchema): ColumnMapping {
   const s = scalarMapping(c);
   if (c.arrayDims === 0) {
@@ -120,17 +120,25 @@ export function columnMapping(c: ColumnSchema): ColumnMapping {
       value: (raw) => (raw === null || raw === undefined ? null : s.value(raw)),
     };
   }
-  const staged = LIST(s.staged);
+  const dims = c.arrayDims;
+  let staged: DuckDBType = s.staged;
+  for (let d = 0; d < dims; d++) staged = LIST(staged);
+  const stage = (v: Value, depth: number, where: () => string): DuckDBValue | null => {
+    if (v === null) return null;
+    if (Array.isArray(v) !== depth > 0) {
+      throw new DuckDBValueError(`${where()}: a value with other dimensions than the column's ${dims} (a declared ${c.type}); store it in a column declared with ${Array.isArray(v) ? 'more' : 'fewer'} dimensions, or as text`);
+    }
+    return depth === 0 ? s.stage(v as Scalar, where) : listValue((v as Value[]).map((e) => stage(e, depth - 1, where)));
+  };
+  const read = (x: string, depth: number): string => (depth === 0 ? s.read(x) : `list_transform(${x}, lambda e${depth}: ${read(`e${depth}`, depth - 1)})`);
+  const value = (raw: unknown, depth: number): Value => {
+    if (raw === null || raw === undefined) return null;
+    return depth === 0 ? s.value(raw) : (raw as unknown[]).map((e) => value(e, depth - 1));
+  };
   return {
-    type: `${s.type}[]`, staged, stagedSql: staged.toString(),
-    stage: (v, where) => {
-      if (v === null) return null;
-      return listValue((v as Value[]).map((e) => {
-        if (Array.isArray(e)) throw new DuckDBValueError(`${where()}: multi-dimensional arrays are not supported by the DuckDB destination`);
-        return e === null ? null : s.stage(e, where);
-      }));
-    },
-    read: (x) => `list_transform(${x}, lambda e: ${s.read('e')})`,
-    value: (raw) => (raw === null || raw === undefined ? null : (raw as unknown[]).map((e) => (e === null ? null : s.value(e)))),
+    type: `${s.type}${'[]'.repeat(dims)}`, staged, stagedSql: staged.toString(),
+    stage: (v, where) => stage(v, dims, where),
+    read: (x) => read(x, dims),
+    value: (raw) => value(raw, dims),
   };
 }

@@ -8,7 +8,9 @@ import { ClickHouseDestination } from './clickhouse.ts';
 import { NullDestination } from './null.ts';
 import { StdoutDestination } from './stdout.ts';
 import { PostgresDestination } from './postgres.ts';
+import { parseIntoClientConfig } from 'pg-connection-string';
 import { postgresConnection } from '../source.ts';
+import { labelError } from '../../lib/errors.ts';
 import { Envelopes } from './envelopes.ts';
 import { FileDestination } from './file.ts';
 import { WebhookDestination } from './webhook.ts';
@@ -25,7 +27,39 @@ export interface DestinationContext {
   pipeline: string;
 }
 
+/**
+ * The destination, its failures prefixed with which destination it is (`destination clickhouse http://…: …`):
+ * every method that returns a promise is labelled, whatever the destination adds (the object stays itself).
+ */
 export async function createDestination(config: DestinationConfig, context: DestinationContext): Promise<Destination> {
+  const destination = await openDestination(config, context);
+  const where = describeDestination(config);
+  return new Proxy(destination, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        const result = value.apply(target, args);
+        return result instanceof Promise ? result.catch((e: unknown) => { throw labelError(e, where); }) : result;
+      };
+    },
+  });
+}
+
+/** Which destination, for error messages: never a secret (URLs carry none; passwords are references). */
+export function describeDestination(config: DestinationConfig): string {
+  switch (config.type) {
+    case 'clickhouse': return `destination clickhouse ${config.url}`;
+    case 'snowflake': return `destination snowflake ${config.host ? `${config.host}${config.port ? `:${config.port}` : ''}` : config.account}`;
+    case 'postgres': {
+      const c = parseIntoClientConfig(config.url);
+      return `destination postgres ${c.host ?? 'localhost'}:${c.port ?? 5432}/${c.database ?? ''}`;
+    }
+    default: return `destination ${config.type}`;
+  }
+}
+
+async function openDestination(config: DestinationConfig, context: DestinationContext): Promise<Destination> {
   switch (config.type) {
     case 'null':
       return new NullDestination();

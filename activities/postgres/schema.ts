@@ -25,6 +25,7 @@ interface ColumnRow {
   scalar_name: string;
   scalar_typtype: string;
   is_array: boolean;
+  attndims: number;
   enum_labels: string[] | null;
   numeric_precision: number | null;
   numeric_scale: number | null;
@@ -56,7 +57,7 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
         FROM base b JOIN pg_type t ON t.oid = b.oid GROUP BY b.attnum
       ),
       scalar AS (SELECT DISTINCT ON (attnum) attnum, oid FROM base ORDER BY attnum, depth DESC)
-      SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::int, a.attnotnull,
+      SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::int, a.attnotnull, a.attndims,
              st.oid::int AS scalar_oid, st.typname AS scalar_name, st.typtype::text AS scalar_typtype, ar.is_array,
              (SELECT array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = st.oid) AS enum_labels,
              CASE WHEN st.oid = 1700 AND a.atttypmod > 0 THEN ((a.atttypmod - 4) >> 16) & 65535 END AS numeric_precision,
@@ -78,7 +79,7 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
         console.warn(`walflow: column ${schema}.${name}.${c.attname} has type ${c.type}, which walflow does not know; it is carried as its Postgres text`);
       }
       return {
-        name: c.attname, type: c.type, typeOid: c.atttypid, kind: known ?? 'text', arrayDims: c.is_array ? 1 : 0,
+        name: c.attname, type: c.type, typeOid: c.atttypid, kind: known ?? 'text', arrayDims: c.is_array ? Math.max(1, c.attndims) : 0,
         ...(c.enum_labels ? { enumLabels: c.enum_labels } : {}),
         ...(c.numeric_precision !== null ? { precision: c.numeric_precision, scale: c.numeric_scale ?? 0 } : {}),
         nullable: !c.attnotnull,

@@ -1,5 +1,6 @@
 /** The pipeline's replication slot: created once (pgoutput), dropped with the pipeline. */
 import pg from 'pg';
+import type { SlotHealth, SnapshotHealth } from '../../workflows/definitions.ts';
 import { connect, withSession } from './session.ts';
 
 export interface SlotInfo {
@@ -63,4 +64,30 @@ export async function dropSlot(connection: pg.ClientConfig, slot: string, timeou
   } finally {
     await client.end();
   }
+}
+
+const num = (v: string | null | undefined): number | null => (v === null || v === undefined ? null : Number(v));
+
+/**
+ * The slot as Postgres sees it now, and the backfill snapshot held by the session named
+ * `snapshotApplication` (its temporary slot's walsender), if one is held.
+ */
+export async function readSlotHealth(client: pg.Client, slot: string, snapshotApplication: string): Promise<SlotHealth> {
+  const { rows } = await client.query<{ active: boolean; confirmed: string | null; wal_status: string | null; safe: string | null; lag: string | null; retained: string | null }>(`
+    SELECT active, confirmed_flush_lsn::text AS confirmed, wal_status, safe_wal_size::text AS safe,
+           (pg_current_wal_lsn() - confirmed_flush_lsn)::text AS lag, (pg_current_wal_lsn() - restart_lsn)::text AS retained
+    FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+  const snap = await client.query<{ slot: string; age: number; xmin: string | null; xmin_age: number | null }>(`
+    SELECT s.slot_name AS slot, extract(epoch FROM now() - a.backend_start)::float8 AS age,
+           coalesce(a.backend_xmin, s.xmin)::text AS xmin, age(coalesce(a.backend_xmin, s.xmin)) AS xmin_age
+    FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+    WHERE s.temporary AND a.application_name = $1 ORDER BY a.backend_start LIMIT 1`, [snapshotApplication]);
+  const r = rows[0];
+  const s = snap.rows[0];
+  const snapshot: SnapshotHealth | null = s ? { slot: s.slot, ageSeconds: Math.round(s.age), xmin: s.xmin, xminAge: s.xmin_age } : null;
+  if (!r) return { name: slot, exists: false, active: false, confirmedLsn: null, lagBytes: null, retainedBytes: null, walStatus: null, safeWalSize: null, snapshot };
+  return {
+    name: slot, exists: true, active: r.active, confirmedLsn: r.confirmed, lagBytes: r.lag === null ? null : Math.max(0, Number(r.lag)),
+    retainedBytes: num(r.retained), walStatus: r.wal_status, safeWalSize: num(r.safe), snapshot,
+  };
 }

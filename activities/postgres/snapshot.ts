@@ -21,8 +21,9 @@ export interface ExportedSnapshot {
  * With `permanentSlot`, the exporting slot is that permanent slot instead of a temporary one: its
  * stream then starts exactly at the snapshot (what a `walflow serve` session reads).
  */
-export async function exportSnapshot(connection: pg.ClientConfig, permanentSlot?: string): Promise<ExportedSnapshot> {
-  const client = new pg.Client({ ...withSession(connection), replication: 'database' } as pg.ClientConfig);
+export async function exportSnapshot(connection: pg.ClientConfig, permanentSlot?: string, applicationName?: string): Promise<ExportedSnapshot> {
+  // applicationName names the session, so `walflow status` can find the snapshot and report its age and xmin.
+  const client = new pg.Client({ ...withSession(connection), replication: 'database', application_name: applicationName } as pg.ClientConfig);
   let markLost!: (e: Error) => void;
   const lost = new Promise<Error>((resolve) => { markLost = resolve; });
   client.on('error', (e) => markLost(e));

@@ -31,6 +31,7 @@ export function describeDestination(name: string, dest: Destination, dropAll: ()
         { name: 'at', type: 'timestamp with time zone', typeOid: 1184, kind: 'timestamptz', arrayDims: 0, nullable: true },
         { name: 'tags', type: 'text[]', typeOid: 1009, kind: 'text', arrayDims: 1, nullable: false },
         { name: 'maybe_tags', type: 'int4[]', typeOid: 1007, kind: 'int', arrayDims: 1, nullable: true },
+        { name: 'grid', type: 'integer[]', typeOid: 1007, kind: 'int', arrayDims: 2, nullable: false },
         { name: 'blob', type: 'bytea', typeOid: 17, kind: 'bytes', arrayDims: 0, nullable: true },
         { name: 'ratio', type: 'double precision', typeOid: 701, kind: 'float', arrayDims: 0, nullable: true },
         { name: 'doc', type: 'jsonb', typeOid: 3802, kind: 'json', arrayDims: 0, nullable: true },
@@ -46,7 +47,7 @@ export function describeDestination(name: string, dest: Destination, dropAll: ()
     const v = (lsn: number, seq: number) => makeVersion((1n << 40n) + BigInt(lsn), seq);
     const same = (r: Row) => comparableValues(r, schema.columns.map((c) => c.name), new Set(jsonColumns(schema)));
     const row = (id: number, name: string): Row => ({
-      id: String(id), name, price: '12.50', at: '2024-05-06 07:08:09.123456+00', tags: ['a', null], maybe_tags: id % 2 ? null : [1, null], blob: Buffer.from([1, 2, 255]), ratio: Number.NaN,
+      id: String(id), name, price: '12.50', at: '2024-05-06 07:08:09.123456+00', tags: ['a', null], maybe_tags: id % 2 ? null : [1, null], grid: id % 3 ? [[id, null], [3, 4]] : [], blob: Buffer.from([1, 2, 255]), ratio: Number.NaN,
       doc: '{"a": [1, "x", null], "b": {"c": true}}', day: '2024-02-29', t: '23:59:59.5', local: '1999-12-31 23:59:59.000001', ok: id % 2 === 0,
       exact: '123456789012345678901234567890.123456789',
     });

@@ -31,7 +31,11 @@ export interface PipelineFixtureOptions {
   /** SQL run in the source database before the pipeline starts. */
   setup: string;
   tables: string[];
-  pipeline?: Partial<Pick<PipelineConfig, 'backfill' | 'cdc' | 'rules'>> & { source?: Partial<PipelineConfig['source']> };
+  pipeline?: Partial<Pick<PipelineConfig, 'backfill' | 'cdc' | 'rules' | 'alerts' | 'onSlotLost'>> & { source?: Partial<PipelineConfig['source']> };
+  /** Keys replacing those of the destination's config (e.g. a url of a destination that is down). */
+  destinationOverride?: Record<string, unknown>;
+  /** The in-process worker serves Prometheus metrics on this port. */
+  metricsPort?: number;
   /** Run the worker as a separate process (so a test can kill -9 it). */
   workerProcess?: boolean;
   /** Where rows go: a Postgres database (default), the stack's ClickHouse or Snowflake (emulator), a DuckDB file. */
@@ -105,8 +109,11 @@ export class PipelineFixture {
         backfill: { parallelism: 2, rowsPerRange: 1000, ...this.opts.pipeline?.backfill },
         cdc: { flushIntervalMs: 200, ...this.opts.pipeline?.cdc },
         ...(this.opts.pipeline?.rules ? { rules: this.opts.pipeline.rules } : {}),
+        ...(this.opts.pipeline?.alerts ? { alerts: this.opts.pipeline.alerts } : {}),
+        ...(this.opts.pipeline?.onSlotLost ? { onSlotLost: this.opts.pipeline.onSlotLost } : {}),
       }],
     };
+    Object.assign(raw.pipelines[0]!.destination, this.opts.destinationOverride);
     this.config = parseConfig(raw).pipelines[0]!;
     const dir = mkdtempSync(join(tmpdir(), 'walflow-test-'));
     this.configFile = join(dir, 'walflow.yaml');
@@ -125,7 +132,7 @@ export class PipelineFixture {
         stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, WALFLOW_FAULTS: this.opts.faults ?? '', ...env },
       });
     } else {
-      this.worker = await startWorker({ address: temporalAddress(), taskQueue: this.taskQueue });
+      this.worker = await startWorker({ address: temporalAddress(), taskQueue: this.taskQueue, metricsPort: this.opts.metricsPort });
     }
   }
 
