@@ -1,7 +1,7 @@
 /** Every activity the walflow worker registers, built from injected dependencies. */
 import { createBackfillActivities } from './backfill.ts';
 import type { ActivityDeps } from './context.ts';
-import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, removeStaleRows } from './pipeline.ts';
+import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, rebuildTables, removeStaleRows } from './pipeline.ts';
 import { probeSource } from './probe.ts';
 import { createStreamActivities } from './stream.ts';
 
@@ -13,6 +13,7 @@ export function createActivities(deps: ActivityDeps) {
     alterPublication,
     dropPipeline,
     removeStaleRows,
+    rebuildTables,
     ...createBackfillActivities(deps),
     ...createStreamActivities(deps),
   };

@@ -3,6 +3,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
+import type { TableSchema } from '../lib/model.ts';
 import { createDestination } from './destinations/index.ts';
 import { preflight } from './postgres/preflight.ts';
 import { alterPublicationTables, dropPublicationIfOwned, ensurePublication } from './postgres/publication.ts';
@@ -82,4 +83,25 @@ export function removeStaleRows(config: PipelineConfig, table: string, snapshotL
       await destination.close();
     }
   });
+}
+
+/**
+ * Drops and recreates the destination tables of errored `tables` with the source's current shape;
+ * returns those shapes and the source's WAL position afterwards: the stream writes the tables'
+ * changes committed from there on, and a snapshot taken later covers everything before.
+ */
+export function rebuildTables(config: PipelineConfig, tables: string[]): Promise<{ schemas: Record<string, TableSchema>; lsn: string }> {
+  return whileHeartbeating(async () => withSource(config, async (client) => {
+    const schemas = await loadTableSchemas(client, tables.map(qualify));
+    const destination = await createDestination(config.destination);
+    try {
+      if (!destination.dropTable) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot rebuild a table; remove and add the table instead`, 'ConfigError');
+      for (const s of schemas) await destination.dropTable(s);
+      await destination.prepare(schemas);
+    } finally {
+      await destination.close();
+    }
+    const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+    return { schemas: Object.fromEntries(tables.map((t, i) => [t, schemas[i]!])), lsn: normalizeLsn(rows[0]!.lsn) };
+  }));
 }

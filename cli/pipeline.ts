@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import {
-  addTablesUpdate, dropUpdate, pauseSignal, pipelineWorkflowId, removeTablesUpdate, resumeSignal, statusQuery,
+  addTablesUpdate, dropUpdate, pauseSignal, pipelineWorkflowId, removeTablesUpdate, resumeSignal, resyncTablesUpdate, statusQuery,
   SEARCH_ATTRIBUTE_PHASE, SEARCH_ATTRIBUTE_PIPELINE,
 } from '../workflows/definitions.ts';
 import { pipelineWorkflow, resyncWorkflow } from '../workflows/index.ts';
@@ -86,9 +86,20 @@ export function registerPipelineCommands(program: Command): void {
     .option('--tables <list>', 'comma-separated tables (default: all of the pipeline\'s)')
     .option('--wait', 'wait for the resync to finish')
     .action((id: string, opts: { config: string; tables?: string; wait?: boolean }) => withPipeline(opts.config, id, async ({ client, taskQueue }, config) => {
+      const named = opts.tables?.split(',').map((t) => t.trim()).filter(Boolean);
+      // Errored tables are rebuilt and re-copied by the pipeline itself (it stops skipping them); the rest by a resync workflow.
+      const pipeline = client.workflow.getHandle(pipelineWorkflowId(id));
+      const states = (await pipeline.query(statusQuery)).tables;
+      const errored = (named ?? config.source.tables).filter((t) => states[t]?.state === 'errored');
+      if (errored.length) {
+        await pipeline.executeUpdate(resyncTablesUpdate, { args: [errored] });
+        console.log(`rebuilding and re-copying errored table(s) ${errored.join(', ')} (see walflow status ${id})`);
+      }
+      const rest = (named ?? config.source.tables).filter((t) => !errored.includes(t));
+      if (!rest.length) return;
       const workflowId = `${resyncScheduleId(id)}-${Date.now()}`;
       const handle = await client.workflow.start(resyncWorkflow, {
-        workflowId, taskQueue, args: [{ config, tables: opts.tables?.split(',').map((t) => t.trim()).filter(Boolean) }],
+        workflowId, taskQueue, args: [{ config, tables: named ? rest : errored.length ? rest : undefined }],
         typedSearchAttributes: [{ key: pipelineKey, value: id }, { key: phaseKey, value: 'resync' }],
       });
       console.log(`resync started (workflow ${workflowId})`);

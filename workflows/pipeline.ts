@@ -12,9 +12,10 @@ import {
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { Activities } from '../activities/index.ts';
 import { addCopyProgress, backfillTables, errorMessage } from './backfill.ts';
+import { forgetTables, recordTableShapes, streamShapeInput, tableErrorSummary, tablesStatus } from './tables.ts';
 import {
-  addTablesUpdate, copyProgressSignal, dropUpdate, pauseSignal, removeTablesUpdate, resumeSignal, statusQuery,
-  streamProgressSignal, SEARCH_ATTRIBUTE_PHASE,
+  addTablesUpdate, copyProgressSignal, dropUpdate, pauseSignal, removeTablesUpdate, resumeSignal, resyncTablesUpdate, statusQuery,
+  streamProgressSignal, tableShapeSignal, SEARCH_ATTRIBUTE_PHASE,
   type PipelineInput, type PipelineState, type Phase, type TableProgress,
 } from './definitions.ts';
 
@@ -22,6 +23,13 @@ const { preflightPipeline, ensureSlot, alterPublication, dropPipeline } = proxyA
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '30 seconds', // a worker that dies mid-way is noticed in seconds
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError', 'PreflightFailed'] },
+});
+
+/** Rebuilding a destination table for `resyncTables`: a failure goes back to the operator who asked. */
+const { rebuildTables } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError', 'SchemaError'] },
 });
 
 /** Streams until cancelled; transient failures (network, destination down) are retried without end. */
@@ -70,7 +78,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
 
   setHandler(statusQuery, () => ({
     pipeline: config.id, phase, paused: state.paused, confirmedLsn: state.confirmedLsn, lagBytes: state.lagBytes,
-    snapshotLsn, tables: state.progress, lastError: state.lastError, continuedAsNew: state.continuedAsNew,
+    snapshotLsn, tables: tablesStatus(state), lastError: state.lastError ?? tableErrorSummary(state), continuedAsNew: state.continuedAsNew,
   }));
   setHandler(pauseSignal, () => { state.paused = true; });
   setHandler(resumeSignal, () => { state.paused = false; });
@@ -81,7 +89,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     }
     state.confirmedLsn = p.confirmedLsn;
     state.lagBytes = p.lagBytes;
-    state.lastError = null;
+    state.lastError = tableErrorSummary(state);
     for (const [table, c] of Object.entries(p.changes)) {
       const counters = (state.progress[table] ??= emptyProgress()).changes;
       counters.inserts += c.inserts;
@@ -90,12 +98,20 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       counters.truncates += c.truncates;
     }
   });
+  setHandler(tableShapeSignal, (report) => {
+    recordTableShapes(state, report);
+    if (report.errors) {
+      state.lastError = tableErrorSummary(state);
+      log.error(state.lastError ?? '');
+    }
+  });
   setHandler(copyProgressSignal, (p) => {
     const error = addCopyProgress(state.progress, p);
     if (error) state.lastError = error;
   });
   setHandler(addTablesUpdate, async (tables) => {
     await alterPublication(config, { add: tables, tables: [...state.tables, ...tables] });
+    forgetTables(state, tables);
     for (const t of tables) {
       state.tables.push(t);
       state.progress[t] = emptyProgress();
@@ -113,6 +129,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     const remaining = state.tables.filter((t) => !tables.includes(t));
     await alterPublication(config, { remove: tables, tables: remaining });
     state.tables = remaining;
+    forgetTables(state, tables);
     for (const t of tables) delete state.progress[t];
     restartStream = true;
     return state.tables;
@@ -121,6 +138,26 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       const unknown = tables.filter((t) => !state.tables.includes(t));
       if (unknown.length) throw new Error(`not in pipeline ${config.id}: ${unknown.join(', ')}`);
       if (unknown.length === 0 && tables.length >= state.tables.length) throw new Error('a pipeline keeps at least one table; use `walflow drop` to end it');
+    },
+  });
+  setHandler(resyncTablesUpdate, async (tables) => {
+    // The stream skips an errored table's changes and acknowledges past them: a fresh copy restores it.
+    // The table is rebuilt with the source's shape, the stream writes its changes committed from then
+    // on, and only once that stream runs is the snapshot taken (so the two overlap, never leave a gap).
+    const rebuilt = await rebuildTables(config, tables);
+    state.schemas = { ...state.schemas, ...rebuilt.schemas };
+    state.copyFrom = { ...state.copyFrom, ...Object.fromEntries(tables.map((t) => [t, rebuilt.lsn])) };
+    for (const t of tables) delete state.tableErrors?.[t];
+    const runs = streamRuns;
+    restartStream = true;
+    await condition(() => streamRuns > runs || state.paused || dropRequested);
+    for (const t of tables) state.progress[t] = { ...emptyProgress(), changes: state.progress[t]?.changes ?? emptyProgress().changes };
+    state.lastError = tableErrorSummary(state);
+    return tables;
+  }, {
+    validator: (tables: string[]) => {
+      const notErrored = tables.filter((t) => !state.tableErrors?.[t]);
+      if (!tables.length || notErrored.length) throw new Error(`not errored in pipeline ${config.id}: ${notErrored.join(', ') || '(no tables named)'}`);
     },
   });
   setHandler(dropUpdate, async () => {
@@ -156,7 +193,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       const scope = new CancellationScope();
       const run = scope.run(() => streamChanges.executeWithOptions(
         { summary: `stream changes of ${state.tables.length} table(s) from ${state.confirmedLsn ?? 'slot start'}` },
-        [{ config, tables: state.tables, startLsn: state.confirmedLsn, workflowId: workflowInfo().workflowId }],
+        [{ config, tables: state.tables, startLsn: state.confirmedLsn, workflowId: workflowInfo().workflowId, ...streamShapeInput(state) }],
       ));
       await Promise.race([run, condition(() => restartStream)]);
       scope.cancel();

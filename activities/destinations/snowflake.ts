@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import snowflake from 'snowflake-sdk';
 import type { Version } from '../../lib/lsn.ts';
-import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
+import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
 import { applySteps } from './steps.ts';
 import { newestPerKey } from './newest.ts';
@@ -244,9 +244,49 @@ export class SnowflakeDestination implements Destination {
   async apply(changes: Change[]): Promise<void> {
     for (const step of applySteps(changes)) {
       if (step.kind === 'rows') await this.merge(step.changes);
-      else if (step.kind === 'schema') await this.prepare([step.change.schema]);
+      else if (step.kind === 'schema') await this.evolve(step.change);
       else await this.truncate(step.change.table, step.change.version);
     }
+  }
+
+  /** Snowflake changes a NUMBER's precision in place, never its scale; every other widening maps to the same type. */
+  canRetype(from: ColumnSchema, to: ColumnSchema): boolean {
+    const [a, b] = [columnType(from).type, columnType(to).type];
+    if (a === b) return true;
+    const number = (t: string) => /^NUMBER\((\d+),(\d+)\)$/.exec(t);
+    const [x, y] = [number(a), number(b)];
+    return !!x && !!y && x[2] === y[2] && Number(y[1]) > Number(x[1]);
+  }
+
+  canRename(): boolean {
+    return true;
+  }
+
+  private async evolve(change: SchemaChange): Promise<void> {
+    await this.ready();
+    if (change.renamed?.length) {
+      const rows = await this.exec<{ COLUMN_NAME: string }>(`SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
+        [snowflakeName(this.opts.schema), this.baseName(change.table)]);
+      const present = new Set(rows.map((r) => r.COLUMN_NAME));
+      for (const r of change.renamed) {
+        if (!present.has(snowflakeName(r.from))) continue; // renamed by an earlier attempt of this batch
+        for (const t of [this.target(change.table), this.stage(change.table)]) {
+          await this.exec(`ALTER TABLE ${t} RENAME COLUMN ${quoteIdent(snowflakeName(r.from))} TO ${quoteIdent(snowflakeName(r.to))}`);
+        }
+      }
+    }
+    for (const r of change.retyped ?? []) {
+      const type = columnType(r.to).type;
+      if (columnType(r.from).type === type) continue;
+      await this.exec(`ALTER TABLE ${this.target(change.table)} ALTER COLUMN ${quoteIdent(snowflakeName(r.to.name))} SET DATA TYPE ${type}`);
+    }
+    await this.prepare([change.schema]);
+  }
+
+  async dropTable(table: TableId): Promise<void> {
+    await this.exec(`DROP TABLE IF EXISTS ${this.target(table)}`);
+    await this.exec(`DROP TABLE IF EXISTS ${this.stage(table)}`);
+    this.tables.delete(tableKey(table));
   }
 
   private schemaOf(t: TableId): TableSchema {
