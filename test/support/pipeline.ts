@@ -35,6 +35,8 @@ export interface PipelineFixtureOptions {
   /** WALFLOW_FAULTS for the worker process. */
   faults?: string;
   maxHistoryEvents?: number;
+  /** Superuser URL of the Postgres to create the source on (default: the stack's primary). */
+  adminUrl?: string;
 }
 
 export class PipelineFixture {
@@ -68,7 +70,7 @@ export class PipelineFixture {
 
   /** `sourceRole`: the pipeline connects as this role, its password given as `env:<passwordEnv>`. */
   async setup(as: { sourceRole?: string; passwordEnv?: string } = {}): Promise<this> {
-    this.source = await createTestDatabase(`src_${this.opts.name}`);
+    this.source = await createTestDatabase(`src_${this.opts.name}`, this.opts.adminUrl);
     this.target = await createTestDatabase(`dst_${this.opts.name}`);
     await (await this.src()).query(this.opts.setup);
     const id = `${this.opts.name}-${Date.now().toString(36)}`.toLowerCase();
@@ -155,18 +157,17 @@ export class PipelineFixture {
     await runSql(pgAdminUrl(), text);
   }
 
-  async schemas(): Promise<TableSchema[]> {
-
-    return loadTableSchemas(await this.src(), this.opts.tables.map((t) => (t.includes('.') ? t : `public.${t}`)));
+  async schemas(tables = this.opts.tables): Promise<TableSchema[]> {
+    return loadTableSchemas(await this.src(), tables.map((t) => (t.includes('.') ? t : `public.${t}`)));
   }
 
-  /** Live rows per table on both sides, keyed by primary key, as canonical values. */
-  async compare(): Promise<{ equal: boolean; diffs: string[]; counts: Record<string, [number, number]> }> {
+  /** Live rows per table on both sides (of `tables`, default all), keyed by primary key, as canonical values. */
+  async compare(tables?: string[]): Promise<{ equal: boolean; diffs: string[]; counts: Record<string, [number, number]> }> {
     const dest = await createDestination(this.config.destination);
     const diffs: string[] = [];
     const counts: Record<string, [number, number]> = {};
     try {
-      for (const schema of await this.schemas()) {
+      for (const schema of await this.schemas(tables)) {
         const keyOf = (r: Row) => JSON.stringify(schema.key.map((k) => r[k]));
         const columns = schema.columns.map((c) => c.name);
         const json = new Set(jsonColumns(schema));
@@ -186,7 +187,7 @@ export class PipelineFixture {
     return { equal: diffs.length === 0, diffs: diffs.slice(0, 10), counts };
   }
 
-  async waitForConvergence(timeoutMs = 180_000): Promise<void> {
+  async waitForConvergence(timeoutMs = 180_000, tables?: string[]): Promise<void> {
     let last: Awaited<ReturnType<PipelineFixture['compare']>> | undefined;
     try {
       // Comparing reads both sides whole: first wait (cheaply) until the stream has confirmed
@@ -197,7 +198,7 @@ export class PipelineFixture {
           const s = await this.status();
           return s.confirmedLsn !== null && parseLsn(s.confirmedLsn) >= parseLsn(target) && !needsBackfill(s);
         }, 15_000).catch(() => undefined);
-        if ((last = await this.compare()).equal) return true;
+        if ((last = await this.compare(tables)).equal) return true;
         await new Promise((r) => setTimeout(r, 1000));
         return false;
       }, timeoutMs);
