@@ -28,7 +28,7 @@ export function preflightPipeline(config: PipelineConfig, tables: string[]): Pro
   return whileHeartbeating(async () => {
     const report = await withSource(config, (client) => preflight(client, {
       publication: config.source.publication, tables: tables.map(qualify), createPublication: config.source.createPublication,
-      slot: slotName(config.id, config.source),
+      slot: slotName(config.id, config.source), destination: { type: config.destination.type, tables: tables.map(qualify) },
     }));
     if (report.failures.length) {
       throw ApplicationFailure.nonRetryable(`preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
@@ -53,7 +53,7 @@ export function alterPublication(config: PipelineConfig, change: { add?: string[
       if (change.add?.length) {
         const report = await preflight(client, {
           publication: config.source.publication, tables: change.add.map(qualify), createPublication: config.source.createPublication,
-          slot: slotName(config.id, config.source), slotExists: true,
+          slot: slotName(config.id, config.source), slotExists: true, destination: { type: config.destination.type, tables: change.tables.map(qualify) },
         });
         if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
       }

@@ -22,15 +22,25 @@ export function registerVerifyCommand(program: Command): void {
       const results: TableVerification[] = [];
       try {
         if (!destination.readLive) throw new Error(`the ${pipeline.destination.type} destination cannot be read back for verification`);
-        for (const schema of await loadTableSchemas(client, pipeline.source.tables.map(qualify))) {
-          await destination.prepare([schema]);
+        for (const table of pipeline.source.tables.map(qualify)) {
+          // A table renamed or dropped in the source, or missing in the destination, is reported, not fatal.
+          const schema = await loadTableSchemas(client, [table]).then((s) => s[0]!, (e: Error) => e);
+          if (schema instanceof Error) {
+            results.push(unverifiable(table, `${schema.message} (renamed or dropped?)`));
+            continue;
+          }
           // One snapshot for the source side, so a busy table is compared at one point in time.
           await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
-          results.push(await verifyTable({
-            table: `${schema.schema}.${schema.name}`, key: schema.key, columns: schema.columns.map((c) => c.name), json: jsonColumns(schema),
-            source: readTable(client, schema), destination: destination.readLive(schema),
-          }));
-          await client.query('COMMIT');
+          try {
+            results.push(await verifyTable({
+              table, key: schema.key, columns: schema.columns.map((c) => c.name), json: jsonColumns(schema),
+              source: readTable(client, schema), destination: destination.readLive(schema),
+            }));
+          } catch (e) {
+            results.push(unverifiable(table, `cannot read it back from the destination: ${(e as Error).message}`));
+          } finally {
+            await client.query('COMMIT');
+          }
         }
       } finally {
         await destination.close();
@@ -39,10 +49,14 @@ export function registerVerifyCommand(program: Command): void {
       if (opts.json) console.log(JSON.stringify({ pipeline: id, equal: results.every((r) => r.equal), tables: results }));
       else {
         for (const r of results) {
-          console.log(`${r.equal ? 'ok  ' : 'DIFF'} ${r.table}: source ${r.sourceRows} rows, destination ${r.destinationRows} rows`);
+          console.log(`${r.equal ? 'ok  ' : 'DIFF'} ${r.table}: ${r.problem ?? `source ${r.sourceRows} rows, destination ${r.destinationRows} rows`}`);
           for (const d of r.firstDifferences) console.log(`       ${d.problem}: key ${d.key}`);
         }
       }
       if (!results.every((r) => r.equal)) process.exitCode = 1;
     });
 }
+
+const unverifiable = (table: string, problem: string): TableVerification => ({
+  table, sourceRows: 0, destinationRows: 0, equal: false, problem, firstDifferences: [],
+});

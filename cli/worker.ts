@@ -33,6 +33,7 @@ export function registerWorkerCommands(program: Command): void {
         const report = await preflight(client, {
           publication: pipeline.source.publication, tables: pipeline.source.tables.map(qualify),
           createPublication: pipeline.source.createPublication, slot: slotName(id, pipeline.source),
+          destination: { type: pipeline.destination.type, tables: pipeline.source.tables.map(qualify) },
         });
         if (opts.json) console.log(JSON.stringify(report));
         else if (report.failures.length === 0) console.log(`pipeline ${id}: preflight passed`);

@@ -11,6 +11,7 @@ import { toPgText } from '../../lib/pgtext.ts';
 import { parseColumnText } from '../postgres/values.ts';
 import type { Destination } from './destination.ts';
 import { applySteps } from './steps.ts';
+import { flatTableName } from './names.ts';
 
 export const VERSION_COLUMN = '_walflow_version';
 export const DELETED_COLUMN = '_walflow_deleted';
@@ -82,6 +83,7 @@ function toClickHouse(c: ColumnSchema, v: Value, where: () => string): unknown {
     case 'bytes':
       return (v as Buffer).toString('hex');
     case 'float':
+      if (Object.is(v, -0)) return '-0'; // JSON.stringify(-0) is "0"
       return typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf') : v;
     case 'decimal':
       if (SCALAR.decimal(c) !== 'String' && !/^-?\d/.test(v as string)) throw new ClickHouseValueError(`${where()}: ${v} cannot be stored in ${SCALAR.decimal(c)}`);
@@ -143,7 +145,7 @@ export class ClickHouseDestination implements Destination {
   }
 
   private name(t: TableId): string {
-    return t.schema === 'public' ? t.name : `${t.schema}_${t.name}`;
+    return flatTableName(t);
   }
 
   private target(t: TableId): string {

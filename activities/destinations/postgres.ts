@@ -11,6 +11,7 @@ import { SESSION_SETTINGS, tableKey, type Change, type ColumnSchema, type Row, t
 import { toPgText } from '../../lib/pgtext.ts';
 import type { Destination } from './destination.ts';
 import { applySteps } from './steps.ts';
+import { flatTableName } from './names.ts';
 import { newestPerKey } from './newest.ts';
 import { outputTextSql, parseColumnText } from '../postgres/values.ts';
 
@@ -55,7 +56,7 @@ export class PostgresDestination implements Destination {
   }
 
   private target(t: TableId): string {
-    return `${q(this.opts.schema)}.${q(t.schema === 'public' ? t.name : `${t.schema}_${t.name}`)}`;
+    return `${q(this.opts.schema)}.${q(flatTableName(t))}`;
   }
 
   private async ready(): Promise<pg.Client> {

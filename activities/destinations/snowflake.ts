@@ -12,8 +12,10 @@ import type { Version } from '../../lib/lsn.ts';
 import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
 import { applySteps } from './steps.ts';
+import { destinationTableName, snowflakeName } from './names.ts';
 import { newestPerKey } from './newest.ts';
 import { parseColumnText } from '../postgres/values.ts';
+import { numberText } from '../../lib/pgtext.ts';
 
 snowflake.configure({ logLevel: 'ERROR' });
 
@@ -35,8 +37,7 @@ const CONNECT_TIMEOUT_MS = 30_000;
 /** Snowflake's identifier quoting: double quotes, inner quotes doubled (the driver offers no escaping function). */
 export const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
-/** Plain lower-case Postgres names become Snowflake's upper case, so analysts query them unquoted; others keep their spelling. */
-export const snowflakeName = (name: string): string => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name.toUpperCase() : name);
+export { snowflakeName };
 
 /** How a column is stored, and how its staged text becomes that type. */
 function columnType(c: ColumnSchema): { type: string; load: (staged: string) => string } {
@@ -81,7 +82,7 @@ function stagedText(c: ColumnSchema, v: Value): string | null {
   if (v === null) return null;
   if (c.arrayDims > 0) return JSON.stringify(jsonElement(v));
   if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : v === Infinity ? 'inf' : v === -Infinity ? '-inf' : String(v);
+  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : v === Infinity ? 'inf' : v === -Infinity ? '-inf' : numberText(v);
   if (Buffer.isBuffer(v)) return v.toString('hex');
   if (c.kind === 'timestamptz' && typeof v === 'string') return v.replace(/([+-]\d\d)$/, '$1:00'); // "+00" -> "+00:00"
   return v as string;
@@ -148,7 +149,7 @@ export class SnowflakeDestination implements Destination {
   }
 
   private baseName(t: TableId): string {
-    return snowflakeName(t.schema === 'public' ? t.name : `${t.schema}_${t.name}`);
+    return destinationTableName('snowflake', t);
   }
 
   private get watermarkTable(): string {
