@@ -156,7 +156,8 @@ export function compareShape(dest: TableSchema, rel: RelationColumn[], catalog: 
     if (cat && cat.name === v.name) {
       return stop({
         reason: cat.generated
-          ? `generated column ${v.name} is not published by this Postgres (publish_generated_columns needs Postgres 18)`
+          ? `generated column ${v.name} is not published: on Postgres 18 run ALTER PUBLICATION <publication> SET (publish_generated_columns = stored) `
+            + '(walflow sets it on publications it creates); older Postgres cannot publish generated columns, so this table cannot stream'
           : `column ${v.name} is in the table but not in the publication (a column list?)`,
         column: v.name,
       });
