@@ -16,8 +16,11 @@ export function destinationTableName(type: string, t: TableId): string {
   return type === 'snowflake' ? snowflakeName(flatTableName(t)) : flatTableName(t);
 }
 
-/** Destinations that keep one row per key (a keyless table's identical rows would collapse). */
-export const KEYED_DESTINATIONS = new Set(['clickhouse', 'snowflake', 'postgres']);
+/**
+ * Destinations writing one table per source table, one row per key: their table names must not collide, and a
+ * keyless table's identical rows would collapse. (Stream destinations such as stdout pass changes on as they are.)
+ */
+export const TABLE_DESTINATIONS = new Set(['clickhouse', 'snowflake', 'postgres', 'duckdb']);
 
 /** One failure per destination table two or more source tables would share. */
 export function tableNameCollisions(type: string, tables: TableId[]): string[] {

@@ -81,6 +81,14 @@ export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'
         assert.equal(json.tables.narrow!.state, 'errored');
         assert.match((await cli('status', f.config.id)).stdout, /narrow\s+ERRORED .*\n.*fix: walflow resync/);
 
+        // verify reports the renamed table (and the stopped ones) instead of aborting.
+        const verified = await cli('verify', f.config.id, '--json').then(
+          () => assert.fail('verify passed with stopped tables'),
+          (e: { stdout: string }) => JSON.parse(e.stdout) as { equal: boolean; tables: { table: string; equal: boolean; problem?: string }[] });
+        assert.equal(verified.equal, false);
+        assert.match(verified.tables.find((t) => t.table === 'public.moved')?.problem ?? '', /public\.moved does not exist in the source \(renamed or dropped\?\)/);
+        assert.deepEqual(verified.tables.filter((t) => !t.equal).map((t) => t.table).sort(), expectStopped.map((t) => `public.${t}`).sort());
+
         // None of a stopped table's changes past the stop is written, though the slot moved on for the others.
         const { counts } = await f.compare(['narrow', 'defaulted']);
         assert.deepEqual(counts, { 'public.narrow': [4, 3], 'public.defaulted': [4, 3] });
