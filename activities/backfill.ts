@@ -4,13 +4,14 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { PipelineConfig } from '../lib/config.ts';
+import { ErrorType } from '../lib/errors.ts';
 import { faultPoint } from '../lib/faults.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
 import { copyProgressSignal, describeRange, snapshotReadySignal } from '../workflows/definitions.ts';
-import { applyHeartbeating, signalWithDeadline, whileHeartbeating, type ActivityDeps } from './context.ts';
+import { applyHeartbeating, signalWithDeadline, whileHeartbeating, writeHeartbeating, type ActivityDeps } from './context.ts';
 import { createDestination } from './destinations/index.ts';
-import { copyTableRange, planTableRanges, type PageRange } from './postgres/ranges.ts';
+import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
 import { sourceConnection } from './source.ts';
@@ -50,7 +51,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
       await deps.client.workflow.getHandle(input.notify.workflowId).signal(snapshotReadySignal, {
         token: input.notify.token, snapshotName: snapshot.name, lsn: normalizeLsn(snapshot.lsn),
       });
-      const lost = snapshot.lost.then((e) => { throw ApplicationFailure.nonRetryable(`snapshot session ended: ${e.message}`, 'SnapshotLost'); });
+      const lost = snapshot.lost.then((e) => { throw ApplicationFailure.nonRetryable(`snapshot session ended: ${e.message}`, ErrorType.SnapshotLost); });
       await whileHeartbeating(() => Promise.race([ctx.cancelled, lost]));
     } finally {
       await snapshot.close();
@@ -107,19 +108,31 @@ export function createBackfillActivities(deps: ActivityDeps) {
       try {
         await importSnapshot(client, input.snapshotName);
       } catch (e) {
-        if (isSnapshotGone(e)) throw ApplicationFailure.nonRetryable(`snapshot ${input.snapshotName} is gone: ${(e as Error).message}`, 'SnapshotLost');
+        if (isSnapshotGone(e)) throw ApplicationFailure.nonRetryable(`snapshot ${input.snapshotName} is gone: ${(e as Error).message}`, ErrorType.SnapshotLost);
         throw e;
       }
       await faultPoint('copyRange', `${range.table} ${JSON.stringify(range)}`);
       const [schema] = await loadTableSchemas(client, [qualify(range.table)]);
       await destination.prepare([schema!]);
       const table = { schema: schema!.schema, name: schema!.name };
-      for await (const batch of copyTableRange(client, schema!, range, { batchRows: config.backfill.batchRows })) {
-        await faultPoint('copyBatch');
-        await applyHeartbeating(destination, batch.map((row): InsertChange => ({ kind: 'insert', table, version, row, snapshot: true })), () => ({ rows }));
-        rows += batch.length;
+      const written = (n: number) => {
+        rows += n;
         ctx.heartbeat({ rows });
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+      };
+      if (destination.acceptsCopyText?.(schema!)) {
+        // The fast path: COPY text straight to the destination, no row objects.
+        for await (const piece of copyTableRangeText(client, schema!, range)) {
+          await faultPoint('copyBatch');
+          await writeHeartbeating(() => destination.applyCopyText!(schema!, version, piece.text, piece.rows), () => ({ rows }));
+          written(piece.rows);
+        }
+      } else {
+        for await (const batch of copyTableRange(client, schema!, range, { batchRows: config.backfill.batchRows })) {
+          await faultPoint('copyBatch');
+          await applyHeartbeating(destination, batch.map((row): InsertChange => ({ kind: 'insert', table, version, row, snapshot: true })), () => ({ rows }));
+          written(batch.length);
+        }
       }
       await client.query('COMMIT');
       return { rows };

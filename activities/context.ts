@@ -46,6 +46,10 @@ export async function whileHeartbeating<T>(work: () => Promise<T>, opts: { detai
 const DESTINATION_WRITE_LIMIT_MS = 10 * 60_000;
 
 /** A destination write, heartbeating `details` while it runs, for at most DESTINATION_WRITE_LIMIT_MS. */
+export function writeHeartbeating(write: () => Promise<void>, details: () => unknown): Promise<void> {
+  return whileHeartbeating(write, { details, limitMs: DESTINATION_WRITE_LIMIT_MS, what: 'a destination write' });
+}
+
 export function applyHeartbeating(destination: Destination, changes: Change[], details: () => unknown): Promise<void> {
-  return whileHeartbeating(() => destination.apply(changes), { details, limitMs: DESTINATION_WRITE_LIMIT_MS, what: 'a destination write' });
+  return writeHeartbeating(() => destination.apply(changes), details);
 }

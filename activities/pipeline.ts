@@ -2,6 +2,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
+import { ErrorType } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { TableSchema } from '../lib/model.ts';
 import { createDestination } from './destinations/index.ts';
@@ -31,7 +32,7 @@ export function preflightPipeline(config: PipelineConfig, tables: string[]): Pro
       slot: slotName(config.id, config.source), destination: { type: config.destination.type, tables: tables.map(qualify) },
     }));
     if (report.failures.length) {
-      throw ApplicationFailure.nonRetryable(`preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
+      throw ApplicationFailure.nonRetryable(`preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`, ErrorType.PreflightFailed);
     }
   });
 }
@@ -55,7 +56,7 @@ export function alterPublication(config: PipelineConfig, change: { add?: string[
           publication: config.source.publication, tables: change.add.map(qualify), createPublication: config.source.createPublication,
           slot: slotName(config.id, config.source), slotExists: true, destination: { type: config.destination.type, tables: change.tables.map(qualify) },
         });
-        if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, 'PreflightFailed');
+        if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, ErrorType.PreflightFailed);
       }
       await alterPublicationTables(client, config.source.publication, {
         add: change.add?.map(qualify) ?? [], remove: change.remove?.map(qualify) ?? [], managed: config.source.createPublication,
@@ -77,7 +78,7 @@ export function removeStaleRows(config: PipelineConfig, table: string, snapshotL
     const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
     const destination = await createDestination(config.destination);
     try {
-      if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, 'ConfigError');
+      if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, ErrorType.Config);
       await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));
     } finally {
       await destination.close();
@@ -95,7 +96,7 @@ export function rebuildTables(config: PipelineConfig, tables: string[]): Promise
     const schemas = await loadTableSchemas(client, tables.map(qualify));
     const destination = await createDestination(config.destination);
     try {
-      if (!destination.dropTable) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot rebuild a table; remove and add the table instead`, 'ConfigError');
+      if (!destination.dropTable) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot rebuild a table; remove and add the table instead`, ErrorType.Config);
       for (const s of schemas) await destination.dropTable(s);
       await destination.prepare(schemas);
     } finally {

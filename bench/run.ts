@@ -1,11 +1,13 @@
 /**
  * `npm run bench -- backfill|cdc|latency|all [--rows N] [--changes N] [--destination null,clickhouse,snowflake]
  *   [--parallelism 1,2,4] [--tables bf,firenibble,wide] [--rates 2000,5000] [--seconds S] [--smoke] [--profile]
- *   [--worker-flags=--max-semi-space-size=32,...]`
+ *   [--peers supabase-etl] [--worker-flags=--max-semi-space-size=32,...]`
  *
  * Measures walflow on the local stack against raw ceilings measured in the same run, so results are
  * ratios that hold on a noisy machine:
- *   backfill: `COPY <table> TO STDOUT` read by psql (into wc, which counts the bytes for MB/s);
+ *   backfill: `COPY <table> TO STDOUT` read by psql (into wc, which counts the bytes for MB/s), and the
+ *     parallel ceiling: as many `COPY (SELECT ... WHERE ctid range) TO STDOUT` streams at once as the
+ *     parallelism measured; with --peers supabase-etl also supabase/etl's table_copy on the same table;
  *   cdc: pg_recvlogical with pgoutput (proto_version, publication_names) reading the same changes.
  * The worker runs as its own process (`walflow worker`); its peak RSS is the kernel's VmHWM.
  * Prints a table and writes JSON with machine info to bench/results/ (git-ignored). With --profile, each
@@ -25,6 +27,7 @@ import { projectRoot } from '../stack/paths.ts';
 import { EMULATOR_WAREHOUSE } from '../stack/snowflake.ts';
 import { pipelineWorkflowId, statusQuery } from '../workflows/definitions.ts';
 import { pipelineWorkflow } from '../workflows/index.ts';
+import { ensureSupabaseEtl, PEERS, supabaseEtlTableCopy } from './peers.ts';
 import { hotFunctions, type HotFunction } from './profile.ts';
 import { bigTransaction, CDC_TABLE, mixWorkload, TABLES } from './tables.ts';
 
@@ -34,6 +37,7 @@ const { positionals, values } = parseArgs({
     rows: { type: 'string' }, changes: { type: 'string' }, destination: { type: 'string', default: 'null' },
     parallelism: { type: 'string' }, tables: { type: 'string' }, rates: { type: 'string' }, seconds: { type: 'string' },
     smoke: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false }, 'worker-flags': { type: 'string' },
+    peers: { type: 'string' },
   },
 });
 const what = positionals[0] ?? 'all';
@@ -48,6 +52,8 @@ const rates = list(values.rates, smoke ? '200' : '2000,5000').map(Number);
 const latencySeconds = Number(values.seconds ?? (smoke ? 2 : 20));
 const destinations = list(values.destination, 'null');
 for (const d of destinations) if (!['null', 'clickhouse', 'snowflake'].includes(d)) throw new Error(`bench: --destination ${d} is not null, clickhouse or snowflake`);
+const peers = list(values.peers, '');
+for (const p of peers) if (!(PEERS as readonly string[]).includes(p)) throw new Error(`bench: --peers ${p} is not one of ${PEERS.join(', ')}`);
 for (const t of tables) if (!TABLES[t]) throw new Error(`bench: unknown table ${t} (${Object.keys(TABLES).join(', ')})`);
 
 interface Result {
@@ -61,6 +67,12 @@ interface Result {
   ceilingPerSecond?: number;
   /** walflow's rate over the ceiling's, measured in the same run. */
   ratio?: number;
+  /** Backfill: `parallelism` ctid-range COPY streams read at once, and walflow's rate over theirs. */
+  parallelCeilingPerSecond?: number;
+  parallelRatio?: number;
+  /** Backfill with --peers supabase-etl: its table_copy rate on the same table, and walflow's over it. */
+  peerPerSecond?: number;
+  vsPeer?: number;
   latencyMs?: { p50: number; p95: number; p99: number; max: number };
   workerPeakRssMb: number;
   /** With --profile: the worker's CPU profile and its hottest functions. */
@@ -187,6 +199,8 @@ async function benchBackfill(): Promise<void> {
     await sql(`${t.create}; ${t.fill(rows)}; ANALYZE ${t.name}`);
     const ceiling = timedShell(`psql -qAt -d ${sh(sourceUrl)} -c ${sh(`COPY ${t.name} TO STDOUT`)} | wc -c`);
     const mb = Number(ceiling.out.trim()) / 2 ** 20;
+    const parallelCeiling = new Map(parallelisms.map((p) => [p, parallelCopySeconds(t.name, p)]));
+    const peer = new Map(peers.length ? parallelisms.map((p) => [p, peerCopySeconds(t.name, p)]) : []);
     for (const destination of destinations) {
       for (const p of parallelisms) {
         const label = `backfill ${t.name} p=${p} ${destination}`;
@@ -200,11 +214,38 @@ async function benchBackfill(): Promise<void> {
         await finish(handle, config);
         results.push({
           scenario: `backfill ${t.name} (${t.columns} cols) p=${p}`, destination, count: rows, seconds: s, perSecond: rows / s, mbPerSecond: mb / s,
-          ceilingPerSecond: rows / ceiling.seconds, ratio: ceiling.seconds / s, ...await worker.stop(),
+          ceilingPerSecond: rows / ceiling.seconds, ratio: ceiling.seconds / s,
+          parallelCeilingPerSecond: rows / parallelCeiling.get(p)!, parallelRatio: parallelCeiling.get(p)! / s,
+          ...(peer.has(p) ? { peerPerSecond: rows / peer.get(p)!, vsPeer: peer.get(p)! / s } : {}),
+          ...await worker.stop(),
         });
       }
     }
   }
+}
+
+/** Seconds for `streams` psql processes each reading an equal ctid page range of `table` with COPY, all at once. */
+function parallelCopySeconds(table: string, streams: number): number {
+  const pages = Number(execFileSync('psql', ['-qAt', '-d', sourceUrl, '-c', `SELECT pg_relation_size('${table}') / current_setting('block_size')::int`], { encoding: 'utf8' }).trim());
+  const per = Math.ceil((pages + 1) / streams);
+  const copies = Array.from({ length: streams }, (_, i) => {
+    const q = `COPY (SELECT * FROM ${table} WHERE ctid >= '(${i * per},0)'::tid AND ctid < '(${(i + 1) * per},0)'::tid) TO STDOUT`;
+    return `psql -qAt -d ${sh(sourceUrl)} -c ${sh(q)} > /dev/null &`;
+  });
+  return timedShell(`${copies.join(' ')} wait`).seconds;
+}
+
+let peerBinary: string | undefined;
+/** supabase/etl's table_copy of `table` with `parallelism` copy connections into its null destination. */
+function peerCopySeconds(table: string, parallelism: number): number {
+  peerBinary ??= ensureSupabaseEtl(log);
+  const publication = `bench_etl_${table}`;
+  execFileSync('psql', ['-qAt', '-d', sourceUrl, '-c', `DROP PUBLICATION IF EXISTS ${publication}; CREATE PUBLICATION ${publication} FOR TABLE ${table}`]);
+  const oid = Number(execFileSync('psql', ['-qAt', '-d', sourceUrl, '-c', `SELECT '${table}'::regclass::oid`], { encoding: 'utf8' }).trim());
+  log(`supabase/etl table_copy ${table} p=${parallelism}`);
+  const run = supabaseEtlTableCopy(peerBinary, { sourceUrl, table, tableOid: oid, publication, parallelism, rows });
+  execFileSync('psql', ['-qAt', '-d', sourceUrl, '-c', `DROP PUBLICATION ${publication}; DROP SCHEMA IF EXISTS etl CASCADE`]);
+  return run.seconds;
 }
 
 /**
@@ -327,11 +368,12 @@ try {
 }
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || Number.isNaN(n) ? '' : n.toFixed(digits));
-console.log('| scenario | destination | count | seconds | per s | MB/s | ceiling per s | ratio | p50 / p95 / p99 ms | worker peak RSS MB |');
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+console.log('| scenario | destination | count | seconds | per s | MB/s | ceiling per s | ratio | vs parallel COPY | vs supabase/etl | p50 / p95 / p99 ms | worker peak RSS MB |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of results) {
   console.log(`| ${r.scenario} | ${r.destination} | ${r.count} | ${f(r.seconds, 2)} | ${f(r.perSecond)} | ${f(r.mbPerSecond, 1)} | ${f(r.ceilingPerSecond)} | `
-    + `${f(r.ratio, 2)} | ${r.latencyMs ? `${f(r.latencyMs.p50)} / ${f(r.latencyMs.p95)} / ${f(r.latencyMs.p99)}` : ''} | ${f(r.workerPeakRssMb)} |`);
+    + `${f(r.ratio, 2)} | ${f(r.parallelRatio, 2)} | ${f(r.vsPeer, 2)} | `
+    + `${r.latencyMs ? `${f(r.latencyMs.p50)} / ${f(r.latencyMs.p95)} / ${f(r.latencyMs.p99)}` : ''} | ${f(r.workerPeakRssMb)} |`);
 }
 for (const r of results.filter((x) => x.profile)) {
   console.log(`\n${r.scenario} -> ${r.destination}: worker CPU profile ${r.profile!.file}`);

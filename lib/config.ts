@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { ErrorType } from './errors.ts';
 
 /** A secret reference: `env:NAME` or `file:/path/to/secret`. */
 export const SecretRef = z.string().regex(/^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$/, {
@@ -103,7 +104,7 @@ function safeUrl(u: string): URL | undefined {
 }
 
 export class ConfigError extends Error {
-  override name = 'ConfigError';
+  override name = ErrorType.Config;
 }
 
 /** Validates parsed config; errors name the bad key, e.g. `pipelines[0].source.publication`. */

@@ -25,5 +25,6 @@ test('npm run bench -- all --smoke prints a table and writes JSON results with m
     assert.ok(r.count > 0 && r.seconds > 0 && r.perSecond > 0 && r.workerPeakRssMb > 0, JSON.stringify(r));
     if (r.scenario.startsWith('latency')) assert.ok(r.latencyMs.p50 > 0 && r.latencyMs.p99 >= r.latencyMs.p50, JSON.stringify(r));
     else assert.ok(r.ceilingPerSecond > 0 && r.ratio > 0, JSON.stringify(r));
+    if (r.scenario.startsWith('backfill')) assert.ok(r.parallelCeilingPerSecond > 0 && r.parallelRatio > 0, JSON.stringify(r));
   }
 });

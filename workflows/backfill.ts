@@ -5,11 +5,13 @@
  * lost (its session died), the copy restarts on a fresh snapshot and says so.
  */
 import {
-  ApplicationFailure, CancellationScope, ChildWorkflowFailure, condition, executeChild, isCancellation, log, patched,
+  ApplicationFailure, CancellationScope, condition, executeChild, isCancellation, log, patched,
   proxyActivities, setHandler, sleep, workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
+import { ErrorType, hasFailureType, NEEDS_OPERATOR, rootMessage } from '../lib/errors.ts';
+import { Patch } from './patches.ts';
 import { copyRangesWorkflow } from './copy.ts';
 import { snapshotReadySignal, type CopyProgress, type SnapshotReady, type TableProgress } from './definitions.ts';
 
@@ -17,7 +19,7 @@ import { snapshotReadySignal, type CopyProgress, type SnapshotReady, type TableP
 const { planRanges } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   heartbeatTimeout: '30 seconds', // a worker that dies while planning is noticed in seconds
-  retry: { maximumInterval: '1 minute', nonRetryableErrorTypes: ['ConfigError', 'SchemaError'] },
+  retry: { maximumInterval: '1 minute', nonRetryableErrorTypes: NEEDS_OPERATOR },
 });
 
 /** The snapshot lives exactly as long as this activity: one attempt, no retry. */
@@ -35,8 +37,7 @@ const RANGES_PER_CHILD = 256;
  */
 const SNAPSHOT_RETRY_FIRST_MS = 1_000;
 const SNAPSHOT_RETRY_MAX_MS = 5 * 60_000;
-/** Workflows that lost a snapshot before this patch retried at once, at most five times. */
-const SNAPSHOT_RETRY_PATCH = 'backfill-snapshot-retry-backoff';
+/** Workflows that lost a snapshot before Patch.SnapshotRetryBackoff retried at once, at most this often. */
 const LEGACY_MAX_SNAPSHOT_ATTEMPTS = 5;
 
 export interface BackfillOptions {
@@ -51,7 +52,7 @@ export interface BackfillOptions {
 /** Copies `tables` from one consistent snapshot; resolves with the snapshot's LSN (the rows' version). */
 export async function backfillTables(opts: BackfillOptions): Promise<string> {
   // Decided once, before any command: a backfill already under way when this code deployed keeps its old course.
-  const backoff = patched(SNAPSHOT_RETRY_PATCH);
+  const backoff = patched(Patch.SnapshotRetryBackoff);
   let delayMs = SNAPSHOT_RETRY_FIRST_MS;
   for (let attempt = 1; ; attempt++) {
     const outcome = { snapshotTaken: false };
@@ -88,8 +89,8 @@ async function backfillOnce(opts: BackfillOptions, attempt: number, stopOnLoss: 
   ));
   // The holder never returns on its own while we need it: any settlement means the snapshot is gone.
   const lost = holder.then(
-    () => { throw ApplicationFailure.nonRetryable('snapshot holder stopped', 'SnapshotLost'); },
-    (e) => { throw isCancellation(e) ? e : ApplicationFailure.nonRetryable(`snapshot holder failed: ${errorMessage(e)}`, 'SnapshotLost'); },
+    () => { throw ApplicationFailure.nonRetryable('snapshot holder stopped', ErrorType.SnapshotLost); },
+    (e) => { throw isCancellation(e) ? e : ApplicationFailure.nonRetryable(`snapshot holder failed: ${errorMessage(e)}`, ErrorType.SnapshotLost); },
   );
   lost.catch(() => undefined); // observed below; avoid an unhandled rejection once we cancel it
   const raceLost = <T>(p: Promise<T>) => Promise.race([p, lost]);
@@ -144,16 +145,6 @@ export function addCopyProgress(progress: Record<string, TableProgress>, report:
   return report.error;
 }
 
-function isSnapshotLost(e: unknown): boolean {
-  for (let c: unknown = e; c; c = (c as { cause?: unknown }).cause) {
-    if (c instanceof ApplicationFailure && c.type === 'SnapshotLost') return true;
-    if (c instanceof ChildWorkflowFailure && c.cause instanceof ApplicationFailure && c.cause.type === 'SnapshotLost') return true;
-  }
-  return false;
-}
+const isSnapshotLost = (e: unknown): boolean => hasFailureType(e, ErrorType.SnapshotLost);
 
-export function errorMessage(e: unknown): string {
-  let c: unknown = e;
-  while ((c as { cause?: unknown })?.cause) c = (c as { cause?: unknown }).cause;
-  return (c as Error)?.message ?? String(e);
-}
+export const errorMessage = rootMessage;

@@ -5,10 +5,11 @@
  * of these child workflows instead of one unbounded history.
  */
 import {
-  ActivityFailure, ApplicationFailure, getExternalWorkflowHandle, proxyActivities,
+  ApplicationFailure, getExternalWorkflowHandle, proxyActivities,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
+import { ErrorType, hasFailureType, NEEDS_OPERATOR, rootMessage } from '../lib/errors.ts';
 import type { TableRange } from '../activities/backfill.ts';
 import { copyProgressSignal, describeRange, type CopyProgress } from './definitions.ts';
 
@@ -16,7 +17,7 @@ import { copyProgressSignal, describeRange, type CopyProgress } from './definiti
 const { copyRange } = proxyActivities<Activities>({
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '60 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: ['SnapshotLost', 'ConfigError', 'SchemaError'] },
+  retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: [ErrorType.SnapshotLost, ...NEEDS_OPERATOR] },
 });
 
 export interface CopyRangesInput {
@@ -67,8 +68,8 @@ export async function copyRangesWorkflow(input: CopyRangesInput): Promise<CopyRa
   try {
     await Promise.all(Array.from({ length: Math.max(1, input.parallelism) }, worker));
   } catch (e) {
-    if (e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.type === 'SnapshotLost') {
-      throw ApplicationFailure.nonRetryable(e.cause.message, 'SnapshotLost');
+    if (hasFailureType(e, ErrorType.SnapshotLost)) {
+      throw ApplicationFailure.nonRetryable(rootMessage(e), ErrorType.SnapshotLost);
     }
     throw e;
   } finally {

@@ -11,6 +11,7 @@ import {
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { Activities } from '../activities/index.ts';
+import { ErrorType, NEEDS_OPERATOR } from '../lib/errors.ts';
 import { addCopyProgress, backfillTables, errorMessage } from './backfill.ts';
 import { forgetTables, recordTableShapes, streamShapeInput, tableErrorSummary, tablesStatus } from './tables.ts';
 import {
@@ -22,14 +23,14 @@ import {
 const { preflightPipeline, ensureSlot, alterPublication, dropPipeline } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '30 seconds', // a worker that dies mid-way is noticed in seconds
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError', 'PreflightFailed'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: [ErrorType.Config, ErrorType.PreflightFailed] },
 });
 
 /** Rebuilding a destination table for `resyncTables`: a failure goes back to the operator who asked. */
 const { rebuildTables } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '30 seconds',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError', 'SchemaError'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NEEDS_OPERATOR },
 });
 
 /** Streams until cancelled; transient failures (network, destination down) are retried without end. */
@@ -38,7 +39,7 @@ const { streamChanges } = proxyActivities<Activities>({
   heartbeatTimeout: '30 seconds',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   // Short backoff: a stream is worth retrying soon (a destination or Postgres back after a restart).
-  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes: ['ConfigError', 'SchemaError'] },
+  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes: NEEDS_OPERATOR },
 });
 
 const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PHASE, SearchAttributeType.KEYWORD);

@@ -6,13 +6,14 @@
  */
 import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
+import { ErrorType } from '../lib/errors.ts';
 import { addCopyProgress, backfillTables } from './backfill.ts';
 import { copyProgressSignal, statusQuery, type ResyncInput, type TableProgress } from './definitions.ts';
 
 const { removeStaleRows } = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '30 seconds',
-  retry: { maximumAttempts: 10, nonRetryableErrorTypes: ['ConfigError'] },
+  retry: { maximumAttempts: 10, nonRetryableErrorTypes: [ErrorType.Config] },
 });
 
 export interface ResyncResult {

@@ -1,9 +1,11 @@
 /**
  * ClickHouse: one ReplacingMergeTree per source table, versioned by walflow's
  * row version and collapsing deletes through its deleted flag, so retries and
- * reordering converge on the newest image per key. Rows go in as JSONEachRow.
+ * reordering converge on the newest image per key. Rows go in as JSONEachRow; backfill ranges of tables
+ * without arrays go in as TabSeparated made from the COPY text itself (clickhouse-tsv.ts).
  * A `<table>_live` view reads FINAL and hides deleted rows.
  */
+import { Readable } from 'node:stream';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Version } from '../../lib/lsn.ts';
 import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
@@ -12,6 +14,8 @@ import { parseColumnText } from '../postgres/values.ts';
 import type { Destination } from './destination.ts';
 import { applySteps } from './steps.ts';
 import { flatTableName } from './names.ts';
+import { checkDateRange, ClickHouseValueError } from './clickhouse-values.ts';
+import { acceptsCopyText, copyTextToTsv } from './clickhouse-tsv.ts';
 
 export const VERSION_COLUMN = '_walflow_version';
 export const DELETED_COLUMN = '_walflow_deleted';
@@ -65,11 +69,6 @@ function arrayAsText(c: ColumnSchema): boolean {
   return c.arrayDims > 0 && c.nullable;
 }
 
-export class ClickHouseValueError extends Error {
-  override name = 'ClickHouseValueError';
-}
-
-const DATE_RANGE = { min: '1900-01-01', max: '2299-12-31' };
 
 /** A canonical value as ClickHouse's JSONEachRow input reads it for the column. */
 function toClickHouse(c: ColumnSchema, v: Value, where: () => string): unknown {
@@ -91,11 +90,7 @@ function toClickHouse(c: ColumnSchema, v: Value, where: () => string): unknown {
     case 'date':
     case 'timestamp':
     case 'timestamptz': {
-      const text = (v as string).replace(/\+00$/, '');
-      if (/infinity|BC$/.test(text) || text.slice(0, 10) < DATE_RANGE.min || text.slice(0, 10) > DATE_RANGE.max) {
-        throw new ClickHouseValueError(`${where()}: ${v} is outside ClickHouse's date range ${DATE_RANGE.min}..${DATE_RANGE.max}`);
-      }
-      return text;
+      return checkDateRange((v as string).replace(/\+00$/, ''), v as string, where);
     }
     default:
       return v;
@@ -133,6 +128,8 @@ export class ClickHouseDestination implements Destination {
   private readonly client: ClickHouseClient;
   private readonly tables = new Map<string, TableSchema>();
   private watermarks?: Map<string, bigint>;
+  /** COPY text → TabSeparated converters per table, built once (see clickhouse-tsv.ts). */
+  private readonly tsv = new Map<string, (text: string, version: Version) => string>();
 
   constructor(private readonly opts: ClickHouseOptions) {
     this.client = createClient({
@@ -247,6 +244,21 @@ export class ClickHouseDestination implements Destination {
       }
     }
     if (rows.length) await this.client.insert({ table: this.target(schema), values: rows, format: 'JSONEachRow' });
+  }
+
+  acceptsCopyText(table: TableSchema): boolean {
+    return acceptsCopyText(table);
+  }
+
+  async applyCopyText(table: TableSchema, version: Version, text: Buffer): Promise<void> {
+    if (!this.tables.has(tableKey(table))) throw new Error(`destination table for ${tableKey(table)} was not prepared`);
+    if (version < ((await this.loadWatermarks()).get(tableKey(table)) ?? -1n)) return; // a truncate came after the snapshot
+    let convert = this.tsv.get(tableKey(table));
+    if (!convert) this.tsv.set(tableKey(table), convert = copyTextToTsv(table, SCALAR.decimal));
+    await this.client.insert({
+      table: this.target(table), format: 'TabSeparated', values: Readable.from([convert(text.toString('utf8'), version)], { objectMode: false }),
+      columns: [id(table.columns[0]!.name), ...table.columns.slice(1).map((c) => id(c.name)), id(VERSION_COLUMN), id(DELETED_COLUMN)],
+    });
   }
 
   private async truncate(table: TableId, version: Version): Promise<void> {

@@ -40,6 +40,13 @@ export interface Destination {
    * fresh copy did not rewrite no longer exist in the source; remove them.
    */
   removeStale?(table: TableSchema, before: Version): Promise<void>;
+  /**
+   * The backfill fast path, optional: where `acceptsCopyText(table)` says so, a range's rows arrive as
+   * Postgres COPY text (complete lines, walflow's session settings, columns in `table.columns` order), all
+   * at `version`, to be written without building a row object each. Same durability as apply().
+   */
+  acceptsCopyText?(table: TableSchema): boolean;
+  applyCopyText?(table: TableSchema, version: Version, text: Buffer, rows: number): Promise<void>;
   /** Live (not deleted) rows of a table as canonical values, for `walflow verify` and tests. */
   readLive?(table: TableSchema): AsyncIterable<Row>;
   close(): Promise<void>;

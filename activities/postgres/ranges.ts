@@ -75,20 +75,28 @@ function rangeQuery(schema: TableSchema, range: PageRange): string {
   return `SELECT ${cols} FROM ONLY ${escape(rel.schema)}.${escape(rel.name)} WHERE ${conditions.join(' AND ')}`;
 }
 
+/** A batch's bound in COPY text bytes, whatever its row count: wide rows must not make batches large. */
+export const COPY_BATCH_BYTES = 4 * 2 ** 20;
+
+const copyStream = (client: pg.Client, schema: TableSchema, range: PageRange): AsyncIterable<Buffer> =>
+  client.query(copyTo(`COPY (${rangeQuery(schema, range)}) TO STDOUT`)) as unknown as AsyncIterable<Buffer>;
+
 /**
- * Streams one range as rows in batches of `batchRows`, through COPY (text format), parsed
- * incrementally: memory holds one batch and one network chunk, never the range.
- * Runs inside the caller's transaction (which has imported the snapshot).
+ * Streams one range as rows in batches of at most `batchRows` rows and about `batchBytes` of COPY text,
+ * through COPY (text format), parsed incrementally: memory holds one batch and one network chunk, never
+ * the range. Runs inside the caller's transaction (which has imported the snapshot).
  */
-export async function* copyTableRange(client: pg.Client, schema: TableSchema, range: PageRange, opts: { batchRows: number }): AsyncGenerator<Row[]> {
-  const stream = client.query(copyTo(`COPY (${rangeQuery(schema, range)}) TO STDOUT`));
+export async function* copyTableRange(client: pg.Client, schema: TableSchema, range: PageRange, opts: { batchRows: number; batchBytes?: number }): AsyncGenerator<Row[]> {
+  const batchBytes = opts.batchBytes ?? COPY_BATCH_BYTES;
+  let bytes = 0;
   const decoder = new StringDecoder('utf8');
   const names = schema.columns.map((c) => c.name);
   const parsers = schema.columns.map(columnParser);
   const last = names.length - 1;
   let tail = '';
   let batch: Row[] = [];
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
+  for await (const chunk of copyStream(client, schema, range)) {
+    bytes += chunk.length;
     const text = tail + decoder.write(chunk);
     // Fields are cut straight out of the chunk's text (COPY escapes tabs and newlines inside values).
     let pos = 0;
@@ -104,11 +112,46 @@ export async function* copyTableRange(client: pg.Client, schema: TableSchema, ra
       if (batch.length >= opts.batchRows) {
         yield batch;
         batch = [];
+        bytes = 0;
       }
     }
     tail = text.slice(pos);
+    if (bytes >= batchBytes && batch.length) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
   }
   if (batch.length) yield batch;
+}
+
+/**
+ * The same range as COPY text, unparsed, in pieces of about `batchBytes` cut after a row's newline (COPY
+ * escapes newlines inside values, so a raw newline always ends a row): for destinations that take COPY
+ * text (Destination.applyCopyText) without a row object per row.
+ */
+export async function* copyTableRangeText(client: pg.Client, schema: TableSchema, range: PageRange, opts: { batchBytes?: number } = {}): AsyncGenerator<{ text: Buffer; rows: number }> {
+  const batchBytes = opts.batchBytes ?? COPY_BATCH_BYTES;
+  let parts: Buffer[] = [];
+  let size = 0;
+  const take = (all: boolean) => {
+    const buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+    const cut = all ? buf.length : buf.lastIndexOf(10) + 1;
+    let rows = 0;
+    for (let i = buf.indexOf(10); i >= 0 && i < cut; i = buf.indexOf(10, i + 1)) rows++;
+    const rest = buf.subarray(cut);
+    parts = rest.length ? [rest] : [];
+    size = rest.length;
+    return { text: buf.subarray(0, cut), rows };
+  };
+  for await (const chunk of copyStream(client, schema, range)) {
+    parts.push(chunk);
+    size += chunk.length;
+    if (size < batchBytes) continue;
+    const piece = take(false);
+    if (piece.rows) yield piece;
+  }
+  if (size) yield take(true);
 }
 
 const COPY_ESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\' };

@@ -1,10 +1,11 @@
 /** Table schemas from the catalog: columns with their exact types and kinds, and the key walflow versions rows by. */
 import type pg from 'pg';
+import { ErrorType } from '../../lib/errors.ts';
 import type { ColumnSchema, TableSchema } from '../../lib/model.ts';
 import { KIND_BY_OID, TEXT_TYPES } from './values.ts';
 
 export class SchemaError extends Error {
-  override name = 'SchemaError';
+  override name = ErrorType.Schema;
 }
 
 const warned = new Set<string>();

@@ -1,0 +1,72 @@
+/**
+ * The backfill fast path into ClickHouse: Postgres COPY text becomes ClickHouse TabSeparated without a
+ * row object or a JSON document per row. The two formats share their escapes (\t \n \\ \b \f \r \v) and
+ * NULL (\N), and ClickHouse reads Postgres's numbers, Infinity/NaN, t/f and ISO dates as they are, so
+ * most columns pass through verbatim; only bytea (hex), timestamptz (its "+00") and the date-range
+ * check touch a field. Tables with array columns keep the row path (their text differs).
+ */
+import type { Version } from '../../lib/lsn.ts';
+import type { ColumnSchema, TableSchema } from '../../lib/model.ts';
+import { checkDateRange, ClickHouseValueError } from './clickhouse-values.ts';
+
+type FieldRewrite = (field: string, where: () => string) => string;
+
+const isDigit = (code: number) => code >= 48 && code <= 57;
+
+/** How one column's COPY field is rewritten, or undefined when it passes through verbatim. */
+function rewrite(c: ColumnSchema, decimalType: string): FieldRewrite | undefined {
+  switch (c.kind) {
+    // COPY writes bytea as \\x<hex> (its backslash escaped); the destination keeps the hex.
+    case 'bytes': return (f) => f.slice(3);
+    case 'date':
+    case 'timestamp': return (f, where) => checkDateRange(f, f, where);
+    case 'timestamptz': return (f, where) => checkDateRange(f.endsWith('+00') ? f.slice(0, -3) : f, f, where);
+    case 'decimal':
+      if (decimalType === 'String') return undefined;
+      return (f, where) => {
+        const first = f.charCodeAt(0);
+        if (!isDigit(first) && !(first === 45 && isDigit(f.charCodeAt(1)))) throw new ClickHouseValueError(`${where()}: ${f} cannot be stored in ${decimalType}`);
+        return f;
+      };
+    default: return undefined;
+  }
+}
+
+/** Whether a table's COPY text can go to ClickHouse as TabSeparated (no array columns). */
+export const acceptsCopyText = (table: TableSchema): boolean => table.columns.every((c) => c.arrayDims === 0);
+
+/**
+ * A converter for one table: COPY text (complete lines) → TabSeparated lines with walflow's version and
+ * deleted columns appended, in the order of `columns` (the table's columns, then version, deleted).
+ * Text between rewritten fields is copied as one slice, so a row costs a few strings, not one per field.
+ */
+export function copyTextToTsv(table: TableSchema, decimalType: (c: ColumnSchema) => string): (text: string, version: Version) => string {
+  const rewrites = table.columns.map((c) => rewrite(c, decimalType(c)));
+  const lastRewrite = rewrites.reduce((last, r, i) => (r ? i : last), -1);
+  const wheres = table.columns.map((c) => () => `${table.schema}.${table.name}.${c.name}`);
+  return (text, version) => {
+    const suffix = `\t${version}\t0\n`;
+    if (lastRewrite < 0) return text.replaceAll('\n', suffix);
+    const out: string[] = [];
+    let pos = 0;
+    let copied = 0; // text before this offset is already in `out`
+    for (let nl = text.indexOf('\n', pos); nl >= 0; nl = text.indexOf('\n', pos)) {
+      for (let i = 0; i <= lastRewrite; i++) {
+        const tab = text.indexOf('\t', pos);
+        const end = tab < 0 || tab > nl ? nl : tab;
+        const fix = rewrites[i];
+        if (fix) {
+          const field = text.slice(pos, end);
+          if (field !== '\\N') {
+            out.push(text.slice(copied, pos), fix(field, wheres[i]!));
+            copied = end;
+          }
+        }
+        pos = end + 1;
+      }
+      out.push(text.slice(copied, nl), suffix);
+      pos = copied = nl + 1;
+    }
+    return out.join('');
+  };
+}

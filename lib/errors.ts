@@ -1,0 +1,38 @@
+/**
+ * Error types that cross the activity/workflow boundary (an ApplicationFailure's `type` is the thrown
+ * error's `name`), and the one walk of a failure's cause chain. Imported by activities and workflows.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+
+export const ErrorType = {
+  /** Bad configuration: a person must fix walflow.yaml (or the input). */
+  Config: 'ConfigError',
+  /** A source schema walflow cannot replicate as it is. */
+  Schema: 'SchemaError',
+  /** The backfill's exported snapshot is gone: the copy restarts on a fresh one. */
+  SnapshotLost: 'SnapshotLost',
+  /** The source is not set up for replication (preflight listed each problem). */
+  PreflightFailed: 'PreflightFailed',
+} as const;
+export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
+
+/** Failures no retry can cure: activities that hit them stop, and the pipeline waits for an operator. */
+export const NEEDS_OPERATOR: ErrorType[] = [ErrorType.Config, ErrorType.Schema];
+
+/** The failures along `e`'s cause chain, outermost first (activity → child workflow → application failure). */
+function* causes(e: unknown): Generator<unknown> {
+  for (let c: unknown = e; c; c = (c as { cause?: unknown }).cause) yield c;
+}
+
+/** Whether an ApplicationFailure of `type` is anywhere in `e`'s cause chain. */
+export function hasFailureType(e: unknown, type: ErrorType): boolean {
+  for (const c of causes(e)) if (c instanceof ApplicationFailure && c.type === type) return true;
+  return false;
+}
+
+/** The innermost message: what actually went wrong, without the activity/child wrappers. */
+export function rootMessage(e: unknown): string {
+  let last: unknown = e;
+  for (const c of causes(e)) last = c;
+  return (last as Error)?.message ?? String(e);
+}

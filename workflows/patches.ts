@@ -1,0 +1,19 @@
+/**
+ * Every `patched()` id, in one registry with its reason and date (the Temporal SDK keeps its own
+ * replay-affecting changes the same way, in packages/workflow/src/flags.ts).
+ *
+ * The rule: a change to workflow code that alters the commands a history would replay gets a new entry
+ * here and an `if (patched(Patch.X))` around the new course; a history recorded on the old code goes into
+ * test/histories (`npm run record-histories <name>`) and must keep replaying. A patch is retired in two
+ * releases: first `deprecatePatch(Patch.X)` once no workflow started before it can still be running
+ * (pipelines continue-as-new, so check that every open pipeline has continued since the release), then
+ * the entry and its old course are removed together with the histories that needed them.
+ */
+export const Patch = {
+  /**
+   * 2026-11-23: a lost backfill snapshot restarts after a doubling backoff (1 s to 5 min) instead of at
+   * once, at most five times. Old course: LEGACY_MAX_SNAPSHOT_ATTEMPTS immediate attempts.
+   */
+  SnapshotRetryBackoff: 'backfill-snapshot-retry-backoff',
+} as const;
+export type Patch = (typeof Patch)[keyof typeof Patch];
