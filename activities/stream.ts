@@ -70,8 +70,9 @@ export function createStreamActivities(deps: ActivityDeps) {
     });
     // Awaited before anything past what it reports is acknowledged: an error lost here would be data lost.
     const reportShapes = (report: TableShapeReport) => signalWithDeadline(deps, input.workflowId, tableShapeSignal, report);
-    const tableError = (table: string, problem: ShapeProblem, lsn: Lsn): TableError => ({
-      ...problem, fix: `walflow resync ${config.id} --tables ${table}`, lsn: formatLsn(lsn), since: new Date().toISOString(),
+    const tableError = (table: string, { renamedTo, ...problem }: ShapeProblem, lsn: Lsn): TableError => ({
+      ...problem, lsn: formatLsn(lsn), since: new Date().toISOString(),
+      fix: renamedTo ? `walflow tables remove ${config.id} ${table}, then walflow tables add ${config.id} ${renamedTo}` : `walflow resync ${config.id} --tables ${table}`,
     });
     // Encoding a heartbeat costs more than decoding a burst of changes: one a second is plenty (the
     // timeout is 30 s) and a retry resuming from a slightly older LSN only rewrites what it wrote.

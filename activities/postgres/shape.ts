@@ -25,6 +25,8 @@ export interface ShapeProblem {
   newType?: string;
   /** The source statement as far as the relation message tells it. */
   statement?: string;
+  /** The table's new name, when it was renamed (a re-copy cannot fix that: the pipeline must name the new table). */
+  renamedTo?: string;
 }
 
 export interface ShapeChange {

@@ -204,6 +204,7 @@ export class PgoutputDecoder {
     if (key !== tableKey(id)) {
       return this.stop(msg.relationOid, table, {
         reason: `table ${key} was renamed to ${tableKey(id)}; walflow does not follow renamed tables`, statement: `ALTER TABLE ${key} RENAME TO ${msg.name}`,
+        renamedTo: tableKey(id),
       });
     }
     if (this.commitLsn < (this.from.get(key) ?? 0n)) {

@@ -74,6 +74,7 @@ export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'
         assert.deepEqual([narrow.column, narrow.oldType, narrow.newType], ['big', 'bigint', 'integer']);
         assert.equal(narrow.fix, `walflow resync ${f.config.id} --tables narrow`);
         assert.match(status.tables.moved!.error!.reason, /renamed to public\.moved2/);
+        assert.equal(status.tables.moved!.error!.fix, `walflow tables remove ${f.config.id} moved, then walflow tables add ${f.config.id} public.moved2`);
         assert.match(status.tables.defaulted!.error!.reason, /column n was added with a default/);
         assert.match(status.lastError ?? '', /table narrow stopped at LSN [0-9A-F/]+: column big changed type from bigint to integer.*\(source: ALTER TABLE public\.narrow ALTER COLUMN big TYPE integer\).*fix: walflow resync/);
         assert.deepEqual(status.tables.cols!.droppedColumns, ['d']);
