@@ -15,7 +15,7 @@ import type { PipelineStatus } from '../../workflows/definitions.ts';
 
 const TABLES = ['wide', 'scaled', 'narrow', 'cols', 'moved', 'defaulted', 'gen', 'other'];
 
-export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'): void {
+export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake' | 'postgres'): void {
   for (const [i, adminUrl] of pgAdminUrls().entries()) {
     describe(`shape changes into ${destination} from the Postgres on ${new URL(adminUrl).port}`, () => {
       const f = new PipelineFixture({
