@@ -60,7 +60,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
 
   const planRanges = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => whileHeartbeating(async () => {
     const client = await connect(sourceConnection(config.source));
-    const destination = await createDestination(config.destination);
+    const destination = await createDestination(config.destination, { pipeline: config.id });
     try {
       const schemas = await loadTableSchemas(client, tables.map(qualify));
       await destination.prepare(schemas);
@@ -102,7 +102,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
     const { config, range } = input;
     const version = makeVersion(parseLsn(input.snapshotLsn), 0);
     const client = await connect(sourceConnection(config.source));
-    const destination = await createDestination(config.destination);
+    const destination = await createDestination(config.destination, { pipeline: config.id });
     let rows = 0;
     try {
       try {

@@ -1,5 +1,6 @@
 /** Every activity the walflow worker registers, built from injected dependencies. */
 import { createBackfillActivities } from './backfill.ts';
+import type { PipelineConfig } from '../lib/config.ts';
 import type { ActivityDeps } from './context.ts';
 import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, rebuildTables, removeStaleRows } from './pipeline.ts';
 import { probeSource } from './probe.ts';
@@ -11,7 +12,7 @@ export function createActivities(deps: ActivityDeps) {
     preflightPipeline,
     ensureSlot,
     alterPublication,
-    dropPipeline,
+    dropPipeline: (config: PipelineConfig) => dropPipeline(deps, config),
     removeStaleRows,
     rebuildTables,
     ...createBackfillActivities(deps),

@@ -10,7 +10,9 @@ import { preflight } from './postgres/preflight.ts';
 import { alterPublicationTables, dropPublicationIfOwned, ensurePublication } from './postgres/publication.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { createSlot, dropSlot } from './postgres/slot.ts';
-import { whileHeartbeating } from './context.ts';
+import { ScheduleNotFoundError } from '@temporalio/client';
+import { resyncScheduleId } from '../workflows/definitions.ts';
+import { whileHeartbeating, type ActivityDeps } from './context.ts';
 import { sourceConnection, slotName } from './source.ts';
 import { qualify } from './stream.ts';
 import { connect } from './postgres/session.ts';
@@ -37,11 +39,14 @@ export function preflightPipeline(config: PipelineConfig, tables: string[]): Pro
   });
 }
 
-/** Creates the publication (if walflow manages it) and the pipeline's slot, unless they exist. */
-export function ensureSlot(config: PipelineConfig): Promise<{ confirmedLsn: string }> {
+/**
+ * Creates the publication (if walflow manages it) and the pipeline's slot, unless they exist.
+ * `tables`: the pipeline's current tables (after `tables add/remove`); older workflows pass none.
+ */
+export function ensureSlot(config: PipelineConfig, tables = config.source.tables): Promise<{ confirmedLsn: string }> {
   return whileHeartbeating(async () => {
     if (config.source.createPublication) {
-      await withSource(config, (client) => ensurePublication(client, config.source.publication, config.source.tables.map(qualify)));
+      await withSource(config, (client) => ensurePublication(client, config.source.publication, tables.map(qualify)));
     }
     const slot = await createSlot(sourceConnection(config.source), slotName(config.id, config.source));
     return { confirmedLsn: normalizeLsn(slot.confirmedLsn) };
@@ -65,8 +70,12 @@ export function alterPublication(config: PipelineConfig, change: { add?: string[
   });
 }
 
-export function dropPipeline(config: PipelineConfig): Promise<void> {
+/** Drops the slot, a publication walflow created, and the pipeline's resync Schedule (its next run would resync nothing). */
+export function dropPipeline(deps: ActivityDeps, config: PipelineConfig): Promise<void> {
   return whileHeartbeating(async () => {
+    await deps.client.schedule.getHandle(resyncScheduleId(config.id)).delete().catch((e) => {
+      if (!(e instanceof ScheduleNotFoundError)) throw e;
+    });
     await dropSlot(sourceConnection(config.source), slotName(config.id, config.source));
     if (config.source.createPublication) await withSource(config, (client) => dropPublicationIfOwned(client, config.source.publication));
   });
@@ -76,7 +85,7 @@ export function dropPipeline(config: PipelineConfig): Promise<void> {
 export function removeStaleRows(config: PipelineConfig, table: string, snapshotLsn: string): Promise<void> {
   return whileHeartbeating(async () => {
     const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
-    const destination = await createDestination(config.destination);
+    const destination = await createDestination(config.destination, { pipeline: config.id });
     try {
       if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, ErrorType.Config);
       await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));
@@ -94,7 +103,7 @@ export function removeStaleRows(config: PipelineConfig, table: string, snapshotL
 export function rebuildTables(config: PipelineConfig, tables: string[]): Promise<{ schemas: Record<string, TableSchema>; lsn: string }> {
   return whileHeartbeating(async () => withSource(config, async (client) => {
     const schemas = await loadTableSchemas(client, tables.map(qualify));
-    const destination = await createDestination(config.destination);
+    const destination = await createDestination(config.destination, { pipeline: config.id });
     try {
       if (!destination.dropTable) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot rebuild a table; remove and add the table instead`, ErrorType.Config);
       for (const s of schemas) await destination.dropTable(s);

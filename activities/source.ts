@@ -20,6 +20,4 @@ export function sourceConnection(source: SourceConfig): pg.ClientConfig {
   return withSession(postgresConnection(source.url, source.password));
 }
 
-export function slotName(pipelineId: string, source: SourceConfig): string {
-  return source.slot ?? `walflow_${pipelineId.replace(/-/g, '_')}`;
-}
+export { slotName } from '../lib/config.ts';

@@ -89,7 +89,7 @@ export function createStreamActivities(deps: ActivityDeps) {
     let stream: Awaited<ReturnType<typeof openChangeStream>> | undefined;
     try {
       await source.connect();
-      destination = await createDestination(config.destination);
+      destination = await createDestination(config.destination, { pipeline: config.id });
       // What each destination table holds: as recorded (the catalog may already be past the WAL still to
       // come), else the catalog's shape, which the destination tables are created with.
       const schemas = new Map<string, TableSchema>();

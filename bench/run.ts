@@ -111,11 +111,15 @@ async function startWorkerProcess(label: string): Promise<{ child: ChildProcess;
   const profileDir = join(resultsDir, `profiles-${stamp}`, `${results.length + 1}-${label.replace(/[^a-z0-9]+/gi, '-')}`);
   const nodeFlags = [...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), ...(values['worker-flags']?.split(',').filter(Boolean) ?? [])];
   const child = spawn(process.execPath, [...nodeFlags, 'bin/walflow.js', 'worker', '--task-queue', taskQueue], {
-    cwd: projectRoot, stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: projectRoot, stdio: ['ignore', 'inherit', 'pipe'],
     env: { ...process.env, WALFLOW_TEMPORAL_ADDRESS: status.temporal!.url, WALFLOW_BENCH_SNOWFLAKE_PASSWORD: 'emulator' },
   });
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('polling')) resolve(); });
+    // The worker logs on stderr (its stdout is for a stdout destination's changes): passed on, and read for its start.
+    child.stderr!.on('data', (d: Buffer) => {
+      process.stderr.write(d);
+      if (d.toString().includes('polling')) resolve();
+    });
     child.once('exit', (code, signal) => {
       workerExit = new Error(`bench worker exited (${signal ?? code}) during "${label}"`);
       reject(workerExit);

@@ -114,7 +114,7 @@ ClickHouse has caught up. Look around:
   curl '${status.clickhouse!.url}/?query=SELECT+*+FROM+${CLICKHOUSE_DB}.orders_live+ORDER+BY+id+DESC+LIMIT+5+FORMAT+PrettyCompact'
   npx walflow verify ${PIPELINE} --config ${configFile}
   Temporal UI: ${temporalUiUrl()}/namespaces/default/workflows/${handle.workflowId}
-  npx walflow status ${PIPELINE} --config ${configFile} --watch   (with \`npx walflow worker --config ${configFile}\` running)
+  npx walflow status ${PIPELINE} --config ${configFile} --watch   (with \`node bin/walflow.js worker --config ${configFile}\` running)
 The pipeline keeps running in Temporal; it resumes whenever a worker runs.`);
 } finally {
   await worker.shutdown();

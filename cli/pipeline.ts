@@ -2,71 +2,94 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { canResync, type PipelineConfig } from '../lib/config.ts';
 import {
-  addTablesUpdate, dropUpdate, pauseSignal, pipelineWorkflowId, removeTablesUpdate, resumeSignal, resyncTablesUpdate, statusQuery,
-  SEARCH_ATTRIBUTE_PHASE, SEARCH_ATTRIBUTE_PIPELINE,
+  addTablesUpdate, dropUpdate, pauseSignal, phaseKey, pipelineKey, pipelineWorkflowId, removeTablesUpdate, resumeSignal,
+  resyncScheduleId, resyncTablesUpdate, statusQuery,
 } from '../workflows/definitions.ts';
 import { pipelineWorkflow, resyncWorkflow } from '../workflows/index.ts';
-import { DEFAULT_CONFIG, withPipeline } from './context.ts';
-import { renderStatus } from './status.ts';
-
-const pipelineKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PIPELINE, SearchAttributeType.KEYWORD);
-const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PHASE, SearchAttributeType.KEYWORD);
+import { applyFileConfig } from './apply.ts';
+import {
+  DEFAULT_CONFIG, noWorkerMessage, NoWorkerError, queryWithWorker, updateWithWorker, withPipeline, workerPolls, type CommandContext,
+} from './context.ts';
+import { gatherStatus, renderStatus } from './status.ts';
 
 const configOption = ['-c, --config <file>', 'pipeline config file', DEFAULT_CONFIG] as const;
 
-export const resyncScheduleId = (id: string): string => `walflow-${id}-resync`;
+/** For what Temporal records without a worker (signals, starts): done, but it waits for a worker, so say so. */
+async function warnWithoutWorker(ctx: CommandContext, workflowId: string, what: string): Promise<void> {
+  await queryWithWorker(ctx, () => ctx.client.workflow.getHandle(workflowId).query(statusQuery)).catch((e) => {
+    if (!(e instanceof NoWorkerError)) throw e;
+    console.error(`walflow: ${e.message}; ${what} takes effect when one runs`);
+  });
+}
+
+function refuseResync(config: PipelineConfig): void {
+  if (!canResync(config.destination)) throw new Error(`pipeline ${config.id}: a ${config.destination.type} destination cannot be resynced (its rows cannot be read back)`);
+}
 
 export function registerPipelineCommands(program: Command): void {
   program.command('start <pipeline>')
-    .description('start a pipeline: preflight, slot, backfill, then continuous CDC')
+    .description('start a pipeline: preflight, slot, backfill, then continuous CDC; on a running one, apply the file (see apply)')
     .option(...configOption)
-    .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async ({ client, taskQueue }, config) => {
+    .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async (ctx, config) => {
       const workflowId = pipelineWorkflowId(id);
       try {
-        await client.workflow.start(pipelineWorkflow, {
-          workflowId, taskQueue, args: [{ config }],
+        await ctx.client.workflow.start(pipelineWorkflow, {
+          workflowId, taskQueue: ctx.taskQueue, args: [{ config }],
           typedSearchAttributes: [{ key: pipelineKey, value: id }, { key: phaseKey, value: 'starting' }],
-          staticSummary: `walflow pipeline ${id}: ${config.source.tables.length} table(s) → ${config.destination.type}`,
+          // Static: the tables and phase, which change, are in the current details and search attributes.
+          staticSummary: `walflow pipeline ${id} → ${config.destination.type}`,
         });
         console.log(`started pipeline ${id} (workflow ${workflowId})`);
+        if (!await workerPolls(ctx)) console.error(`walflow: ${noWorkerMessage(ctx)}; the pipeline starts when one runs`);
       } catch (e) {
         if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
         console.log(`pipeline ${id} is already running (workflow ${workflowId})`);
+        await applyFileConfig(ctx, config);
       }
     }));
+
+  program.command('apply <pipeline>')
+    .description("apply walflow.yaml to a running pipeline in place (connections, secrets, batch/flush/parallelism, tables): no new slot, no backfill of its tables")
+    .option(...configOption)
+    .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, (ctx, config) => applyFileConfig(ctx, config)));
 
   program.command('status <pipeline>')
     .description("show a pipeline's phase, confirmed LSN, lag and per-table progress")
     .option(...configOption)
-    .option('--json', 'print the status as JSON')
+    .option('--json', 'print the status as JSON (on failure {"pipeline", "error"}, exit 1)')
     .option('--watch', 'refresh every second until interrupted')
-    .action((id: string, opts: { config: string; json?: boolean; watch?: boolean }) => withPipeline(opts.config, id, async ({ client }) => {
-      const handle = client.workflow.getHandle(pipelineWorkflowId(id));
+    .action((id: string, opts: { config: string; json?: boolean; watch?: boolean }) => withPipeline(opts.config, id, async (ctx, config) => {
       for (;;) {
-        const status = await handle.query(statusQuery);
+        const status = await gatherStatus(ctx, config);
         if (opts.json) console.log(JSON.stringify(status));
         else console.log(`${opts.watch ? '\x1b[2J\x1b[H' : ''}${renderStatus(status)}`);
         if (!opts.watch) return;
         await sleep(1000);
       }
+    }).catch((e: Error) => {
+      if (!opts.json) throw e;
+      console.log(JSON.stringify({ pipeline: id, error: e.message }));
+      process.exitCode = 1;
     }));
 
   program.command('pause <pipeline>')
     .description('pause: the stream flushes, acknowledges and stops; the slot is kept')
     .option(...configOption)
-    .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async ({ client }) => {
-      await client.workflow.getHandle(pipelineWorkflowId(id)).signal(pauseSignal);
+    .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async (ctx) => {
+      await ctx.client.workflow.getHandle(pipelineWorkflowId(id)).signal(pauseSignal);
       console.log(`pause requested for ${id}`);
+      await warnWithoutWorker(ctx, pipelineWorkflowId(id), 'the pause');
     }));
 
   program.command('resume <pipeline>')
     .description('resume a paused pipeline from its confirmed LSN')
     .option(...configOption)
-    .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async ({ client }) => {
-      await client.workflow.getHandle(pipelineWorkflowId(id)).signal(resumeSignal);
+    .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async (ctx) => {
+      await ctx.client.workflow.getHandle(pipelineWorkflowId(id)).signal(resumeSignal);
       console.log(`resume requested for ${id}`);
+      await warnWithoutWorker(ctx, pipelineWorkflowId(id), 'the resume');
     }));
 
   const tables = program.command('tables').description("change a running pipeline's tables");
@@ -74,8 +97,8 @@ export function registerPipelineCommands(program: Command): void {
     tables.command(`${verb} <pipeline> <tables...>`)
       .description(verb === 'add' ? 'add tables (validated first, then backfilled from a fresh snapshot)' : 'stop replicating tables (destination data is kept)')
       .option(...configOption)
-      .action((id: string, names: string[], opts: { config: string }) => withPipeline(opts.config, id, async ({ client }) => {
-        const now = await client.workflow.getHandle(pipelineWorkflowId(id)).executeUpdate(update, { args: [names] });
+      .action((id: string, names: string[], opts: { config: string }) => withPipeline(opts.config, id, async (ctx) => {
+        const now = await updateWithWorker(ctx, ctx.client.workflow.getHandle(pipelineWorkflowId(id)), update, [names]);
         console.log(`pipeline ${id} tables: ${now.join(', ')}`);
       }));
   }
@@ -85,24 +108,29 @@ export function registerPipelineCommands(program: Command): void {
     .option(...configOption)
     .option('--tables <list>', 'comma-separated tables (default: all of the pipeline\'s)')
     .option('--wait', 'wait for the resync to finish')
-    .action((id: string, opts: { config: string; tables?: string; wait?: boolean }) => withPipeline(opts.config, id, async ({ client, taskQueue }, config) => {
+    .action((id: string, opts: { config: string; tables?: string; wait?: boolean }) => withPipeline(opts.config, id, async (ctx, config) => {
+      refuseResync(config);
+      // By default the tables the pipeline runs with now (after `tables add/remove`), not the file's.
+      const status = await gatherStatus(ctx, config);
+      const running = Object.keys(status.tables);
       const named = opts.tables?.split(',').map((t) => t.trim()).filter(Boolean);
       // Errored tables are rebuilt and re-copied by the pipeline itself (it stops skipping them); the rest by a resync workflow.
-      const pipeline = client.workflow.getHandle(pipelineWorkflowId(id));
-      const states = (await pipeline.query(statusQuery)).tables;
-      const errored = (named ?? config.source.tables).filter((t) => states[t]?.state === 'errored');
+      const errored = (named ?? running).filter((t) => status.tables[t]?.state === 'errored');
       if (errored.length) {
-        await pipeline.executeUpdate(resyncTablesUpdate, { args: [errored] });
+        await updateWithWorker(ctx, ctx.client.workflow.getHandle(pipelineWorkflowId(id)), resyncTablesUpdate, [errored]);
         console.log(`rebuilding and re-copying errored table(s) ${errored.join(', ')} (see walflow status ${id})`);
       }
-      const rest = (named ?? config.source.tables).filter((t) => !errored.includes(t));
-      if (!rest.length) return;
+      const rest = (named ?? running).filter((t) => !errored.includes(t));
+      if (errored.length && !rest.length) return;
+      const tables = named || errored.length ? rest : running.length ? running : undefined;
       const workflowId = `${resyncScheduleId(id)}-${Date.now()}`;
-      const handle = await client.workflow.start(resyncWorkflow, {
-        workflowId, taskQueue, args: [{ config, tables: named ? rest : errored.length ? rest : undefined }],
+      const handle = await ctx.client.workflow.start(resyncWorkflow, {
+        workflowId, taskQueue: ctx.taskQueue, args: [{ config, tables }],
         typedSearchAttributes: [{ key: pipelineKey, value: id }, { key: phaseKey, value: 'resync' }],
+        staticSummary: `walflow resync of ${id}`,
       });
       console.log(`resync started (workflow ${workflowId})`);
+      if (!await workerPolls(ctx)) console.error(`walflow: ${noWorkerMessage(ctx)}; the resync starts when one runs`);
       if (opts.wait) {
         const result = await handle.result();
         console.log(`resync done: ${result.rowsCopied} rows copied at snapshot ${result.snapshotLsn}`);
@@ -116,6 +144,7 @@ export function registerPipelineCommands(program: Command): void {
     .option('--tables <list>', 'comma-separated tables (default: all)')
     .option(...configOption)
     .action((id: string, opts: { config: string; cron: string; tables?: string }) => withPipeline(opts.config, id, async ({ client, taskQueue }, config) => {
+      refuseResync(config);
       const scheduleId = resyncScheduleId(id);
       await client.schedule.getHandle(scheduleId).delete().catch(() => undefined);
       await client.schedule.create({
@@ -134,11 +163,10 @@ export function registerPipelineCommands(program: Command): void {
   program.command('drop <pipeline>')
     .description('stop the pipeline, drop its replication slot and the publication walflow created')
     .option(...configOption)
-    .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async ({ client }) => {
-      const handle = client.workflow.getHandle(pipelineWorkflowId(id));
-      await handle.executeUpdate(dropUpdate);
-      await handle.result();
-      await client.schedule.getHandle(resyncScheduleId(id)).delete().catch(() => undefined);
+    .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async (ctx) => {
+      const handle = ctx.client.workflow.getHandle(pipelineWorkflowId(id));
+      await updateWithWorker(ctx, handle, dropUpdate, []);
+      await handle.result(); // the drop update removed the resync schedule too
       console.log(`pipeline ${id} dropped`);
     }));
 }

@@ -1,5 +1,68 @@
-/** Renders a pipeline's status for people: a progress bar per table during backfill, lag during CDC. */
-import type { PipelineStatus } from '../workflows/definitions.ts';
+/**
+ * A pipeline's status as the CLI shows it: the workflow's answer to the `status` query, or, when no
+ * worker answers, what the workflow last published in its memo; plus a running resync and whether the
+ * running tables differ from the file. Rendered for people with a progress bar per table.
+ */
+import { WorkflowNotFoundError } from '@temporalio/client';
+import type { PipelineConfig } from '../lib/config.ts';
+import {
+  pipelineWorkflowId, statusQuery, type PipelineStatus, type PublishedStatus, type TableProgress,
+} from '../workflows/definitions.ts';
+import { NoWorkerError, queryWithWorker, type CommandContext } from './context.ts';
+
+/** `status --json`: PipelineStatus plus what the CLI adds. */
+export interface CliStatus extends PipelineStatus {
+  /** Set when no worker answered: the status is the one the workflow published at `publishedAt`. */
+  noWorker?: string;
+  publishedAt?: string | null;
+  /** The file's tables, when the running pipeline's differ (after `tables add/remove`): `walflow apply` or edit the file. */
+  fileTables?: string[];
+  /** A resync under way. */
+  resync?: { workflowId: string; tables: Record<string, TableProgress> | null };
+}
+
+const published = (memo: Record<string, unknown> | undefined) => memo?.status as PublishedStatus | undefined;
+
+/** The status of a pipeline or resync workflow: from a worker, else from its memo (null if it published none). */
+async function workflowStatus(ctx: CommandContext, workflowId: string): Promise<{ status: PipelineStatus | null; noWorker?: string; publishedAt?: string | null }> {
+  const handle = ctx.client.workflow.getHandle(workflowId);
+  const notFound = (e: unknown): never => {
+    if (e instanceof WorkflowNotFoundError) throw new Error(`no workflow ${workflowId} in namespace ${ctx.settings.namespace}: start the pipeline with \`walflow start\``);
+    throw e;
+  };
+  const described = handle.describe().catch(notFound); // at once: no time is lost when the query finds no worker
+  described.catch(() => undefined);
+  try {
+    return { status: await queryWithWorker(ctx, () => handle.query(statusQuery)) };
+  } catch (e) {
+    if (!(e instanceof NoWorkerError)) return notFound(e);
+    const memo = published((await described).memo);
+    if (!memo) return { status: null, noWorker: e.message, publishedAt: null };
+    const { publishedAt, ...status } = memo;
+    return { status, noWorker: e.message, publishedAt };
+  }
+}
+
+export async function gatherStatus(ctx: CommandContext, pipeline: PipelineConfig): Promise<CliStatus> {
+  const resyncs = ctx.client.workflow.list({
+    query: `WalflowPipeline = "${pipeline.id}" AND WorkflowType = "resyncWorkflow" AND ExecutionStatus = "Running"`, pageSize: 1,
+  })[Symbol.asyncIterator]().next();
+  resyncs.catch(() => undefined);
+  const own = await workflowStatus(ctx, pipelineWorkflowId(pipeline.id));
+  const status: CliStatus = own.status ?? {
+    pipeline: pipeline.id, phase: 'starting', paused: false, confirmedLsn: null, lagBytes: null, snapshotLsn: null,
+    tables: {}, lastError: 'this run has not published its state yet (it started before walflow published state, or no worker has run it)', continuedAsNew: 0,
+  };
+  if (own.noWorker) Object.assign(status, { noWorker: own.noWorker, publishedAt: own.publishedAt });
+  const running = Object.keys(status.tables);
+  if (running.length && [...running].sort().join() !== [...pipeline.source.tables].sort().join()) status.fileTables = pipeline.source.tables;
+  const { value: run } = await resyncs;
+  if (run) {
+    const resync = own.noWorker ? { status: published(run.memo) ?? null } : await workflowStatus(ctx, run.workflowId);
+    status.resync = { workflowId: run.workflowId, tables: resync.status?.tables ?? null };
+  }
+  return status;
+}
 
 function bar(done: number, total: number, width = 24): string {
   const ratio = total > 0 ? Math.min(1, done / total) : 0;
@@ -14,8 +77,9 @@ function bytes(n: number): string {
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
-export function renderStatus(s: PipelineStatus): string {
+export function renderStatus(s: CliStatus): string {
   const lines = [
+    ...(s.noWorker ? [`${s.noWorker}\nshowing the state the pipeline last published${s.publishedAt ? ` (at ${s.publishedAt})` : ''}:`] : []),
     `pipeline ${s.pipeline}: ${s.phase}${s.paused && s.phase !== 'paused' ? ' (paused)' : ''}`,
     `  confirmed LSN ${s.confirmedLsn ?? '-'}   lag ${s.lagBytes === null ? '-' : bytes(s.lagBytes)}${s.snapshotLsn ? `   backfill snapshot ${s.snapshotLsn}` : ''}`,
   ];
@@ -31,6 +95,11 @@ export function renderStatus(s: PipelineStatus): string {
     if (t.error) lines.push(`  ${' '.repeat(width)}  ${t.error.reason}; fix: ${t.error.fix}`);
     if (t.droppedColumns?.length) lines.push(`  ${' '.repeat(width)}  dropped in the source, kept in the destination: ${t.droppedColumns.join(', ')}`);
   }
+  if (s.resync) {
+    const copied = Object.entries(s.resync.tables ?? {}).map(([t, p]) => `${t} ${p.backfill === 'done' ? 'done' : `${p.rangesDone}/${p.rangesTotal} ranges`}`);
+    lines.push(`  resync running (workflow ${s.resync.workflowId})${copied.length ? `: ${copied.join(', ')}` : ''}`);
+  }
+  if (s.fileTables) lines.push(`  the config file lists other tables (${s.fileTables.join(', ')}): \`walflow apply\` to use the file's, or edit the file`);
   if (s.lastError) lines.push(`  last error: ${s.lastError}`);
   return lines.join('\n');
 }

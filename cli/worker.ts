@@ -1,12 +1,14 @@
 /** `walflow worker` and `walflow check`. */
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { findPipeline, loadConfig, parseConfig } from '../lib/config.ts';
+import { findPipeline, parseConfig } from '../lib/config.ts';
+import { loadConfig } from '../lib/config-file.ts';
 import { preflight } from '../activities/postgres/preflight.ts';
 import { sourceConnection, slotName } from '../activities/source.ts';
 import { qualify } from '../activities/stream.ts';
 import { startWorker } from '../worker/worker.ts';
-import { DEFAULT_CONFIG, temporalSettings } from './context.ts';
+import { temporalConnectionSettings } from '../lib/temporal-connection.ts';
+import { DEFAULT_CONFIG } from './context.ts';
 import { connect } from '../activities/postgres/session.ts';
 
 export function registerWorkerCommands(program: Command): void {
@@ -16,9 +18,9 @@ export function registerWorkerCommands(program: Command): void {
     .option('--task-queue <name>', 'task queue to poll')
     .action(async (opts: { config: string; taskQueue?: string }) => {
       const config = existsSync(opts.config) ? loadConfig(opts.config) : parseConfig({ pipelines: [] });
-      const t = temporalSettings(config);
-      const worker = await startWorker({ address: t.address, namespace: t.namespace, taskQueue: opts.taskQueue ?? t.taskQueue });
-      console.log(`walflow worker polling ${opts.taskQueue ?? t.taskQueue} on ${t.address}`);
+      const t = temporalConnectionSettings(config.temporal);
+      const worker = await startWorker({ ...t, taskQueue: opts.taskQueue ?? t.taskQueue });
+      console.error(`walflow worker polling ${opts.taskQueue ?? t.taskQueue} on ${t.address}`);
       await worker.done;
     });
 

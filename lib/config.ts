@@ -1,10 +1,10 @@
 /**
- * The pipeline config (walflow.yaml), validated once at the edge with zod.
+ * The pipeline config (walflow.yaml), validated with zod at the edge and again by the workflows
+ * themselves (their input is this config). Pure: no node:fs, no YAML (config-file.ts reads the file),
+ * so the workflow bundle can import it.
  * Secrets are references ("env:NAME" or "file:/path"), never values: what
  * workflows receive is this config, and Temporal stores workflow inputs.
  */
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ErrorType } from './errors.ts';
 
@@ -13,6 +13,7 @@ export const SecretRef = z.string().regex(/^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)
   message: 'must be a secret reference: "env:VAR_NAME" or "file:/path/to/file" (never the secret itself)',
 });
 export type SecretRef = z.infer<typeof SecretRef>;
+export const isSecretRef = (value: string): boolean => SecretRef.safeParse(value).success;
 
 const TableName = z.string().regex(/^[^.]+(\.[^.]+)?$/, { message: 'must be "table" or "schema.table"' });
 
@@ -63,11 +64,71 @@ export const PostgresDestinationConfig = z.strictObject({
   schema: z.string().min(1).default('walflow'),
 });
 
-export const StdoutConfig = z.strictObject({ type: z.literal('stdout') });
+export const StdoutConfig = z.strictObject({
+  type: z.literal('stdout'),
+  /** `legacy`: walflow's original line ({op, table: "s.t", version, row, ...}); `envelope`: lib/envelope.ts. */
+  format: z.enum(['legacy', 'envelope']).default('legacy'),
+});
+
+/** JSON Lines files of change envelopes (activities/destinations/file.ts). */
+export const FileConfig = z.strictObject({
+  type: z.literal('file'),
+  /** Directory; files go to <path>/<pipeline>/ (or <path>/<pipeline>/<schema>.<table>/ with split: table). */
+  path: z.string().min(1),
+  split: z.enum(['pipeline', 'table']).default('pipeline'),
+  /** A file is closed and the next started once it holds this many bytes of JSON text, or when a write finds it this old. */
+  maxBytes: z.number().int().min(1).default(64 * 1024 * 1024),
+  maxAgeSeconds: z.number().int().min(1).default(3600),
+  gzip: z.boolean().default(false),
+});
+
+const HeaderValue = z.union([SecretRef, z.string().regex(/^(?!env:|file:)/)]);
+
+/** POST batches of change envelopes (activities/destinations/webhook.ts). */
+export const WebhookConfig = z.strictObject({
+  type: z.literal('webhook'),
+  url: z.string().url(),
+  /** `json`: a JSON array per request; `ndjson`: one envelope per line. */
+  format: z.enum(['json', 'ndjson']).default('json'),
+  /** HMAC-SHA256 key for the X-Walflow-Signature header. */
+  secret: SecretRef.optional(),
+  /** Extra request headers; a value may be a secret reference (e.g. Authorization: env:HOOK_TOKEN). */
+  headers: z.record(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, { message: 'must be an HTTP header name' }), HeaderValue).default({}),
+  timeoutMs: z.number().int().min(1).default(10_000),
+  /** Envelopes per request at most (a table's batch is split into requests of this size). */
+  maxBatchChanges: z.number().int().min(1).default(1000),
+  /** Attempts per request on 5xx, 408, 429, timeouts and connection errors before the write fails (and is retried). */
+  retries: z.number().int().min(0).default(5),
+});
+
+/** JetStream publish per change (activities/destinations/nats.ts). */
+export const NatsConfig = z.strictObject({
+  type: z.literal('nats'),
+  servers: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  token: SecretRef.optional(),
+  user: z.string().optional(),
+  password: SecretRef.optional(),
+  /** Subject per change; {pipeline}, {schema} and {table} are replaced. */
+  subject: z.string().regex(/^[^\s*>]+$/, { message: 'must be a NATS subject without wildcards (placeholders: {pipeline}, {schema}, {table})' })
+    .default('walflow.{pipeline}.{schema}.{table}'),
+  /** The JetStream stream that captures the subjects; created if missing (an existing one is used as it is). */
+  stream: z.strictObject({
+    name: z.string().regex(/^[^\s.*>/\\]+$/, { message: 'stream names have no spaces, ".", "*", ">" or slashes' }).optional(),
+    retention: z.enum(['limits', 'interest', 'workqueue']).default('limits'),
+    maxAgeSeconds: z.number().int().min(0).default(0),
+    /** JetStream drops a message whose Nats-Msg-Id it stored within this window: re-sent changes land once. */
+    duplicateWindowSeconds: z.number().int().min(1).default(120),
+    storage: z.enum(['file', 'memory']).default('file'),
+    replicas: z.number().int().min(1).max(5).default(1),
+  }).prefault({}),
+  /** Publishes awaiting their acknowledgement at once. */
+  maxInFlight: z.number().int().min(1).default(1000),
+  timeoutMs: z.number().int().min(1).default(10_000),
+});
 export const NullConfig = z.strictObject({ type: z.literal('null') });
 
 export const DestinationConfig = z.discriminatedUnion('type', [
-  ClickHouseConfig, SnowflakeConfig, PostgresDestinationConfig, StdoutConfig, NullConfig,
+  ClickHouseConfig, SnowflakeConfig, PostgresDestinationConfig, StdoutConfig, NullConfig, FileConfig, WebhookConfig, NatsConfig,
 ]);
 
 export const PipelineConfig = z.strictObject({
@@ -90,6 +151,16 @@ export const WalflowConfig = z.strictObject({
     address: z.string().default('127.0.0.1:7233'),
     namespace: z.string().default('default'),
     taskQueue: z.string().default('walflow'),
+    /** An API key (Temporal Cloud); TLS is then on even without `tls`. */
+    apiKey: SecretRef.optional(),
+    /** TLS to the server; `{}` trusts the system's CAs. Each value is a secret reference to PEM text. */
+    tls: z.strictObject({
+      serverCa: SecretRef.optional(),
+      clientCert: SecretRef.optional(),
+      clientKey: SecretRef.optional(),
+      /** The name the server's certificate carries, when it is not the address's host. */
+      serverName: z.string().min(1).optional(),
+    }).refine((t) => !t.clientCert === !t.clientKey, { message: 'mTLS needs both clientCert and clientKey' }).optional(),
   }).prefault({}),
   pipelines: z.array(PipelineConfig),
 });
@@ -110,14 +181,83 @@ export class ConfigError extends Error {
 /** Validates parsed config; errors name the bad key, e.g. `pipelines[0].source.publication`. */
 export function parseConfig(input: unknown, origin = 'config'): WalflowConfig {
   const result = WalflowConfig.safeParse(input);
-  if (result.success) {
-    const ids = result.data.pipelines.map((p) => p.id);
-    const dup = ids.find((id, i) => ids.indexOf(id) !== i);
-    if (dup) throw new ConfigError(`${origin}: pipeline id "${dup}" is used twice`);
-    return result.data;
+  if (!result.success) throw new ConfigError(`${origin} is invalid:\n${formatIssues(result.error.issues)}`);
+  rejectDuplicateIds(result.data.pipelines.map((p) => p.id), origin);
+  return result.data;
+}
+
+/** A config whose invalid pipelines were set aside, each with its error, so the others stay usable. */
+export type LoadedConfig = WalflowConfig & { invalid: Record<string, string> };
+
+/** Like parseConfig, but one bad pipeline fails only the commands for that pipeline. */
+export function parseConfigPerPipeline(input: unknown, origin = 'config'): LoadedConfig {
+  const top = WalflowConfig.extend({ pipelines: z.array(z.unknown()) }).safeParse(input);
+  if (!top.success) throw new ConfigError(`${origin} is invalid:\n${formatIssues(top.error.issues)}`);
+  const pipelines: PipelineConfig[] = [];
+  const invalid: Record<string, string> = {};
+  top.data.pipelines.forEach((raw, i) => {
+    const result = PipelineConfig.safeParse(raw);
+    if (result.success) pipelines.push(result.data);
+    else {
+      const id = (raw as { id?: unknown } | null)?.id;
+      invalid[typeof id === 'string' ? id : `pipelines[${i}]`] = `${origin} is invalid:\n${formatIssues(result.error.issues, [`pipelines`, i])}`;
+    }
+  });
+  rejectDuplicateIds([...pipelines.map((p) => p.id), ...Object.keys(invalid)], origin);
+  return { ...top.data, pipelines, invalid };
+}
+
+/** A workflow's own check of its input: the same schema and defaults as walflow.yaml. */
+export function parsePipelineConfig(input: unknown, origin = 'workflow input'): PipelineConfig {
+  const result = PipelineConfig.safeParse(input);
+  if (!result.success) throw new ConfigError(`${origin} is invalid:\n${formatIssues(result.error.issues, ['config'])}`);
+  return result.data;
+}
+
+/** Destinations that keep tables walflow can read back and remove stale rows from (resync); change streams cannot. */
+const RESYNCABLE: DestinationConfig['type'][] = ['clickhouse', 'snowflake', 'postgres'];
+export const canResync = (destination: DestinationConfig): boolean => RESYNCABLE.includes(destination.type);
+
+/** The replication slot a pipeline streams from. */
+export const slotName = (pipelineId: string, source: SourceConfig): string => source.slot ?? `walflow_${pipelineId.replace(/-/g, '_')}`;
+
+/**
+ * Why `next` cannot replace `running` in place (empty: it can). The slot and publication are the
+ * stream's position and contents, the destination type is where every row already is: changing
+ * one is a new pipeline (drop, then start: a new slot and a full backfill).
+ */
+export function liveChangeRefusals(running: PipelineConfig, next: PipelineConfig): string[] {
+  const refusals: string[] = [];
+  if (next.id !== running.id) refusals.push(`id: "${next.id}" is not pipeline "${running.id}"`);
+  if (slotName(next.id, next.source) !== slotName(running.id, running.source)) {
+    refusals.push(`source.slot: the slot holds the stream's position; a new slot name means a new pipeline (drop, then start)`);
   }
-  const lines = result.error.issues.map((i) => `  ${formatPath(i.path)}: ${i.message}`);
-  throw new ConfigError(`${origin} is invalid:\n${lines.join('\n')}`);
+  if (next.source.publication !== running.source.publication || next.source.createPublication !== running.source.createPublication) {
+    refusals.push('source.publication / createPublication: the stream decodes this publication; a different one means a new pipeline (drop, then start)');
+  }
+  if (next.destination.type !== running.destination.type) {
+    refusals.push(`destination.type: ${running.destination.type} holds the replicated rows; moving to ${next.destination.type} means a new pipeline (drop, then start)`);
+  }
+  return refusals;
+}
+
+/** Dotted keys whose values differ between two configs, e.g. `destination.url`, `source.tables`. */
+export function configDifferences(a: unknown, b: unknown, path = ''): string[] {
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (isObject(a) && isObject(b)) {
+    return [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()
+      .flatMap((k) => configDifferences(a[k], b[k], path ? `${path}.${k}` : k));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [path || '(all)'];
+}
+
+function rejectDuplicateIds(ids: string[], origin: string): void {
+  const dup = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (dup) throw new ConfigError(`${origin}: pipeline id "${dup}" is used twice`);
+}
+
+function formatIssues(issues: { path: PropertyKey[]; message: string }[], prefix: PropertyKey[] = []): string {
+  return issues.map((i) => `  ${formatPath([...prefix, ...i.path])}: ${i.message}`).join('\n');
 }
 
 function formatPath(path: PropertyKey[]): string {
@@ -125,18 +265,10 @@ function formatPath(path: PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${String(p)}`)).join('');
 }
 
-export function loadConfig(file: string): WalflowConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`cannot read config ${file}: ${(e as Error).message} (use --config to choose another file)`);
-  }
-  return parseConfig(parseYaml(text), file);
-}
-
-export function findPipeline(config: WalflowConfig, id: string): PipelineConfig {
+export function findPipeline(config: WalflowConfig & { invalid?: Record<string, string> }, id: string): PipelineConfig {
   const p = config.pipelines.find((x) => x.id === id);
-  if (!p) throw new ConfigError(`no pipeline "${id}" in config (known: ${config.pipelines.map((x) => x.id).join(', ') || 'none'})`);
-  return p;
+  if (p) return p;
+  if (config.invalid?.[id]) throw new ConfigError(config.invalid[id]);
+  const known = [...config.pipelines.map((x) => x.id), ...Object.keys(config.invalid ?? {})];
+  throw new ConfigError(`no pipeline "${id}" in config (known: ${known.join(', ') || 'none'})`);
 }

@@ -3,12 +3,16 @@
  * websocket clients) hand their consumers, one JSON object per change. Defined once here; its JSON
  * Schema is `lib/envelope.schema.json` (keep the two in step; a test checks them against each other).
  *
- * `id` is the consumer's de-duplication key: `<pipeline>:<version>`. A change re-sent after a retry or a
- * crash carries the same id, and a newer image of a row always has a higher version (Debezium's
- * convention for backfill rows too: `op: "read"`, versioned with the snapshot LSN at position 0).
+ * `id` is the consumer's de-duplication key: `<pipeline>:<version>` for a change from the stream. A change
+ * re-sent after a retry or a crash carries the same id, and a newer image of a row always has a higher
+ * version (Debezium's convention for backfill rows too: `op: "read"`, versioned with the snapshot LSN at
+ * position 0). Every row of a backfill shares that version, and a schema change shares its position with
+ * the change before it, so their ids add `:<32 hex digits>`, a digest of the table and key (of the table
+ * for `schema`): still the same on every delivery, and distinct per row.
  * Values are exact and JSON-safe, as in walflow's type mapping: int8/numeric as strings, bytea as
  * Postgres's `\x…` hex text, NaN/±Infinity floats as strings, arrays nested.
  */
+import { createHash } from 'node:crypto';
 import { formatLsn, SEQ_BITS, versionLsn, type Version } from './lsn.ts';
 import type { Change, ColumnSchema, Row, TableSchema, Value } from './model.ts';
 
@@ -21,7 +25,7 @@ export type JsonRow = Record<string, JsonValue>;
 export interface ChangeEnvelope {
   /** Envelope format version (this file's ENVELOPE_VERSION). */
   v: typeof ENVELOPE_VERSION;
-  /** De-duplication id, `<pipeline>:<version>`: the same for every delivery of this change. */
+  /** De-duplication id, `<pipeline>:<version>[:<digest>]`: the same for every delivery of this change. */
   id: string;
   pipeline: string;
   op: EnvelopeOp;
@@ -70,8 +74,11 @@ const pick = (row: Row, columns: string[]): JsonRow | null => {
 export function toEnvelope(pipeline: string, change: Change, schema?: Pick<TableSchema, 'key'>): ChangeEnvelope {
   const keyColumns = schema?.key ?? [];
   const position = Number(change.version & ((1n << SEQ_BITS) - 1n));
+  const table = `${change.table.schema}.${change.table.name}`;
+  const distinct = change.kind === 'insert' && change.snapshot ? `${table}\0${JSON.stringify(pick(change.row, keyColumns) ?? jsonRow(change.row))}`
+    : change.kind === 'schema' ? `schema\0${table}` : undefined;
   const base = {
-    v: ENVELOPE_VERSION, id: envelopeId(pipeline, change.version), pipeline,
+    v: ENVELOPE_VERSION, id: envelopeId(pipeline, change.version, distinct), pipeline,
     table: { schema: change.table.schema, name: change.table.name },
     lsn: formatLsn(versionLsn(change.version)), version: change.version.toString(), position,
     xid: change.tx?.xid ?? null, commitTime: change.tx?.commitTime ?? null,
@@ -90,8 +97,9 @@ export function toEnvelope(pipeline: string, change: Change, schema?: Pick<Table
   }
 }
 
-export function envelopeId(pipeline: string, version: Version): string {
-  return `${pipeline}:${version.toString()}`;
+export function envelopeId(pipeline: string, version: Version, distinct?: string): string {
+  const base = `${pipeline}:${version.toString()}`;
+  return distinct === undefined ? base : `${base}:${createHash('sha256').update(distinct).digest('hex').slice(0, 32)}`;
 }
 
 const columnInfo = (c: ColumnSchema) => ({ name: c.name, type: c.type, nullable: c.nullable });

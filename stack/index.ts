@@ -1,13 +1,14 @@
 /**
  * `walflow stack up | down | status`: everything a pipeline needs locally, on
  * loopback, under one state folder. Components given by URL (WALFLOW_PG_URL,
- * WALFLOW_TEMPORAL_ADDRESS, CLICKHOUSE_URL, SNOWFLAKE_ACCOUNT) are the user's own: used as-is, never started or stopped.
+ * WALFLOW_TEMPORAL_ADDRESS, CLICKHOUSE_URL, SNOWFLAKE_ACCOUNT, WALFLOW_NATS_URL) are the user's own: used as-is, never started or stopped.
  */
 import {
   assertLogicalWal, postgres15, postgresHealthy, postgresRunning, postgresUrl, primaryPostgres, startPostgres, stopPostgres,
   type PostgresInstance,
 } from './postgres.ts';
 import { clickhouseHealthy, clickhouseUrl, startClickHouse, stopClickHouse } from './clickhouse.ts';
+import { natsHealthy, natsUrl, startNats, stopNats } from './nats.ts';
 import { snowflakeHealthy, snowflakeUrl, startSnowflake, stopSnowflake } from './snowflake.ts';
 import { startTemporal, stopTemporal, temporalAddress, temporalHealthy, temporalUiHealthy, temporalUiUrl } from './temporal.ts';
 
@@ -84,6 +85,17 @@ function snowflakeComponent(externalAccount?: string): Component {
   };
 }
 
+function natsComponent(externalUrl?: string): Component {
+  const url = externalUrl ?? natsUrl();
+  return {
+    name: 'nats',
+    external: externalUrl,
+    start: startNats,
+    stop: stopNats,
+    status: async () => ({ nats: { url, healthy: await natsHealthy(url) } }),
+  };
+}
+
 async function reachable(url: string): Promise<boolean> {
   try {
     await fetch(url, { signal: AbortSignal.timeout(5000) });
@@ -99,6 +111,7 @@ async function components(opts: StackOptions): Promise<Component[]> {
     temporalComponent(process.env.WALFLOW_TEMPORAL_ADDRESS || undefined),
     clickhouseComponent(process.env.CLICKHOUSE_URL || undefined),
     snowflakeComponent(process.env.SNOWFLAKE_ACCOUNT || undefined),
+    natsComponent(process.env.WALFLOW_NATS_URL || undefined),
   ];
   const pg15 = postgres15();
   if (pg15 && (opts.postgres15 ?? postgresRunning(pg15))) list.splice(1, 0, postgresComponent(pg15));

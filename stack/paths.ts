@@ -23,4 +23,5 @@ export const ports = {
   temporalUi: port('WALFLOW_TEMPORAL_UI_PORT', 8233),
   clickhouse: port('WALFLOW_CLICKHOUSE_PORT', 18123),
   snowflake: port('WALFLOW_SNOWFLAKE_PORT', 18765),
+  nats: port('WALFLOW_NATS_PORT', 14222),
 };

@@ -29,3 +29,18 @@ test('docker-compose.yml has Postgres with logical replication, Temporal with it
   assert.deepEqual(Object.keys(worker.depends_on!).sort(), ['clickhouse', 'postgres', 'temporal']);
   assert.ok(worker.command!.includes('worker'));
 });
+
+test('docker-compose.prod.yml: Temporal on its own Postgres, the UI, two worker replicas started without npx', () => {
+  const prod = parse(readFileSync('docker-compose.prod.yml', 'utf8')) as {
+    services: Record<string, { image?: string; environment?: Record<string, string>; command?: string[]; deploy?: { replicas?: number }; stop_grace_period?: string }>;
+  };
+  const { 'temporal-db': db, temporal, 'temporal-ui': ui, 'temporal-setup': setup, worker } = prod.services;
+  assert.match(db!.image!, /^postgres:/);
+  assert.equal(temporal!.environment!.DB, 'postgres12');
+  assert.equal(temporal!.environment!.POSTGRES_SEEDS, 'temporal-db');
+  assert.match(ui!.image!, /^temporalio\/ui:/);
+  assert.equal(ui!.environment!.TEMPORAL_ADDRESS, 'temporal:7233');
+  assert.match(JSON.stringify(setup), /WalflowPipeline --type Keyword/);
+  assert.equal(worker!.deploy!.replicas, 2);
+  assert.deepEqual(worker!.command!.slice(0, 3), ['node', 'bin/walflow.js', 'worker'], 'SIGTERM reaches the worker itself');
+});

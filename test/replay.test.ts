@@ -15,7 +15,8 @@ const dir = join(projectRoot, 'test', 'histories');
 const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
 
 test('recorded histories exist for every kind of run', () => {
-  for (const kind of ['pipeline-backfill-paused-resumed', 'pipeline-continued-as-new', 'pipeline-snapshot-lost', 'copy-ranges', 'resync']) {
+  for (const kind of ['pipeline-backfill-paused-resumed', 'pipeline-continued-as-new', 'pipeline-snapshot-lost', 'copy-ranges', 'resync',
+    'pipeline-config-applied-dropped', 'resync-published']) {
     assert.ok(files.includes(`${kind}.json`), `test/histories/${kind}.json`);
   }
 });

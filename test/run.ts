@@ -38,6 +38,7 @@ try {
       WALFLOW_PG_EXTRA_URLS: status.postgres15?.url ?? '',
       WALFLOW_TEMPORAL_ADDRESS: status.temporal!.url,
       CLICKHOUSE_URL: status.clickhouse!.url,
+      WALFLOW_NATS_URL: status.nats!.url,
       // The emulator's URL; with SNOWFLAKE_ACCOUNT set the tests use that Snowflake instead.
       ...(process.env.SNOWFLAKE_ACCOUNT ? {} : { WALFLOW_SNOWFLAKE_URL: status.snowflake!.url }),
     },

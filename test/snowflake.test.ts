@@ -16,7 +16,7 @@ import { describePipelineInto } from './support/scenario.ts';
 
 const schemaName = (what: string) => `${what}_${randomBytes(3).toString('hex')}`;
 const destinationFor = async (schema: string, overrides: Record<string, unknown> = {}) =>
-  createDestination(DestinationConfig.parse({ ...snowflakeTestDestination(schema), ...overrides }));
+  createDestination(DestinationConfig.parse({ ...snowflakeTestDestination(schema), ...overrides }), { pipeline: 'test' });
 
 test('the emulator answers the unchanged driver: login, DDL, array binding, typed results, errors with codes', { skip: !!process.env.SNOWFLAKE_ACCOUNT }, async () => {
   const url = new URL(requireEnv('WALFLOW_SNOWFLAKE_URL'));
@@ -71,7 +71,7 @@ test('key-pair authentication: the private key comes from a secret reference and
   const config = DestinationConfig.parse({ ...base, privateKey: 'env:WALFLOW_TEST_SNOWFLAKE_KEY' });
   assert.ok(!JSON.stringify(config).includes('PRIVATE KEY'), 'the config carries a reference, not the key');
   // The emulator accepts any signed login; a real account must know the public key, so there this checks the refusal is clear.
-  const dest = await createDestination(config);
+  const dest = await createDestination(config, { pipeline: 'test' });
   if (process.env.SNOWFLAKE_ACCOUNT) await assert.rejects(dest.prepare([]), /cannot log in to Snowflake account/);
   else await dest.prepare([]);
   await (dest as SnowflakeDestination).dropSchema?.();

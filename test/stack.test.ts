@@ -22,6 +22,8 @@ const env = {
   WALFLOW_TEMPORAL_UI_PORT: '58233',
   WALFLOW_CLICKHOUSE_PORT: '58123',
   WALFLOW_SNOWFLAKE_PORT: '58765',
+  WALFLOW_NATS_PORT: '58222',
+  WALFLOW_NATS_URL: '',
   CLICKHOUSE_URL: '',
   SNOWFLAKE_ACCOUNT: '',
   TEMPORAL_CLI: ensureTemporalCli(),
@@ -47,7 +49,7 @@ after(() => {
 test('stack up twice is harmless, status reports every component, down leaves no process behind', async () => {
   const first = walflow(['stack', 'up']);
   assert.equal(first.code, 0, first.err);
-  assert.match(first.out, /started: postgres, temporal, clickhouse, snowflake/);
+  assert.match(first.out, /started: postgres, temporal, clickhouse, snowflake, nats/);
 
   const second = walflow(['stack', 'up']);
   assert.equal(second.code, 0, second.err);
@@ -61,12 +63,13 @@ test('stack up twice is harmless, status reports every component, down leaves no
     temporalUi: { url: 'http://127.0.0.1:58233', healthy: true },
     clickhouse: { url: 'http://127.0.0.1:58123', healthy: true },
     snowflake: { url: 'http://127.0.0.1:58765', healthy: true },
+    nats: { url: 'nats://127.0.0.1:58222', healthy: true },
   });
   assert.ok(pids().length > 0, 'stack processes run under the state folder');
 
   const down = walflow(['stack', 'down']);
   assert.equal(down.code, 0, down.err);
-  assert.match(down.out, /stopped: snowflake, clickhouse, temporal, postgres/);
+  assert.match(down.out, /stopped: nats, snowflake, clickhouse, temporal, postgres/);
   assert.deepEqual(pids(), [], 'no process of ours is left');
   const after = walflow(['stack', 'status', '--json']);
   assert.equal(after.code, 1);

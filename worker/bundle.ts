@@ -17,14 +17,17 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const workflowsDir = resolve(here, '..', 'workflows');
 const workflowsPath = join(workflowsDir, 'index.ts');
+const libDir = resolve(here, '..', 'lib');
 
-/** Workflow code imports only `workflows/` and the SDK at run time (everything else is `import type`). */
+/** Workflow code imports only `workflows/`, `lib/` (the config schema) and the SDK at run time. */
 function sourceKey(): string {
   const hash = createHash('sha256');
   const sdk = createRequire(import.meta.url)('@temporalio/workflow/package.json') as { version: string };
   hash.update(`sdk ${sdk.version}\n`);
-  for (const file of readdirSync(workflowsDir).filter((f) => f.endsWith('.ts')).sort()) {
-    hash.update(`${file}\n`).update(readFileSync(join(workflowsDir, file)));
+  for (const dir of [workflowsDir, libDir]) {
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts')).sort()) {
+      hash.update(`${dir} ${file}\n`).update(readFileSync(join(dir, file)));
+    }
   }
   return hash.digest('hex').slice(0, 16);
 }

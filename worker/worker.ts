@@ -1,5 +1,5 @@
 /** Builds a walflow worker: the workflows bundle plus activities bound to their dependencies. */
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
 import { createActivities } from '../activities/index.ts';
 import { workflowBundlePath } from './bundle.ts';
@@ -9,6 +9,9 @@ export const DEFAULT_TASK_QUEUE = 'walflow';
 export interface WorkerOptions {
   address: string;
   namespace?: string;
+  /** TLS / mTLS and an API key, already resolved from their secret references (lib/temporal-connection.ts). */
+  tls?: TLSConfig;
+  apiKey?: string;
   taskQueue?: string;
   /** Activities in flight on one worker (range copies, streams, ...). */
   maxConcurrentActivities?: number;
@@ -37,8 +40,9 @@ function installRuntime(): void {
 export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   installRuntime();
   const namespace = opts.namespace ?? 'default';
-  const clientConnection = await Connection.connect({ address: opts.address });
-  const connection = await NativeConnection.connect({ address: opts.address });
+  const { address, tls, apiKey } = opts;
+  const clientConnection = await Connection.connect({ address, tls, apiKey });
+  const connection = await NativeConnection.connect({ address, tls, apiKey });
   const worker = await Worker.create({
     connection,
     namespace,

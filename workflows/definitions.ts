@@ -3,6 +3,7 @@
  * Imported by the workflows and by every client (CLI, tests, activities that report back).
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { PipelineConfig } from '../lib/config.ts';
 import type { TableSchema } from '../lib/model.ts';
 
@@ -139,6 +140,21 @@ export const statusQuery = defineQuery<PipelineStatus>('status');
 export const dropUpdate = defineUpdate<void>('drop');
 export const addTablesUpdate = defineUpdate<string[], [string[]]>('addTables');
 export const removeTablesUpdate = defineUpdate<string[], [string[]]>('removeTables');
+/**
+ * Replaces the running config with a new version of the same pipeline (connection settings, secret
+ * references, batch/flush/parallelism settings, tables), without a new slot or backfill. Refused,
+ * with why, when a key that cannot change live differs (see liveChangeRefusals in lib/config.ts).
+ */
+export const applyConfigUpdate = defineUpdate<ConfigApplied, [PipelineConfig]>('applyConfig');
+
+export interface ConfigApplied {
+  /** Dotted keys that changed, e.g. `destination.url`. */
+  changed: string[];
+  tables: string[];
+}
+
+/** What a pipeline or resync workflow last published in its memo (key `status`): read when no worker can answer a query. */
+export type PublishedStatus = PipelineStatus & { publishedAt: string };
 
 /** Rebuilds errored tables with the source's current shape and re-copies them; the others keep streaming. */
 export const resyncTablesUpdate = defineUpdate<string[], [string[]]>('resyncTables');
@@ -152,7 +168,12 @@ export const snapshotReadySignal = defineSignal<[SnapshotReady]>('snapshotReady'
 export const describeRange = (r: { startPage: number; endPage: number | null }): string => `pages ${r.startPage}..${r.endPage ?? 'end'}`;
 
 export const pipelineWorkflowId = (pipeline: string): string => `walflow-${pipeline}`;
+/** The pipeline's resync Schedule (also the workflow id prefix of the resyncs it starts). */
+export const resyncScheduleId = (pipeline: string): string => `walflow-${pipeline}-resync`;
 
 /** Search attributes set on walflow workflows (registered by `walflow stack up`). */
 export const SEARCH_ATTRIBUTE_PIPELINE = 'WalflowPipeline';
 export const SEARCH_ATTRIBUTE_PHASE = 'WalflowPhase';
+export const pipelineKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PIPELINE, SearchAttributeType.KEYWORD);
+/** A Phase, or `resync` on resync workflows. */
+export const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PHASE, SearchAttributeType.KEYWORD);

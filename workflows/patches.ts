@@ -15,5 +15,11 @@ export const Patch = {
    * once, at most five times. Old course: LEGACY_MAX_SNAPSHOT_ATTEMPTS immediate attempts.
    */
   SnapshotRetryBackoff: 'backfill-snapshot-retry-backoff',
+  /**
+   * 2026-12-02: pipeline and resync workflows set their own WalflowPipeline (and the resync its WalflowPhase)
+   * search attribute and keep their status in the memo (`walflow status` without a worker). Old course:
+   * no such upserts (only `walflow start` set the search attributes).
+   */
+  PublishState: 'workflow-publishes-its-state',
 } as const;
 export type Patch = (typeof Patch)[keyof typeof Patch];

@@ -9,16 +9,16 @@ import {
   ActivityCancellationType, allHandlersFinished, CancellationScope, condition, continueAsNew, isCancellation, log,
   proxyActivities, setHandler, upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { Activities } from '../activities/index.ts';
+import { configDifferences, liveChangeRefusals, parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
 import { ErrorType, NEEDS_OPERATOR } from '../lib/errors.ts';
 import { addCopyProgress, backfillTables, errorMessage } from './backfill.ts';
 import { forgetTables, recordTableShapes, streamShapeInput, tableErrorSummary, tablesStatus } from './tables.ts';
 import {
-  addTablesUpdate, copyProgressSignal, dropUpdate, pauseSignal, removeTablesUpdate, resumeSignal, resyncTablesUpdate, statusQuery,
-  streamProgressSignal, tableShapeSignal, SEARCH_ATTRIBUTE_PHASE,
-  type PipelineInput, type PipelineState, type Phase, type TableProgress,
+  addTablesUpdate, applyConfigUpdate, copyProgressSignal, dropUpdate, pauseSignal, phaseKey, removeTablesUpdate, resumeSignal,
+  resyncTablesUpdate, statusQuery, streamProgressSignal, tableShapeSignal, type PipelineInput, type PipelineState, type PipelineStatus, type Phase, type TableProgress,
 } from './definitions.ts';
+import { statusPublisher, validInput } from './publish.ts';
 
 const { preflightPipeline, ensureSlot, alterPublication, dropPipeline } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
@@ -42,8 +42,6 @@ const { streamChanges } = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes: NEEDS_OPERATOR },
 });
 
-const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTE_PHASE, SearchAttributeType.KEYWORD);
-
 /** Continue-as-new after this many history events even if the server has not suggested it yet. */
 const DEFAULT_MAX_HISTORY_EVENTS = 10_000;
 /** ... or after this many streaming activity runs. */
@@ -55,7 +53,7 @@ const emptyProgress = (): TableProgress => ({
 });
 
 export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
-  const { config } = input;
+  let config = validInput(input.config);
   const state: PipelineState = input.state ?? {
     initialized: false, paused: false, tables: [...config.source.tables], confirmedLsn: null, lagBytes: null,
     progress: Object.fromEntries(config.source.tables.map((t) => [t, emptyProgress()])), lastError: null, continuedAsNew: 0,
@@ -64,28 +62,45 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   let snapshotLsn: string | null = null;
   let dropRequested = false;
   let restartStream = false;
+  let reconfigure = false;
   let streamRuns = 0;
   let backfilling = false;
   const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
 
+  const status = (): PipelineStatus => ({
+    pipeline: config.id, phase, paused: state.paused, confirmedLsn: state.confirmedLsn, lagBytes: state.lagBytes,
+    snapshotLsn, tables: tablesStatus(state), lastError: state.lastError ?? tableErrorSummary(state), continuedAsNew: state.continuedAsNew,
+  });
+  const publish = statusPublisher(status);
   const setPhase = (p: Phase) => {
     if (p === phase) return;
     phase = p;
     upsertSearchAttributes([{ key: phaseKey, value: p }]);
+    publish();
+  };
+  /** Adds and removes tables in the publication, then in the state; the stream restarts on the new list. */
+  const changeTables = async (add: string[], remove: string[], next = config) => {
+    const tables = [...state.tables.filter((t) => !remove.includes(t)), ...add];
+    if (add.length || remove.length) await alterPublication(next, { add, remove, tables });
+    forgetTables(state, [...add, ...remove]);
+    for (const t of remove) delete state.progress[t];
+    for (const t of add) state.progress[t] = emptyProgress();
+    state.tables = tables;
+    restartStream = true;
+    publish();
+    return state.tables;
   };
   const needsBackfill = () => state.tables.filter((t) => state.progress[t]?.backfill !== 'done');
   const shouldContinueAsNew = () => !backfilling
     && (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxEvents || streamRuns >= MAX_STREAM_RUNS);
 
-  setHandler(statusQuery, () => ({
-    pipeline: config.id, phase, paused: state.paused, confirmedLsn: state.confirmedLsn, lagBytes: state.lagBytes,
-    snapshotLsn, tables: tablesStatus(state), lastError: state.lastError ?? tableErrorSummary(state), continuedAsNew: state.continuedAsNew,
-  }));
+  setHandler(statusQuery, status);
   setHandler(pauseSignal, () => { state.paused = true; });
   setHandler(resumeSignal, () => { state.paused = false; });
   setHandler(streamProgressSignal, (p) => {
     if (p.error) {
       state.lastError = p.error;
+      publish();
       return;
     }
     state.confirmedLsn = p.confirmedLsn;
@@ -98,6 +113,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       counters.deletes += c.deletes;
       counters.truncates += c.truncates;
     }
+    publish();
   });
   setHandler(tableShapeSignal, (report) => {
     recordTableShapes(state, report);
@@ -105,40 +121,39 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       state.lastError = tableErrorSummary(state);
       log.error(state.lastError ?? '');
     }
+    publish();
   });
   setHandler(copyProgressSignal, (p) => {
     const error = addCopyProgress(state.progress, p);
     if (error) state.lastError = error;
+    publish();
   });
-  setHandler(addTablesUpdate, async (tables) => {
-    await alterPublication(config, { add: tables, tables: [...state.tables, ...tables] });
-    forgetTables(state, tables);
-    for (const t of tables) {
-      state.tables.push(t);
-      state.progress[t] = emptyProgress();
-    }
-    restartStream = true;
-    return state.tables;
-  }, {
+  setHandler(addTablesUpdate, (tables) => changeTables(tables, []), {
     validator: (tables: string[]) => {
       if (tables.length === 0) throw new Error('name at least one table');
       const known = tables.filter((t) => state.tables.includes(t));
       if (known.length) throw new Error(`already in pipeline ${config.id}: ${known.join(', ')}`);
     },
   });
-  setHandler(removeTablesUpdate, async (tables) => {
-    const remaining = state.tables.filter((t) => !tables.includes(t));
-    await alterPublication(config, { remove: tables, tables: remaining });
-    state.tables = remaining;
-    forgetTables(state, tables);
-    for (const t of tables) delete state.progress[t];
-    restartStream = true;
-    return state.tables;
-  }, {
+  setHandler(removeTablesUpdate, (tables) => changeTables([], tables), {
     validator: (tables: string[]) => {
       const unknown = tables.filter((t) => !state.tables.includes(t));
       if (unknown.length) throw new Error(`not in pipeline ${config.id}: ${unknown.join(', ')}`);
       if (unknown.length === 0 && tables.length >= state.tables.length) throw new Error('a pipeline keeps at least one table; use `walflow drop` to end it');
+    },
+  });
+  setHandler(applyConfigUpdate, async (raw) => {
+    const next = parsePipelineConfig(raw, 'applyConfig input');
+    const changed = configDifferences({ ...config, source: { ...config.source, tables: state.tables } }, next);
+    if (changed.length === 0) return { changed, tables: state.tables };
+    const tables = await changeTables(next.source.tables.filter((t) => !state.tables.includes(t)), state.tables.filter((t) => !next.source.tables.includes(t)), next);
+    config = next;
+    reconfigure = true; // the stream and a backfill under way start again with the new settings
+    return { changed, tables };
+  }, {
+    validator: (raw: PipelineConfig) => {
+      const refusals = liveChangeRefusals(config, parsePipelineConfig(raw, 'applyConfig input'));
+      if (refusals.length) throw new Error(`cannot change pipeline ${config.id} in place:\n- ${refusals.join('\n- ')}`);
     },
   });
   setHandler(resyncTablesUpdate, async (tables) => {
@@ -154,6 +169,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     await condition(() => streamRuns > runs || state.paused || dropRequested);
     for (const t of tables) state.progress[t] = { ...emptyProgress(), changes: state.progress[t]?.changes ?? emptyProgress().changes };
     state.lastError = tableErrorSummary(state);
+    publish();
     return tables;
   }, {
     validator: (tables: string[]) => {
@@ -165,6 +181,8 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     dropRequested = true;
     await condition(() => phase === 'dropped');
   });
+
+  publish();
 
   const waitForOperator = async (failure: string) => {
     // Not retryable (bad config, a misconfigured source): say why and wait for a fix and `resume`.
@@ -178,7 +196,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   while (!state.initialized && !dropRequested) {
     try {
       await preflightPipeline(config, state.tables);
-      const slot = await ensureSlot(config);
+      const slot = await ensureSlot(config, state.tables);
       state.confirmedLsn ??= slot.confirmedLsn;
       state.initialized = true;
       state.lastError = null;
@@ -227,7 +245,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     }
     if (shouldContinueAsNew()) {
       await condition(allHandlersFinished);
-      await continueAsNew<typeof pipelineWorkflow>({ ...input, state: { ...state, continuedAsNew: state.continuedAsNew + 1 } });
+      await continueAsNew<typeof pipelineWorkflow>({ ...input, config, state: { ...state, continuedAsNew: state.continuedAsNew + 1 } });
     }
     setPhase(needsBackfill().length ? 'backfilling' : 'streaming');
     let failure: string | undefined;
@@ -235,7 +253,8 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     const work = scope.run(() => Promise.all([runStream(), runBackfills()])).catch((e) => {
       if (!isCancellation(e)) failure = errorMessage(e);
     });
-    await Promise.race([work, condition(() => state.paused || dropRequested || shouldContinueAsNew())]);
+    reconfigure = false;
+    await Promise.race([work, condition(() => state.paused || dropRequested || reconfigure || shouldContinueAsNew())]);
     scope.cancel();
     await work;
     if (failure) await waitForOperator(failure);

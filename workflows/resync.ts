@@ -4,11 +4,13 @@
  * rewrite (they no longer exist in the source). Started by `walflow resync`
  * or by a Temporal Schedule (`walflow schedule resync`).
  */
-import { proxyActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
+import { canResync } from '../lib/config.ts';
 import { ErrorType } from '../lib/errors.ts';
 import { addCopyProgress, backfillTables } from './backfill.ts';
-import { copyProgressSignal, statusQuery, type ResyncInput, type TableProgress } from './definitions.ts';
+import { copyProgressSignal, statusQuery, type PipelineStatus, type ResyncInput, type TableProgress } from './definitions.ts';
+import { statusPublisher, validInput } from './publish.ts';
 
 const { removeStaleRows } = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',
@@ -23,7 +25,10 @@ export interface ResyncResult {
 }
 
 export async function resyncWorkflow(input: ResyncInput): Promise<ResyncResult> {
-  const { config } = input;
+  const config = validInput(input.config);
+  if (!canResync(config.destination)) {
+    throw ApplicationFailure.nonRetryable(`pipeline ${config.id}: a ${config.destination.type} destination cannot be resynced (its rows cannot be read back)`, ErrorType.Config);
+  }
   const tables = input.tables?.length ? input.tables : config.source.tables;
   const progress: Record<string, TableProgress> = Object.fromEntries(tables.map((t) => [t, {
     backfill: 'pending', rangesDone: 0, rangesTotal: 0, rowsCopied: 0, rowsEstimate: 0,
@@ -32,18 +37,22 @@ export async function resyncWorkflow(input: ResyncInput): Promise<ResyncResult> 
   let snapshotLsn: string | null = null;
   let lastError: string | null = null;
 
-  setHandler(copyProgressSignal, (p) => {
-    lastError = addCopyProgress(progress, p) ?? lastError;
-  });
-  setHandler(statusQuery, () => ({
+  const status = (): PipelineStatus => ({
     pipeline: config.id, phase: 'backfilling', paused: false, confirmedLsn: null, lagBytes: null, snapshotLsn,
     tables: progress, lastError, continuedAsNew: 0,
-  }));
+  });
+  const publish = statusPublisher(status, 'resync');
+  setHandler(copyProgressSignal, (p) => {
+    lastError = addCopyProgress(progress, p) ?? lastError;
+    publish();
+  });
+  setHandler(statusQuery, status);
+  publish();
 
   const lsn = await backfillTables({
     config, tables, progress,
-    onSnapshot: (l) => { snapshotLsn = l ?? snapshotLsn; },
-    onError: (m) => { lastError = m; },
+    onSnapshot: (l) => { snapshotLsn = l ?? snapshotLsn; publish(); },
+    onError: (m) => { lastError = m; publish(); },
   });
   for (const table of tables) await removeStaleRows(config, table, lsn);
   return { tables, snapshotLsn: lsn, rowsCopied: Object.values(progress).reduce((n, t) => n + t.rowsCopied, 0) };

@@ -1,5 +1,6 @@
 /** Builds the configured destination inside the worker, resolving its secret references here and only here. */
-import type { DestinationConfig } from '../../lib/config.ts';
+import { join } from 'node:path';
+import { isSecretRef, type DestinationConfig } from '../../lib/config.ts';
 import type { Destination } from './destination.ts';
 import { resolveSecret } from '../../lib/secrets.ts';
 import { ClickHouseDestination } from './clickhouse.ts';
@@ -7,13 +8,36 @@ import { NullDestination } from './null.ts';
 import { StdoutDestination } from './stdout.ts';
 import { PostgresDestination } from './postgres.ts';
 import { postgresConnection } from '../source.ts';
+import { Envelopes } from './envelopes.ts';
+import { FileDestination } from './file.ts';
+import { WebhookDestination } from './webhook.ts';
 
-export async function createDestination(config: DestinationConfig): Promise<Destination> {
+/** What a destination knows of the pipeline it serves (stream destinations put its id in every envelope). */
+export interface DestinationContext {
+  pipeline: string;
+}
+
+export async function createDestination(config: DestinationConfig, context: DestinationContext): Promise<Destination> {
   switch (config.type) {
     case 'null':
       return new NullDestination();
     case 'stdout':
-      return new StdoutDestination();
+      return new StdoutDestination(config.format === 'envelope' ? new Envelopes(context.pipeline) : undefined);
+    case 'file':
+      return new FileDestination({
+        dir: join(config.path, context.pipeline), split: config.split, maxBytes: config.maxBytes, maxAgeMs: config.maxAgeSeconds * 1000, gzip: config.gzip,
+      }, new Envelopes(context.pipeline));
+    case 'webhook':
+      return new WebhookDestination({
+        url: config.url, format: config.format, secret: resolveSecret(config.secret), timeoutMs: config.timeoutMs,
+        maxBatchChanges: config.maxBatchChanges, retries: config.retries,
+        headers: Object.fromEntries(Object.entries(config.headers).map(([k, v]) => [k, isSecretRef(v) ? resolveSecret(v)! : v])),
+      }, new Envelopes(context.pipeline));
+    case 'nats': {
+      const { NatsDestination } = await import('./nats.ts');
+      const { type: _, token, password, ...opts } = config;
+      return new NatsDestination({ ...opts, token: resolveSecret(token), password: resolveSecret(password) }, new Envelopes(context.pipeline));
+    }
     case 'clickhouse':
       return new ClickHouseDestination({
         url: config.url, database: config.database, username: config.username, password: resolveSecret(config.password), views: config.views,

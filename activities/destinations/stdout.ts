@@ -1,11 +1,13 @@
 /**
- * One JSON line per change on standard output, for debugging and piping.
- * Line: {"op","table","version","row"?,"old"?,"unchanged"?,...}; bytea as Postgres's "\x…" hex text,
- * the version as a decimal string (it exceeds JSON's safe integers).
+ * One JSON line per change on standard output (the worker logs to stderr), for debugging and piping.
+ * `format: envelope`: the change envelope (lib/envelope.ts). `format: legacy` (the default, the line
+ * walflow always printed): {"op","table":"s.t","version","row"?,"old"?,"unchanged"?,...}; bytea as
+ * Postgres's "\x…" hex text, the version as a decimal string (it exceeds JSON's safe integers).
  */
-import type { Change, Value } from '../../lib/model.ts';
+import type { Change, TableSchema, Value } from '../../lib/model.ts';
 import { tableKey } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
+import { Envelopes, jsonLines } from './envelopes.ts';
 
 function jsonValue(_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString();
@@ -22,13 +24,17 @@ export function changeToJson(change: Change): string {
 }
 
 export class StdoutDestination implements Destination {
-  constructor(private readonly out: NodeJS.WritableStream = process.stdout) {}
+  /** `envelopes` set: print envelopes; unset: the legacy line. */
+  constructor(private readonly envelopes?: Envelopes, private readonly out: NodeJS.WritableStream = process.stdout) {}
 
-  async prepare(): Promise<void> {}
+  async prepare(tables: TableSchema[]): Promise<void> {
+    this.envelopes?.learn(tables);
+  }
 
   async apply(changes: Change[]): Promise<void> {
     if (changes.length === 0) return;
-    const text = `${changes.map(changeToJson).join('\n')}\n`;
+    const envelopes = this.envelopes;
+    const text = envelopes ? jsonLines(changes.map((c) => envelopes.of(c))) : `${changes.map(changeToJson).join('\n')}\n`;
     // Durable for a pipe means handed to the OS: wait for the write to drain.
     await new Promise<void>((resolve, reject) => this.out.write(text, (e) => (e ? reject(e) : resolve())));
   }

@@ -11,15 +11,21 @@ import { startSnowflake, stopSnowflake } from '../../stack/snowflake.ts';
 import { startTemporal, stopTemporal } from '../../stack/temporal.ts';
 import { parseLsn } from '../../lib/lsn.ts';
 import { PipelineFixture } from '../support/pipeline.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { rng, Workload, WORKLOAD_SETUP, WORKLOAD_TABLES } from './workload.ts';
+import type { SoakDestination } from './destinations.ts';
+import { fileConsumer, materialize, natsConsumer, webhookConsumer, type StreamConsumer } from './consumers.ts';
 
 export const FAULT_KINDS = ['worker-kill', 'postgres-restart', 'temporal-restart', 'destination-down', 'walsender-kill', 'destination-write-error'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
+
 export interface SoakOptions {
   seed: number;
   durationMs: number;
-  destination: 'clickhouse' | 'snowflake' | 'postgres';
+  destination: SoakDestination;
   /** Fault kinds to draw from (each is injected at least once if time allows). */
   faults?: readonly FaultKind[];
   /** Rows per table before the pipeline starts (what backfill copies). */
@@ -46,11 +52,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const log = opts.log ?? (() => undefined);
   const random = rng(opts.seed ^ 0x5eed);
   const kinds = opts.faults ?? FAULT_KINDS;
-  const f = new PipelineFixture({
+  const consumer = await streamConsumer(opts, () => f.config.id);
+  const f: PipelineFixture = new PipelineFixture({
     name: `soak${opts.seed}`,
     setup: WORKLOAD_SETUP,
     tables: WORKLOAD_TABLES,
-    destination: opts.destination,
+    destination: consumer ? undefined : opts.destination as 'clickhouse' | 'snowflake' | 'postgres',
+    consumer: consumer && { destination: consumer.destination, tables: async (schemas) => materialize(await consumer.envelopes(), schemas) },
     workerProcess: true,
     faults: 'copyBatch:delay=30', // a backfill long enough for faults to land inside it
     pipeline: { backfill: { parallelism: 2, rowsPerRange: 2000, batchRows: 500 }, cdc: { flushIntervalMs: 200, maxBatchRows: 5000 } },
@@ -71,6 +79,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     await f.setup();
     await workload.seed(await source(), opts.initialRows ?? 6000);
     await f.start();
+    // The workload starts once the slot exists: changes made before it are only the backfill's, and on a busy
+    // machine a slow start could otherwise leave the change stream with nothing to carry.
+    await f.waitFor('the pipeline to create its slot', () => f.slotConfirmedLsn().then((lsn) => lsn !== null));
 
     const deadline = Date.now() + opts.durationMs;
     const order = [...kinds].sort(() => random() - 0.5);
@@ -87,7 +98,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       if (Date.now() >= nextFault) {
         const kind = order.length ? order.shift()! : kinds[Math.floor(random() * kinds.length)]!;
         log(`fault: ${kind}`);
-        await inject(kind, f, opts, random);
+        await inject(kind, f, opts, random, consumer);
         injected[kind] = (injected[kind] ?? 0) + 1;
         nextFault = Date.now() + 2000 + random() * 3000;
       }
@@ -115,18 +126,35 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     } catch {
       destinationDiffs = (await f.compare()).diffs;
     }
-    const firstDifferences = [...sourceDiffs, ...destinationDiffs].slice(0, 10);
+    // The stream destination's own promise, seen by its consumer (ids once, signatures, LSN order).
+    const streamProblems = (await consumer?.problems()) ?? [];
+    const firstDifferences = [...sourceDiffs, ...destinationDiffs, ...streamProblems].slice(0, 10);
     return {
       seed: opts.seed, transactions: workload.transactions, changes: workload.changes, rollbacks: workload.rollbacks,
-      faults: injected, mismatches: sourceDiffs.length + destinationDiffs.length, firstDifferences, slotAdvanced, pipelineFailed,
+      faults: injected, mismatches: sourceDiffs.length + destinationDiffs.length + streamProblems.length, firstDifferences, slotAdvanced, pipelineFailed,
     };
   } finally {
     await writer?.end().catch(() => undefined);
     await f.teardown();
+    await consumer?.close();
   }
 }
 
-async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, random: () => number): Promise<void> {
+/** The consumer of a stream destination (undefined for destinations that hold tables). */
+async function streamConsumer(opts: SoakOptions, pipeline: () => string): Promise<StreamConsumer | undefined> {
+  switch (opts.destination) {
+    case 'nats': return natsConsumer(process.env.WALFLOW_NATS_URL ?? 'nats://127.0.0.1:14222', `soak${opts.seed}`);
+    case 'webhook': return webhookConsumer(opts.seed);
+    case 'file': {
+      const dir = mkdtempSync(join(tmpdir(), 'walflow-soak-files-'));
+      const files = fileConsumer(dir, pipeline, { maxBytes: 64 * 1024 });
+      return { ...files, close: async () => rmSync(dir, { recursive: true, force: true }) };
+    }
+    default: return undefined;
+  }
+}
+
+async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, random: () => number, consumer?: StreamConsumer): Promise<void> {
   const pause = () => sleep(500 + random() * 2500);
   switch (kind) {
     case 'worker-kill':
@@ -152,6 +180,10 @@ async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, ra
       await startTemporal();
       return;
     case 'destination-down': {
+      if (consumer?.outage) {
+        await consumer.outage(2000 + random() * 3000);
+        return;
+      }
       const endpoint = { clickhouse: [stopClickHouse, startClickHouse], snowflake: [stopSnowflake, startSnowflake] }[opts.destination as string];
       if (endpoint) {
         await endpoint[0]!();

@@ -1,9 +1,10 @@
 /**
- * `npm run soak -- --seed N --minutes M --destination clickhouse|snowflake|postgres`: the long fault run on the local
+ * `npm run soak -- --seed N --minutes M --destination clickhouse|snowflake|postgres|nats|webhook|file`: the long fault run on the local
  * stack. Prints one summary line (transactions, changes, faults by kind, mismatches) and exits 1 unless it passed.
  */
 import { parseArgs } from 'node:util';
 import { stackUp } from '../../stack/index.ts';
+import { SOAK_DESTINATIONS } from './destinations.ts';
 
 const { values } = parseArgs({
   options: {
@@ -12,9 +13,9 @@ const { values } = parseArgs({
     destination: { type: 'string', default: 'clickhouse' },
   },
 });
-const destination = values.destination;
-if (destination !== 'clickhouse' && destination !== 'snowflake' && destination !== 'postgres') {
-  console.error(`soak: --destination must be clickhouse, snowflake or postgres, not ${destination}`);
+const destination = SOAK_DESTINATIONS.find((d) => d === values.destination);
+if (!destination) {
+  console.error(`soak: --destination must be one of ${SOAK_DESTINATIONS.join(', ')}, not ${values.destination}`);
   process.exit(2);
 }
 
@@ -23,6 +24,7 @@ process.env.WALFLOW_PG_URL = status.postgres!.url;
 process.env.WALFLOW_TEMPORAL_ADDRESS = status.temporal!.url;
 process.env.CLICKHOUSE_URL = status.clickhouse!.url;
 if (!process.env.SNOWFLAKE_ACCOUNT) process.env.WALFLOW_SNOWFLAKE_URL = status.snowflake!.url;
+process.env.WALFLOW_NATS_URL = status.nats!.url;
 const { runSoak, soakPassed, summaryLine } = await import('./harness.ts');
 const result = await runSoak({
   seed: Number(values.seed), durationMs: Number(values.minutes) * 60_000, destination,

@@ -12,6 +12,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { stackUp } from '../../stack/index.ts';
 import { projectRoot } from '../../stack/paths.ts';
 import { armFault, disarmFaults } from '../../lib/faults.ts';
+import { applyConfigUpdate, dropUpdate } from '../../workflows/definitions.ts';
 import { resyncWorkflow } from '../../workflows/index.ts';
 
 const { status } = await stackUp();
@@ -36,6 +37,7 @@ const save = async (fixture: InstanceType<typeof PipelineFixture>, name: string,
 
 if (MAIN_RUN.some(wanted)) await recordMainRun();
 if (wanted('pipeline-snapshot-lost')) await recordSnapshotLost();
+if (['pipeline-config-applied-dropped', 'resync-published'].some(wanted)) await recordConfigAppliedDropped();
 
 async function recordMainRun() {
   const f = new PipelineFixture({
@@ -97,5 +99,28 @@ async function recordSnapshotLost() {
   } finally {
     disarmFaults();
     await g.teardown();
+  }
+}
+
+/** A pipeline that publishes its state (memo, search attributes), has its config applied in place, then is dropped. */
+async function recordConfigAppliedDropped() {
+  const h = new PipelineFixture({ name: 'history', setup: ORDERS, tables: ['orders'] });
+  try {
+    await h.setup();
+    await h.start();
+    await h.waitForConvergence();
+    await h.handle.executeUpdate(applyConfigUpdate, { args: [{ ...h.config, cdc: { ...h.config.cdc, flushIntervalMs: 300 } }] });
+    await h.sql(`UPDATE orders SET qty = qty + 1 WHERE id <= 50`);
+    await h.waitForConvergence();
+    const resync = await h.client.workflow.start(resyncWorkflow, {
+      workflowId: `${h.handle.workflowId}-resync-record`, taskQueue: h.taskQueue, args: [{ config: h.config }],
+    });
+    await resync.result();
+    await save(h, 'resync-published', resync.workflowId);
+    await h.handle.executeUpdate(dropUpdate);
+    await h.handle.result();
+    await save(h, 'pipeline-config-applied-dropped', h.handle.workflowId);
+  } finally {
+    await h.teardown();
   }
 }

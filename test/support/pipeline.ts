@@ -32,6 +32,11 @@ export interface PipelineFixtureOptions {
   workerProcess?: boolean;
   /** Where rows go: a Postgres database (default), the stack's ClickHouse or Snowflake (emulator). */
   destination?: 'postgres' | 'clickhouse' | 'snowflake';
+  /**
+   * A stream destination (file, webhook, NATS) instead: its config, and the tables its consumer rebuilt
+   * from the envelopes (what compare() checks against the source).
+   */
+  consumer?: { destination: Record<string, unknown>; tables(schemas: TableSchema[]): Promise<Map<string, Map<string, Row>>> };
   /** WALFLOW_FAULTS for the worker process. */
   faults?: string;
   maxHistoryEvents?: number;
@@ -82,7 +87,7 @@ export class PipelineFixture {
           url: as.sourceRole ? withUser(this.source.url, as.sourceRole) : this.source.url,
           ...(as.passwordEnv ? { password: `env:${as.passwordEnv}` } : {}),
           publication: `pub_${this.opts.name}`, tables: this.opts.tables, ...this.opts.pipeline?.source },
-        destination: {
+        destination: this.opts.consumer?.destination ?? {
           clickhouse: () => ({ type: 'clickhouse', url: requireEnv('CLICKHOUSE_URL'), database: this.target.name }),
           snowflake: () => snowflakeTestDestination(this.target.name),
           postgres: () => ({ type: 'postgres', url: this.target.url, schema: 'replica' }),
@@ -163,11 +168,13 @@ export class PipelineFixture {
 
   /** Live rows per table on both sides (of `tables`, default all), keyed by primary key, as canonical values. */
   async compare(tables?: string[]): Promise<{ equal: boolean; diffs: string[]; counts: Record<string, [number, number]> }> {
-    const dest = await createDestination(this.config.destination);
+    const dest = this.opts.consumer ? undefined : await createDestination(this.config.destination, { pipeline: this.config.id });
     const diffs: string[] = [];
     const counts: Record<string, [number, number]> = {};
     try {
-      for (const schema of await this.schemas(tables)) {
+      const schemas = await this.schemas(tables);
+      const consumed = await this.opts.consumer?.tables(schemas);
+      for (const schema of schemas) {
         const keyOf = (r: Row) => JSON.stringify(schema.key.map((k) => r[k]));
         const columns = schema.columns.map((c) => c.name);
         const json = new Set(jsonColumns(schema));
@@ -175,14 +182,14 @@ export class PipelineFixture {
         const src = new Map<string, string>();
         for await (const r of readTable(await this.src(), schema)) src.set(keyOf(r), values(r));
         const dst = new Map<string, string>();
-        await dest.prepare([schema]);
-        for await (const r of dest.readLive!(schema)) dst.set(keyOf(r), values(r));
+        await dest?.prepare([schema]);
+        for await (const r of consumed?.get(tableKey(schema))?.values() ?? dest!.readLive!(schema)) dst.set(keyOf(r), values(r));
         counts[tableKey(schema)] = [src.size, dst.size];
         for (const [k, v] of src) if (dst.get(k) !== v) diffs.push(`${tableKey(schema)} ${k}: source ${v} destination ${dst.get(k) ?? '(missing)'}`);
         for (const k of dst.keys()) if (!src.has(k)) diffs.push(`${tableKey(schema)} ${k}: only in destination`);
       }
     } finally {
-      await dest.close();
+      await dest?.close();
     }
     return { equal: diffs.length === 0, diffs: diffs.slice(0, 10), counts };
   }

@@ -1,0 +1,58 @@
+/**
+ * What walflow's workflows tell the world without a worker's help: their own input check (a workflow
+ * started from the Temporal CLI or UI gets the YAML's schema and defaults), search attributes
+ * (`WalflowPipeline`, `WalflowPhase`), the UI's current details, and the last status in the memo,
+ * which `walflow status` reads when no worker can answer a query.
+ */
+import { ApplicationFailure, patched, setCurrentDetails, upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
+import { parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
+import { ErrorType } from '../lib/errors.ts';
+import { phaseKey, pipelineKey, type PipelineStatus, type PublishedStatus } from './definitions.ts';
+import { Patch } from './patches.ts';
+
+/** The memo is rewritten at once when the phase, tables, a backfill or the error change, else at most this often. */
+const REPUBLISH_MS = 30_000;
+
+/** The workflow's config, validated and defaulted; a bad one fails the run at once, naming the key. */
+export function validInput(config: unknown): PipelineConfig {
+  try {
+    return parsePipelineConfig(config);
+  } catch (e) {
+    throw ApplicationFailure.nonRetryable((e as Error).message, ErrorType.Config);
+  }
+}
+
+/**
+ * Returns `publish()`, to call whenever the status may have changed. `fixedPhase`: a WalflowPhase set once
+ * (resync); the pipeline sets its own as it goes. Decided once per run, before any command: a run
+ * replaying history from before the patch keeps its old commands.
+ */
+export function statusPublisher(status: () => PipelineStatus, fixedPhase?: string): () => void {
+  const enabled = patched(Patch.PublishState);
+  let published = '';
+  let publishedAt = -Infinity;
+  if (enabled) {
+    upsertSearchAttributes([{ key: pipelineKey, value: status().pipeline }, ...(fixedPhase ? [{ key: phaseKey, value: fixedPhase }] : [])]);
+  }
+  return () => {
+    const s = status();
+    setCurrentDetails(currentDetails(s));
+    if (!enabled) return;
+    const key = JSON.stringify([s.phase, s.paused, s.lastError, Object.entries(s.tables).map(([t, p]) => [t, p.backfill])]);
+    if (key === published && Date.now() - publishedAt < REPUBLISH_MS) return;
+    published = key;
+    publishedAt = Date.now();
+    upsertMemo({ status: { ...s, publishedAt: new Date(publishedAt).toISOString() } satisfies PublishedStatus });
+  };
+}
+
+/** The Temporal UI's "current details" (Markdown): what an operator looks for first. */
+function currentDetails(s: PipelineStatus): string {
+  const tables = Object.entries(s.tables).map(([t, p]) => (p.backfill === 'copying'
+    ? `${t} (backfill ${p.rangesDone}/${p.rangesTotal} ranges)` : p.backfill === 'pending' ? `${t} (backfill pending)` : t));
+  return [
+    `**${s.phase}**${s.paused && s.phase !== 'paused' ? ' (paused)' : ''} · ${tables.length} table(s): ${tables.join(', ')}`,
+    `confirmed LSN ${s.confirmedLsn ?? '-'} · lag ${s.lagBytes ?? '-'} bytes${s.snapshotLsn ? ` · snapshot ${s.snapshotLsn}` : ''}`,
+    ...(s.lastError ? [`last error: ${s.lastError}`] : []),
+  ].join('\n\n');
+}
