@@ -10,7 +10,7 @@ import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
 import { copyProgressSignal, describeRange, snapshotReadySignal } from '../workflows/definitions.ts';
 import { applyHeartbeating, signalWithDeadline, whileHeartbeating, writeHeartbeating, type ActivityDeps } from './context.ts';
-import { createDestination } from './destinations/index.ts';
+import { pipelineDestination } from './destinations/index.ts';
 import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
@@ -60,7 +60,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
 
   const planRanges = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => whileHeartbeating(async () => {
     const client = await connect(sourceConnection(config.source));
-    const destination = await createDestination(config.destination, { pipeline: config.id });
+    const destination = await pipelineDestination(config);
     try {
       const schemas = await loadTableSchemas(client, tables.map(qualify));
       await destination.prepare(schemas);
@@ -102,7 +102,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
     const { config, range } = input;
     const version = makeVersion(parseLsn(input.snapshotLsn), 0);
     const client = await connect(sourceConnection(config.source));
-    const destination = await createDestination(config.destination, { pipeline: config.id });
+    const destination = await pipelineDestination(config);
     let rows = 0;
     try {
       try {

@@ -5,7 +5,7 @@ import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { TableSchema } from '../lib/model.ts';
-import { createDestination } from './destinations/index.ts';
+import { pipelineDestination } from './destinations/index.ts';
 import { preflight } from './postgres/preflight.ts';
 import { alterPublicationTables, dropPublicationIfOwned, ensurePublication } from './postgres/publication.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
@@ -85,7 +85,7 @@ export function dropPipeline(deps: ActivityDeps, config: PipelineConfig): Promis
 export function removeStaleRows(config: PipelineConfig, table: string, snapshotLsn: string): Promise<void> {
   return whileHeartbeating(async () => {
     const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
-    const destination = await createDestination(config.destination, { pipeline: config.id });
+    const destination = await pipelineDestination(config);
     try {
       if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, ErrorType.Config);
       await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));
@@ -103,7 +103,7 @@ export function removeStaleRows(config: PipelineConfig, table: string, snapshotL
 export function rebuildTables(config: PipelineConfig, tables: string[]): Promise<{ schemas: Record<string, TableSchema>; lsn: string }> {
   return whileHeartbeating(async () => withSource(config, async (client) => {
     const schemas = await loadTableSchemas(client, tables.map(qualify));
-    const destination = await createDestination(config.destination, { pipeline: config.id });
+    const destination = await pipelineDestination(config);
     try {
       if (!destination.dropTable) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot rebuild a table; remove and add the table instead`, ErrorType.Config);
       for (const s of schemas) await destination.dropTable(s);

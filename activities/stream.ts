@@ -6,14 +6,14 @@
  */
 import { Context, CancelledFailure } from '@temporalio/activity';
 import pg from 'pg';
-import type { PipelineConfig } from '../lib/config.ts';
+import { qualifyTable, type PipelineConfig } from '../lib/config.ts';
 import { faultPoint, unsafe } from '../lib/faults.ts';
 import { formatLsn, parseLsn, type Lsn } from '../lib/lsn.ts';
 import { tableKey, type Change, type TableSchema } from '../lib/model.ts';
 import { streamProgressSignal, tableShapeSignal, type ChangeCounters, type StreamProgress, type TableError, type TableShapeReport } from '../workflows/definitions.ts';
 import { withSession } from './postgres/session.ts';
 import { applyHeartbeating, signalWithDeadline, type ActivityDeps } from './context.ts';
-import { createDestination } from './destinations/index.ts';
+import { pipelineDestination } from './destinations/index.ts';
 import type { Destination } from './destinations/destination.ts';
 import { openChangeStream, type StreamEvent } from './postgres/stream.ts';
 import { fillUnchangedColumns } from './postgres/unchanged.ts';
@@ -89,7 +89,7 @@ export function createStreamActivities(deps: ActivityDeps) {
     let stream: Awaited<ReturnType<typeof openChangeStream>> | undefined;
     try {
       await source.connect();
-      destination = await createDestination(config.destination, { pipeline: config.id });
+      destination = await pipelineDestination(config);
       // What each destination table holds: as recorded (the catalog may already be past the WAL still to
       // come), else the catalog's shape, which the destination tables are created with.
       const schemas = new Map<string, TableSchema>();
@@ -281,6 +281,4 @@ export function createStreamActivities(deps: ActivityDeps) {
 }
 
 /** "table" means "public.table". */
-export function qualify(table: string): string {
-  return table.includes('.') ? table : `public.${table}`;
-}
+export const qualify = qualifyTable;

@@ -2,8 +2,11 @@
 import type { Command } from 'commander';
 import { findPipeline } from '../lib/config.ts';
 import { loadConfig } from '../lib/config-file.ts';
-import { jsonColumns, verifyTable, type TableVerification } from '../lib/verify.ts';
-import { createDestination } from '../activities/destinations/index.ts';
+import { expectedTable, jsonColumns, verifyTable, type TableVerification } from '../lib/verify.ts';
+import { compileRules } from '../lib/rules.ts';
+import { resolveSecret } from '../lib/secrets.ts';
+import { tableKey } from '../lib/model.ts';
+import { pipelineDestination } from '../activities/destinations/index.ts';
 import { readTable } from '../activities/postgres/read.ts';
 import { loadTableSchemas } from '../activities/postgres/schema.ts';
 import { connect } from '../activities/postgres/session.ts';
@@ -18,7 +21,7 @@ export function registerVerifyCommand(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (id: string, opts: { config: string; json?: boolean }) => {
       const pipeline = findPipeline(loadConfig(opts.config), id);
-      const destination = await createDestination(pipeline.destination, { pipeline: pipeline.id });
+      const destination = await pipelineDestination(pipeline);
       if (!destination.readLive) {
         // Stream destinations keep changes, not tables: there is no copy to compare (exit 0: nothing differs).
         await destination.close();
@@ -28,6 +31,8 @@ export function registerVerifyCommand(program: Command): void {
         return;
       }
       const readLive = destination.readLive.bind(destination);
+      // The source side goes through the pipeline's rules too, so a filtered, masked or renamed copy verifies.
+      const rules = compileRules(pipeline, (ref) => resolveSecret(ref)!);
       const client = await connect(sourceConnection(pipeline.source));
       const results: TableVerification[] = [];
       try {
@@ -41,10 +46,15 @@ export function registerVerifyCommand(program: Command): void {
           // One snapshot for the source side, so a busy table is compared at one point in time.
           await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
           try {
-            results.push(await verifyTable({
-              table, key: schema.key, columns: schema.columns.map((c) => c.name), json: jsonColumns(schema),
-              source: readTable(client, schema), destination: readLive(schema),
-            }));
+            const expected = expectedTable(rules, schema, readTable(client, schema));
+            const target = tableKey(expected.schema);
+            results.push({
+              ...await verifyTable({
+                table: tableKey(schema), key: expected.schema.key, columns: expected.schema.columns.map((c) => c.name), json: jsonColumns(expected.schema),
+                source: expected.rows, destination: readLive(schema),
+              }),
+              ...(target === tableKey(schema) ? {} : { destinationTable: target }),
+            });
           } catch (e) {
             results.push(unverifiable(table, `cannot read it back from the destination: ${(e as Error).message}`));
           } finally {
@@ -58,7 +68,7 @@ export function registerVerifyCommand(program: Command): void {
       if (opts.json) console.log(JSON.stringify({ pipeline: id, equal: results.every((r) => r.equal), tables: results }));
       else {
         for (const r of results) {
-          console.log(`${r.equal ? 'ok  ' : 'DIFF'} ${r.table}: ${r.problem ?? `source ${r.sourceRows} rows, destination ${r.destinationRows} rows`}`);
+          console.log(`${r.equal ? 'ok  ' : 'DIFF'} ${r.table}${r.destinationTable ? ` -> ${r.destinationTable}` : ''}: ${r.problem ?? `source ${r.sourceRows} rows, destination ${r.destinationRows} rows`}`);
           for (const d of r.firstDifferences) console.log(`       ${d.problem}: key ${d.key}`);
         }
       }

@@ -4,6 +4,8 @@ import type { Command } from 'commander';
 import { findPipeline, parseConfig } from '../lib/config.ts';
 import { loadConfig } from '../lib/config-file.ts';
 import { preflight } from '../activities/postgres/preflight.ts';
+import { loadTableSchemas } from '../activities/postgres/schema.ts';
+import { compileRules } from '../lib/rules.ts';
 import { sourceConnection, slotName } from '../activities/source.ts';
 import { qualify } from '../activities/stream.ts';
 import { startWorker } from '../worker/worker.ts';
@@ -37,6 +39,16 @@ export function registerWorkerCommands(program: Command): void {
           createPublication: pipeline.source.createPublication, slot: slotName(id, pipeline.source),
           destination: { type: pipeline.destination.type, tables: pipeline.source.tables.map(qualify) },
         });
+        // Rules against each existing table's columns (a missing table is preflight's to report); salts are not needed.
+        const rules = compileRules(pipeline, () => '');
+        for (const table of Object.keys(pipeline.rules ?? {})) {
+          const schema = await loadTableSchemas(client, [qualify(table)]).then(([s]) => s, () => undefined);
+          try {
+            if (schema) rules.bind(schema);
+          } catch (e) {
+            report.failures.push((e as Error).message);
+          }
+        }
         if (opts.json) console.log(JSON.stringify(report));
         else if (report.failures.length === 0) console.log(`pipeline ${id}: preflight passed`);
         else console.log(`pipeline ${id}: ${report.failures.length} problem(s):\n${report.failures.map((f) => `- ${f}`).join('\n')}`);

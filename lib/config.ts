@@ -131,6 +131,65 @@ export const DestinationConfig = z.discriminatedUnion('type', [
   ClickHouseConfig, SnowflakeConfig, PostgresDestinationConfig, StdoutConfig, NullConfig, FileConfig, WebhookConfig, NatsConfig,
 ]);
 
+/** Operations a filter or transform applies to; `read` is a backfill (snapshot) row. */
+export const Operation = z.enum(['read', 'insert', 'update', 'delete']);
+export type Operation = z.infer<typeof Operation>;
+
+const Literal = z.union([z.string(), z.number(), z.boolean()]);
+export const COMPARISONS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'in', 'contains', 'is_null'] as const;
+const CONNECTIVES = ['all', 'any', 'not'] as const;
+
+/** A row condition: `{column, <one comparison>}`, or `{all: [...]}`, `{any: [...]}`, `{not: ...}`. */
+export interface Condition {
+  column?: string;
+  eq?: z.infer<typeof Literal>; ne?: z.infer<typeof Literal>; gt?: z.infer<typeof Literal>; gte?: z.infer<typeof Literal>;
+  lt?: z.infer<typeof Literal>; lte?: z.infer<typeof Literal>; in?: z.infer<typeof Literal>[]; contains?: string; is_null?: boolean;
+  all?: Condition[]; any?: Condition[]; not?: Condition;
+}
+export const Condition: z.ZodType<Condition> = z.strictObject({
+  column: z.string().min(1).optional(),
+  eq: Literal.optional(), ne: Literal.optional(), gt: Literal.optional(), gte: Literal.optional(), lt: Literal.optional(), lte: Literal.optional(),
+  in: z.array(Literal).min(1).optional(), contains: z.string().optional(), is_null: z.boolean().optional(),
+  get all() { return z.array(Condition).min(1).optional(); },
+  get any() { return z.array(Condition).min(1).optional(); },
+  get not() { return Condition.optional(); },
+}).refine((c) => {
+  const ops = COMPARISONS.filter((k) => c[k] !== undefined).length;
+  const connectives = CONNECTIVES.filter((k) => c[k] !== undefined).length;
+  return c.column !== undefined ? ops === 1 && connectives === 0 : ops === 0 && connectives === 1;
+}, { message: `needs a column with exactly one of ${COMPARISONS.join(', ')}, or exactly one of all, any, not` });
+
+const TRANSFORMS = ['regex', 'mask', 'hash', 'set', 'drop'] as const;
+export const Transform = z.strictObject({
+  column: z.string().min(1),
+  /** Default: every operation. */
+  operations: z.array(Operation).min(1).optional(),
+  regex: z.strictObject({ pattern: z.string().min(1), replace: z.string(), flags: z.string().regex(/^[imsu]*$/, { message: 'flags are any of i, m, s, u (replacement is always global)' }).optional() })
+    .refine((r) => { try { new RegExp(r.pattern, r.flags); return true; } catch { return false; } }, { message: 'is not a valid regular expression', path: ['pattern'] }).optional(),
+  mask: z.strictObject({ keepFirst: z.number().int().min(0).default(0), keepLast: z.number().int().min(0).default(0), char: z.string().length(1).default('*') }).optional(),
+  /** HMAC-SHA256 (hex) of the value's text with the secret salt. */
+  hash: z.strictObject({ salt: SecretRef }).optional(),
+  set: z.union([Literal, z.null()]).optional(),
+  drop: z.literal(true).optional(),
+}).refine((t) => TRANSFORMS.filter((k) => t[k] !== undefined).length === 1, { message: `needs exactly one of ${TRANSFORMS.join(', ')}` })
+  .refine((t) => !(t.drop && t.operations), { message: 'drop removes the column from the destination table: it cannot be limited to some operations' });
+export type Transform = z.infer<typeof Transform>;
+
+export const TableRules = z.strictObject({
+  /** Rows kept (in `operations`, default all); an update leaving it deletes the row downstream. */
+  filter: z.strictObject({ where: Condition, operations: z.array(Operation).min(1).optional() }).optional(),
+  /** Applied in order. */
+  transform: z.array(Transform).optional(),
+  rename: z.strictObject({ table: TableName.optional(), columns: z.record(z.string(), z.string().min(1)).optional() }).optional(),
+  columns: z.strictObject({ include: z.array(z.string()).min(1).optional(), exclude: z.array(z.string()).min(1).optional() })
+    .refine((c) => (c.include === undefined) !== (c.exclude === undefined), { message: 'needs exactly one of include, exclude' }).optional(),
+});
+export type TableRules = z.infer<typeof TableRules>;
+
+/** Rules per pipeline table (as named in source.tables). */
+export const RulesConfig = z.record(TableName, TableRules);
+export type RulesConfig = z.infer<typeof RulesConfig>;
+
 export const PipelineConfig = z.strictObject({
   id: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,47}$/, { message: 'pipeline ids are lower-case letters, digits, - and _ (at most 48)' }),
   source: SourceConfig,
@@ -144,7 +203,9 @@ export const PipelineConfig = z.strictObject({
     flushIntervalMs: z.number().int().min(1).default(1000),
     maxBatchRows: z.number().int().min(1).default(10_000),
   }).prefault({}),
-});
+  /** Filters and transforms applied in the worker before any destination (lib/rules.ts). */
+  rules: RulesConfig.optional(),
+}).superRefine(checkRuleTables);
 
 export const WalflowConfig = z.strictObject({
   temporal: z.strictObject({
@@ -169,6 +230,32 @@ export type SourceConfig = z.infer<typeof SourceConfig>;
 export type DestinationConfig = z.infer<typeof DestinationConfig>;
 export type PipelineConfig = z.infer<typeof PipelineConfig>;
 export type WalflowConfig = z.infer<typeof WalflowConfig>;
+
+/** Rules name tables of the pipeline (once each), and no two tables land on one destination table. */
+function checkRuleTables(p: { source: { tables: string[] }; rules?: RulesConfig }, ctx: z.RefinementCtx): void {
+  const byTable = new Map<string, string>();
+  for (const name of Object.keys(p.rules ?? {})) {
+    if (!p.source.tables.some((t) => qualifyTable(t) === qualifyTable(name))) ctx.addIssue({ code: 'custom', path: ['rules', name], message: `is not one of source.tables (${p.source.tables.join(', ')})` });
+    if (byTable.has(qualifyTable(name))) ctx.addIssue({ code: 'custom', path: ['rules', name], message: `has rules twice (also as "${byTable.get(qualifyTable(name))}")` });
+    byTable.set(qualifyTable(name), name);
+  }
+  const targets = new Map<string, { table: string; name?: string }>();
+  for (const table of p.source.tables.map(qualifyTable)) {
+    const name = byTable.get(table);
+    const target = renamedTable(table, name === undefined ? undefined : p.rules![name]!.rename?.table);
+    const other = targets.get(target);
+    const renaming = name !== undefined && p.rules![name]!.rename?.table ? name : other?.name;
+    if (other) ctx.addIssue({ code: 'custom', path: ['rules', renaming ?? table, 'rename', 'table'], message: `two tables would land on ${target} (${other.table} and ${table})` });
+    targets.set(target, { table, name });
+  }
+}
+
+/** "table" means "public.table". */
+export const qualifyTable = (t: string): string => (t.includes('.') ? t : `public.${t}`);
+
+/** The destination table of source table `qualified` ("schema.name") under a `rename.table` ("name" keeps the schema). */
+export const renamedTable = (qualified: string, rename: string | undefined): string =>
+  rename === undefined ? qualified : rename.includes('.') ? rename : `${qualified.slice(0, qualified.indexOf('.'))}.${rename}`;
 
 function safeUrl(u: string): URL | undefined {
   try { return new URL(u); } catch { return undefined; }

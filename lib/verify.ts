@@ -6,9 +6,12 @@
 import { createHash } from 'node:crypto';
 import type { Row, TableSchema } from './model.ts';
 import { toPgText } from './pgtext.ts';
+import type { PipelineRules } from './rules.ts';
 
 export interface TableVerification {
   table: string;
+  /** The destination table, when the pipeline's rules rename it. */
+  destinationTable?: string;
   sourceRows: number;
   destinationRows: number;
   equal: boolean;
@@ -102,4 +105,22 @@ export async function verifyTable(opts: {
   }
   for (const key of pending.keys()) note(key, 'missing in destination');
   return { table: opts.table, sourceRows, destinationRows, equal: differences === 0, firstDifferences };
+}
+
+/**
+ * What the destination should hold of a source table under the pipeline's rules: the destination
+ * table's schema, and the source rows filtered and transformed as backfill writes them.
+ */
+export function expectedTable(rules: PipelineRules, schema: TableSchema, rows: AsyncIterable<Row>): { schema: TableSchema; rows: AsyncIterable<Row> } {
+  const bound = rules.bind(schema);
+  if (!bound) return { schema, rows };
+  return {
+    schema: bound.schema,
+    rows: (async function* () {
+      for await (const r of rows) {
+        const out = bound.readRow(r);
+        if (out) yield out;
+      }
+    })(),
+  };
 }

@@ -6,7 +6,7 @@
  * tombstones with their version). Applying a batch twice, or applying an
  * older batch after a newer one, must leave the same final state.
  */
-import type { Change, ColumnSchema, Row, TableId, TableSchema } from '../../lib/model.ts';
+import type { Change, ColumnSchema, Row, TableSchema } from '../../lib/model.ts';
 import type { Version } from '../../lib/lsn.ts';
 
 export interface Destination {
@@ -34,7 +34,7 @@ export interface Destination {
   canRetype?(from: ColumnSchema, to: ColumnSchema, key: boolean): boolean;
   canRename?(column: ColumnSchema, key: boolean): boolean;
   /** Drops the destination table of `table`, so a resync of a stopped table rebuilds it with the source's shape. */
-  dropTable?(table: TableId): Promise<void>;
+  dropTable?(table: TableSchema): Promise<void>;
   /**
    * Resync support: rows of `table` with a version below `before` that the
    * fresh copy did not rewrite no longer exist in the source; remove them.

@@ -1,6 +1,7 @@
 /** Builds the configured destination inside the worker, resolving its secret references here and only here. */
 import { join } from 'node:path';
-import { isSecretRef, type DestinationConfig } from '../../lib/config.ts';
+import { isSecretRef, type DestinationConfig, type PipelineConfig } from '../../lib/config.ts';
+import { compileRules } from '../../lib/rules.ts';
 import type { Destination } from './destination.ts';
 import { resolveSecret } from '../../lib/secrets.ts';
 import { ClickHouseDestination } from './clickhouse.ts';
@@ -11,6 +12,13 @@ import { postgresConnection } from '../source.ts';
 import { Envelopes } from './envelopes.ts';
 import { FileDestination } from './file.ts';
 import { WebhookDestination } from './webhook.ts';
+import { RuledDestination } from './ruled.ts';
+
+/** The pipeline's destination behind its rules (filters, transforms, renames), resolving hash salts here. */
+export async function pipelineDestination(pipeline: PipelineConfig): Promise<Destination> {
+  const destination = await createDestination(pipeline.destination, { pipeline: pipeline.id });
+  return pipeline.rules ? new RuledDestination(destination, compileRules(pipeline, (ref) => resolveSecret(ref)!)) : destination;
+}
 
 /** What a destination knows of the pipeline it serves (stream destinations put its id in every envelope). */
 export interface DestinationContext {

@@ -12,9 +12,11 @@ import pg from 'pg';
 import { stringify } from 'yaml';
 import { parseConfig, type PipelineConfig } from '../../lib/config.ts';
 import { parseLsn } from '../../lib/lsn.ts';
-import { comparableValues, jsonColumns } from '../../lib/verify.ts';
+import { comparableValues, expectedTable, jsonColumns } from '../../lib/verify.ts';
+import { compileRules } from '../../lib/rules.ts';
+import { resolveSecret } from '../../lib/secrets.ts';
 import { tableKey, type Row, type TableSchema } from '../../lib/model.ts';
-import { createDestination } from '../../activities/destinations/index.ts';
+import { pipelineDestination } from '../../activities/destinations/index.ts';
 import { loadTableSchemas } from '../../activities/postgres/schema.ts';
 import { readTable } from '../../activities/postgres/read.ts';
 import { startWorker, type RunningWorker } from '../../worker/worker.ts';
@@ -27,7 +29,7 @@ export interface PipelineFixtureOptions {
   /** SQL run in the source database before the pipeline starts. */
   setup: string;
   tables: string[];
-  pipeline?: Partial<Pick<PipelineConfig, 'backfill' | 'cdc'>> & { source?: Partial<PipelineConfig['source']> };
+  pipeline?: Partial<Pick<PipelineConfig, 'backfill' | 'cdc' | 'rules'>> & { source?: Partial<PipelineConfig['source']> };
   /** Run the worker as a separate process (so a test can kill -9 it). */
   workerProcess?: boolean;
   /** Where rows go: a Postgres database (default), the stack's ClickHouse or Snowflake (emulator). */
@@ -94,6 +96,7 @@ export class PipelineFixture {
         }[this.opts.destination ?? 'postgres'](),
         backfill: { parallelism: 2, rowsPerRange: 1000, ...this.opts.pipeline?.backfill },
         cdc: { flushIntervalMs: 200, ...this.opts.pipeline?.cdc },
+        ...(this.opts.pipeline?.rules ? { rules: this.opts.pipeline.rules } : {}),
       }],
     };
     this.config = parseConfig(raw).pipelines[0]!;
@@ -166,24 +169,26 @@ export class PipelineFixture {
     return loadTableSchemas(await this.src(), tables.map((t) => (t.includes('.') ? t : `public.${t}`)));
   }
 
-  /** Live rows per table on both sides (of `tables`, default all), keyed by primary key, as canonical values. */
+  /** Live rows per table on both sides (of `tables`, default all; the source's through the pipeline's rules), keyed by primary key, as canonical values. */
   async compare(tables?: string[]): Promise<{ equal: boolean; diffs: string[]; counts: Record<string, [number, number]> }> {
-    const dest = this.opts.consumer ? undefined : await createDestination(this.config.destination, { pipeline: this.config.id });
+    const dest = this.opts.consumer ? undefined : await pipelineDestination(this.config);
+    const rules = compileRules(this.config, (ref) => resolveSecret(ref)!);
     const diffs: string[] = [];
     const counts: Record<string, [number, number]> = {};
     try {
       const schemas = await this.schemas(tables);
       const consumed = await this.opts.consumer?.tables(schemas);
       for (const schema of schemas) {
-        const keyOf = (r: Row) => JSON.stringify(schema.key.map((k) => r[k]));
-        const columns = schema.columns.map((c) => c.name);
-        const json = new Set(jsonColumns(schema));
+        const expected = expectedTable(rules, schema, readTable(await this.src(), schema));
+        const keyOf = (r: Row) => JSON.stringify(expected.schema.key.map((k) => r[k]));
+        const columns = expected.schema.columns.map((c) => c.name);
+        const json = new Set(jsonColumns(expected.schema));
         const values = (r: Row) => JSON.stringify(comparableValues(r, columns, json));
         const src = new Map<string, string>();
-        for await (const r of readTable(await this.src(), schema)) src.set(keyOf(r), values(r));
+        for await (const r of expected.rows) src.set(keyOf(r), values(r));
         const dst = new Map<string, string>();
         await dest?.prepare([schema]);
-        for await (const r of consumed?.get(tableKey(schema))?.values() ?? dest!.readLive!(schema)) dst.set(keyOf(r), values(r));
+        for await (const r of consumed?.get(tableKey(expected.schema))?.values() ?? dest!.readLive!(schema)) dst.set(keyOf(r), values(r));
         counts[tableKey(schema)] = [src.size, dst.size];
         for (const [k, v] of src) if (dst.get(k) !== v) diffs.push(`${tableKey(schema)} ${k}: source ${v} destination ${dst.get(k) ?? '(missing)'}`);
         for (const k of dst.keys()) if (!src.has(k)) diffs.push(`${tableKey(schema)} ${k}: only in destination`);
