@@ -4,6 +4,7 @@ import type { PipelineConfig } from '../lib/config.ts';
 import type { ActivityDeps } from './context.ts';
 import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, rebuildTables, removeStaleRows } from './pipeline.ts';
 import { probeSource } from './probe.ts';
+import { dropServeSession } from './session.ts';
 import { createStreamActivities } from './stream.ts';
 
 export function createActivities(deps: ActivityDeps) {
@@ -15,6 +16,7 @@ export function createActivities(deps: ActivityDeps) {
     dropPipeline: (config: PipelineConfig) => dropPipeline(deps, config),
     removeStaleRows,
     rebuildTables,
+    dropServeSession,
     ...createBackfillActivities(deps),
     ...createStreamActivities(deps),
   };

@@ -1,6 +1,7 @@
 /** The walflow operator CLI. Each command lives in its own module; this file only wires them. */
 import { Command } from 'commander';
 import { registerPipelineCommands } from './pipeline.ts';
+import { registerServeCommand } from './serve.ts';
 import { registerStackCommands } from './stack.ts';
 import { registerVerifyCommand } from './verify.ts';
 import { registerWorkerCommands } from './worker.ts';
@@ -13,6 +14,7 @@ registerPipelineCommands(program);
 registerWorkerCommands(program);
 registerVerifyCommand(program);
 registerStackCommands(program);
+registerServeCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -2,7 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { canResync, type PipelineConfig } from '../lib/config.ts';
+import { canResync, findPipeline, type PipelineConfig } from '../lib/config.ts';
 import {
   addTablesUpdate, dropUpdate, pauseSignal, phaseKey, pipelineKey, pipelineWorkflowId, removeTablesUpdate, resumeSignal,
   resyncScheduleId, resyncTablesUpdate, statusQuery,
@@ -10,8 +10,9 @@ import {
 import { pipelineWorkflow, resyncWorkflow } from '../workflows/index.ts';
 import { applyFileConfig } from './apply.ts';
 import {
-  DEFAULT_CONFIG, noWorkerMessage, NoWorkerError, queryWithWorker, updateWithWorker, withPipeline, workerPolls, type CommandContext,
+  DEFAULT_CONFIG, noWorkerMessage, NoWorkerError, openContext, queryWithWorker, updateWithWorker, withPipeline, workerPolls, type CommandContext,
 } from './context.ts';
+import { listSessions, renderSessions } from './sessions.ts';
 import { gatherStatus, renderStatus } from './status.ts';
 
 const configOption = ['-c, --config <file>', 'pipeline config file', DEFAULT_CONFIG] as const;
@@ -55,22 +56,37 @@ export function registerPipelineCommands(program: Command): void {
     .option(...configOption)
     .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, (ctx, config) => applyFileConfig(ctx, config)));
 
-  program.command('status <pipeline>')
-    .description("show a pipeline's phase, confirmed LSN, lag and per-table progress")
+  program.command('status [pipeline]')
+    .description("show a pipeline's phase, confirmed LSN, lag and per-table progress; --sessions: walflow serve's sessions")
     .option(...configOption)
     .option('--json', 'print the status as JSON (on failure {"pipeline", "error"}, exit 1)')
     .option('--watch', 'refresh every second until interrupted')
-    .action((id: string, opts: { config: string; json?: boolean; watch?: boolean }) => withPipeline(opts.config, id, async (ctx, config) => {
-      for (;;) {
-        const status = await gatherStatus(ctx, config);
-        if (opts.json) console.log(JSON.stringify(status));
-        else console.log(`${opts.watch ? '\x1b[2J\x1b[H' : ''}${renderStatus(status)}`);
-        if (!opts.watch) return;
-        await sleep(1000);
+    .option('--sessions', 'also (or, without a pipeline, only) list the running walflow serve sessions')
+    .action((id: string | undefined, opts: { config: string; json?: boolean; watch?: boolean; sessions?: boolean }) => (async () => {
+      if (!id && !opts.sessions) throw new Error('status needs a pipeline id (or --sessions)');
+      const ctx = await openContext(opts.config);
+      try {
+        const config = id ? findPipeline(ctx.config, id) : undefined;
+        for (;;) {
+          const out: string[] = [];
+          if (config) {
+            const status = await gatherStatus(ctx, config);
+            out.push(opts.json ? JSON.stringify(status) : renderStatus(status));
+          }
+          if (opts.sessions) {
+            const sessions = await listSessions(ctx.client, ctx.taskQueue);
+            out.push(opts.json ? JSON.stringify({ sessions }) : renderSessions(sessions));
+          }
+          console.log(`${opts.watch && !opts.json ? '\x1b[2J\x1b[H' : ''}${out.join('\n')}`);
+          if (!opts.watch) return;
+          await sleep(1000);
+        }
+      } finally {
+        await ctx.close();
       }
-    }).catch((e: Error) => {
+    })().catch((e: Error) => {
       if (!opts.json) throw e;
-      console.log(JSON.stringify({ pipeline: id, error: e.message }));
+      console.log(JSON.stringify({ pipeline: id ?? null, error: e.message }));
       process.exitCode = 1;
     }));
 

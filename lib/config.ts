@@ -207,6 +207,20 @@ export const PipelineConfig = z.strictObject({
   rules: RulesConfig.optional(),
 }).superRefine(checkRuleTables);
 
+/** `walflow serve`: snapshot over HTTP and a websocket change stream (see serve/). */
+export const ServeConfig = z.strictObject({
+  /** host:port; loopback unless you mean to expose it. */
+  listen: z.string().regex(/^.+:\d+$/, { message: 'must be host:port, e.g. 127.0.0.1:8719' }).default('127.0.0.1:8719'),
+  source: SourceConfig.pick({ url: true, password: true }),
+  /** Bearer tokens clients present; a session is readable only with the token that created it. */
+  tokens: z.array(SecretRef).min(1, { message: 'needs at least one token reference: every endpoint requires one' }),
+  /** A session with no client connected and no request for this long is ended and its slot dropped. */
+  sessionIdleTimeoutSeconds: z.number().int().min(1).default(600),
+  /** How long an init's exported snapshot is held unless released earlier with /v1/snapshot/done. */
+  snapshotHoldSeconds: z.number().int().min(1).default(600),
+  maxPageSize: z.number().int().min(1).default(10_000),
+});
+
 export const WalflowConfig = z.strictObject({
   temporal: z.strictObject({
     address: z.string().default('127.0.0.1:7233'),
@@ -224,12 +238,14 @@ export const WalflowConfig = z.strictObject({
     }).refine((t) => !t.clientCert === !t.clientKey, { message: 'mTLS needs both clientCert and clientKey' }).optional(),
   }).prefault({}),
   pipelines: z.array(PipelineConfig),
+  serve: ServeConfig.optional(),
 });
 
 export type SourceConfig = z.infer<typeof SourceConfig>;
 export type DestinationConfig = z.infer<typeof DestinationConfig>;
 export type PipelineConfig = z.infer<typeof PipelineConfig>;
 export type WalflowConfig = z.infer<typeof WalflowConfig>;
+export type ServeConfig = z.infer<typeof ServeConfig>;
 
 /** Rules name tables of the pipeline (once each), and no two tables land on one destination table. */
 function checkRuleTables(p: { source: { tables: string[] }; rules?: RulesConfig }, ctx: z.RefinementCtx): void {

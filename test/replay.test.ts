@@ -16,7 +16,7 @@ const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
 
 test('recorded histories exist for every kind of run', () => {
   for (const kind of ['pipeline-backfill-paused-resumed', 'pipeline-continued-as-new', 'pipeline-snapshot-lost', 'copy-ranges', 'resync',
-    'pipeline-config-applied-dropped', 'resync-published']) {
+    'pipeline-config-applied-dropped', 'resync-published', 'session-ended', 'session-idle']) {
     assert.ok(files.includes(`${kind}.json`), `test/histories/${kind}.json`);
   }
 });

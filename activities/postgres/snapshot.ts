@@ -17,19 +17,23 @@ export interface ExportedSnapshot {
   close(): Promise<void>;
 }
 
-export async function exportSnapshot(connection: pg.ClientConfig): Promise<ExportedSnapshot> {
+/**
+ * With `permanentSlot`, the exporting slot is that permanent slot instead of a temporary one: its
+ * stream then starts exactly at the snapshot (what a `walflow serve` session reads).
+ */
+export async function exportSnapshot(connection: pg.ClientConfig, permanentSlot?: string): Promise<ExportedSnapshot> {
   const client = new pg.Client({ ...withSession(connection), replication: 'database' } as pg.ClientConfig);
   let markLost!: (e: Error) => void;
   const lost = new Promise<Error>((resolve) => { markLost = resolve; });
   client.on('error', (e) => markLost(e));
   client.on('end', () => markLost(new Error('connection closed')));
   await client.connect();
-  const slot = `walflow_snapshot_${randomBytes(6).toString('hex')}`;
+  const slot = permanentSlot ?? `walflow_snapshot_${randomBytes(6).toString('hex')}`;
   const version = Number((await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0]!.server_version_num);
   // Postgres 15 changed the option syntax; 14 and older only know EXPORT_SNAPSHOT.
   const options = version >= 150000 ? "(SNAPSHOT 'export')" : 'EXPORT_SNAPSHOT';
   const { rows } = await client.query<{ consistent_point: string; snapshot_name: string }>(
-    `CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} TEMPORARY LOGICAL pgoutput ${options}`);
+    `CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} ${permanentSlot ? '' : 'TEMPORARY '}LOGICAL pgoutput ${options}`);
   return {
     name: rows[0]!.snapshot_name,
     lsn: rows[0]!.consistent_point,

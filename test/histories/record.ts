@@ -14,6 +14,15 @@ import { projectRoot } from '../../stack/paths.ts';
 import { armFault, disarmFaults } from '../../lib/faults.ts';
 import { applyConfigUpdate, dropUpdate } from '../../workflows/definitions.ts';
 import { resyncWorkflow } from '../../workflows/index.ts';
+import { randomBytes } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import pg from 'pg';
+import { ServeConfig } from '../../lib/config.ts';
+import { ServeClient } from '../../lib/serve-client.ts';
+import { startServer } from '../../serve/server.ts';
+import { startWorker } from '../../worker/worker.ts';
+import { sessionWorkflowId } from '../../workflows/session-definitions.ts';
+import { createTestDatabase } from '../support/env.ts';
 
 const { status } = await stackUp();
 process.env.WALFLOW_PG_URL = status.postgres!.url;
@@ -27,7 +36,7 @@ const MAIN_RUN = ['pipeline-backfill-paused-resumed', 'pipeline-continued-as-new
 const ORDERS = `CREATE TABLE orders (id int8 PRIMARY KEY, item text, qty int, big text);
   INSERT INTO orders SELECT g, 'item ' || g, g % 7, NULL FROM generate_series(1, 5000) g;`;
 const dir = join(projectRoot, 'test', 'histories');
-const save = async (fixture: InstanceType<typeof PipelineFixture>, name: string, workflowId: string, runId?: string) => {
+const save = async (fixture: { client: Client }, name: string, workflowId: string, runId?: string) => {
   if (!wanted(name)) return;
   const history = await fixture.client.workflow.getHandle(workflowId, runId).fetchHistory();
   // The workflow id is part of what replays: child workflow ids derive from it.
@@ -38,6 +47,7 @@ const save = async (fixture: InstanceType<typeof PipelineFixture>, name: string,
 if (MAIN_RUN.some(wanted)) await recordMainRun();
 if (wanted('pipeline-snapshot-lost')) await recordSnapshotLost();
 if (['pipeline-config-applied-dropped', 'resync-published'].some(wanted)) await recordConfigAppliedDropped();
+if (wanted('session-ended') || wanted('session-idle')) await recordSessions();
 
 async function recordMainRun() {
   const f = new PipelineFixture({
@@ -122,5 +132,48 @@ async function recordConfigAppliedDropped() {
     await save(h, 'pipeline-config-applied-dropped', h.handle.workflowId);
   } finally {
     await h.teardown();
+  }
+}
+
+/** `walflow serve` sessions: one streamed, ACKed and ended by DELETE; one abandoned until its idle timeout. */
+async function recordSessions() {
+  const db = await createTestDatabase('history_session');
+  const sql = async (text: string) => {
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try { await c.query(text); } finally { await c.end(); }
+  };
+  await sql('CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 10) g');
+  const address = process.env.WALFLOW_TEMPORAL_ADDRESS!;
+  const taskQueue = `history-session-${Date.now()}`;
+  const worker = await startWorker({ address, taskQueue });
+  const connection = await Connection.connect({ address });
+  const client = new Client({ connection });
+  process.env.WALFLOW_HISTORY_SERVE_TOKEN = randomBytes(16).toString('hex');
+  const config = ServeConfig.parse({ listen: '127.0.0.1:0', source: { url: db.url }, tokens: ['env:WALFLOW_HISTORY_SERVE_TOKEN'], sessionIdleTimeoutSeconds: 30 });
+  const server = await startServer({ config, client, taskQueue });
+  try {
+    const serve = new ServeClient(`http://${server.address}`, process.env.WALFLOW_HISTORY_SERVE_TOKEN);
+    const ended = await serve.init({ tables: ['t'] });
+    for await (const row of serve.snapshotRows(ended.slotName, 't')) void row;
+    const conn = await serve.stream(ended.slotName);
+    await sql(`UPDATE t SET v = v || '+'`);
+    for await (const m of conn) {
+      if (m.op === 'commit') {
+        await conn.ack(m.nextlsn);
+        break;
+      }
+    }
+    conn.close();
+    await serve.endSession(ended.slotName);
+    await save({ client }, 'session-ended', sessionWorkflowId(ended.slotName));
+    const idle = await serve.init({ tables: ['t'], idleTimeoutSeconds: 2 });
+    await client.workflow.getHandle(sessionWorkflowId(idle.slotName)).result();
+    await save({ client }, 'session-idle', sessionWorkflowId(idle.slotName));
+  } finally {
+    await server.close();
+    await worker.shutdown();
+    await connection.close();
+    await db.drop();
   }
 }
