@@ -2,7 +2,7 @@
 import { createBackfillActivities } from './backfill.ts';
 import type { PipelineConfig } from '../lib/config.ts';
 import type { ActivityDeps } from './context.ts';
-import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, recreateSlot, removeStaleRows } from './pipeline.ts';
+import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, rebuildTables, recreateSlot, removeStaleRows } from './pipeline.ts';
 import { probeSource } from './probe.ts';
 import { dropServeSession } from './session.ts';
 import { createStreamActivities } from './stream.ts';
@@ -16,6 +16,7 @@ export function createActivities(deps: ActivityDeps) {
     alterPublication,
     dropPipeline: (config: PipelineConfig) => dropPipeline(deps, config),
     removeStaleRows,
+    rebuildTables,
     dropServeSession,
     ...createBackfillActivities(deps),
     ...createStreamActivities(deps),

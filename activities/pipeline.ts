@@ -4,6 +4,7 @@ import pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
+import type { TableSchema } from '../lib/model.ts';
 import { pipelineDestination } from './destinations/index.ts';
 import { preflight, type PreflightReport } from './postgres/preflight.ts';
 import { alterPublicationTables, dropPublicationIfOwned, ensurePublication } from './postgres/publication.ts';
@@ -27,7 +28,7 @@ async function withSource<T>(config: PipelineConfig, fn: (client: pg.Client) => 
 
 const sourcePreflight = (config: PipelineConfig, tables: string[]) => withSource(config, (client) => preflight(client, {
   publication: config.source.publication, tables: tables.map(qualify), createPublication: config.source.createPublication,
-  slot: slotName(config.id, config.source),
+  slot: slotName(config.id, config.source), destination: { type: config.destination.type, tables: tables.map(qualify) },
 }));
 
 /** All failures at once, as one non-retryable error: retrying cannot fix a misconfigured database. */
@@ -95,7 +96,7 @@ export function alterPublication(config: PipelineConfig, change: { add?: string[
       if (change.add?.length) {
         const report = await preflight(client, {
           publication: config.source.publication, tables: change.add.map(qualify), createPublication: config.source.createPublication,
-          slot: slotName(config.id, config.source), slotExists: true,
+          slot: slotName(config.id, config.source), slotExists: true, destination: { type: config.destination.type, tables: change.tables.map(qualify) },
         });
         if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, ErrorType.PreflightFailed);
       }
@@ -129,4 +130,25 @@ export function removeStaleRows(config: PipelineConfig, table: string, snapshotL
       await destination.close();
     }
   });
+}
+
+/**
+ * Drops and recreates the destination tables of errored `tables` with the source's current shape;
+ * returns those shapes and the source's WAL position afterwards: the stream writes the tables'
+ * changes committed from there on, and a snapshot taken later covers everything before.
+ */
+export function rebuildTables(config: PipelineConfig, tables: string[]): Promise<{ schemas: Record<string, TableSchema>; lsn: string }> {
+  return whileHeartbeating(async () => withSource(config, async (client) => {
+    const schemas = await loadTableSchemas(client, tables.map(qualify));
+    const destination = await pipelineDestination(config);
+    try {
+      if (!destination.dropTable) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot rebuild a table; remove and add the table instead`, ErrorType.Config);
+      for (const s of schemas) await destination.dropTable(s);
+      await destination.prepare(schemas);
+    } finally {
+      await destination.close();
+    }
+    const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+    return { schemas: Object.fromEntries(tables.map((t, i) => [t, schemas[i]!])), lsn: normalizeLsn(rows[0]!.lsn) };
+  }));
 }

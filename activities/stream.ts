@@ -10,14 +10,15 @@ import { qualifyTable, type PipelineConfig } from '../lib/config.ts';
 import { faultPoint, unsafe } from '../lib/faults.ts';
 import { formatLsn, parseLsn, type Lsn } from '../lib/lsn.ts';
 import { tableKey, type Change, type TableSchema } from '../lib/model.ts';
-import { streamProgressSignal, type ChangeCounters, type StreamProgress } from '../workflows/definitions.ts';
+import { streamProgressSignal, tableShapeSignal, type ChangeCounters, type StreamProgress, type TableError, type TableShapeReport } from '../workflows/definitions.ts';
 import { withSession } from './postgres/session.ts';
 import { applyHeartbeating, signalWithDeadline, type ActivityDeps } from './context.ts';
 import { pipelineDestination } from './destinations/index.ts';
 import type { Destination } from './destinations/destination.ts';
 import { openChangeStream, type StreamEvent } from './postgres/stream.ts';
 import { fillUnchangedColumns } from './postgres/unchanged.ts';
-import { loadTableSchemas } from './postgres/schema.ts';
+import { loadTableSchemas, tableNameByOid } from './postgres/schema.ts';
+import type { ShapeProblem } from './postgres/shape.ts';
 import { sourceConnection, slotName } from './source.ts';
 import { streamFailure, watchSlot } from './slot-watch.ts';
 
@@ -27,11 +28,20 @@ export interface StreamInput {
   /** Where the workflow last saw the stream confirmed (a retry prefers its own heartbeat). */
   startLsn: string | null;
   workflowId: string;
+  /** What each destination table holds (by the pipeline's table name); a table missing is taken from the catalog. */
+  schemas?: Record<string, TableSchema>;
+  /** Errored tables: their changes are not written. */
+  stopped?: string[];
+  /** Re-copied tables: only their changes committed from this LSN on are written. */
+  copyFrom?: Record<string, string>;
 }
 
 export interface StreamHeartbeat {
   confirmedLsn: string | null;
   counters: Record<string, ChangeCounters>;
+  /** As in StreamInput, as of this attempt: only shapes the destination has applied. */
+  schemas?: Record<string, TableSchema>;
+  stopped?: string[];
 }
 
 const HEARTBEAT_EVERY_MS = 1_000;
@@ -53,7 +63,18 @@ export function createStreamActivities(deps: ActivityDeps) {
     let confirmed: Lsn | undefined = startLsn ? parseLsn(startLsn) : undefined;
     const signal = (progress: StreamProgress) => signalWithDeadline(deps, input.workflowId, streamProgressSignal, progress);
 
-    const details = (): StreamHeartbeat => ({ confirmedLsn: confirmed ? formatLsn(confirmed) : null, counters });
+    // Shapes the destination has applied, and stopped tables, by the pipeline's table name.
+    const applied: Record<string, TableSchema> = { ...input.schemas, ...resumed?.schemas };
+    const stopped = new Set([...(input.stopped ?? []), ...(resumed?.stopped ?? [])]);
+    const details = (): StreamHeartbeat => ({
+      confirmedLsn: confirmed ? formatLsn(confirmed) : null, counters, schemas: applied, stopped: [...stopped],
+    });
+    // Awaited before anything past what it reports is acknowledged: an error lost here would be data lost.
+    const reportShapes = (report: TableShapeReport) => signalWithDeadline(deps, input.workflowId, tableShapeSignal, report);
+    const tableError = (table: string, { renamedTo, ...problem }: ShapeProblem, lsn: Lsn): TableError => ({
+      ...problem, lsn: formatLsn(lsn), since: new Date().toISOString(),
+      fix: renamedTo ? `walflow tables remove ${config.id} ${table}, then walflow tables add ${config.id} ${renamedTo}` : `walflow resync ${config.id} --tables ${table}`,
+    });
     // Encoding a heartbeat costs more than decoding a burst of changes: one a second is plenty (the
     // timeout is 30 s) and a retry resuming from a slightly older LSN only rewrites what it wrote.
     let lastBeat = 0;
@@ -70,9 +91,32 @@ export function createStreamActivities(deps: ActivityDeps) {
     try {
       await source.connect();
       destination = await pipelineDestination(config);
+      // What each destination table holds: as recorded (the catalog may already be past the WAL still to
+      // come), else the catalog's shape, which the destination tables are created with.
       const schemas = new Map<string, TableSchema>();
-      for (const s of await loadTableSchemas(source, [...wanted.keys()])) schemas.set(tableKey(s), s);
+      const first: Record<string, TableSchema> = {};
+      const errors: Record<string, TableError> = {};
+      for (const [key, name] of wanted) {
+        if (stopped.has(name)) continue;
+        const catalog = await loadTableSchemas(source, [key]).then((s) => s[0], (e: Error) => e);
+        if (catalog instanceof Error && !applied[name]) {
+          errors[name] = tableError(name, { reason: catalog.message }, confirmed ?? 0n);
+          continue;
+        }
+        if (catalog instanceof Error && applied[name]!.oid !== undefined) {
+          // Gone under this name: the decoder stops it by OID when its changes come; say where it went.
+          const now = await tableNameByOid(source, applied[name]!.oid!);
+          if (!now) errors[name] = tableError(name, { reason: `table ${key} no longer exists in the source` }, confirmed ?? 0n);
+        }
+        const schema = applied[name] ?? (catalog as TableSchema);
+        if (!applied[name]) first[name] = applied[name] = schema;
+        schemas.set(key, schema);
+      }
+      if (Object.keys(first).length || Object.keys(errors).length) await reportShapes({ schemas: first, errors });
+      for (const name of Object.keys(errors)) stopped.add(name);
+      for (const name of Object.keys(errors)) schemas.delete(qualify(name));
       await destination.prepare([...schemas.values()]);
+      const copyFrom = new Map(Object.entries(input.copyFrom ?? {}).map(([t, lsn]) => [qualify(t), parseLsn(lsn)]));
 
       stream = await openChangeStream({
         connection: sourceConnection(config.source),
@@ -81,6 +125,14 @@ export function createStreamActivities(deps: ActivityDeps) {
         startLsn: confirmed,
         known: schemas,
         lookup: async (t) => (await loadTableSchemas(source, [tableKey(t)]))[0]!,
+        tracking: {
+          abilities: {
+            canRetype: (from, to, key) => destination!.canRetype?.(from, to, key) ?? false,
+            canRename: (column, key) => destination!.canRename?.(column, key) ?? false,
+          },
+          stopped: new Set([...stopped].map(qualify)),
+          from: copyFrom,
+        },
         onWait: () => heartbeat(),
       });
 
@@ -112,6 +164,7 @@ export function createStreamActivities(deps: ActivityDeps) {
       // Changes received and not yet written; `safeLsn` is the end of the last commit received, which
       // becomes acknowledgeable once everything received before it is written.
       let batch: Change[] = [];
+      let reshaped: Record<string, TableSchema> = {};
       let batchStarted = 0;
       let safeLsn: Lsn | undefined;
       let inTransaction = false;
@@ -131,6 +184,11 @@ export function createStreamActivities(deps: ActivityDeps) {
           for (const c of batch) count(c);
           deps.metrics?.applied(config.id, batch, (c) => wanted.get(tableKey(c.table)) ?? tableKey(c.table));
           batch = [];
+          if (Object.keys(reshaped).length) {
+            Object.assign(applied, reshaped);
+            await reportShapes({ schemas: reshaped });
+            reshaped = {};
+          }
         }
         await acknowledge();
         await report(false);
@@ -175,8 +233,17 @@ export function createStreamActivities(deps: ActivityDeps) {
         for (const ev of got?.value ?? []) {
           if (ev.type === 'begin') {
             inTransaction = true;
+          } else if (ev.type === 'stop') {
+            const name = wanted.get(tableKey(ev.table));
+            if (!name || stopped.has(name)) continue;
+            const error = tableError(name, ev.problem, ev.commitLsn);
+            ctx.log.error(`table ${name} stopped: ${error.reason}; fix: ${error.fix}`);
+            await reportShapes({ errors: { [name]: error } });
+            stopped.add(name);
           } else if (ev.type === 'change') {
-            if (!wanted.has(tableKey(ev.change.table))) continue;
+            const name = wanted.get(tableKey(ev.change.table));
+            if (!name) continue;
+            if (ev.change.kind === 'schema') reshaped[name] = ev.change.schema;
             if (batch.length === 0) batchStarted = Date.now();
             batch.push(ev.change);
             if (batch.length >= config.cdc.maxBatchRows) await flush();

@@ -5,7 +5,7 @@ import { ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError } from '@te
 import { canResync, findPipeline, type PipelineConfig } from '../lib/config.ts';
 import {
   addTablesUpdate, dropUpdate, pauseSignal, phaseKey, pipelineKey, pipelineWorkflowId, removeTablesUpdate, resumeSignal,
-  resyncScheduleId, statusQuery,
+  resyncScheduleId, resyncTablesUpdate, statusQuery,
 } from '../workflows/definitions.ts';
 import { pipelineWorkflow, resyncWorkflow } from '../workflows/index.ts';
 import { applyFileConfig } from './apply.ts';
@@ -126,10 +126,20 @@ export function registerPipelineCommands(program: Command): void {
     .option('--wait', 'wait for the resync to finish')
     .action((id: string, opts: { config: string; tables?: string; wait?: boolean }) => withPipeline(opts.config, id, async (ctx, config) => {
       refuseResync(config);
-      const workflowId = `${resyncScheduleId(id)}-${Date.now()}`;
       // By default the tables the pipeline runs with now (after `tables add/remove`), not the file's.
-      const running = Object.keys((await gatherStatus(ctx, config)).tables);
-      const tables = opts.tables?.split(',').map((t) => t.trim()).filter(Boolean) ?? (running.length ? running : undefined);
+      const status = await gatherStatus(ctx, config);
+      const running = Object.keys(status.tables);
+      const named = opts.tables?.split(',').map((t) => t.trim()).filter(Boolean);
+      // Errored tables are rebuilt and re-copied by the pipeline itself (it stops skipping them); the rest by a resync workflow.
+      const errored = (named ?? running).filter((t) => status.tables[t]?.state === 'errored');
+      if (errored.length) {
+        await updateWithWorker(ctx, ctx.client.workflow.getHandle(pipelineWorkflowId(id)), resyncTablesUpdate, [errored]);
+        console.log(`rebuilding and re-copying errored table(s) ${errored.join(', ')} (see walflow status ${id})`);
+      }
+      const rest = (named ?? running).filter((t) => !errored.includes(t));
+      if (errored.length && !rest.length) return;
+      const tables = named || errored.length ? rest : running.length ? running : undefined;
+      const workflowId = `${resyncScheduleId(id)}-${Date.now()}`;
       const handle = await ctx.client.workflow.start(resyncWorkflow, {
         workflowId, taskQueue: ctx.taskQueue, args: [{ config, tables }],
         typedSearchAttributes: [{ key: pipelineKey, value: id }, { key: phaseKey, value: 'resync' }],

@@ -119,7 +119,10 @@ export function renderStatus(s: CliStatus): string {
     const backfill = t.backfill === 'copying'
       ? `${bar(t.rangesDone, t.rangesTotal)} ranges ${t.rangesDone}/${t.rangesTotal} rows ${t.rowsCopied}/~${t.rowsEstimate}`
       : t.backfill === 'done' ? `backfilled ${t.rowsCopied} rows` : 'backfill pending';
-    lines.push(`  ${table.padEnd(width)}  ${backfill}   changes ${changes}`);
+    const state = t.state && t.state !== 'streaming' && t.state !== 'backfilling' ? `${t.state.toUpperCase()}   ` : '';
+    lines.push(`  ${table.padEnd(width)}  ${state}${backfill}   changes ${changes}`);
+    if (t.error) lines.push(`  ${' '.repeat(width)}  ${t.error.reason}; fix: ${t.error.fix}`);
+    if (t.droppedColumns?.length) lines.push(`  ${' '.repeat(width)}  dropped in the source, kept in the destination: ${t.droppedColumns.join(', ')}`);
   }
   if (s.resync) {
     const copied = Object.entries(s.resync.tables ?? {}).map(([t, p]) => `${t} ${p.backfill === 'done' ? 'done' : `${p.rangesDone}/${p.rangesTotal} ranges`}`);

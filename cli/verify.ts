@@ -36,20 +36,30 @@ export function registerVerifyCommand(program: Command): void {
       const client = await connect(sourceConnection(pipeline.source));
       const results: TableVerification[] = [];
       try {
-        for (const schema of await loadTableSchemas(client, pipeline.source.tables.map(qualify))) {
-          await destination.prepare([schema]);
+        for (const table of pipeline.source.tables.map(qualify)) {
+          // A table renamed or dropped in the source, or missing in the destination, is reported, not fatal.
+          const schema = await loadTableSchemas(client, [table]).then((s) => s[0]!, (e: Error) => e);
+          if (schema instanceof Error) {
+            results.push(unverifiable(table, `${schema.message} (renamed or dropped?)`));
+            continue;
+          }
           // One snapshot for the source side, so a busy table is compared at one point in time.
           await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
-          const expected = expectedTable(rules, schema, readTable(client, schema));
-          const target = tableKey(expected.schema);
-          results.push({
-            ...await verifyTable({
-              table: tableKey(schema), key: expected.schema.key, columns: expected.schema.columns.map((c) => c.name), json: jsonColumns(expected.schema),
-              source: expected.rows, destination: readLive(schema),
-            }),
-            ...(target === tableKey(schema) ? {} : { destinationTable: target }),
-          });
-          await client.query('COMMIT');
+          try {
+            const expected = expectedTable(rules, schema, readTable(client, schema));
+            const target = tableKey(expected.schema);
+            results.push({
+              ...await verifyTable({
+                table: tableKey(schema), key: expected.schema.key, columns: expected.schema.columns.map((c) => c.name), json: jsonColumns(expected.schema),
+                source: expected.rows, destination: readLive(schema),
+              }),
+              ...(target === tableKey(schema) ? {} : { destinationTable: target }),
+            });
+          } catch (e) {
+            results.push(unverifiable(table, `cannot read it back from the destination: ${(e as Error).message}`));
+          } finally {
+            await client.query('COMMIT');
+          }
         }
       } finally {
         await destination.close();
@@ -58,10 +68,14 @@ export function registerVerifyCommand(program: Command): void {
       if (opts.json) console.log(JSON.stringify({ pipeline: id, equal: results.every((r) => r.equal), tables: results }));
       else {
         for (const r of results) {
-          console.log(`${r.equal ? 'ok  ' : 'DIFF'} ${r.table}${r.destinationTable ? ` -> ${r.destinationTable}` : ''}: source ${r.sourceRows} rows, destination ${r.destinationRows} rows`);
+          console.log(`${r.equal ? 'ok  ' : 'DIFF'} ${r.table}${r.destinationTable ? ` -> ${r.destinationTable}` : ''}: ${r.problem ?? `source ${r.sourceRows} rows, destination ${r.destinationRows} rows`}`);
           for (const d of r.firstDifferences) console.log(`       ${d.problem}: key ${d.key}`);
         }
       }
       if (!results.every((r) => r.equal)) process.exitCode = 1;
     });
 }
+
+const unverifiable = (table: string, problem: string): TableVerification => ({
+  table, sourceRows: 0, destinationRows: 0, equal: false, problem, firstDifferences: [],
+});

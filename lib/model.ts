@@ -61,9 +61,28 @@ export interface ColumnSchema {
   precision?: number;
   scale?: number;
   nullable: boolean;
+  /** atttypmod (-1 for none): with typeOid, the column's exact type (e.g. varchar(20), numeric(12,4)). */
+  typeMod?: number;
+  /** Catalog column number: kept by RENAME COLUMN and never reused, so it tells a rename from drop + add. */
+  attnum?: number;
+  /** The column has a default (or a fast default filling existing rows), as the catalog says. */
+  hasDefault?: boolean;
+  /** A generated STORED column. */
+  generated?: boolean;
+  /**
+   * Destination-side history (set by the stream, not the catalog): narrower types this column had
+   * before the destination widened it, and names it had before a rename. A replay of older WAL
+   * still carries them; their rows fit as they are.
+   */
+  widenedFrom?: { typeOid: number; typeMod: number }[];
+  renamedFrom?: string[];
+  /** Dropped in the source; the destination keeps the column (rows written since leave it NULL). */
+  dropped?: true;
 }
 
 export interface TableSchema extends TableId {
+  /** pg_class OID: survives RENAME TABLE, changes when a table is dropped and created again. */
+  oid?: number;
   columns: ColumnSchema[];
   /** Primary key (or replica identity index) columns, in key order. */
   key: string[];
@@ -112,12 +131,27 @@ export interface TruncateChange extends ChangeBase {
   kind: 'truncate';
 }
 
-/** A relation message showed columns added or dropped since the last known schema. */
+/** A column whose type the destination changes to a wider one before the rows that need it. */
+export interface ColumnRetype {
+  from: ColumnSchema;
+  to: ColumnSchema;
+}
+
+/**
+ * A relation message showed the table's shape changed since what the destination holds. The stream
+ * only emits changes a destination can apply exactly (see activities/postgres/shape.ts); anything
+ * else stops the table instead. `schema` is the table's new destination shape.
+ */
 export interface SchemaChange extends ChangeBase {
   kind: 'schema';
   schema: TableSchema;
   added: ColumnSchema[];
+  /** Columns gone from the source; the destination keeps them (later rows leave them NULL). */
   dropped: string[];
+  /** Widened types, applied before `added`. */
+  retyped?: ColumnRetype[];
+  /** Renamed columns (values kept), applied first. */
+  renamed?: { from: string; to: string }[];
 }
 
 export type RowChange = InsertChange | UpdateChange | DeleteChange;

@@ -9,7 +9,7 @@ export function toPgText(value: Value): string | null {
 
 function scalarText(value: Exclude<Value, null | Value[]>): string {
   if (typeof value === 'boolean') return value ? 't' : 'f';
-  if (typeof value === 'number') return Number.isNaN(value) ? 'NaN' : value === Infinity ? 'Infinity' : value === -Infinity ? '-Infinity' : String(value);
+  if (typeof value === 'number') return numberText(value);
   if (Buffer.isBuffer(value)) return `\\x${value.toString('hex')}`;
   return value;
 }
@@ -20,4 +20,11 @@ function arrayLiteral(items: Value[]): string {
     if (Array.isArray(v)) return arrayLiteral(v);
     return `"${scalarText(v).replace(/[\\"]/g, (c) => `\\${c}`)}"`;
   }).join(',')}}`;
+}
+
+/** A float as Postgres prints it: NaN, ±Infinity, and -0 (String(-0) says "0"). */
+export function numberText(value: number): string {
+  if (Number.isNaN(value)) return 'NaN';
+  if (!Number.isFinite(value)) return value > 0 ? 'Infinity' : '-Infinity';
+  return Object.is(value, -0) ? '-0' : String(value);
 }

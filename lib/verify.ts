@@ -15,18 +15,38 @@ export interface TableVerification {
   sourceRows: number;
   destinationRows: number;
   equal: boolean;
+  /** Set when the table could not be compared at all (gone from the source, e.g. renamed; missing in the destination). */
+  problem?: string;
   /** The first keys whose rows differ or exist on one side only. */
   firstDifferences: { key: string; problem: 'missing in destination' | 'only in destination' | 'values differ' }[];
 }
 
-/** A JSON document with its object keys sorted, so equal documents spell the same. */
+const NUMBER_MARK = '\u0000walflow-number:';
+
+/** A JSON number's exact value as text (digits and exponent): 1.50 and 15e-1 are one number, 1.0000000000000000001 is not 1. */
+function exactNumber(lexeme: string): string {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(lexeme)!;
+  let digits = `${m[2]}${m[3] ?? ''}`.replace(/^0+/, '');
+  let exponent = Number(m[4] ?? 0) - (m[3]?.length ?? 0);
+  const trailing = /0*$/.exec(digits)![0].length;
+  digits = digits.slice(0, digits.length - trailing);
+  exponent += trailing;
+  return digits ? `${m[1]}${digits}e${exponent}` : '0';
+}
+
+/**
+ * A JSON document with its object keys sorted and its numbers as exact decimals (never JS numbers,
+ * which round long decimals), so equal documents spell the same and unequal ones never do.
+ */
 export function canonicalJson(text: string): string {
+  const marked = text.replace(/"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g,
+    (t) => (t.startsWith('"') ? t : JSON.stringify(NUMBER_MARK + exactNumber(t))));
   const sorted = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(sorted);
     if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted((v as Record<string, unknown>)[k])]));
     return v;
   };
-  return JSON.stringify(sorted(JSON.parse(text)));
+  return JSON.stringify(sorted(JSON.parse(marked)));
 }
 
 /**

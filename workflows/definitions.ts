@@ -5,6 +5,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { PipelineConfig } from '../lib/config.ts';
+import type { TableSchema } from '../lib/model.ts';
 
 export type Phase = 'starting' | 'backfilling' | 'streaming' | 'paused' | 'failed' | 'dropping' | 'dropped';
 
@@ -24,6 +25,40 @@ export interface TableProgress {
   /** Planner's estimate of the table's rows (pg_class.reltuples), for progress bars. */
   rowsEstimate: number;
   changes: ChangeCounters;
+  /** Set by the status query: where the table stands, and why it stopped if it did. */
+  state?: TableState;
+  error?: TableError;
+  /** Columns dropped in the source that the destination keeps (rows written since leave them NULL). */
+  droppedColumns?: string[];
+}
+
+/**
+ * A table's replication state. `errored`: its changes are no longer written (the rest of the pipeline
+ * goes on) until the operator's fix; `resyncing`: re-copied from a fresh snapshot after an error.
+ */
+export type TableState = 'backfilling' | 'streaming' | 'errored' | 'resyncing';
+
+/** Why a table stopped, and the way out. */
+export interface TableError {
+  reason: string;
+  column?: string;
+  oldType?: string;
+  newType?: string;
+  /** The source statement that caused it, as far as the stream can tell it. */
+  statement?: string;
+  /** What to run to get the table going again. */
+  fix: string;
+  /** Commit LSN of the transaction where the table stopped: none of its changes from there on are written. */
+  lsn: string;
+  /** When the stream stopped the table (ISO 8601). */
+  since: string;
+}
+
+/** What the stream reports about table shapes, before it acknowledges anything past them. */
+export interface TableShapeReport {
+  /** What each destination table now holds (after a schema change, or when first seen). */
+  schemas?: Record<string, TableSchema>;
+  errors?: Record<string, TableError>;
 }
 
 export interface PipelineStatus {
@@ -138,6 +173,11 @@ export interface PipelineState {
   /** Active errors by component (absent in state carried from older runs). */
   errors?: Record<string, ComponentError>;
   warnings?: string[];
+  /** What each destination table holds, as the stream last reported it. */
+  schemas?: Record<string, TableSchema>;
+  tableErrors?: Record<string, TableError>;
+  /** Tables re-copied after an error: the stream writes their changes committed from this LSN on. */
+  copyFrom?: Record<string, string>;
 }
 
 export interface ResyncInput {
@@ -169,7 +209,11 @@ export interface ConfigApplied {
 /** What a pipeline or resync workflow last published in its memo (key `status`): read when no worker can answer a query. */
 export type PublishedStatus = PipelineStatus & { publishedAt: string };
 
+/** Rebuilds errored tables with the source's current shape and re-copies them; the others keep streaming. */
+export const resyncTablesUpdate = defineUpdate<string[], [string[]]>('resyncTables');
+
 export const streamProgressSignal = defineSignal<[StreamProgress]>('streamProgress');
+export const tableShapeSignal = defineSignal<[TableShapeReport]>('tableShape');
 export const copyProgressSignal = defineSignal<[CopyProgress]>('copyProgress');
 export const snapshotReadySignal = defineSignal<[SnapshotReady]>('snapshotReady');
 

@@ -16,9 +16,10 @@ import { addCopyProgress, backfillTables, errorMessage } from './backfill.ts';
 import { backfillOf, clearError, noteError, PIPELINE, setWarnings, SNAPSHOT, STREAM } from './errors.ts';
 import { Patch } from './patches.ts';
 import { isSlotLost, recoverLostSlot } from './slot-lost.ts';
+import { forgetTables, recordTableShapes, streamShapeInput, tableErrorSummary, tablesStatus } from './tables.ts';
 import {
   addTablesUpdate, applyConfigUpdate, copyProgressSignal, dropUpdate, pauseSignal, phaseKey, removeTablesUpdate, resumeSignal,
-  statusQuery, streamProgressSignal, type PipelineInput, type PipelineState, type PipelineStatus, type Phase, type TableProgress,
+  resyncTablesUpdate, statusQuery, streamProgressSignal, tableShapeSignal, type PipelineInput, type PipelineState, type PipelineStatus, type Phase, type TableProgress,
 } from './definitions.ts';
 import { statusPublisher, validInput } from './publish.ts';
 
@@ -26,6 +27,13 @@ const { preflightPipeline, ensureSlot, alterPublication, dropPipeline } = proxyA
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '30 seconds', // a worker that dies mid-way is noticed in seconds
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: [ErrorType.Config, ErrorType.PreflightFailed] },
+});
+
+/** Rebuilding a destination table for `resyncTables`: a failure goes back to the operator who asked. */
+const { rebuildTables } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NEEDS_OPERATOR },
 });
 
 /** Streams until cancelled; transient failures (network, destination down) are retried without end. */
@@ -64,7 +72,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
 
   const status = (): PipelineStatus => ({
     pipeline: config.id, phase, paused: state.paused, confirmedLsn: state.confirmedLsn, lagBytes: state.lagBytes,
-    snapshotLsn, tables: state.progress, lastError: state.lastError, continuedAsNew: state.continuedAsNew,
+    snapshotLsn, tables: tablesStatus(state), lastError: state.lastError ?? tableErrorSummary(state), continuedAsNew: state.continuedAsNew,
     errors: state.errors ?? {}, warnings: state.warnings ?? [],
   });
   const publish = statusPublisher(status);
@@ -78,6 +86,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   const changeTables = async (add: string[], remove: string[], next = config) => {
     const tables = [...state.tables.filter((t) => !remove.includes(t)), ...add];
     if (add.length || remove.length) await alterPublication(next, { add, remove, tables });
+    forgetTables(state, [...add, ...remove]);
     for (const t of remove) delete state.progress[t];
     clearError(state, ...remove.map(backfillOf));
     for (const t of add) state.progress[t] = emptyProgress();
@@ -110,6 +119,12 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       counters.deletes += c.deletes;
       counters.truncates += c.truncates;
     }
+    publish();
+  });
+  setHandler(tableShapeSignal, (report) => {
+    recordTableShapes(state, report);
+    // A stopped table shows as lastError while no component has an error of its own (see status()).
+    if (report.errors) log.error(tableErrorSummary(state) ?? '');
     publish();
   });
   setHandler(copyProgressSignal, (p) => {
@@ -147,6 +162,26 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       if (refusals.length) throw new Error(`cannot change pipeline ${config.id} in place:\n- ${refusals.join('\n- ')}`);
     },
   });
+  setHandler(resyncTablesUpdate, async (tables) => {
+    // The stream skips an errored table's changes and acknowledges past them: a fresh copy restores it.
+    // The table is rebuilt with the source's shape, the stream writes its changes committed from then
+    // on, and only once that stream runs is the snapshot taken (so the two overlap, never leave a gap).
+    const rebuilt = await rebuildTables(config, tables);
+    state.schemas = { ...state.schemas, ...rebuilt.schemas };
+    state.copyFrom = { ...state.copyFrom, ...Object.fromEntries(tables.map((t) => [t, rebuilt.lsn])) };
+    for (const t of tables) delete state.tableErrors?.[t];
+    const runs = streamRuns;
+    restartStream = true;
+    await condition(() => streamRuns > runs || state.paused || dropRequested);
+    for (const t of tables) state.progress[t] = { ...emptyProgress(), changes: state.progress[t]?.changes ?? emptyProgress().changes };
+    publish();
+    return tables;
+  }, {
+    validator: (tables: string[]) => {
+      const notErrored = tables.filter((t) => !state.tableErrors?.[t]);
+      if (!tables.length || notErrored.length) throw new Error(`not errored in pipeline ${config.id}: ${notErrored.join(', ') || '(no tables named)'}`);
+    },
+  });
   setHandler(dropUpdate, async () => {
     dropRequested = true;
     await condition(() => phase === 'dropped');
@@ -182,7 +217,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       const scope = new CancellationScope();
       const run = scope.run(() => streamChanges.executeWithOptions(
         { summary: `stream changes of ${state.tables.length} table(s) from ${state.confirmedLsn ?? 'slot start'}` },
-        [{ config, tables: state.tables, startLsn: state.confirmedLsn, workflowId: workflowInfo().workflowId }],
+        [{ config, tables: state.tables, startLsn: state.confirmedLsn, workflowId: workflowInfo().workflowId, ...streamShapeInput(state) }],
       ));
       await Promise.race([run, condition(() => restartStream)]);
       scope.cancel();

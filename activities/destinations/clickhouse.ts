@@ -8,7 +8,7 @@
 import { Readable } from 'node:stream';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Version } from '../../lib/lsn.ts';
-import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
+import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';
 import { parseColumnText } from '../postgres/values.ts';
 import type { Destination } from './destination.ts';
@@ -84,6 +84,7 @@ function toClickHouse(c: ColumnSchema, v: Value, where: () => string): unknown {
     case 'bytes':
       return (v as Buffer).toString('hex');
     case 'float':
+      if (Object.is(v, -0)) return '-0'; // JSON.stringify(-0) is "0"
       return typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf') : v;
     case 'decimal':
       if (SCALAR.decimal(c) !== 'String' && !/^-?\d/.test(v as string)) throw new ClickHouseValueError(`${where()}: ${v} cannot be stored in ${SCALAR.decimal(c)}`);
@@ -187,9 +188,42 @@ export class ClickHouseDestination implements Destination {
   async apply(changes: Change[]): Promise<void> {
     await applyVersioned(changes, {
       rows: (rows) => this.insert(rows),
-      schema: (change) => this.prepare([change.schema]),
+      schema: (change) => this.evolve(change),
       truncate: (change) => this.truncate(change.table, change.version),
     });
+  }
+
+  /** Integer and float widths, and Decimal precision/scale, change in place; key columns never (they order the table). */
+  canRetype(from: ColumnSchema, to: ColumnSchema, key: boolean): boolean {
+    const [a, b] = [clickhouseType(from, false), clickhouseType(to, false)];
+    if (a === b) return true;
+    if (key || from.arrayDims || to.arrayDims) return false;
+    const family = (t: string) => /^Nullable\((Int|Float|Decimal)/.exec(t)?.[1] ?? /^(Int|Float|Decimal)/.exec(t)?.[1];
+    return family(a) !== undefined && family(a) === family(b);
+  }
+
+  canRename(_column: ColumnSchema, key: boolean): boolean {
+    return !key; // ClickHouse cannot rename a sorting-key column
+  }
+
+  private async evolve(change: SchemaChange): Promise<void> {
+    const target = this.target(change.table);
+    for (const r of change.renamed ?? []) {
+      await this.client.command({ query: `ALTER TABLE ${target} RENAME COLUMN IF EXISTS ${id(r.from)} TO ${id(r.to)}` });
+    }
+    for (const r of change.retyped ?? []) {
+      if (clickhouseType(r.from, false) === clickhouseType(r.to, false)) continue;
+      await this.client.command({
+        query: `ALTER TABLE ${target} MODIFY COLUMN ${id(r.to.name)} ${clickhouseType(r.to, false)}`, clickhouse_settings: { mutations_sync: '1' },
+      });
+    }
+    await this.prepare([change.schema]);
+  }
+
+  async dropTable(table: TableId): Promise<void> {
+    await this.client.command({ query: `DROP VIEW IF EXISTS ${id(this.opts.database)}.${id(liveViewName(table))}` });
+    await this.client.command({ query: `DROP TABLE IF EXISTS ${this.target(table)}` });
+    this.tables.delete(table);
   }
 
   private async insert(changes: RowChange[]): Promise<void> {

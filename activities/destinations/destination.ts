@@ -6,7 +6,7 @@
  * tombstones with their version). Applying a batch twice, or applying an
  * older batch after a newer one, must leave the same final state.
  */
-import type { Change, Row, TableSchema } from '../../lib/model.ts';
+import type { Change, ColumnSchema, Row, TableSchema } from '../../lib/model.ts';
 import type { Version } from '../../lib/lsn.ts';
 
 export interface Destination {
@@ -17,8 +17,24 @@ export interface Destination {
    * survives a crash of walflow and of the destination. Schema changes in the
    * batch are applied before the rows after them; a truncate removes rows of
    * lower version only, and keeps later-arriving older rows out.
+   *
+   * A `schema` change (lib/model.ts SchemaChange) is applied in this order: `renamed` columns (values
+   * kept), `retyped` columns (widened in place, values kept), then `added` columns; `dropped` columns
+   * stay (rows written later leave them NULL). `schema` is the table's shape afterwards: rows after
+   * the change use its column names. Applying the same change again must be harmless (a retried batch).
    */
   apply(changes: Change[]): Promise<void>;
+  /**
+   * Shape changes the destination makes itself. The stream asks before emitting a `retyped` or
+   * `renamed` change; a destination without these methods (or answering false) gets none: the table
+   * is stopped instead (status `errored`, the fix `walflow resync <id> --tables t`).
+   * canRetype: column `from` can become the wider `to` in place with every value kept exactly
+   * (true also when both map to the same destination type). `key`: the column is part of the key.
+   */
+  canRetype?(from: ColumnSchema, to: ColumnSchema, key: boolean): boolean;
+  canRename?(column: ColumnSchema, key: boolean): boolean;
+  /** Drops the destination table of `table`, so a resync of a stopped table rebuilds it with the source's shape. */
+  dropTable?(table: TableSchema): Promise<void>;
   /**
    * Resync support: rows of `table` with a version below `before` that the
    * fresh copy did not rewrite no longer exist in the source; remove them.

@@ -7,7 +7,7 @@
  */
 import pg from 'pg';
 import type { Version } from '../../lib/lsn.ts';
-import { SESSION_SETTINGS, tableKey, type Change, type ColumnSchema, type Row, type RowChange, type TableId, type TableSchema } from '../../lib/model.ts';
+import { SESSION_SETTINGS, tableKey, type Change, type ColumnSchema, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema } from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';
 import type { Destination } from './destination.ts';
 import { applySteps } from './steps.ts';
@@ -90,7 +90,7 @@ export class PostgresDestination implements Destination {
         else if (step.kind === 'truncate') await this.truncate(client, step.change.table, step.change.version);
         else {
           await client.query('COMMIT');
-          await this.prepare([step.change.schema]);
+          await this.evolve(client, step.change);
           await client.query('BEGIN');
         }
       }
@@ -100,6 +100,34 @@ export class PostgresDestination implements Destination {
       throw e;
     }
   }
+
+  /** Postgres changes any widening in place (ALTER COLUMN TYPE) and renames any column. */
+  canRetype(): boolean {
+    return true;
+  }
+
+  canRename(): boolean {
+    return true;
+  }
+
+  private async evolve(client: pg.Client, change: SchemaChange): Promise<void> {
+    const target = this.target(change.table);
+    for (const r of change.renamed ?? []) {
+      const { rows } = await client.query(`SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped`, [target, r.from]);
+      if (rows.length) await client.query(`ALTER TABLE ${target} RENAME COLUMN ${q(r.from)} TO ${q(r.to)}`);
+    }
+    for (const r of change.retyped ?? []) {
+      if (columnType(r.from) !== columnType(r.to)) await client.query(`ALTER TABLE ${target} ALTER COLUMN ${q(r.to.name)} TYPE ${columnType(r.to)}`);
+    }
+    await this.prepare([change.schema]);
+  }
+
+  async dropTable(table: TableId): Promise<void> {
+    const client = await this.ready();
+    await client.query(`DROP TABLE IF EXISTS ${this.target(table)}`);
+    this.tables.delete(table);
+  }
+
 
   /** One statement per run of same-table row changes; the newest version per key wins inside the run too. */
   private async upsert(client: pg.Client, changes: RowChange[]): Promise<void> {

@@ -15,10 +15,13 @@ export class RuledDestination implements Destination {
   readonly readLive?: Destination['readLive'];
   readonly acceptsCopyText?: Destination['acceptsCopyText'];
   readonly applyCopyText?: Destination['applyCopyText'];
+  /** (canRetype/canRename are not passed on: a shape change under rules stops the table, loudly.) */
+  readonly dropTable?: Destination['dropTable'];
 
   constructor(private readonly inner: Destination, private readonly rules: PipelineRules) {
     if (inner.removeStale) this.removeStale = (table, before) => inner.removeStale!(this.target(table), before);
     if (inner.readLive) this.readLive = (table) => inner.readLive!(this.target(table));
+    if (inner.dropTable) this.dropTable = (table) => inner.dropTable!(this.target(table));
     // The backfill's COPY-text fast path skips row objects, so only tables without rules may take it.
     if (inner.acceptsCopyText && inner.applyCopyText) {
       this.acceptsCopyText = (table) => !rules.covers(table) && inner.acceptsCopyText!(table);

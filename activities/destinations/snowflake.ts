@@ -9,11 +9,13 @@
 import { randomUUID } from 'node:crypto';
 import snowflake from 'snowflake-sdk';
 import type { Version } from '../../lib/lsn.ts';
-import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
+import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
+import { snowflakeName } from './names.ts';
 import { newestPerKey } from './newest.ts';
 import { applyVersioned, PreparedTables, storedValues, targetName } from './versioned.ts';
 import { parseColumnText } from '../postgres/values.ts';
+import { numberText } from '../../lib/pgtext.ts';
 
 snowflake.configure({ logLevel: 'ERROR' });
 
@@ -35,8 +37,7 @@ const CONNECT_TIMEOUT_MS = 30_000;
 /** Snowflake's identifier quoting: double quotes, inner quotes doubled (the driver offers no escaping function). */
 export const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
-/** Plain lower-case Postgres names become Snowflake's upper case, so analysts query them unquoted; others keep their spelling. */
-export const snowflakeName = (name: string): string => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name.toUpperCase() : name);
+export { snowflakeName };
 
 /** How a column is stored, and how its staged text becomes that type. */
 function columnType(c: ColumnSchema): { type: string; load: (staged: string) => string } {
@@ -81,7 +82,7 @@ function stagedText(c: ColumnSchema, v: Value): string | null {
   if (v === null) return null;
   if (c.arrayDims > 0) return JSON.stringify(jsonElement(v));
   if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : v === Infinity ? 'inf' : v === -Infinity ? '-inf' : String(v);
+  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : v === Infinity ? 'inf' : v === -Infinity ? '-inf' : numberText(v);
   if (Buffer.isBuffer(v)) return v.toString('hex');
   if (c.kind === 'timestamptz' && typeof v === 'string') return v.replace(/([+-]\d\d)$/, '$1:00'); // "+00" -> "+00:00"
   return v as string;
@@ -244,9 +245,49 @@ export class SnowflakeDestination implements Destination {
   async apply(changes: Change[]): Promise<void> {
     await applyVersioned(changes, {
       rows: (rows) => this.merge(rows),
-      schema: (change) => this.prepare([change.schema]),
+      schema: (change) => this.evolve(change),
       truncate: (change) => this.truncate(change.table, change.version),
     });
+  }
+
+  /** Snowflake changes a NUMBER's precision in place, never its scale; every other widening maps to the same type. */
+  canRetype(from: ColumnSchema, to: ColumnSchema): boolean {
+    const [a, b] = [columnType(from).type, columnType(to).type];
+    if (a === b) return true;
+    const number = (t: string) => /^NUMBER\((\d+),(\d+)\)$/.exec(t);
+    const [x, y] = [number(a), number(b)];
+    return !!x && !!y && x[2] === y[2] && Number(y[1]) > Number(x[1]);
+  }
+
+  canRename(): boolean {
+    return true;
+  }
+
+  private async evolve(change: SchemaChange): Promise<void> {
+    await this.ready();
+    if (change.renamed?.length) {
+      const rows = await this.exec<{ COLUMN_NAME: string }>(`SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
+        [snowflakeName(this.opts.schema), this.baseName(change.table)]);
+      const present = new Set(rows.map((r) => r.COLUMN_NAME));
+      for (const r of change.renamed) {
+        if (!present.has(snowflakeName(r.from))) continue; // renamed by an earlier attempt of this batch
+        for (const t of [this.target(change.table), this.stage(change.table)]) {
+          await this.exec(`ALTER TABLE ${t} RENAME COLUMN ${quoteIdent(snowflakeName(r.from))} TO ${quoteIdent(snowflakeName(r.to))}`);
+        }
+      }
+    }
+    for (const r of change.retyped ?? []) {
+      const type = columnType(r.to).type;
+      if (columnType(r.from).type === type) continue;
+      await this.exec(`ALTER TABLE ${this.target(change.table)} ALTER COLUMN ${quoteIdent(snowflakeName(r.to.name))} SET DATA TYPE ${type}`);
+    }
+    await this.prepare([change.schema]);
+  }
+
+  async dropTable(table: TableId): Promise<void> {
+    await this.exec(`DROP TABLE IF EXISTS ${this.target(table)}`);
+    await this.exec(`DROP TABLE IF EXISTS ${this.stage(table)}`);
+    this.tables.delete(table);
   }
 
   /** Stage the run's newest change per key under a fresh batch id, MERGE it, then clear the batch. */

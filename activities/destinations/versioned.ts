@@ -29,6 +29,10 @@ export class PreparedTables {
     this.tables.set(tableKey(t), t);
   }
 
+  delete(t: TableId): void {
+    this.tables.delete(tableKey(t));
+  }
+
   get(t: TableId): TableSchema {
     const s = this.tables.get(tableKey(t));
     if (!s) throw new Error(`destination table for ${tableKey(t)} was not prepared`);

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import { publicationTables } from './publication.ts';
 import { splitTableName } from './schema.ts';
+import { TABLE_DESTINATIONS, tableNameCollisions } from '../destinations/names.ts';
 
 export interface PreflightOptions {
   publication: string;
@@ -15,6 +16,8 @@ export interface PreflightOptions {
   slot: string;
   /** The pipeline's slot already exists (adding tables to a running pipeline): no free slot needed. */
   slotExists?: boolean;
+  /** The destination's type and every table it will hold ("schema.table"): names must not collide, keyless tables need a destination that takes them. */
+  destination?: { type: string; tables: string[] };
 }
 
 export interface PreflightReport {
@@ -86,6 +89,10 @@ export async function preflight(client: pg.Client, opts: PreflightOptions): Prom
     if (!t.has_key && t.relreplident !== 'f') {
       failures.push(`table ${table} has no primary key and no REPLICA IDENTITY FULL, so its updates and deletes cannot be keyed: `
         + `add a primary key (ALTER TABLE ${table} ADD PRIMARY KEY (...)) or run ALTER TABLE ${table} REPLICA IDENTITY FULL`);
+    } else if (!t.has_key && opts.destination && TABLE_DESTINATIONS.has(opts.destination.type)) {
+      failures.push(`table ${table} has no primary key (REPLICA IDENTITY FULL): the ${opts.destination.type} destination keeps one row per key, `
+        + `so identical rows would collapse into one and deleting one would delete all: add a primary key (ALTER TABLE ${table} ADD PRIMARY KEY (...), `
+        + `or an identity column: ALTER TABLE ${table} ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY)`);
     }
     const access = await client.query<{ ok: boolean; owns: boolean; owner: string }>(`
       SELECT has_table_privilege(c.oid, 'SELECT') AS ok, pg_has_role(c.relowner, 'USAGE') AS owns, pg_get_userbyid(c.relowner) AS owner
@@ -123,5 +130,6 @@ export async function preflight(client: pg.Client, opts: PreflightOptions): Prom
     const missing = existing.filter((t) => !published.includes(t));
     if (missing.length) failures.push(`publication ${opts.publication} does not publish ${missing.join(', ')}: ALTER PUBLICATION ${opts.publication} ADD TABLE ${missing.join(', ')};`);
   }
+  if (opts.destination && TABLE_DESTINATIONS.has(opts.destination.type)) failures.push(...tableNameCollisions(opts.destination.type, opts.destination.tables.map(splitTableName)));
   return { serverVersion: settings.version!, majorVersion: major, failures, warnings };
 }

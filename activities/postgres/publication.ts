@@ -26,8 +26,10 @@ export async function ensurePublication(client: pg.Client, publication: string, 
   const current = await publicationTables(client, publication);
   if (current === undefined) {
     // publish_via_partition_root: changes of partitions arrive as changes of the table the pipeline names.
+    // publish_generated_columns (Postgres 18): generated STORED columns carry their values, not nothing.
+    const major = Math.floor(Number((await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v) / 10000);
     await client.query(`CREATE PUBLICATION ${pg.escapeIdentifier(publication)} FOR TABLE ${tables.map(qualified).join(', ')}
-      WITH (publish_via_partition_root = true)`);
+      WITH (publish_via_partition_root = true${major >= 18 ? ', publish_generated_columns = stored' : ''})`);
     await client.query(`COMMENT ON PUBLICATION ${pg.escapeIdentifier(publication)} IS ${pg.escapeLiteral(OWNED_COMMENT)}`);
     return;
   }

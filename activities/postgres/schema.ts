@@ -29,6 +29,10 @@ interface ColumnRow {
   enum_labels: string[] | null;
   numeric_precision: number | null;
   numeric_scale: number | null;
+  attnum: number;
+  atttypmod: number;
+  has_default: boolean;
+  generated: boolean;
 }
 
 /**
@@ -61,7 +65,8 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
              st.oid::int AS scalar_oid, st.typname AS scalar_name, st.typtype::text AS scalar_typtype, ar.is_array,
              (SELECT array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = st.oid) AS enum_labels,
              CASE WHEN st.oid = 1700 AND a.atttypmod > 0 THEN ((a.atttypmod - 4) >> 16) & 65535 END AS numeric_precision,
-             CASE WHEN st.oid = 1700 AND a.atttypmod > 0 THEN (a.atttypmod - 4) & 65535 END AS numeric_scale
+             CASE WHEN st.oid = 1700 AND a.atttypmod > 0 THEN (a.atttypmod - 4) & 65535 END AS numeric_scale,
+             a.attnum::int, a.atttypmod::int, a.atthasdef OR a.atthasmissing AS has_default, a.attgenerated = 's' AS generated
       FROM pg_attribute a
       JOIN scalar s ON s.attnum = a.attnum JOIN pg_type st ON st.oid = s.oid JOIN arrays ar ON ar.attnum = a.attnum
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, [r.oid]);
@@ -82,14 +87,22 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
         name: c.attname, type: c.type, typeOid: c.atttypid, kind: known ?? 'text', arrayDims: c.is_array ? Math.max(1, c.attndims) : 0,
         ...(c.enum_labels ? { enumLabels: c.enum_labels } : {}),
         ...(c.numeric_precision !== null ? { precision: c.numeric_precision, scale: c.numeric_scale ?? 0 } : {}),
-        nullable: !c.attnotnull,
+        nullable: !c.attnotnull, typeMod: c.atttypmod, attnum: c.attnum,
+        ...(c.has_default ? { hasDefault: true } : {}), ...(c.generated ? { generated: true } : {}),
       };
     });
     const identities: Record<string, TableSchema['replicaIdentity']> = { d: 'default', n: 'nothing', f: 'full', i: 'index' };
     const replicaIdentity = identities[r.relreplident] ?? 'default';
     let key = keyOrder.rows.map((k) => k.attname);
     if (key.length === 0 && replicaIdentity === 'full') key = columns.map((c) => c.name);
-    result.push({ schema, name, columns, key, replicaIdentity });
+    result.push({ schema, name, oid: Number(r.oid), columns, key, replicaIdentity });
   }
   return result;
+}
+
+/** The current "schema.name" of the table with this OID, or null once it is dropped. */
+export async function tableNameByOid(client: pg.Client, oid: number): Promise<string | null> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, [oid]);
+  return rows[0]?.name ?? null;
 }

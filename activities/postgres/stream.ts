@@ -13,13 +13,16 @@ import { tableKey, type Change, type ColumnSchema, type Row, type TableId, type 
 import { formatCommitTime } from '../../lib/envelope.ts';
 import { columnParser, KIND_BY_OID } from './values.ts';
 import { withSession } from './session.ts';
+import { compareShape, type DestinationAbilities, type RelationColumn, type ShapeProblem, type ShapeVerdict } from './shape.ts';
 
 export type StreamEvent =
   | { type: 'begin'; commitLsn: Lsn }
   | { type: 'change'; change: Change }
   | { type: 'commit'; commitLsn: Lsn; endLsn: Lsn }
   /** Server keepalive: everything before `walEnd` has been sent. */
-  | { type: 'keepalive'; walEnd: Lsn };
+  | { type: 'keepalive'; walEnd: Lsn }
+  /** A shape change the destination cannot follow exactly: the table's changes from here on are not emitted. */
+  | { type: 'stop'; table: TableId; problem: ShapeProblem; commitLsn: Lsn };
 
 /** Yields the events in bursts: all that had arrived when the consumer asked (at most MAX_BURST messages). */
 export interface ChangeStream extends AsyncIterable<StreamEvent[]> {
@@ -54,14 +57,30 @@ class TextPgoutputPlugin extends PgoutputPlugin {
 /** Looks a table's current schema up in the catalog (for relations whose columns changed). */
 export type SchemaLookup = (table: TableId) => Promise<TableSchema>;
 
-interface Relation {
-  id: TableId;
-  columns: ColumnSchema[];
-  /** Each column's text parser, in column order. */
-  parsers: ((text: string) => Value)[];
+/** How the decoder follows the shapes of the tables it knows (see activities/postgres/shape.ts). */
+export interface ShapeTracking {
+  /** What the destination can change in place; without it, any type change or rename stops the table. */
+  abilities?: DestinationAbilities;
+  /** Tables ("schema.table") whose changes are not emitted; the decoder adds each table it stops. */
+  stopped?: Set<string>;
+  /** Per table: changes committed before this LSN are not emitted (a fresh copy covers them). */
+  from?: Map<string, Lsn>;
 }
 
-const relation = (id: TableId, columns: ColumnSchema[]): Relation => ({ id, columns, parsers: columns.map(columnParser) });
+interface Relation {
+  id: TableId;
+  /** Column names as the relation message has them, in column order ... */
+  sourceNames: string[];
+  /** ... the destination column each one is written to, and its text parser. */
+  names: string[];
+  parsers: ((text: string) => Value)[];
+  /** Stopped: changes are not emitted. */
+  skip?: boolean;
+  /** Not compared yet: the table's changes before `from` are skipped, and the shape is compared at its first later change. */
+  pending?: RelationColumn[];
+}
+
+const NO_ABILITIES: DestinationAbilities = { canRetype: () => false, canRename: () => false };
 
 /** Decodes pgoutput messages; keeps the relation cache and the transaction's change counter. */
 export class PgoutputDecoder {
@@ -69,14 +88,21 @@ export class PgoutputDecoder {
   private commitLsn: Lsn = 0n;
   private seq = 0;
   private tx: Transaction | undefined;
+  private readonly abilities: DestinationAbilities;
+  private readonly stopped: Set<string>;
+  private readonly from: Map<string, Lsn>;
 
   /**
-   * @param known schemas the consumer already works with (a relation differing from them is a schema change)
-   * @param lookup catalog lookup for the types of added columns
+   * @param known what each destination table holds, by "schema.table" (updated as the stream evolves them)
+   * @param lookup catalog lookup, to tell renames and describe added columns
    */
-  constructor(private readonly known: Map<string, TableSchema>, private readonly lookup: SchemaLookup) {}
+  constructor(private readonly known: Map<string, TableSchema>, private readonly lookup: SchemaLookup, tracking: ShapeTracking = {}) {
+    this.abilities = tracking.abilities ?? NO_ABILITIES;
+    this.stopped = tracking.stopped ?? new Set();
+    this.from = tracking.from ?? new Map();
+  }
 
-  /** Synchronous for every message but a relation message whose columns changed. */
+  /** Synchronous for every message but one whose shape must be looked up in the catalog. */
   decode(msg: Pgoutput.Message): StreamEvent[] | Promise<StreamEvent[]> {
     switch (msg.tag) {
       case 'begin':
@@ -89,21 +115,28 @@ export class PgoutputDecoder {
       case 'relation':
         return this.relation(msg);
       case 'insert':
-        return [{ type: 'change', change: { kind: 'insert', table: this.table(msg.relation), version: this.version(), tx: this.tx, row: this.row(msg.relation, msg.new) } }];
-      case 'update': {
-        const rel = this.relations.get(msg.relation.relationOid)!;
-        const unchanged = rel.columns.filter((c) => msg.new[c.name] === undefined).map((c) => c.name);
-        const row = this.row(msg.relation, msg.new, true);
-        const oldRaw = msg.old ?? msg.key;
-        return [{ type: 'change', change: {
-          kind: 'update', table: this.table(msg.relation), version: this.version(), tx: this.tx, row, unchanged,
-          ...(oldRaw ? { old: this.row(msg.relation, oldRaw, true) } : {}),
-        } }];
-      }
+        return this.rowChange(msg.relation, (rel, version) => ({ kind: 'insert', table: rel.id, version, tx: this.tx, row: this.row(rel, msg.new) }));
+      case 'update':
+        return this.rowChange(msg.relation, (rel, version) => {
+          const unchanged = rel.names.filter((_, i) => msg.new[rel.sourceNames[i]!] === undefined);
+          const oldRaw = msg.old ?? msg.key;
+          return {
+            kind: 'update', table: rel.id, version, tx: this.tx, row: this.row(rel, msg.new, true), unchanged,
+            ...(oldRaw ? { old: this.row(rel, oldRaw, true) } : {}),
+          };
+        });
       case 'delete':
-        return [{ type: 'change', change: { kind: 'delete', table: this.table(msg.relation), version: this.version(), tx: this.tx, old: this.row(msg.relation, (msg.old ?? msg.key)!, true) } }];
-      case 'truncate':
-        return msg.relations.map((r): StreamEvent => ({ type: 'change', change: { kind: 'truncate', table: this.table(r), version: this.version(), tx: this.tx } }));
+        return this.rowChange(msg.relation, (rel, version) => ({ kind: 'delete', table: rel.id, version, tx: this.tx, old: this.row(rel, (msg.old ?? msg.key)!, true) }));
+      case 'truncate': {
+        const events: StreamEvent[] = [];
+        for (const r of msg.relations) {
+          const version = this.version();
+          const rel = this.relations.get(r.relationOid)!;
+          if (!this.emits(rel)) continue;
+          events.push({ type: 'change', change: { kind: 'truncate', table: rel.id, version, tx: this.tx } });
+        }
+        return events;
+      }
       default:
         return [];
     }
@@ -113,53 +146,109 @@ export class PgoutputDecoder {
     return makeVersion(this.commitLsn, ++this.seq);
   }
 
-  private table(r: Pgoutput.MessageRelation): TableId {
-    return this.relations.get(r.relationOid)!.id;
+  private emits(rel: Relation): boolean {
+    return !rel.skip && this.commitLsn >= (this.from.get(tableKey(rel.id)) ?? 0n);
+  }
+
+  /** A row change, after the deferred shape comparison of its table if one is due. */
+  private rowChange(r: Pgoutput.MessageRelation, build: (rel: Relation, version: ReturnType<typeof makeVersion>) => Change): StreamEvent[] | Promise<StreamEvent[]> {
+    const version = this.version(); // skipped changes keep their place, so versions never depend on what is skipped
+    const rel = this.relations.get(r.relationOid)!;
+    if (!this.emits(rel)) return [];
+    if (!rel.pending) return [{ type: 'change', change: build(rel, version) }];
+    return Promise.resolve(this.compare(r.relationOid, rel.id, rel.pending)).then((events) => {
+      const now = this.relations.get(r.relationOid)!;
+      return now.skip ? events : [...events, { type: 'change', change: build(now, version) }];
+    });
   }
 
   /** `partial`: a key-only or unchanged-TOAST tuple, whose missing columns stay absent (never null). */
-  private row(r: Pgoutput.MessageRelation, tuple: Record<string, unknown>, partial = false): Row {
-    const rel = this.relations.get(r.relationOid)!;
+  private row(rel: Relation, tuple: Record<string, unknown>, partial = false): Row {
     const row: Row = {};
-    const { columns, parsers } = rel;
-    for (let i = 0; i < columns.length; i++) {
-      const name = columns[i]!.name;
-      const raw = tuple[name] as string | null | undefined;
+    const { sourceNames, names, parsers } = rel;
+    for (let i = 0; i < names.length; i++) {
+      const raw = tuple[sourceNames[i]!] as string | null | undefined;
       if (raw === undefined) {
-        if (!partial) row[name] = null;
+        if (!partial) row[names[i]!] = null;
         continue;
       }
-      row[name] = raw === null ? null : parsers[i]!(raw);
+      row[names[i]!] = raw === null ? null : parsers[i]!(raw);
     }
     return row;
   }
 
+  private setRelation(oid: number, id: TableId, sourceNames: string[], names: string[], schema: TableSchema): void {
+    const byName = new Map(schema.columns.map((c) => [c.name, c]));
+    // Values are parsed as the destination column's type: every widening keeps the older type's text valid.
+    this.relations.set(oid, { id, sourceNames, names, parsers: names.map((n) => columnParser(byName.get(n)!)) });
+  }
+
   /**
    * A relation message precedes a table's first change in each session and follows every schema
-   * change; columns that differ from what the consumer knows are a schema change.
+   * change. For a table the consumer knows, its shape is compared with the destination's.
    */
   private relation(msg: Pgoutput.MessageRelation): StreamEvent[] | Promise<StreamEvent[]> {
     const id = { schema: msg.schema, name: msg.name };
-    const known = this.relations.get(msg.relationOid)?.columns ?? this.known.get(tableKey(id))?.columns;
-    const names = msg.columns.map((c) => c.name);
-    const same = known && known.length === names.length && known.every((c, i) => c.name === names[i] && c.typeOid === msg.columns[i]!.typeOid);
-    if (same) {
-      this.relations.set(msg.relationOid, relation(id, known));
+    const rel: RelationColumn[] = msg.columns.map((c) => ({ name: c.name, typeOid: c.typeOid, typeMod: c.typeMod }));
+    const entry = [...this.known.values()].find((t) => t.oid === msg.relationOid) ?? this.known.get(tableKey(id));
+    if (!entry) return this.unknownRelation(msg, id);
+    const key = tableKey(entry);
+    const table = { schema: entry.schema, name: entry.name };
+    if (this.stopped.has(key)) {
+      this.relations.set(msg.relationOid, { id: table, sourceNames: [], names: [], parsers: [], skip: true });
       return [];
     }
+    if (entry.oid !== undefined && entry.oid !== msg.relationOid) {
+      return this.stop(msg.relationOid, table, { reason: `table ${key} was dropped and created again (it has a new OID); the destination holds the old table's rows` });
+    }
+    if (key !== tableKey(id)) {
+      return this.stop(msg.relationOid, table, {
+        reason: `table ${key} was renamed to ${tableKey(id)}; walflow does not follow renamed tables`, statement: `ALTER TABLE ${key} RENAME TO ${msg.name}`,
+        renamedTo: tableKey(id),
+      });
+    }
+    if (this.commitLsn < (this.from.get(key) ?? 0n)) {
+      this.relations.set(msg.relationOid, { id: table, sourceNames: [], names: [], parsers: [], pending: rel });
+      return [];
+    }
+    return this.compare(msg.relationOid, table, rel);
+  }
+
+  private compare(oid: number, table: TableId, rel: RelationColumn[]): StreamEvent[] | Promise<StreamEvent[]> {
+    const key = tableKey(table);
+    const dest = this.known.get(key)!;
+    const apply = (verdict: ShapeVerdict): StreamEvent[] | Promise<StreamEvent[]> => {
+      if (verdict.kind === 'stop') return this.stop(oid, table, verdict.problem);
+      this.setRelation(oid, table, rel.map((c) => c.name), verdict.names, verdict.schema);
+      this.known.set(key, verdict.schema);
+      if (!verdict.change) return [];
+      const { added, dropped, retyped, renamed } = verdict.change;
+      return [{ type: 'change', change: {
+        kind: 'schema', table, version: makeVersion(this.commitLsn, this.seq), tx: this.tx, schema: verdict.schema, added, dropped, retyped, renamed,
+      } }];
+    };
+    // Most relation messages repeat the known shape: answered without the catalog.
+    const quick = compareShape(dest, rel, undefined, this.abilities);
+    if (quick.kind === 'ok' && !quick.change) return apply(quick);
+    return this.lookup(table).catch(() => undefined).then((catalog) => apply(compareShape(dest, rel, catalog, this.abilities)));
+  }
+
+  private stop(oid: number, table: TableId, problem: ShapeProblem): StreamEvent[] {
+    this.stopped.add(tableKey(table));
+    this.relations.set(oid, { id: table, sourceNames: [], names: [], parsers: [], skip: true });
+    return [{ type: 'stop', table, problem, commitLsn: this.commitLsn }];
+  }
+
+  /** A table of the publication the consumer does not know: decoded by the catalog, as it is. */
+  private unknownRelation(msg: Pgoutput.MessageRelation, id: TableId): Promise<StreamEvent[]> {
     return this.lookup(id).then((schema) => {
       const byName = new Map(schema.columns.map((c) => [c.name, c]));
       const columns = msg.columns.map((c): ColumnSchema => byName.get(c.name) ?? {
         name: c.name, type: String(c.typeOid), typeOid: c.typeOid, kind: KIND_BY_OID[c.typeOid] ?? 'text', arrayDims: 0, nullable: true,
       });
-      this.relations.set(msg.relationOid, relation(id, columns));
-      const current: TableSchema = { ...schema, columns };
-      this.known.set(tableKey(id), current);
-      if (!known) return [];
-      const before = known.map((c) => c.name);
-      const added = columns.filter((c) => !before.includes(c.name));
-      const dropped = before.filter((n) => !names.includes(n));
-      return [{ type: 'change', change: { kind: 'schema', table: id, version: makeVersion(this.commitLsn, this.seq), tx: this.tx, schema: current, added, dropped } }];
+      const names = columns.map((c) => c.name);
+      this.setRelation(msg.relationOid, id, names, names, { ...schema, columns });
+      return [];
     });
   }
 }
@@ -168,7 +257,7 @@ export class PgoutputDecoder {
  * Opens the stream at `startLsn`. Events are decoded as the consumer pulls them; while
  * `highWaterMark` raw messages wait, the socket is paused.
  */
-export async function openChangeStream(opts: ChangeStreamOptions & { known: Map<string, TableSchema>; lookup: SchemaLookup }): Promise<ChangeStream> {
+export async function openChangeStream(opts: ChangeStreamOptions & { known: Map<string, TableSchema>; lookup: SchemaLookup; tracking?: ShapeTracking }): Promise<ChangeStream> {
   // A stream that just stopped (pause, continue-as-new, a killed worker) can hold the slot for a
   // moment while its walsender exits: wait for it rather than fail the attempt.
   const deadline = Date.now() + 30_000;
@@ -183,12 +272,12 @@ export async function openChangeStream(opts: ChangeStreamOptions & { known: Map<
   }
 }
 
-async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string, TableSchema>; lookup: SchemaLookup }): Promise<ChangeStream> {
+async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string, TableSchema>; lookup: SchemaLookup; tracking?: ShapeTracking }): Promise<ChangeStream> {
   const service = new LogicalReplicationService(withSession(opts.connection), {
     acknowledge: { auto: false, timeoutSeconds: 0 },
   });
   const plugin = new TextPgoutputPlugin({ protoVersion: 1, publicationNames: [opts.publication] });
-  const decoder = new PgoutputDecoder(opts.known, opts.lookup);
+  const decoder = new PgoutputDecoder(opts.known, opts.lookup, opts.tracking);
   const highWaterMark = opts.highWaterMark ?? 5_000;
 
   const queue: ({ msg: Pgoutput.Message } | { keepalive: Lsn })[] = [];

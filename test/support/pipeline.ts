@@ -48,6 +48,8 @@ export interface PipelineFixtureOptions {
   /** WALFLOW_FAULTS for the worker process. */
   faults?: string;
   maxHistoryEvents?: number;
+  /** Superuser URL of the Postgres to create the source on (default: the stack's primary). */
+  adminUrl?: string;
 }
 
 export class PipelineFixture {
@@ -88,7 +90,7 @@ export class PipelineFixture {
 
   /** `sourceRole`: the pipeline connects as this role, its password given as `env:<passwordEnv>`. */
   async setup(as: { sourceRole?: string; passwordEnv?: string } = {}): Promise<this> {
-    this.source = await createTestDatabase(`src_${this.opts.name}`);
+    this.source = await createTestDatabase(`src_${this.opts.name}`, this.opts.adminUrl);
     this.target = await createTestDatabase(`dst_${this.opts.name}`);
     await (await this.src()).query(this.opts.setup);
     const id = `${this.opts.name}-${Date.now().toString(36)}`.toLowerCase();
@@ -180,19 +182,18 @@ export class PipelineFixture {
     await runSql(pgAdminUrl(), text);
   }
 
-  async schemas(): Promise<TableSchema[]> {
-
-    return loadTableSchemas(await this.src(), this.opts.tables.map((t) => (t.includes('.') ? t : `public.${t}`)));
+  async schemas(tables = this.opts.tables): Promise<TableSchema[]> {
+    return loadTableSchemas(await this.src(), tables.map((t) => (t.includes('.') ? t : `public.${t}`)));
   }
 
-  /** Live rows per table on both sides (the source's through the pipeline's rules), keyed by primary key, as canonical values. */
-  async compare(): Promise<{ equal: boolean; diffs: string[]; counts: Record<string, [number, number]> }> {
+  /** Live rows per table on both sides (of `tables`, default all; the source's through the pipeline's rules), keyed by primary key, as canonical values. */
+  async compare(tables?: string[]): Promise<{ equal: boolean; diffs: string[]; counts: Record<string, [number, number]> }> {
     const dest = this.opts.consumer ? undefined : await pipelineDestination(this.config);
     const rules = compileRules(this.config, (ref) => resolveSecret(ref)!);
     const diffs: string[] = [];
     const counts: Record<string, [number, number]> = {};
     try {
-      const schemas = await this.schemas();
+      const schemas = await this.schemas(tables);
       const consumed = await this.opts.consumer?.tables(schemas);
       for (const schema of schemas) {
         const expected = expectedTable(rules, schema, readTable(await this.src(), schema));
@@ -215,7 +216,7 @@ export class PipelineFixture {
     return { equal: diffs.length === 0, diffs: diffs.slice(0, 10), counts };
   }
 
-  async waitForConvergence(timeoutMs = 180_000): Promise<void> {
+  async waitForConvergence(timeoutMs = 180_000, tables?: string[]): Promise<void> {
     let last: Awaited<ReturnType<PipelineFixture['compare']>> | undefined;
     try {
       // Comparing reads both sides whole: first wait (cheaply) until the stream has confirmed
@@ -226,7 +227,7 @@ export class PipelineFixture {
           const s = await this.status();
           return s.confirmedLsn !== null && parseLsn(s.confirmedLsn) >= parseLsn(target) && !needsBackfill(s);
         }, 15_000).catch(() => undefined);
-        if ((last = await this.compare()).equal) return true;
+        if ((last = await this.compare(tables)).equal) return true;
         await new Promise((r) => setTimeout(r, 1000));
         return false;
       }, timeoutMs);

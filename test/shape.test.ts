@@ -1,0 +1,74 @@
+/** Shape comparison (activities/postgres/shape.ts): every relation difference is applied exactly or stops the table. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { ColumnSchema, TableSchema } from '../lib/model.ts';
+import { compareShape, widens, type DestinationAbilities } from '../activities/postgres/shape.ts';
+
+const col = (name: string, attnum: number, typeOid: number, typeMod: number, type: string, extra: Partial<ColumnSchema> = {}): ColumnSchema => ({
+  name, attnum, typeOid, typeMod, type, kind: typeOid === 20 ? 'bigint' : typeOid === 1700 ? 'decimal' : typeOid === 25 || typeOid === 1043 ? 'text' : 'int',
+  arrayDims: 0, nullable: name !== 'id', ...extra,
+});
+const numeric = (p: number, s: number) => ((p << 16) | s) + 4;
+const table = (columns: ColumnSchema[]): TableSchema => ({ schema: 'public', name: 't', oid: 1, key: ['id'], replicaIdentity: 'default', columns });
+const dest = table([col('id', 1, 23, -1, 'integer'), col('n', 2, 23, -1, 'integer'), col('amount', 3, 1700, numeric(10, 2), 'numeric(10,2)'), col('note', 4, 25, -1, 'text')]);
+const rel = (t: TableSchema) => t.columns.filter((c) => !c.dropped).map((c) => ({ name: c.name, typeOid: c.typeOid, typeMod: c.typeMod! }));
+const all: DestinationAbilities = { canRetype: () => true, canRename: () => true };
+const none: DestinationAbilities = { canRetype: () => false, canRename: () => false };
+
+test('widening is only what keeps every value and its text', () => {
+  assert.ok(widens({ typeOid: 23, typeMod: -1 }, { typeOid: 20, typeMod: -1 }));
+  assert.ok(!widens({ typeOid: 20, typeMod: -1 }, { typeOid: 23, typeMod: -1 }));
+  assert.ok(widens({ typeOid: 1700, typeMod: numeric(10, 2) }, { typeOid: 1700, typeMod: numeric(12, 4) }));
+  assert.ok(!widens({ typeOid: 1700, typeMod: numeric(10, 2) }, { typeOid: 1700, typeMod: numeric(10, 4) }), 'fewer integer digits');
+  assert.ok(!widens({ typeOid: 1700, typeMod: -1 }, { typeOid: 1700, typeMod: numeric(30, 4) }));
+  assert.ok(widens({ typeOid: 1043, typeMod: 14 }, { typeOid: 25, typeMod: -1 }));
+  assert.ok(!widens({ typeOid: 25, typeMod: -1 }, { typeOid: 1043, typeMod: 14 }));
+  assert.ok(widens({ typeOid: 700, typeMod: -1 }, { typeOid: 701, typeMod: -1 }));
+  assert.ok(!widens({ typeOid: 23, typeMod: -1 }, { typeOid: 25, typeMod: -1 }));
+});
+
+test('the same shape is no change; a widening is a retype the destination must accept; replayed older types fit', () => {
+  assert.deepEqual(compareShape(dest, rel(dest), undefined, none), { kind: 'ok', schema: dest, names: ['id', 'n', 'amount', 'note'] });
+  const wider = rel(dest).map((c) => (c.name === 'n' ? { ...c, typeOid: 20 } : c));
+  const v = compareShape(dest, wider, undefined, all);
+  assert.equal(v.kind, 'ok');
+  assert.deepEqual(v.kind === 'ok' && v.change?.retyped.map((r) => [r.from.type, r.to.type, r.to.kind]), [['integer', 'bigint', 'bigint']]);
+  const after = v.kind === 'ok' ? v.schema : dest;
+  assert.deepEqual(compareShape(after, rel(dest), undefined, none).kind === 'ok' && compareShape(after, rel(dest), undefined, none), { kind: 'ok', schema: after, names: ['id', 'n', 'amount', 'note'] });
+  const refused = compareShape(dest, wider, undefined, none);
+  assert.equal(refused.kind, 'stop');
+  assert.match(refused.kind === 'stop' ? refused.problem.reason : '', /n changed type from integer to bigint, which the destination cannot change/);
+});
+
+test('narrowing stops the table naming column, old and new type', () => {
+  const v = compareShape(dest, rel(dest).map((c) => (c.name === 'amount' ? { ...c, typeMod: numeric(8, 2) } : c)), undefined, all);
+  assert.equal(v.kind, 'stop');
+  assert.deepEqual(v.kind === 'stop' && [v.problem.column, v.problem.oldType, v.problem.newType], ['amount', 'numeric(10,2)', 'numeric(8,2)']);
+});
+
+test('RENAME COLUMN is told by attnum; an unconfirmable one stops; ADD COLUMN with a default stops; DROP keeps the column', () => {
+  const renamed = rel(dest).map((c) => (c.name === 'n' ? { ...c, name: 'm' } : c));
+  const catalog = table(dest.columns.map((c) => (c.name === 'n' ? { ...c, name: 'm' } : c)));
+  const v = compareShape(dest, renamed, catalog, all);
+  assert.deepEqual(v.kind === 'ok' && [v.change?.renamed, v.names], [[{ from: 'n', to: 'm' }], ['id', 'm', 'amount', 'note']]);
+  // The catalog renamed it again since: cannot tell.
+  assert.equal(compareShape(dest, renamed, table(dest.columns.map((c) => (c.name === 'n' ? { ...c, name: 'k' } : c))), all).kind, 'stop');
+  assert.equal(compareShape(dest, renamed, catalog, none).kind, 'stop');
+
+  const extra = col('extra', 5, 23, -1, 'integer');
+  const added = compareShape(dest, [...rel(dest), { name: 'extra', typeOid: 23, typeMod: -1 }], table([...dest.columns, extra]), none);
+  assert.deepEqual(added.kind === 'ok' && added.change?.added.map((c) => c.name), ['extra']);
+  const defaulted = compareShape(dest, [...rel(dest), { name: 'extra', typeOid: 23, typeMod: -1 }], table([...dest.columns, { ...extra, hasDefault: true }]), all);
+  assert.match(defaulted.kind === 'stop' ? defaulted.problem.reason : '', /added with a default/);
+
+  const dropped = compareShape(dest, rel(dest).filter((c) => c.name !== 'note'), table(dest.columns.filter((c) => c.name !== 'note')), none);
+  assert.ok(dropped.kind === 'ok');
+  assert.deepEqual(dropped.change?.dropped, ['note']);
+  assert.equal(dropped.schema.columns.find((c) => c.name === 'note')?.dropped, true);
+  assert.ok(!compareShape(dropped.schema, rel(dropped.schema), undefined, none).hasOwnProperty('change'), 'a kept dropped column is no change');
+  // Added again under the same name: the destination still has the old values.
+  assert.equal(compareShape(dropped.schema, rel(dest), table(dest.columns), all).kind, 'stop');
+  // A generated column missing from the relation is not a drop.
+  const generated = table(dest.columns.map((c) => (c.name === 'note' ? { ...c, generated: true } : c)));
+  assert.match(((v2) => (v2.kind === 'stop' ? v2.problem.reason : ''))(compareShape(dest, rel(dest).filter((c) => c.name !== 'note'), generated, all)), /generated column note/);
+});
