@@ -51,6 +51,10 @@ export class FileDestination implements Destination {
 
   constructor(private readonly opts: FileDestinationOptions, private readonly envelopes: Envelopes) {}
 
+  /** A change stream passes every widening and rename on as a schema envelope: there is no table to alter. */
+  canRetype(): boolean { return true; }
+  canRename(): boolean { return true; }
+
   async prepare(tables: TableSchema[]): Promise<void> {
     this.envelopes.learn(tables);
     await mkdir(this.opts.dir, { recursive: true });

@@ -64,6 +64,10 @@ export class NatsDestination implements Destination {
     return this.connection;
   }
 
+  /** A change stream passes every widening and rename on as a schema envelope: there is no table to alter. */
+  canRetype(): boolean { return true; }
+  canRename(): boolean { return true; }
+
   async prepare(tables: TableSchema[]): Promise<void> {
     this.envelopes.learn(tables);
     for (const t of tables) this.subjectOf(t);

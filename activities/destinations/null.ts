@@ -6,6 +6,10 @@ import type { Destination } from './destination.ts';
 export class NullDestination implements Destination {
   changes = 0;
 
+  /** Nothing is kept, so any shape change is fine. */
+  canRetype(): boolean { return true; }
+  canRename(): boolean { return true; }
+
   async prepare(): Promise<void> {}
 
   async apply(changes: Change[]): Promise<void> {

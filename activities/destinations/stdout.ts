@@ -27,6 +27,10 @@ export class StdoutDestination implements Destination {
   /** `envelopes` set: print envelopes; unset: the legacy line. */
   constructor(private readonly envelopes?: Envelopes, private readonly out: NodeJS.WritableStream = process.stdout) {}
 
+  /** A change stream passes every widening and rename on as a schema envelope: there is no table to alter. */
+  canRetype(): boolean { return true; }
+  canRename(): boolean { return true; }
+
   async prepare(tables: TableSchema[]): Promise<void> {
     this.envelopes?.learn(tables);
   }

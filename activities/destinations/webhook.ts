@@ -48,6 +48,10 @@ export class WebhookDestination implements Destination {
     this.where = `${u.origin}${u.pathname}`;
   }
 
+  /** A change stream passes every widening and rename on as a schema envelope: there is no table to alter. */
+  canRetype(): boolean { return true; }
+  canRename(): boolean { return true; }
+
   async prepare(tables: TableSchema[]): Promise<void> {
     this.envelopes.learn(tables);
   }
