@@ -61,7 +61,7 @@ function scalarMapping(c: ColumnSchema): ScalarMapping {
     case 'bigint': return textMapping('BIGINT', c);
     case 'float': return {
       type: is(c, 700, 1021) ? 'REAL' : 'DOUBLE', staged: VARCHAR,
-      stage: (v) => String(v), // NaN, Infinity and -Infinity read as themselves
+      stage: (v) => (Object.is(v, -0) ? '-0' : String(v)), // NaN, Infinity and -Infinity read as themselves; String(-0) is "0"
       read: asText, value: (raw) => FLOATS[raw as string] ?? Number(raw),
     };
     case 'decimal': {
