@@ -1,6 +1,6 @@
 /** Pipeline lifecycle activities: preflight, the replication slot, the publication's tables, drop, resync cleanup. */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import pg from 'pg';
+import type pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';

@@ -128,7 +128,7 @@ export function bindTableRules(opts: { pipeline: string; table: string; rules: T
   };
   const keyOnly = (row: Row): Row => Object.fromEntries(schema.key.map((k) => [k, row[k] ?? null]));
   // undefined: the image lacks a column the filter reads, so it cannot say.
-  const passes = (row: Row): boolean | undefined => (filter && filter.columns.every((c) => c in row) ? filter.test(row) : undefined);
+  const passes = (row: Row): boolean | undefined => (filter?.columns.every((c) => c in row) ? filter.test(row) : undefined);
   const keeps = (op: Operation, row: Row) => !filter || !filterOps.has(op) || passes(row) !== false;
   const sameKey = (a: Row, b: Row) => schema.key.every((k) => toPgText(a[k] ?? null) === toPgText(b[k] ?? null));
 

@@ -9,7 +9,6 @@ import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse }
 import type { Duplex } from 'node:stream';
 import { timingSafeEqual } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import type pg from 'pg';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { SecretRef, ServeConfig } from '../lib/config.ts';
 import { jsonRow, type JsonRow } from '../lib/envelope.ts';

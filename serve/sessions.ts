@@ -4,7 +4,7 @@
  * holds its exported snapshot until /v1/snapshot/done or the hold time ends.
  */
 import { randomBytes } from 'node:crypto';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription } from '@temporalio/client';
 import type pg from 'pg';
 import type { SecretRef, ServeConfig } from '../lib/config.ts';
 import { normalizeLsn } from '../lib/lsn.ts';
@@ -139,7 +139,7 @@ export class Sessions {
   /** A running session that `owner` may use: 404 when unknown or ended, 403 when another token's. */
   async get(slot: unknown, owner: SecretRef): Promise<SessionInfo> {
     if (typeof slot !== 'string' || !/^[a-z0-9_]{1,63}$/.test(slot)) throw badRequest('slotName', 'must be the slotName /v1/init returned');
-    let description;
+    let description: WorkflowExecutionDescription;
     try {
       description = await this.deps.client.workflow.getHandle(sessionWorkflowId(slot)).describe();
     } catch (e) {

@@ -10,7 +10,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { toEnvelope, type ChangeEnvelope } from '../lib/envelope.ts';
 import { formatLsn, parseLsn, type Lsn } from '../lib/lsn.ts';
 import { tableKey, type Change, type TableSchema } from '../lib/model.ts';

@@ -36,6 +36,7 @@ const temporal = (...args: string[]) => run(ensureTemporalCli(), [...args, '--ad
 /** The pipeline exactly as written in the fixture's walflow.yaml (no defaults applied). */
 const yamlPipeline = (f: PipelineFixture) => parse(readFileSync(f.configFile, 'utf8')).pipelines[0];
 
+// biome-ignore lint/suspicious/noExplicitAny: the tests edit walflow.yaml freely, as a user would
 function rewriteYaml(f: PipelineFixture, edit: (doc: { pipelines: Record<string, any>[] }) => void): void {
   const doc = parse(readFileSync(f.configFile, 'utf8'));
   edit(doc);

@@ -32,7 +32,7 @@ function check(value: unknown, schema: Schema, path: string): string[] {
   if (schema.enum && !schema.enum.includes(value)) errors.push(`${path}: ${JSON.stringify(value)} not in enum`);
   if (schema.pattern && typeof value === 'string' && !new RegExp(schema.pattern).test(value)) errors.push(`${path}: ${value} does not match ${schema.pattern}`);
   if (schema.minimum !== undefined && typeof value === 'number' && value < schema.minimum) errors.push(`${path}: below ${schema.minimum}`);
-  if (Array.isArray(value) && schema.items) value.forEach((v, i) => errors.push(...check(v, schema.items!, `${path}[${i}]`)));
+  if (Array.isArray(value) && schema.items) for (const [i, v] of value.entries()) errors.push(...check(v, schema.items!, `${path}[${i}]`));
   if (t === 'object') {
     const obj = value as Record<string, unknown>;
     for (const k of schema.required ?? []) if (!(k in obj)) errors.push(`${path}.${k}: required`);

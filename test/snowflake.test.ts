@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import snowflake from 'snowflake-sdk';
-import { SnowflakeDestination } from '../activities/destinations/snowflake.ts';
+import type { SnowflakeDestination } from '../activities/destinations/snowflake.ts';
 import { createDestination } from '../activities/destinations/index.ts';
 import { DestinationConfig } from '../lib/config.ts';
 import { describeDestination } from './support/conformance.ts';

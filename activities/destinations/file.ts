@@ -18,7 +18,7 @@ import { gzipSync } from 'node:zlib';
 import { SEQ_BITS } from '../../lib/lsn.ts';
 import { tableKey, type Change, type TableSchema } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
-import { Envelopes, jsonLines } from './envelopes.ts';
+import { type Envelopes, jsonLines } from './envelopes.ts';
 
 export interface FileDestinationOptions {
   /** The pipeline's folder (<path>/<pipeline>). */

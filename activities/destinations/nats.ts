@@ -10,7 +10,7 @@ import { jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, type
 import { ConfigError, type NatsConfig } from '../../lib/config.ts';
 import { tableKey, type Change, type TableId, type TableSchema } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
-import { Envelopes } from './envelopes.ts';
+import type { Envelopes } from './envelopes.ts';
 import type { z } from 'zod';
 
 export type NatsDestinationOptions = Omit<z.infer<typeof NatsConfig>, 'type' | 'token' | 'password'> & { token?: string; password?: string };

@@ -3,9 +3,8 @@
  * them and every change is filtered and transformed before the destination sees it, so stream,
  * backfill, resync and verify all go through the same rules in one place.
  */
-import { tableKey, type Change, type Row, type TableSchema } from '../../lib/model.ts';
+import { tableKey, type Change, type TableSchema } from '../../lib/model.ts';
 import type { BoundRules, PipelineRules } from '../../lib/rules.ts';
-import type { Version } from '../../lib/lsn.ts';
 import type { Destination } from './destination.ts';
 
 export class RuledDestination implements Destination {

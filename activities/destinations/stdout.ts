@@ -7,7 +7,7 @@
 import type { Change, TableSchema, Value } from '../../lib/model.ts';
 import { tableKey } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
-import { Envelopes, jsonLines } from './envelopes.ts';
+import { type Envelopes, jsonLines } from './envelopes.ts';
 
 function jsonValue(_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString();

@@ -14,7 +14,7 @@ import { ConfigError } from '../../lib/config.ts';
 import type { ChangeEnvelope } from '../../lib/envelope.ts';
 import { tableKey, type Change, type TableSchema } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
-import { Envelopes, jsonLines } from './envelopes.ts';
+import { type Envelopes, jsonLines } from './envelopes.ts';
 
 export interface WebhookDestinationOptions {
   url: string;

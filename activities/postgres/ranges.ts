@@ -67,12 +67,12 @@ export async function planTableRanges(client: pg.Client, table: string, opts: { 
 }
 
 function rangeQuery(schema: TableSchema, range: PageRange): string {
-  const escape = pg.escapeIdentifier;
+  const quote = pg.escapeIdentifier;
   const rel = splitTableName(range.relation);
-  const cols = schema.columns.map((c) => escape(c.name)).join(', ');
+  const cols = schema.columns.map((c) => quote(c.name)).join(', ');
   const conditions = [`ctid >= '(${range.startPage},0)'::tid`];
   if (range.endPage !== null) conditions.push(`ctid < '(${range.endPage},0)'::tid`);
-  return `SELECT ${cols} FROM ONLY ${escape(rel.schema)}.${escape(rel.name)} WHERE ${conditions.join(' AND ')}`;
+  return `SELECT ${cols} FROM ONLY ${quote(rel.schema)}.${quote(rel.name)} WHERE ${conditions.join(' AND ')}`;
 }
 
 /** A batch's bound in COPY text bytes, whatever its row count: wide rows must not make batches large. */
