@@ -8,7 +8,7 @@ import { ErrorType } from '../lib/errors.ts';
 import { faultPoint } from '../lib/faults.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
-import { copyProgressSignal, describeRange, snapshotReadySignal } from '../workflows/definitions.ts';
+import { copyProgressSignal, describeRange, snapshotReadySignal } from '../lib/contract/pipeline.ts';
 import { applyHeartbeating, signalWithDeadline, whileHeartbeating, writeHeartbeating, type ActivityDeps } from './context.ts';
 import { pipelineDestination } from './destinations/index.ts';
 import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';

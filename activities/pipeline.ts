@@ -11,7 +11,7 @@ import { alterPublicationTables, dropPublicationIfOwned, ensurePublication } fro
 import { loadTableSchemas } from './postgres/schema.ts';
 import { createSlot, dropSlot } from './postgres/slot.ts';
 import { ScheduleNotFoundError } from '@temporalio/client';
-import { resyncScheduleId } from '../workflows/definitions.ts';
+import { resyncScheduleId } from '../lib/contract/pipeline.ts';
 import { whileHeartbeating, type ActivityDeps } from './context.ts';
 import { sourceConnection, slotName } from './source.ts';
 import { qualify } from './stream.ts';

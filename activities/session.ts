@@ -1,5 +1,5 @@
 /** The `walflow serve` session's one activity: drop its slot and the publication it created. */
-import type { SessionInput } from '../workflows/session-definitions.ts';
+import type { SessionInput } from '../lib/contract/session.ts';
 import { dropPublicationIfOwned } from './postgres/publication.ts';
 import { connect } from './postgres/session.ts';
 import { dropSlot } from './postgres/slot.ts';

@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { slotWarnings } from '../lib/alerts.ts';
 import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType, labelError } from '../lib/errors.ts';
-import type { SlotHealth } from '../workflows/definitions.ts';
+import type { SlotHealth } from '../lib/contract/status.ts';
 import type { ActivityDeps } from './context.ts';
 import { connect } from './postgres/session.ts';
 import { readSlotHealth } from './postgres/slot.ts';

@@ -25,7 +25,7 @@ import { parseLsn } from '../lib/lsn.ts';
 import { stackUp } from '../stack/index.ts';
 import { projectRoot, stateDir } from '../stack/paths.ts';
 import { EMULATOR_WAREHOUSE } from '../stack/snowflake.ts';
-import { pipelineWorkflowId, statusQuery } from '../workflows/definitions.ts';
+import { pipelineWorkflowId, statusQuery } from '../lib/contract/pipeline.ts';
 import { pipelineWorkflow } from '../workflows/index.ts';
 import { ensureSupabaseEtl, PEERS, supabaseEtlTableCopy } from './peers.ts';
 import { hotFunctions, type HotFunction } from './profile.ts';

@@ -1,6 +1,6 @@
 /** `walflow apply` (and `start` on a running pipeline): the file's config, applied to the running pipeline in place. */
 import type { PipelineConfig } from '../lib/config.ts';
-import { applyConfigUpdate, pipelineWorkflowId } from '../workflows/definitions.ts';
+import { applyConfigUpdate, pipelineWorkflowId } from '../lib/contract/pipeline.ts';
 import { updateWithWorker, type CommandContext } from './context.ts';
 
 /** The workflow diffs and validates (a refusal says which key cannot change live and why). */

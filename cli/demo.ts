@@ -16,7 +16,7 @@ import { stackUp } from '../stack/index.ts';
 import { stateDir } from '../stack/paths.ts';
 import { temporalUiUrl } from '../stack/temporal.ts';
 import { startWorker } from '../worker/worker.ts';
-import { pipelineWorkflowId, statusQuery } from '../workflows/definitions.ts';
+import { pipelineWorkflowId, statusQuery } from '../lib/contract/pipeline.ts';
 import { pipelineWorkflow } from '../workflows/index.ts';
 import { renderStatus } from './status.ts';
 

@@ -3,10 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { canResync, findPipeline, type PipelineConfig } from '../lib/config.ts';
-import {
-  addTablesUpdate, dropUpdate, pauseSignal, phaseKey, pipelineKey, pipelineWorkflowId, removeTablesUpdate, resumeSignal,
-  resyncScheduleId, resyncTablesUpdate, statusQuery,
-} from '../workflows/definitions.ts';
+import { addTablesUpdate, dropUpdate, pauseSignal, phaseKey, pipelineKey, pipelineWorkflowId, removeTablesUpdate, resumeSignal, resyncScheduleId, resyncTablesUpdate, statusQuery } from '../lib/contract/pipeline.ts';
 import { pipelineWorkflow, resyncWorkflow } from '../workflows/index.ts';
 import { applyFileConfig } from './apply.ts';
 import {

@@ -1,6 +1,6 @@
 /** `walflow status --sessions`: the running `walflow serve` sessions of this task queue, from their workflows. */
 import type { Client } from '@temporalio/client';
-import { sessionStatusQuery, type SessionStatus } from '../workflows/session-definitions.ts';
+import { sessionStatusQuery, type SessionStatus } from '../lib/contract/session.ts';
 
 const QUERY_DEADLINE_MS = 5_000;
 

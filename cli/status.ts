@@ -10,9 +10,8 @@ import { connect } from '../activities/postgres/session.ts';
 import { slotName, snapshotApplicationName, sourceConnection } from '../activities/source.ts';
 import { formatBytes as bytes, slotWarnings } from '../lib/alerts.ts';
 import type { PipelineConfig } from '../lib/config.ts';
-import {
-  pipelineWorkflowId, statusQuery, type PipelineStatus, type PublishedStatus, type SlotHealth, type TableProgress,
-} from '../workflows/definitions.ts';
+import { pipelineWorkflowId, statusQuery } from '../lib/contract/pipeline.ts';
+import type { PipelineStatus, PublishedStatus, SlotHealth, TableProgress } from '../lib/contract/status.ts';
 import { NoWorkerError, queryWithWorker, type CommandContext } from './context.ts';
 
 /** `status --json`: PipelineStatus plus what the CLI adds. */

@@ -3,7 +3,7 @@
  * text in `walflow status`, the workflow's current details and the worker log.
  */
 import type { PipelineConfig } from './config.ts';
-import type { SlotHealth } from '../workflows/definitions.ts';
+import type { SlotHealth } from './contract/status.ts';
 
 /** Defaults of config `alerts`, for configs recorded before it existed. */
 const DEFAULT_ALERTS = { lagBytes: 1024 ** 3, snapshotAgeMinutes: 60 };

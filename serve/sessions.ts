@@ -15,7 +15,7 @@ import { connect } from '../activities/postgres/session.ts';
 import { dropSlot } from '../activities/postgres/slot.ts';
 import { exportSnapshot, type ExportedSnapshot } from '../activities/postgres/snapshot.ts';
 import { qualify } from '../activities/stream.ts';
-import { endSessionSignal, sessionWorkflowId, touchSessionSignal, type SessionInput, type SessionTouch } from '../workflows/session-definitions.ts';
+import { endSessionSignal, sessionWorkflowId, touchSessionSignal, type SessionInput, type SessionTouch } from '../lib/contract/session.ts';
 import { sessionWorkflow } from '../workflows/session.ts';
 import { badRequest, RequestError } from './errors.ts';
 

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { ensureTemporalCli } from '../stack/temporal.ts';
-import { pipelineWorkflowId } from '../workflows/definitions.ts';
+import { pipelineWorkflowId } from '../lib/contract/pipeline.ts';
 import { temporalAddress } from './support/env.ts';
 import { PipelineFixture } from './support/pipeline.ts';
 

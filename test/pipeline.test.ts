@@ -10,7 +10,7 @@ import { runInNewContext } from 'node:vm';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { armFault, disarmFaults } from '../lib/faults.ts';
 import { parseLsn } from '../lib/lsn.ts';
-import type { CopyProgress } from '../workflows/definitions.ts';
+import type { CopyProgress } from '../lib/contract/pipeline.ts';
 import { PipelineFixture } from './support/pipeline.ts';
 
 describe('backfill of 1,000,000 rows with parallelism 4', () => {

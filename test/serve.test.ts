@@ -21,7 +21,7 @@ import { loadTableSchemas } from '../activities/postgres/schema.ts';
 import { readTable } from '../activities/postgres/read.ts';
 import { connect } from '../activities/postgres/session.ts';
 import { startWorker, type RunningWorker } from '../worker/worker.ts';
-import { sessionWorkflowId } from '../workflows/session-definitions.ts';
+import { sessionWorkflowId } from '../lib/contract/session.ts';
 import { runningSessionsQuery } from '../cli/sessions.ts';
 import { createTestDatabase, temporalAddress, type TestDatabase } from './support/env.ts';
 

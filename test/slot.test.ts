@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createConnection, createServer, type Server } from 'node:net';
 import { after, describe, test } from 'node:test';
-import type { PipelineStatus } from '../workflows/definitions.ts';
+import type { PipelineStatus } from '../lib/contract/status.ts';
 import { requireEnv } from './support/env.ts';
 import { PipelineFixture } from './support/pipeline.ts';
 

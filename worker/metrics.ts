@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Change } from '../lib/model.ts';
-import type { SlotHealth } from '../workflows/definitions.ts';
+import type { SlotHealth } from '../lib/contract/status.ts';
 
 export class WalflowMetrics {
   readonly registry = new Registry();

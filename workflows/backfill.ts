@@ -13,7 +13,8 @@ import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType, hasFailureType, NEEDS_OPERATOR, rootMessage } from '../lib/errors.ts';
 import { Patch } from './patches.ts';
 import { copyRangesWorkflow } from './copy.ts';
-import { snapshotReadySignal, type CopyProgress, type SnapshotReady, type TableProgress } from './definitions.ts';
+import { snapshotReadySignal, type CopyProgress, type SnapshotReady } from '../lib/contract/pipeline.ts';
+import type { TableProgress } from '../lib/contract/status.ts';
 
 /** Retried without end, like the stream: a source that is down for a while is waited for, not given up on. */
 const { planRanges } = proxyActivities<Activities>({

@@ -11,7 +11,7 @@ import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType, hasFailureType, NEEDS_OPERATOR, rootMessage } from '../lib/errors.ts';
 import type { TableRange } from '../activities/backfill.ts';
-import { copyProgressSignal, describeRange, type CopyProgress } from './definitions.ts';
+import { copyProgressSignal, describeRange, type CopyProgress } from '../lib/contract/pipeline.ts';
 
 /** Retried without end, like the stream: a destination or source that is down for a while is waited for. */
 const { copyRange } = proxyActivities<Activities>({

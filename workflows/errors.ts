@@ -4,7 +4,7 @@
  * clears another's failure. `lastError` stays the one-line summary older clients read; publish.ts shows
  * them all in the Temporal UI's current details.
  */
-import type { PipelineState } from './definitions.ts';
+import type { PipelineState } from '../lib/contract/pipeline.ts';
 
 export const STREAM = 'stream';
 export const SNAPSHOT = 'snapshot';

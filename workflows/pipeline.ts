@@ -17,10 +17,8 @@ import { backfillOf, clearError, noteError, PIPELINE, setWarnings, SNAPSHOT, STR
 import { Patch } from './patches.ts';
 import { isSlotLost, recoverLostSlot } from './slot-lost.ts';
 import { forgetTables, recordTableShapes, streamShapeInput, tableErrorSummary, tablesStatus } from './tables.ts';
-import {
-  addTablesUpdate, applyConfigUpdate, copyProgressSignal, dropUpdate, pauseSignal, phaseKey, removeTablesUpdate, resumeSignal,
-  resyncTablesUpdate, statusQuery, streamProgressSignal, tableShapeSignal, type PipelineInput, type PipelineState, type PipelineStatus, type Phase, type TableProgress,
-} from './definitions.ts';
+import { addTablesUpdate, applyConfigUpdate, copyProgressSignal, dropUpdate, pauseSignal, phaseKey, removeTablesUpdate, resumeSignal, resyncTablesUpdate, statusQuery, streamProgressSignal, tableShapeSignal, type PipelineInput, type PipelineState } from '../lib/contract/pipeline.ts';
+import type { PipelineStatus, Phase, TableProgress } from '../lib/contract/status.ts';
 import { statusPublisher, validInput } from './publish.ts';
 
 const { preflightPipeline, ensureSlot, alterPublication, dropPipeline } = proxyActivities<Activities>({

@@ -7,7 +7,8 @@
 import { ApplicationFailure, patched, setCurrentDetails, upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
 import { parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
 import { ErrorType } from '../lib/errors.ts';
-import { phaseKey, pipelineKey, type PipelineStatus, type PublishedStatus } from './definitions.ts';
+import { phaseKey, pipelineKey } from '../lib/contract/pipeline.ts';
+import type { PipelineStatus, PublishedStatus } from '../lib/contract/status.ts';
 import { Patch } from './patches.ts';
 
 /** The memo is rewritten at once when the phase, tables, a backfill or the error change, else at most this often. */

@@ -9,7 +9,8 @@ import type { Activities } from '../activities/index.ts';
 import { canResync } from '../lib/config.ts';
 import { ErrorType } from '../lib/errors.ts';
 import { addCopyProgress, backfillTables } from './backfill.ts';
-import { copyProgressSignal, statusQuery, type PipelineStatus, type ResyncInput, type TableProgress } from './definitions.ts';
+import { copyProgressSignal, statusQuery, type ResyncInput } from '../lib/contract/pipeline.ts';
+import { newTableProgress, type PipelineStatus, type TableProgress } from '../lib/contract/status.ts';
 import { statusPublisher, validInput } from './publish.ts';
 
 const { removeStaleRows } = proxyActivities<Activities>({
@@ -30,10 +31,7 @@ export async function resyncWorkflow(input: ResyncInput): Promise<ResyncResult> 
     throw ApplicationFailure.nonRetryable(`pipeline ${config.id}: a ${config.destination.type} destination cannot be resynced (its rows cannot be read back)`, ErrorType.Config);
   }
   const tables = input.tables?.length ? input.tables : config.source.tables;
-  const progress: Record<string, TableProgress> = Object.fromEntries(tables.map((t) => [t, {
-    backfill: 'pending', rangesDone: 0, rangesTotal: 0, rowsCopied: 0, rowsEstimate: 0,
-    changes: { inserts: 0, updates: 0, deletes: 0, truncates: 0 },
-  } satisfies TableProgress]));
+  const progress: Record<string, TableProgress> = Object.fromEntries(tables.map((t) => [t, newTableProgress()]));
   let snapshotLsn: string | null = null;
   let lastError: string | null = null;
 

@@ -8,7 +8,7 @@
  */
 import { allHandlersFinished, condition, makeContinueAsNewFunc, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
-import { endSessionSignal, sessionStatusQuery, touchSessionSignal, type SessionInput } from './session-definitions.ts';
+import { endSessionSignal, sessionStatusQuery, touchSessionSignal, type SessionInput } from '../lib/contract/session.ts';
 
 const { dropServeSession } = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',

@@ -7,7 +7,7 @@ import { log, ParentClosePolicy, proxyActivities, startChild, workflowInfo } fro
 import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType, hasFailureType } from '../lib/errors.ts';
-import type { PipelineState } from './definitions.ts';
+import type { PipelineState } from '../lib/contract/pipeline.ts';
 import { clearError, noteError, PIPELINE } from './errors.ts';
 import { resyncWorkflow } from './resync.ts';
 

@@ -3,7 +3,8 @@
  * stopped (errored) and why, and the tables being re-copied after an error. Plain functions over the
  * workflow's state, so the pipeline workflow only wires them to its handlers.
  */
-import type { PipelineState, TableProgress, TableShapeReport, TableState } from './definitions.ts';
+import type { PipelineState } from '../lib/contract/pipeline.ts';
+import type { TableProgress, TableShapeReport, TableState } from '../lib/contract/status.ts';
 
 /** Merges a stream report; a table's first error stands until its fix. */
 export function recordTableShapes(state: PipelineState, report: TableShapeReport): void {

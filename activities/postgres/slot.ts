@@ -1,6 +1,6 @@
 /** The pipeline's replication slot: created once (pgoutput), dropped with the pipeline. */
 import pg from 'pg';
-import type { SlotHealth, SnapshotHealth } from '../../workflows/definitions.ts';
+import type { SlotHealth, SnapshotHealth } from '../../lib/contract/status.ts';
 import { connect, withSession } from './session.ts';
 
 export interface SlotInfo {

@@ -12,7 +12,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { stackUp } from '../../stack/index.ts';
 import { projectRoot } from '../../stack/paths.ts';
 import { armFault, disarmFaults } from '../../lib/faults.ts';
-import { applyConfigUpdate, dropUpdate } from '../../workflows/definitions.ts';
+import { applyConfigUpdate, dropUpdate } from '../../lib/contract/pipeline.ts';
 import { resyncWorkflow } from '../../workflows/index.ts';
 import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
@@ -21,7 +21,7 @@ import { ServeConfig } from '../../lib/config.ts';
 import { ServeClient } from '../../lib/serve-client.ts';
 import { startServer } from '../../serve/server.ts';
 import { startWorker } from '../../worker/worker.ts';
-import { sessionWorkflowId } from '../../workflows/session-definitions.ts';
+import { sessionWorkflowId } from '../../lib/contract/session.ts';
 import { createTestDatabase } from '../support/env.ts';
 
 const { status } = await stackUp();

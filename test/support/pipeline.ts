@@ -20,7 +20,8 @@ import { pipelineDestination } from '../../activities/destinations/index.ts';
 import { loadTableSchemas } from '../../activities/postgres/schema.ts';
 import { readTable } from '../../activities/postgres/read.ts';
 import { startWorker, type RunningWorker } from '../../worker/worker.ts';
-import { pipelineWorkflowId, statusQuery, type PipelineStatus } from '../../workflows/definitions.ts';
+import { pipelineWorkflowId, statusQuery } from '../../lib/contract/pipeline.ts';
+import type { PipelineStatus } from '../../lib/contract/status.ts';
 import { pipelineWorkflow } from '../../workflows/index.ts';
 import { createTestDatabase, pgAdminUrl, requireEnv, snowflakeTestDestination, temporalAddress, type TestDatabase } from './env.ts';
 

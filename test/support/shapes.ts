@@ -11,7 +11,7 @@ import { after, describe, test } from 'node:test';
 import { createClient } from '@clickhouse/client';
 import { pgAdminUrls, requireEnv } from './env.ts';
 import { PipelineFixture } from './pipeline.ts';
-import type { PipelineStatus } from '../../workflows/definitions.ts';
+import type { PipelineStatus } from '../../lib/contract/status.ts';
 
 const TABLES = ['wide', 'scaled', 'narrow', 'cols', 'moved', 'defaulted', 'gen', 'other'];
 

@@ -4,7 +4,7 @@
  * are references.
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { SecretRef } from '../lib/config.ts';
+import type { SecretRef } from '../config.ts';
 
 export interface SessionInput {
   source: { url: string; password?: SecretRef };
