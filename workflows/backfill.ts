@@ -13,7 +13,7 @@ import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType, hasFailureType, NEEDS_OPERATOR, rootMessage } from '../lib/errors.ts';
 import { Patch } from './patches.ts';
 import { copyRangesWorkflow } from './copy.ts';
-import { snapshotReadySignal, type CopyProgress, type SnapshotReady } from '../lib/contract/pipeline.ts';
+import { snapshotReadySignal, type SnapshotReady } from '../lib/contract/pipeline.ts';
 import type { TableProgress } from '../lib/contract/status.ts';
 
 /** Retried without end, like the stream: a source that is down for a while is waited for, not given up on. */
@@ -63,7 +63,7 @@ export async function backfillTables(opts: BackfillOptions): Promise<string> {
       if (!isSnapshotLost(e)) throw e;
       if (!backoff && attempt >= LEGACY_MAX_SNAPSHOT_ATTEMPTS) throw e;
       if (outcome.snapshotTaken) delayMs = SNAPSHOT_RETRY_FIRST_MS;
-      const message = `backfill snapshot lost (${errorMessage(e)}); restarting the copy of ${opts.tables.join(', ')} on a fresh snapshot`
+      const message = `backfill snapshot lost (${rootMessage(e)}); restarting the copy of ${opts.tables.join(', ')} on a fresh snapshot`
         + (backoff ? ` in ${Math.round(delayMs / 1000)} s` : '');
       log.warn(message);
       opts.onError?.(message);
@@ -91,7 +91,7 @@ async function backfillOnce(opts: BackfillOptions, attempt: number, stopOnLoss: 
   // The holder never returns on its own while we need it: any settlement means the snapshot is gone.
   const lost = holder.then(
     () => { throw ApplicationFailure.nonRetryable('snapshot holder stopped', ErrorType.SnapshotLost); },
-    (e) => { throw isCancellation(e) ? e : ApplicationFailure.nonRetryable(`snapshot holder failed: ${errorMessage(e)}`, ErrorType.SnapshotLost); },
+    (e) => { throw isCancellation(e) ? e : ApplicationFailure.nonRetryable(`snapshot holder failed: ${rootMessage(e)}`, ErrorType.SnapshotLost); },
   );
   lost.catch(() => undefined); // observed below; avoid an unhandled rejection once we cancel it
   const raceLost = <T>(p: Promise<T>) => Promise.race([p, lost]);
@@ -135,17 +135,4 @@ async function copyFromSnapshot(
   for (const t of tables) progress[t] = { ...progress[t]!, backfill: 'done' };
 }
 
-/** Adds a copy workflow's report to `progress`; returns the failure it carries, if any. */
-export function addCopyProgress(progress: Record<string, TableProgress>, report: CopyProgress): string | undefined {
-  for (const [table, c] of Object.entries(report.tables)) {
-    const t = progress[table];
-    if (!t) continue;
-    t.rangesDone += c.ranges;
-    t.rowsCopied += c.rows;
-  }
-  return report.error;
-}
-
 const isSnapshotLost = (e: unknown): boolean => hasFailureType(e, ErrorType.SnapshotLost);
-
-export const errorMessage = rootMessage;

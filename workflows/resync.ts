@@ -8,7 +8,8 @@ import { ApplicationFailure, proxyActivities, setHandler } from '@temporalio/wor
 import type { Activities } from '../activities/index.ts';
 import { canResync } from '../lib/config.ts';
 import { ErrorType } from '../lib/errors.ts';
-import { addCopyProgress, backfillTables } from './backfill.ts';
+import { backfillTables } from './backfill.ts';
+import { addCopyProgress } from './progress.ts';
 import { copyProgressSignal, statusQuery, type ResyncInput } from '../lib/contract/pipeline.ts';
 import { newTableProgress, type PipelineStatus, type TableProgress } from '../lib/contract/status.ts';
 import { statusPublisher, validInput } from './publish.ts';

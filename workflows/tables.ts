@@ -4,7 +4,9 @@
  * workflow's state, so the pipeline workflow only wires them to its handlers.
  */
 import type { PipelineState } from '../lib/contract/pipeline.ts';
-import type { TableProgress, TableShapeReport, TableState } from '../lib/contract/status.ts';
+import { newTableProgress, type TableProgress, type TableShapeReport, type TableState } from '../lib/contract/status.ts';
+import type { TableSchema } from '../lib/model.ts';
+import { backfillOf, clearError } from './errors.ts';
 
 /** Merges a stream report; a table's first error stands until its fix. */
 export function recordTableShapes(state: PipelineState, report: TableShapeReport): void {
@@ -49,11 +51,27 @@ export function streamShapeInput(state: PipelineState): { schemas?: PipelineStat
   };
 }
 
-/** Tables added or removed: whatever was known about their destination tables no longer holds. */
-export function forgetTables(state: PipelineState, tables: string[]): void {
-  for (const t of tables) {
+/** The pipeline's tables become `tables`: what was known of those added or removed no longer holds. */
+export function setTables(state: PipelineState, tables: string[], add: string[], remove: string[]): void {
+  for (const t of [...add, ...remove]) {
     delete state.schemas?.[t];
     delete state.tableErrors?.[t];
     delete state.copyFrom?.[t];
   }
+  for (const t of remove) delete state.progress[t];
+  clearError(state, ...remove.map(backfillOf));
+  for (const t of add) state.progress[t] = newTableProgress();
+  state.tables = tables;
+}
+
+/** Errored tables rebuilt with the source's shape: the stream writes their changes committed from `lsn` on. */
+export function startResync(state: PipelineState, tables: string[], rebuilt: { schemas: Record<string, TableSchema>; lsn: string }): void {
+  state.schemas = { ...state.schemas, ...rebuilt.schemas };
+  state.copyFrom = { ...state.copyFrom, ...Object.fromEntries(tables.map((t) => [t, rebuilt.lsn])) };
+  for (const t of tables) delete state.tableErrors?.[t];
+}
+
+/** Tables to be copied again (their change counts kept). */
+export function restartBackfill(state: PipelineState, tables: string[]): void {
+  for (const t of tables) state.progress[t] = { ...newTableProgress(), changes: state.progress[t]?.changes ?? newTableProgress().changes };
 }

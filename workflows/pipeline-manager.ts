@@ -1,0 +1,149 @@
+/**
+ * The pipeline workflow's state and the rules its handlers follow: what status shows, which operator
+ * requests are accepted, how tables are added, removed and resynced, when to continue-as-new.
+ * `pipeline.ts` wires it to Temporal's handlers and runs the stream and backfill loops.
+ */
+import { condition, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { configDifferences, parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
+import { phaseKey, type ConfigApplied, type CopyProgress, type PipelineInput, type PipelineState, type StreamProgress } from '../lib/contract/pipeline.ts';
+import { newTableProgress, type Phase, type PipelineStatus, type TableShapeReport } from '../lib/contract/status.ts';
+import { noteError, PIPELINE } from './errors.ts';
+import { recordCopyProgress, recordStreamProgress } from './progress.ts';
+import { alterPublication, rebuildTables } from './pipeline-activities.ts';
+import { statusPublisher, validInput } from './publish.ts';
+import { recordTableShapes, restartBackfill, setTables, startResync, tableErrorSummary, tablesStatus } from './tables.ts';
+
+/** Continue-as-new after this many history events (unless the input says) or stream runs, if the server has not suggested it. */
+const DEFAULT_MAX_HISTORY_EVENTS = 10_000;
+const MAX_STREAM_RUNS = 100;
+
+export class PipelineManager {
+  config: PipelineConfig;
+  readonly state: PipelineState;
+  phase: Phase = 'starting';
+  snapshotLsn: string | null = null;
+  dropRequested = false;
+  /** The stream restarts on the current tables and shapes. */
+  restartStream = false;
+  /** The config changed: the stream and a backfill under way start again with the new settings. */
+  reconfigure = false;
+  streamRuns = 0;
+  backfilling = false;
+  /** Call whenever the status may have changed (the UI's details, the memo). */
+  readonly publish: () => void;
+  private readonly maxEvents: number;
+
+  constructor(private readonly input: PipelineInput) {
+    this.config = validInput(input.config);
+    const tables = this.config.source.tables;
+    this.state = input.state ?? {
+      initialized: false, paused: false, tables: [...tables], confirmedLsn: null, lagBytes: null,
+      progress: Object.fromEntries(tables.map((t) => [t, newTableProgress()])), lastError: null, continuedAsNew: 0,
+    };
+    this.maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
+    this.publish = statusPublisher(() => this.status());
+  }
+
+  status(): PipelineStatus {
+    const { config, state } = this;
+    return {
+      pipeline: config.id, phase: this.phase, paused: state.paused, confirmedLsn: state.confirmedLsn, lagBytes: state.lagBytes,
+      snapshotLsn: this.snapshotLsn, tables: tablesStatus(state), lastError: state.lastError ?? tableErrorSummary(state),
+      continuedAsNew: state.continuedAsNew, errors: state.errors ?? {}, warnings: state.warnings ?? [],
+    };
+  }
+
+  setPhase(phase: Phase): void {
+    if (phase === this.phase) return;
+    this.phase = phase;
+    upsertSearchAttributes([{ key: phaseKey, value: phase }]);
+    this.publish();
+  }
+
+  pause(): void { this.state.paused = true; }
+  resume(): void { this.state.paused = false; }
+
+  onStreamProgress(p: StreamProgress): void {
+    recordStreamProgress(this.state, p);
+    this.publish();
+  }
+
+  onTableShape(report: TableShapeReport): void {
+    recordTableShapes(this.state, report);
+    // A stopped table shows as lastError while no component has an error of its own (see status()).
+    if (report.errors) log.error(tableErrorSummary(this.state) ?? '');
+    this.publish();
+  }
+
+  onCopyProgress(p: CopyProgress): void {
+    recordCopyProgress(this.state, p);
+    this.publish();
+  }
+
+  addTables(tables: string[]): Promise<string[]> { return this.changeTables(tables, []); }
+  removeTables(tables: string[]): Promise<string[]> { return this.changeTables([], tables); }
+
+  async applyConfig(raw: PipelineConfig): Promise<ConfigApplied> {
+    const { state } = this;
+    const next = parsePipelineConfig(raw, 'applyConfig input');
+    const changed = configDifferences({ ...this.config, source: { ...this.config.source, tables: state.tables } }, next);
+    if (changed.length === 0) return { changed, tables: state.tables };
+    const add = next.source.tables.filter((t) => !state.tables.includes(t));
+    const tables = await this.changeTables(add, state.tables.filter((t) => !next.source.tables.includes(t)), next);
+    this.config = next;
+    this.reconfigure = true;
+    return { changed, tables };
+  }
+
+  /**
+   * The stream skips an errored table's changes and acknowledges past them: a fresh copy restores it.
+   * The table is rebuilt with the source's shape, the stream writes its changes committed from then
+   * on, and only once that stream runs is the snapshot taken (so the two overlap, never leave a gap).
+   */
+  async resyncTables(tables: string[]): Promise<string[]> {
+    const { state } = this;
+    startResync(state, tables, await rebuildTables(this.config, tables));
+    const runs = this.streamRuns;
+    this.restartStream = true;
+    await condition(() => this.streamRuns > runs || state.paused || this.dropRequested);
+    restartBackfill(state, tables);
+    this.publish();
+    return tables;
+  }
+
+  async drop(): Promise<void> { // resolves once the slot (and an owned publication) is dropped
+    this.dropRequested = true;
+    await condition(() => this.phase === 'dropped');
+  }
+
+  /** Not retryable (bad config, a misconfigured source): say why and wait for a fix and `resume`. */
+  async waitForOperator(failure: string): Promise<void> {
+    log.error(`pipeline ${this.config.id} stopped: ${failure}`);
+    noteError(this.state, PIPELINE, failure);
+    this.state.paused = true;
+    this.setPhase('failed');
+    await condition(() => !this.state.paused || this.dropRequested);
+  }
+
+  needsBackfill(): string[] { return this.state.tables.filter((t) => this.state.progress[t]?.backfill !== 'done'); }
+
+  shouldContinueAsNew(): boolean {
+    const info = workflowInfo();
+    return !this.backfilling && (info.continueAsNewSuggested || info.historyLength > this.maxEvents || this.streamRuns >= MAX_STREAM_RUNS);
+  }
+
+  nextRunInput(): PipelineInput {
+    return { ...this.input, config: this.config, state: { ...this.state, continuedAsNew: this.state.continuedAsNew + 1 } };
+  }
+
+  /** Adds and removes tables in the publication, then in the state; the stream restarts on the new list. */
+  private async changeTables(add: string[], remove: string[], next = this.config): Promise<string[]> {
+    const { state } = this;
+    const tables = [...state.tables.filter((t) => !remove.includes(t)), ...add];
+    if (add.length || remove.length) await alterPublication(next, { add, remove, tables });
+    setTables(state, tables, add, remove);
+    this.restartStream = true;
+    this.publish();
+    return state.tables;
+  }
+}
