@@ -173,7 +173,7 @@ export function createStreamActivities(deps: ActivityDeps) {
       const acknowledge = async () => {
         if (safeLsn !== undefined && (confirmed === undefined || safeLsn > confirmed)) {
           confirmed = safeLsn;
-          await stream!.acknowledge(confirmed);
+          await stream!.confirm(confirmed);
           heartbeat();
         }
       };

@@ -18,15 +18,14 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import pg from 'pg';
 import { parseConfig, type PipelineConfig } from '../lib/config.ts';
 import { parseLsn } from '../lib/lsn.ts';
 import { stackUp } from '../stack/index.ts';
 import { projectRoot, stateDir } from '../stack/paths.ts';
 import { EMULATOR_WAREHOUSE } from '../stack/snowflake.ts';
-import { pipelineWorkflowId, statusQuery } from '../lib/contract/pipeline.ts';
-import { pipelineWorkflow } from '../workflows/index.ts';
+import { pipelineStatus, startPipeline, type PipelineHandle } from '../lib/pipeline-client.ts';
 import { ensureSupabaseEtl, PEERS, supabaseEtlTableCopy } from './peers.ts';
 import { hotFunctions, type HotFunction } from './profile.ts';
 import { bigTransaction, CDC_TABLE, mixWorkload, TABLES } from './tables.ts';
@@ -184,11 +183,9 @@ async function slotConfirmedLsn(config: PipelineConfig, client = probe): Promise
   return r?.lsn ? parseLsn(r.lsn) : null;
 }
 
-const start = (config: PipelineConfig) => client.workflow.start(pipelineWorkflow, {
-  workflowId: pipelineWorkflowId(config.id), taskQueue, args: [{ config }],
-});
+const start = (config: PipelineConfig) => startPipeline(client, taskQueue, { config });
 
-async function finish(handle: WorkflowHandle<typeof pipelineWorkflow>, config: PipelineConfig): Promise<void> {
+async function finish(handle: PipelineHandle, config: PipelineConfig): Promise<void> {
   await handle.terminate('bench done');
   await sleep(500);
   await sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slotOf(config)}' AND NOT active`).catch(() => undefined);
@@ -217,7 +214,7 @@ async function benchBackfill(): Promise<void> {
         const config = pipelineConfig([t.name], destination, p);
         const began = process.hrtime.bigint();
         const handle = await start(config);
-        await until(async () => (await handle.query(statusQuery)).tables[t.name]?.backfill === 'done');
+        await until(async () => (await pipelineStatus(handle)).tables[t.name]?.backfill === 'done');
         const s = seconds(began);
         await finish(handle, config);
         results.push({
@@ -275,10 +272,10 @@ async function benchCdc(): Promise<void> {
       const worker = await startWorkerProcess(`${w.name} ${destination}`);
       const config = pipelineConfig(['cdc'], destination, 1);
       const handle = await start(config);
-      await until(async () => { const s = await handle.query(statusQuery); return s.phase === 'streaming' && s.confirmedLsn; });
+      await until(async () => { const s = await pipelineStatus(handle); return s.phase === 'streaming' && s.confirmedLsn; });
       await handle.signal('pause');
       // Paused means the stream has let go of the slot, not only that the workflow took the signal.
-      await until(async () => (await handle.query(statusQuery)).phase === 'paused'
+      await until(async () => (await pipelineStatus(handle)).phase === 'paused'
         && (await probe.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [slotOf(config)])).rowCount === 1);
       const ceilingSlot = `bench_ceiling_${pipelines}`;
       await sql(`SELECT pg_create_logical_replication_slot('${ceilingSlot}', 'pgoutput')`);
@@ -320,7 +317,7 @@ async function benchLatency(): Promise<void> {
       const worker = await startWorkerProcess(`latency ${rate} ${destination}`);
       const config = pipelineConfig(['lat'], destination, 1);
       const handle = await start(config);
-      await until(async () => { const s = await handle.query(statusQuery); return s.phase === 'streaming' && s.confirmedLsn; });
+      await until(async () => { const s = await pipelineStatus(handle); return s.phase === 'streaming' && s.confirmedLsn; });
       const writer = new pg.Client({ connectionString: sourceUrl });
       const watcher = new pg.Client({ connectionString: sourceUrl });
       await writer.connect();

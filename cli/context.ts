@@ -4,6 +4,7 @@ import type { UpdateDefinition } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { findPipeline, type LoadedConfig, type PipelineConfig } from '../lib/config.ts';
 import { loadConfig } from '../lib/config-file.ts';
+import { causes } from '../lib/errors.ts';
 import { temporalConnectionSettings, type TemporalConnectionSettings } from '../lib/temporal-connection.ts';
 
 export const DEFAULT_CONFIG = 'walflow.yaml';
@@ -66,7 +67,7 @@ export class NoWorkerError extends Error {
  * CANCELLED (code 1), which the client reports instead when its deadline fires first (seen under load).
  */
 function isDeadline(e: unknown, deadline: number): boolean {
-  for (let c = e as { code?: number; cause?: unknown } | undefined; c; c = c.cause as typeof c) {
+  for (const c of causes(e) as Iterable<{ code?: number }>) {
     if (c.code === 4 || (c.code === 1 && Date.now() >= deadline)) return true;
   }
   return false;

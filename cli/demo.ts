@@ -16,8 +16,8 @@ import { stackUp } from '../stack/index.ts';
 import { stateDir } from '../stack/paths.ts';
 import { temporalUiUrl } from '../stack/temporal.ts';
 import { startWorker } from '../worker/worker.ts';
-import { pipelineWorkflowId, statusQuery } from '../lib/contract/pipeline.ts';
-import { pipelineWorkflow } from '../workflows/index.ts';
+import { pipelineWorkflowId } from '../lib/contract/pipeline.ts';
+import { pipelineStatus, startPipeline } from '../lib/pipeline-client.ts';
 import { renderStatus } from './status.ts';
 
 const { values: args } = parseArgs({ options: { destination: { type: 'string', default: 'clickhouse' } } });
@@ -95,14 +95,12 @@ async function duckdbCount(view: string): Promise<number> {
 
 const worker = await startWorker({ address: temporal });
 try {
-  const handle = await client.workflow.start(pipelineWorkflow, {
-    workflowId: pipelineWorkflowId(PIPELINE), taskQueue: 'walflow', args: [{ config }],
-  });
+  const handle = await startPipeline(client, 'walflow', { config });
   console.log(`\npipeline started: ${temporalUiUrl()}/namespaces/default/workflows/${handle.workflowId}\n`);
-  const show = async () => console.log(renderStatus(await handle.query(statusQuery)));
+  const show = async () => console.log(renderStatus(await pipelineStatus(handle)));
   for (;;) {
     await new Promise((r) => setTimeout(r, 2000));
-    const s = await handle.query(statusQuery);
+    const s = await pipelineStatus(handle);
     console.log(renderStatus(s));
     if (Object.values(s.tables).every((t) => t.backfill === 'done')) break;
   }

@@ -1,5 +1,6 @@
 /** The walflow operator CLI. Each command lives in its own module; this file only wires them. */
 import { Command } from 'commander';
+import { causes } from '../lib/errors.ts';
 import { registerPipelineCommands } from './pipeline.ts';
 import { registerServeCommand } from './serve.ts';
 import { registerStackCommands } from './stack.ts';
@@ -26,7 +27,7 @@ try {
 /** The error and its causes: a failed update or workflow says why (e.g. the preflight message). */
 function describeError(e: unknown): string {
   const messages: string[] = [];
-  for (let c = e as { message?: string; cause?: unknown } | undefined; c; c = c.cause as typeof c) {
+  for (const c of causes(e) as Iterable<{ message?: string }>) {
     if (c.message && !messages.includes(c.message)) messages.push(c.message);
   }
   return messages.join(': ');

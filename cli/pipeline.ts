@@ -3,8 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { canResync, findPipeline, type PipelineConfig } from '../lib/config.ts';
-import { addTablesUpdate, dropUpdate, pauseSignal, phaseKey, pipelineKey, pipelineWorkflowId, removeTablesUpdate, resumeSignal, resyncScheduleId, resyncTablesUpdate, statusQuery } from '../lib/contract/pipeline.ts';
-import { pipelineWorkflow, resyncWorkflow } from '../workflows/index.ts';
+import { addTablesUpdate, dropUpdate, pauseSignal, phaseKey, pipelineKey, pipelineWorkflowId, removeTablesUpdate, resumeSignal, resyncScheduleId, resyncTablesUpdate } from '../lib/contract/pipeline.ts';
+import { pipelineHandle, pipelineStatus, startPipeline } from '../lib/pipeline-client.ts';
+import { resyncWorkflow } from '../workflows/index.ts';
 import { applyFileConfig } from './apply.ts';
 import {
   DEFAULT_CONFIG, noWorkerMessage, NoWorkerError, openContext, queryWithWorker, updateWithWorker, withPipeline, workerPolls, type CommandContext,
@@ -16,7 +17,7 @@ const configOption = ['-c, --config <file>', 'pipeline config file', DEFAULT_CON
 
 /** For what Temporal records without a worker (signals, starts): done, but it waits for a worker, so say so. */
 async function warnWithoutWorker(ctx: CommandContext, workflowId: string, what: string): Promise<void> {
-  await queryWithWorker(ctx, () => ctx.client.workflow.getHandle(workflowId).query(statusQuery)).catch((e) => {
+  await queryWithWorker(ctx, () => pipelineStatus(ctx.client.workflow.getHandle(workflowId))).catch((e) => {
     if (!(e instanceof NoWorkerError)) throw e;
     console.error(`walflow: ${e.message}; ${what} takes effect when one runs`);
   });
@@ -33,12 +34,7 @@ export function registerPipelineCommands(program: Command): void {
     .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async (ctx, config) => {
       const workflowId = pipelineWorkflowId(id);
       try {
-        await ctx.client.workflow.start(pipelineWorkflow, {
-          workflowId, taskQueue: ctx.taskQueue, args: [{ config }],
-          typedSearchAttributes: [{ key: pipelineKey, value: id }, { key: phaseKey, value: 'starting' }],
-          // Static: the tables and phase, which change, are in the current details and search attributes.
-          staticSummary: `walflow pipeline ${id} → ${config.destination.type}`,
-        });
+        await startPipeline(ctx.client, ctx.taskQueue, { config });
         console.log(`started pipeline ${id} (workflow ${workflowId})`);
         if (!await workerPolls(ctx)) console.error(`walflow: ${noWorkerMessage(ctx)}; the pipeline starts when one runs`);
       } catch (e) {
@@ -91,7 +87,7 @@ export function registerPipelineCommands(program: Command): void {
     .description('pause: the stream flushes, acknowledges and stops; the slot is kept')
     .option(...configOption)
     .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async (ctx) => {
-      await ctx.client.workflow.getHandle(pipelineWorkflowId(id)).signal(pauseSignal);
+      await pipelineHandle(ctx.client, id).signal(pauseSignal);
       console.log(`pause requested for ${id}`);
       await warnWithoutWorker(ctx, pipelineWorkflowId(id), 'the pause');
     }));
@@ -100,7 +96,7 @@ export function registerPipelineCommands(program: Command): void {
     .description('resume a paused pipeline from its confirmed LSN')
     .option(...configOption)
     .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async (ctx) => {
-      await ctx.client.workflow.getHandle(pipelineWorkflowId(id)).signal(resumeSignal);
+      await pipelineHandle(ctx.client, id).signal(resumeSignal);
       console.log(`resume requested for ${id}`);
       await warnWithoutWorker(ctx, pipelineWorkflowId(id), 'the resume');
     }));
@@ -111,7 +107,7 @@ export function registerPipelineCommands(program: Command): void {
       .description(verb === 'add' ? 'add tables (validated first, then backfilled from a fresh snapshot)' : 'stop replicating tables (destination data is kept)')
       .option(...configOption)
       .action((id: string, names: string[], opts: { config: string }) => withPipeline(opts.config, id, async (ctx) => {
-        const now = await updateWithWorker(ctx, ctx.client.workflow.getHandle(pipelineWorkflowId(id)), update, [names]);
+        const now = await updateWithWorker(ctx, pipelineHandle(ctx.client, id), update, [names]);
         console.log(`pipeline ${id} tables: ${now.join(', ')}`);
       }));
   }
@@ -130,7 +126,7 @@ export function registerPipelineCommands(program: Command): void {
       // Errored tables are rebuilt and re-copied by the pipeline itself (it stops skipping them); the rest by a resync workflow.
       const errored = (named ?? running).filter((t) => status.tables[t]?.state === 'errored');
       if (errored.length) {
-        await updateWithWorker(ctx, ctx.client.workflow.getHandle(pipelineWorkflowId(id)), resyncTablesUpdate, [errored]);
+        await updateWithWorker(ctx, pipelineHandle(ctx.client, id), resyncTablesUpdate, [errored]);
         console.log(`rebuilding and re-copying errored table(s) ${errored.join(', ')} (see walflow status ${id})`);
       }
       const rest = (named ?? running).filter((t) => !errored.includes(t));
@@ -177,7 +173,7 @@ export function registerPipelineCommands(program: Command): void {
     .description('stop the pipeline, drop its replication slot and the publication walflow created')
     .option(...configOption)
     .action((id: string, opts: { config: string }) => withPipeline(opts.config, id, async (ctx) => {
-      const handle = ctx.client.workflow.getHandle(pipelineWorkflowId(id));
+      const handle = pipelineHandle(ctx.client, id);
       await updateWithWorker(ctx, handle, dropUpdate, []);
       await handle.result(); // the drop update removed the resync schedule too
       console.log(`pipeline ${id} dropped`);

@@ -23,7 +23,7 @@ export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 export const NEEDS_OPERATOR: ErrorType[] = [ErrorType.Config, ErrorType.Schema];
 
 /** The failures along `e`'s cause chain, outermost first (activity → child workflow → application failure). */
-function* causes(e: unknown): Generator<unknown> {
+export function* causes(e: unknown): Generator<unknown> {
   for (let c: unknown = e; c; c = (c as { cause?: unknown }).cause) yield c;
 }
 

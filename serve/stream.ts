@@ -85,7 +85,7 @@ export async function streamSession(ws: WebSocket, info: SessionInfo, deps: { co
       const known = sent > confirmed ? sent : confirmed;
       if (lsn > known) return refuse(`${formatLsn(lsn)} is beyond the last nextlsn sent (${formatLsn(known)})`);
       if (lsn > confirmed && stream) {
-        await stream.acknowledge(lsn);
+        await stream.confirm(lsn);
         confirmed = lsn;
         touch(formatLsn(lsn));
       }

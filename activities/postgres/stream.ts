@@ -1,8 +1,9 @@
 /**
  * The change stream's transport: pgoutput through pg-logical-replication, decoded (decode.ts) as
  * the consumer pulls it through a bounded queue (the socket is paused while the queue is full, so a
- * large transaction never piles up in memory). Acknowledgement is manual and only of what the
- * consumer says is durably written.
+ * large transaction never piles up in memory). It is the one owner of what is confirmed to Postgres:
+ * `confirm` (what the consumer says is durably written, never going back) and the replies to the
+ * server's keepalives both go through `sendStatus`.
  */
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
@@ -14,8 +15,13 @@ import { PgoutputDecoder, type SchemaLookup, type ShapeTracking, type StreamEven
 
 /** Yields the events in bursts: all that had arrived when the consumer asked (at most MAX_BURST messages). */
 export interface ChangeStream extends AsyncIterable<StreamEvent[]> {
-  /** Tells Postgres everything up to `lsn` (a commit end or keepalive position) is durably written. */
-  acknowledge(lsn: Lsn): Promise<void>;
+  /**
+   * Tells Postgres everything up to `lsn` (a commit end or keepalive position) is durably written.
+   * Monotonic: a position at or before the confirmed one is not sent again.
+   */
+  confirm(lsn: Lsn): Promise<void>;
+  /** The last position confirmed (the start position until the first confirm). */
+  readonly confirmed: Lsn | undefined;
   close(): Promise<void>;
 }
 
@@ -93,13 +99,13 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
     queue.push({ keepalive: parseLsn(lsn) });
     notify();
     // The server asks for a reply to keep the connection: report what is durably written, no more.
-    if (shouldRespond && confirmed !== undefined) await sendAck(confirmed);
+    if (shouldRespond && confirmed !== undefined) await sendStatus(confirmed);
   });
   service.on('error', (e: Error) => { failure ??= e; notify(); });
 
   // The library reports "last byte + 1"; a logical slot's confirmed position is the commit's end LSN
   // itself, and reporting one more could skip a transaction whose commit record starts exactly there.
-  const sendAck = (lsn: Lsn) => service.acknowledge(formatLsn(lsn > 0n ? lsn - 1n : 0n));
+  const sendStatus = (lsn: Lsn) => service.acknowledge(formatLsn(lsn > 0n ? lsn - 1n : 0n));
 
   const started = service.subscribe(plugin, opts.slot, formatLsn(opts.startLsn ?? 0n));
   started.catch((e: Error) => { failure ??= e; notify(); });
@@ -145,9 +151,13 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
         yield burst;
       }
     },
-    async acknowledge(lsn: Lsn) {
+    async confirm(lsn: Lsn) {
+      if (!advancesConfirmed(confirmed, lsn)) return;
       confirmed = lsn;
-      await sendAck(lsn);
+      await sendStatus(lsn);
+    },
+    get confirmed() {
+      return confirmed;
     },
     async close() {
       closed = true;
@@ -156,3 +166,6 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
     },
   };
 }
+
+/** Whether confirming `next` moves the slot forward (confirmations never go back). */
+export const advancesConfirmed = (confirmed: Lsn | undefined, next: Lsn): boolean => confirmed === undefined || next > confirmed;

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { parseConfig, type PipelineConfig } from '../../lib/config.ts';
@@ -20,9 +20,8 @@ import { pipelineDestination } from '../../activities/destinations/index.ts';
 import { loadTableSchemas } from '../../activities/postgres/schema.ts';
 import { readTable } from '../../activities/postgres/read.ts';
 import { startWorker, type RunningWorker } from '../../worker/worker.ts';
-import { pipelineWorkflowId, statusQuery } from '../../lib/contract/pipeline.ts';
 import type { PipelineStatus } from '../../lib/contract/status.ts';
-import { pipelineWorkflow } from '../../workflows/index.ts';
+import { pipelineHandle, pipelineStatus, startPipeline, type PipelineHandle, type PipelineWorkflow } from '../../lib/pipeline-client.ts';
 import { createTestDatabase, pgAdminUrl, requireEnv, snowflakeTestDestination, temporalAddress, type TestDatabase } from './env.ts';
 
 export type FixtureDestination = 'postgres' | 'clickhouse' | 'snowflake' | 'duckdb';
@@ -60,7 +59,7 @@ export class PipelineFixture {
   configFile!: string;
   client!: Client;
   /** The pipeline workflow (whoever started it: the fixture or the CLI). */
-  handle!: WorkflowHandle<typeof pipelineWorkflow>;
+  handle!: PipelineHandle;
   taskQueue: string;
   private connection!: Connection;
   private worker?: RunningWorker;
@@ -123,7 +122,7 @@ export class PipelineFixture {
     writeFileSync(this.configFile, stringify(raw));
     this.connection = await Connection.connect({ address: temporalAddress() });
     this.client = new Client({ connection: this.connection });
-    this.handle = this.client.workflow.getHandle(pipelineWorkflowId(this.config.id));
+    this.handle = pipelineHandle(this.client, this.config.id);
     await this.startWorker();
     return this;
   }
@@ -145,15 +144,12 @@ export class PipelineFixture {
     this.workerChild = undefined;
   }
 
-  start(): Promise<WorkflowHandleWithFirstExecutionRunId<typeof pipelineWorkflow>> {
-    return this.client.workflow.start(pipelineWorkflow, {
-      workflowId: pipelineWorkflowId(this.config.id), taskQueue: this.taskQueue,
-      args: [{ config: this.config, maxHistoryEvents: this.opts.maxHistoryEvents }],
-    });
+  start(): Promise<WorkflowHandleWithFirstExecutionRunId<PipelineWorkflow>> {
+    return startPipeline(this.client, this.taskQueue, { config: this.config, maxHistoryEvents: this.opts.maxHistoryEvents });
   }
 
   status(): Promise<PipelineStatus> {
-    return this.handle.query(statusQuery);
+    return pipelineStatus(this.handle);
   }
 
   async sql<T extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[]): Promise<pg.QueryResult<T>> {
