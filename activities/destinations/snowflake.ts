@@ -342,11 +342,6 @@ export class SnowflakeDestination implements Destination {
     }
   }
 
-  /** Drops the destination schema and everything in it (used by tests). */
-  async dropSchema(): Promise<void> {
-    await this.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(snowflakeName(this.opts.schema))} CASCADE`);
-  }
-
   async close(): Promise<void> {
     const conn = await this.connection?.catch(() => undefined);
     if (conn) await new Promise<void>((resolve) => conn.destroy(() => resolve()));
