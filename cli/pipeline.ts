@@ -111,6 +111,13 @@ export function registerPipelineCommands(program: Command): void {
         console.log(`pipeline ${id} tables: ${now.join(', ')}`);
       }));
   }
+  tables.command('retry <pipeline> <tables...>')
+    .description('get errored tables going again once their cause is fixed: each is rebuilt with the source\'s shape and re-copied from a fresh snapshot (which covers the changes skipped while it was errored); the others keep streaming')
+    .option(...configOption)
+    .action((id: string, names: string[], opts: { config: string }) => withPipeline(opts.config, id, async (ctx) => {
+      await updateWithWorker(ctx, pipelineHandle(ctx.client, id), resyncTablesUpdate, [names]);
+      console.log(`retrying table(s) ${names.join(', ')} of ${id}: rebuilt, re-copying (see walflow status ${id})`);
+    }));
 
   program.command('resync <pipeline>')
     .description('re-copy tables from a fresh snapshot while CDC runs, removing rows gone from the source')

@@ -28,6 +28,10 @@ export function normalizeLsn(text: string): string {
   return formatLsn(parseLsn(text));
 }
 
+/** Whether confirming `next` moves a slot forward: confirmations never go back. */
+export const advancesConfirmed = (confirmed: Lsn | undefined, next: Lsn | undefined): next is Lsn =>
+  next !== undefined && (confirmed === undefined || next > confirmed);
+
 export const SEQ_BITS = 32n;
 const MAX_SEQ = (1n << SEQ_BITS) - 1n;
 

@@ -8,7 +8,7 @@
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
 import type pg from 'pg';
-import { formatLsn, parseLsn, type Lsn } from '../../lib/lsn.ts';
+import { advancesConfirmed, formatLsn, parseLsn, type Lsn } from '../../lib/lsn.ts';
 import type { TableSchema } from '../../lib/model.ts';
 import { withSession } from './session.ts';
 import { PgoutputDecoder, type SchemaLookup, type ShapeTracking, type StreamEvent } from './decode.ts';
@@ -166,6 +166,3 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
     },
   };
 }
-
-/** Whether confirming `next` moves the slot forward (confirmations never go back). */
-export const advancesConfirmed = (confirmed: Lsn | undefined, next: Lsn): boolean => confirmed === undefined || next > confirmed;
