@@ -10,8 +10,9 @@ import { quotedIdentifier as q, type DuckDBConnection } from '@duckdb/node-api';
 import type { Version } from '../../lib/lsn.ts';
 import { tableKey, type Change, type Row, type RowChange, type TableId, type TableSchema } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
+import type { Refusal } from './refused.ts';
 import { DuckDBDatabase } from './duckdb-database.ts';
-import { columnMapping } from './duckdb-types.ts';
+import { columnMapping, DuckDBValueError } from './duckdb-types.ts';
 import { newestPerKey } from './newest.ts';
 import {
   applyVersioned, DELETED_COLUMN, liveViewName, PreparedTables, storedValues, SYNCED_AT_COLUMN, targetName, VERSION_COLUMN, WATERMARKS_TABLE,
@@ -84,7 +85,7 @@ export class DuckDBDestination implements Destination {
           rows: (rows) => this.upsert(conn, rows),
           schema: (change) => this.create(conn, change.schema),
           truncate: (change) => this.truncate(conn, change.table, change.version),
-        });
+        }, duckdbRefusal);
         await conn.run('COMMIT');
       } catch (e) {
         await conn.run('ROLLBACK').catch(() => undefined);
@@ -158,4 +159,14 @@ export class DuckDBDestination implements Destination {
     this.detached = true;
     this.db.detach();
   }
+}
+
+/** DuckDB's error classes about the data ("Conversion Error: Could not convert …", "Constraint Error: NOT NULL constraint failed: …"). */
+const DATA_ERRORS = /^(Conversion|Constraint|Out of Range) Error: /;
+
+/** A refusal of the data: walflow's own check of a value (DuckDBValueError) or one of DuckDB's data error classes; file locks and I/O are retried. */
+export function duckdbRefusal(e: unknown): Refusal | undefined {
+  if (e instanceof DuckDBValueError) return { valueClass: 'unrepresentable value' };
+  const kind = e instanceof Error ? DATA_ERRORS.exec(e.message)?.[1] : undefined;
+  return kind ? { valueClass: `${kind.toLowerCase()} error` } : undefined;
 }
