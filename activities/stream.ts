@@ -225,7 +225,7 @@ export function createStreamActivities(deps: ActivityDeps) {
           const error: TableError = {
             reason: refused.error.message, ...refused.error.refusal, lsn: formatLsn(versionLsn(unwritten[0]!.version)),
             since: refused.since, attempts: refused.attempts,
-            fix: `fix the refused value in the source${column ? ` (column ${column})` : ''} or the column's type, then walflow resync ${config.id} --tables ${name}`,
+            fix: `fix the refused value in the source${column ? ` (column ${column})` : ''}, or what refuses it (the source column's type, a constraint on the destination table), then walflow resync ${config.id} --tables ${name}`,
           };
           ctx.log.error(`table ${name} stopped: ${error.reason}; fix: ${error.fix}`);
           deps.metrics?.failed(config.id, 'stream', name);

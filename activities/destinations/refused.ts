@@ -29,7 +29,7 @@ export class DataRefused extends Error {
    */
   constructor(public table: TableId, readonly refusal: Refusal, cause: unknown) {
     const column = refusal.column ? `, column ${refusal.column}` : '';
-    super(`refused the data of table ${tableKey(table)}${column}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super(`refused the data of table ${tableKey(table)}${column}: ${(cause instanceof Error ? cause.message : String(cause)).trim()}`, { cause });
   }
 }
 
