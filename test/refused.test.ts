@@ -7,7 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { type ClickHouseError, createClient, parseError } from '@clickhouse/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import pg from 'pg';
+import type { DataRefusedDetails } from '../lib/errors.ts';
 import { parseLsn } from '../lib/lsn.ts';
 import { clickhouseRefusal } from '../activities/destinations/clickhouse.ts';
 import { ClickHouseValueError } from '../activities/destinations/clickhouse-values.ts';
@@ -169,4 +171,41 @@ describeRefusal({
     assert.equal(error.valueClass, 'violated_constraint');
     assert.match(error.reason, /^destination clickhouse \S+: refused the data of table public\.ta: Constraint `positive` for table \S+\.ta \(.*\) is violated at row 1\. Expression: \(n > 0\)\. Column values: n = -1\.$/);
   },
+});
+
+// The activity side of a refused backfill: what the workflow receives to mark the table errored (it
+// wires that itself). The range copy fails once, non-retryable, with the table in its details.
+describe('a backfill range ClickHouse refuses', () => {
+  const f = new PipelineFixture({
+    name: 'refused_backfill', destination: 'clickhouse', tables: ['ta', 'tb'],
+    setup: `CREATE TABLE ta (id int PRIMARY KEY, d date);
+      CREATE TABLE tb (id int PRIMARY KEY, v text);
+      INSERT INTO ta VALUES (1, '2024-01-01'), (2, 'infinity');
+      INSERT INTO tb SELECT g, 'v' || g FROM generate_series(1, 3) g;`,
+  });
+  after(() => f.teardown());
+
+  test('fails its range copy at once: a non-retryable DataRefused naming the table, column, value class and reason', async () => {
+    await f.setup();
+    await f.start();
+    const failure = await f.waitFor('the refused range copy to fail', async () => {
+      for await (const wf of f.client.workflow.list({ query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'` })) {
+        for (const e of (await f.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory()).events ?? []) {
+          const failed = e.activityTaskFailedEventAttributes?.failure;
+          if (failed?.applicationFailureInfo?.type === 'DataRefused') return { failed };
+        }
+      }
+      return undefined;
+    }, 60_000);
+    const info = failure.failed.applicationFailureInfo!;
+    assert.equal(info.nonRetryable, true);
+    const details = (info.details?.payloads ?? []).map((p) => defaultPayloadConverter.fromPayload<DataRefusedDetails>(p));
+    assert.equal(details.length, 1);
+    const [d] = details;
+    assert.equal(d!.table, 'ta');
+    assert.equal(d!.column, 'd');
+    assert.equal(d!.valueClass, 'infinity');
+    assert.match(d!.reason, /^destination clickhouse \S+: refused the data of table public\.ta, column d: public\.ta\.d: infinity is outside ClickHouse's date range/);
+    assert.equal(failure.failed.message, d!.reason);
+  });
 });
