@@ -14,6 +14,7 @@ import { parseLsn } from '../lib/lsn.ts';
 import { clickhouseRefusal } from '../activities/destinations/clickhouse.ts';
 import { ClickHouseValueError } from '../activities/destinations/clickhouse-values.ts';
 import { duckdbRefusal } from '../activities/destinations/duckdb.ts';
+import { DuckDBValueError } from '../activities/destinations/duckdb-types.ts';
 import { postgresRefusal } from '../activities/destinations/postgres.ts';
 import { snowflakeRefusal } from '../activities/destinations/snowflake.ts';
 import { requireEnv } from './support/env.ts';
@@ -50,6 +51,8 @@ test('each destination tells a refusal of the data from a destination that is do
   assert.equal(snowflakeRefusal({ name: 'NetworkError', code: 401001, message: 'Network error. Could not reach Snowflake.' }), undefined);
 
   assert.deepEqual(duckdbRefusal(new Error('Conversion Error: Could not convert string \'x\' to INT32')), { valueClass: 'conversion error' });
+  assert.deepEqual(duckdbRefusal(Object.assign(new DuckDBValueError('public.t.n: NaN cannot be stored in DECIMAL(10,2)', 'NaN'), { column: 'n', key: 'id=1' })),
+    { valueClass: 'NaN', column: 'n', key: 'id=1' });
   assert.equal(duckdbRefusal(new Error('IO Error: Could not set lock on file')), undefined);
 });
 
@@ -170,6 +173,19 @@ describeRefusal({
   expect: (error) => {
     assert.equal(error.valueClass, 'violated_constraint');
     assert.match(error.reason, /^destination clickhouse \S+: refused the data of table public\.ta: Constraint `positive` for table \S+\.ta \(.*\) is violated at row 1\. Expression: \(n > 0\)\. Column values: n = -1\.$/);
+  },
+});
+
+describeRefusal({
+  destination: 'duckdb',
+  columns: 'amount numeric(10,2)',
+  rows: '(1, 1.5), (2, 2.5), (3, NULL)',
+  // DuckDB's DECIMAL has no NaN: walflow refuses rather than let it become something else.
+  refused: `'NaN'`,
+  fix: 'amount = 4.25',
+  expect: (error) => {
+    assert.deepEqual([error.column, error.valueClass, error.key], ['amount', 'NaN', 'id=10']);
+    assert.match(error.reason, /^destination duckdb: refused the data of table public\.ta, column amount: public\.ta\.amount: NaN cannot be stored in DECIMAL\(10,2\)/);
   },
 });
 
