@@ -4,13 +4,14 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { PipelineConfig } from '../lib/config.ts';
-import { ErrorType } from '../lib/errors.ts';
+import { ErrorType, type DataRefusedDetails } from '../lib/errors.ts';
 import { faultPoint } from '../lib/faults.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
 import { copyProgressSignal, describeRange, snapshotReadySignal } from '../lib/contract/pipeline.ts';
 import { applyHeartbeating, signalWithDeadline, whileHeartbeating, writeHeartbeating, type ActivityDeps } from './context.ts';
 import { pipelineDestination } from './destinations/index.ts';
+import { DataRefused } from './destinations/refused.ts';
 import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
@@ -101,6 +102,9 @@ export function createBackfillActivities(deps: ActivityDeps) {
   /**
    * Copies one range. A failure is retried by Temporal without end (a destination or source that is
    * down is waited for); each one is also reported to `reportTo`, so `walflow status` says what is wrong.
+   * Except a refusal of the table's data by the destination: the same rows under the same snapshot would
+   * be refused again forever, so it fails at once (non-retryable `DataRefused`, the table in its details)
+   * for the workflow to mark the table errored.
    */
   async function copyRange(input: CopyRangeInput): Promise<{ rows: number }> {
     try {
@@ -108,7 +112,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
     } catch (e) {
       deps.metrics?.failed(input.config.id, 'backfill', input.range.table);
       await reportFailure(labelSourceError(input.config, e), `copy of ${input.range.table} ${describeRange(input.range)}`, input.reportTo, input.range.table);
-      throw e;
+      throw e instanceof DataRefused ? refusedFailure(input.range.table, e) : e;
     }
   }
 
@@ -161,3 +165,9 @@ export function createBackfillActivities(deps: ActivityDeps) {
   return { holdSnapshot, planRanges, copyRange };
 }
 
+
+/** A range's refused data as the non-retryable failure the workflow marks the table errored by (no cause: its message is the whole story, and rootMessage shows it). */
+export function refusedFailure(table: string, e: DataRefused): ApplicationFailure {
+  const details: DataRefusedDetails = { table, ...e.refusal, reason: e.message };
+  return ApplicationFailure.create({ type: ErrorType.DataRefused, message: e.message, nonRetryable: true, details: [details] });
+}

@@ -4,11 +4,12 @@
  * acknowledges the LSN to Postgres and heartbeats it, so a retry on any worker
  * resumes from Temporal's record of what is durably written.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Context, CancelledFailure } from '@temporalio/activity';
 import pg from 'pg';
 import { qualifyTable, type PipelineConfig } from '../lib/config.ts';
 import { faultPoint, unsafe } from '../lib/faults.ts';
-import { formatLsn, parseLsn, type Lsn } from '../lib/lsn.ts';
+import { formatLsn, parseLsn, versionLsn, type Lsn } from '../lib/lsn.ts';
 import { tableKey, type Change, type TableSchema } from '../lib/model.ts';
 import { streamProgressSignal, tableShapeSignal, type StreamProgress } from '../lib/contract/pipeline.ts';
 import type { ChangeCounters, TableError, TableShapeReport } from '../lib/contract/status.ts';
@@ -16,6 +17,7 @@ import { withSession } from './postgres/session.ts';
 import { applyHeartbeating, signalWithDeadline, type ActivityDeps } from './context.ts';
 import { pipelineDestination } from './destinations/index.ts';
 import type { Destination } from './destinations/destination.ts';
+import { DataRefused } from './destinations/refused.ts';
 import type { StreamEvent } from './postgres/decode.ts';
 import { openChangeStream } from './postgres/stream.ts';
 import { fillUnchangedColumns } from './postgres/unchanged.ts';
@@ -49,6 +51,13 @@ export interface StreamHeartbeat {
 const HEARTBEAT_EVERY_MS = 1_000;
 const REPORT_EVERY_MS = 2_000;
 const IDLE_REPORT_EVERY_MS = 30_000;
+
+/**
+ * Writes of data the destination refuses are tried this often (a refusal can pass: a constraint being
+ * lifted, a column being altered) before the refused table is stopped; the waits between them double.
+ */
+const REFUSED_ATTEMPTS = 3;
+const REFUSED_FIRST_WAIT_MS = 1_000;
 
 const newCounters = (): ChangeCounters => ({ inserts: 0, updates: 0, deletes: 0, truncates: 0 });
 
@@ -119,6 +128,9 @@ export function createStreamActivities(deps: ActivityDeps) {
       for (const name of Object.keys(errors)) schemas.delete(qualify(name));
       await destination.prepare([...schemas.values()]);
       const copyFrom = new Map(Object.entries(input.copyFrom ?? {}).map(([t, lsn]) => [qualify(t), parseLsn(lsn)]));
+      // The decoder's own set ("schema.table"), shared: a table stopped below for refused data must be
+      // skipped by the decoder too, from its next change on.
+      const decoderStopped = new Set([...stopped].map(qualify));
 
       stream = await openChangeStream({
         connection: sourceConnection(config.source),
@@ -132,7 +144,7 @@ export function createStreamActivities(deps: ActivityDeps) {
             canRetype: (from, to, key) => destination!.canRetype?.(from, to, key) ?? false,
             canRename: (column, key) => destination!.canRename?.(column, key) ?? false,
           },
-          stopped: new Set([...stopped].map(qualify)),
+          stopped: decoderStopped,
           from: copyFrom,
         },
         onWait: () => heartbeat(),
@@ -177,14 +189,63 @@ export function createStreamActivities(deps: ActivityDeps) {
           heartbeat();
         }
       };
+      /** A write, tried again while the destination refuses its data; the last refusal if it never stops refusing. */
+      const writeRetryingRefusals = async (changes: Change[]): Promise<{ error: DataRefused; attempts: number; since: string } | undefined> => {
+        let since: string | undefined;
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await applyHeartbeating(destination!, changes, details);
+            return undefined;
+          } catch (e) {
+            if (!(e instanceof DataRefused)) throw e; // the destination down, slow, ...: the activity is retried
+            since ??= new Date().toISOString();
+            if (attempt >= REFUSED_ATTEMPTS) return { error: e, attempts: attempt, since };
+            ctx.log.warn(`${e.message} (attempt ${attempt} of ${REFUSED_ATTEMPTS})`);
+            await sleep(REFUSED_FIRST_WAIT_MS * 2 ** (attempt - 1));
+            heartbeat();
+          }
+        }
+      };
+      /**
+       * Writes `changes`; when the destination keeps refusing one table's data, stops that table instead of
+       * the pipeline: its error is reported (awaited, before anything past its unwritten changes can be
+       * acknowledged), its changes are dropped from here on (a resync re-copies them from a fresh snapshot),
+       * and the other tables' changes are written. Returns what was written.
+       */
+      const writeOrStopRefused = async (changes: Change[]): Promise<Change[]> => {
+        let pending = changes;
+        for (;;) {
+          const refused = await writeRetryingRefusals(pending);
+          if (!refused) return pending;
+          const key = tableKey(refused.error.table);
+          const name = wanted.get(key);
+          const unwritten = pending.filter((c) => tableKey(c.table) === key);
+          // Only a table of this batch can be stopped for it; a refusal naming another stays a failure.
+          if (!name || !unwritten.length) throw refused.error;
+          const { column } = refused.error.refusal;
+          const error: TableError = {
+            reason: refused.error.message, ...refused.error.refusal, lsn: formatLsn(versionLsn(unwritten[0]!.version)),
+            since: refused.since, attempts: refused.attempts,
+            fix: `fix the refused value in the source${column ? ` (column ${column})` : ''}, or what refuses it (the source column's type, a constraint on the destination table), then walflow resync ${config.id} --tables ${name}`,
+          };
+          ctx.log.error(`table ${name} stopped: ${error.reason}; fix: ${error.fix}`);
+          deps.metrics?.failed(config.id, 'stream', name);
+          await reportShapes({ errors: { [name]: error } });
+          stopped.add(name);
+          decoderStopped.add(key);
+          delete reshaped[name];
+          pending = pending.filter((c) => tableKey(c.table) !== key);
+          if (!pending.length) return pending;
+        }
+      };
       const flush = async () => {
         if (unsafe.ackBeforeWrite) await acknowledge();
         if (batch.length) {
           await fillUnchangedColumns(source, schemas, batch);
           await faultPoint('destinationWrite');
-          await applyHeartbeating(destination!, batch, details);
-          for (const c of batch) count(c);
-          deps.metrics?.applied(config.id, batch, (c) => wanted.get(tableKey(c.table)) ?? tableKey(c.table));
+          const written = await writeOrStopRefused(batch);
+          for (const c of written) count(c);
+          deps.metrics?.applied(config.id, written, (c) => wanted.get(tableKey(c.table)) ?? tableKey(c.table));
           batch = [];
           if (Object.keys(reshaped).length) {
             Object.assign(applied, reshaped);
@@ -244,7 +305,8 @@ export function createStreamActivities(deps: ActivityDeps) {
             stopped.add(name);
           } else if (ev.type === 'change') {
             const name = wanted.get(tableKey(ev.change.table));
-            if (!name) continue;
+            // A table stopped at a flush earlier in this burst: its changes decoded before that are dropped too.
+            if (!name || stopped.has(name)) continue;
             if (ev.change.kind === 'schema') reshaped[name] = ev.change.schema;
             if (batch.length === 0) batchStarted = Date.now();
             batch.push(ev.change);

@@ -16,8 +16,30 @@ export const ErrorType = {
   PreflightFailed: 'PreflightFailed',
   /** Postgres invalidated the pipeline's slot (wal_status lost) or it is gone: it must be recreated and every table resynced. */
   SlotLost: 'SlotLost',
+  /**
+   * The destination refused the data of one table (a value it cannot hold, a constraint it enforces):
+   * no retry of the same data can succeed, and only that table must stop (errored, resync to recover).
+   */
+  DataRefused: 'DataRefused',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
+
+/**
+ * The one detail of a `DataRefused` ApplicationFailure (a range copy the destination refused), for the
+ * workflow to mark the table errored. Plain JSON.
+ */
+export interface DataRefusedDetails {
+  /** The pipeline's table name (as in config `tables`). */
+  table: string;
+  /** The destination column, where the destination's message or walflow's own check names it. */
+  column?: string;
+  /** What kind of value was refused (e.g. "infinity", "check_violation"), where known. */
+  valueClass?: string;
+  /** The refused row's key (`id=42`), where known. */
+  key?: string;
+  /** The destination's message, labelled with the destination and table: what the operator reads. */
+  reason: string;
+}
 
 /** Failures no retry can cure: activities that hit them stop, and the pipeline waits for an operator. */
 export const NEEDS_OPERATOR: ErrorType[] = [ErrorType.Config, ErrorType.Schema];

@@ -7,9 +7,9 @@
  */
 import type { Version } from '../../lib/lsn.ts';
 import type { ColumnSchema, TableSchema } from '../../lib/model.ts';
-import { checkDateRange, ClickHouseValueError } from './clickhouse-values.ts';
+import { checkDateRange, ClickHouseValueError, type ValueAt } from './clickhouse-values.ts';
 
-type FieldRewrite = (field: string, where: () => string) => string;
+type FieldRewrite = (field: string, at: ValueAt) => string;
 
 const isDigit = (code: number) => code >= 48 && code <= 57;
 
@@ -19,13 +19,13 @@ function rewrite(c: ColumnSchema, decimalType: string): FieldRewrite | undefined
     // COPY writes bytea as \\x<hex> (its backslash escaped); the destination keeps the hex.
     case 'bytes': return (f) => f.slice(3);
     case 'date':
-    case 'timestamp': return (f, where) => checkDateRange(f, f, where);
-    case 'timestamptz': return (f, where) => checkDateRange(f.endsWith('+00') ? f.slice(0, -3) : f, f, where);
+    case 'timestamp': return (f, at) => checkDateRange(f, f, at);
+    case 'timestamptz': return (f, at) => checkDateRange(f.endsWith('+00') ? f.slice(0, -3) : f, f, at);
     case 'decimal':
       if (decimalType === 'String') return undefined;
-      return (f, where) => {
+      return (f, at) => {
         const first = f.charCodeAt(0);
-        if (!isDigit(first) && !(first === 45 && isDigit(f.charCodeAt(1)))) throw new ClickHouseValueError(`${where()}: ${f} cannot be stored in ${decimalType}`);
+        if (!isDigit(first) && !(first === 45 && isDigit(f.charCodeAt(1)))) throw new ClickHouseValueError(at, `${f} cannot be stored in ${decimalType}`, f);
         return f;
       };
     default: return undefined;
@@ -43,7 +43,7 @@ export const acceptsCopyText = (table: TableSchema): boolean => table.columns.ev
 export function copyTextToTsv(table: TableSchema, decimalType: (c: ColumnSchema) => string): (text: string, version: Version) => string {
   const rewrites = table.columns.map((c) => rewrite(c, decimalType(c)));
   const lastRewrite = rewrites.reduce((last, r, i) => (r ? i : last), -1);
-  const wheres = table.columns.map((c) => () => `${table.schema}.${table.name}.${c.name}`);
+  const wheres = table.columns.map((c): ValueAt => ({ table: `${table.schema}.${table.name}`, column: c.name }));
   return (text, version) => {
     const suffix = `\t${version}\t0\n`;
     if (lastRewrite < 0) return text.replaceAll('\n', suffix);

@@ -6,7 +6,7 @@
  * A `<table>_live` view reads FINAL and hides deleted rows.
  */
 import { Readable } from 'node:stream';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseError, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Version } from '../../lib/lsn.ts';
 import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';
@@ -15,7 +15,8 @@ import type { Destination } from './destination.ts';
 import {
   applyVersioned, DELETED_COLUMN, liveViewName, PreparedTables, SYNCED_AT_COLUMN, targetName, VERSION_COLUMN, WATERMARKS_TABLE as WATERMARKS,
 } from './versioned.ts';
-import { checkDateRange, ClickHouseValueError } from './clickhouse-values.ts';
+import { checkDateRange, ClickHouseValueError, type ValueAt } from './clickhouse-values.ts';
+import { describeKey, refusing, type Refusal } from './refused.ts';
 import { acceptsCopyText, copyTextToTsv } from './clickhouse-tsv.ts';
 
 export interface ClickHouseOptions {
@@ -68,17 +69,17 @@ function arrayAsText(c: ColumnSchema): boolean {
 
 
 /** A canonical value as ClickHouse's JSONEachRow input reads it for the column. */
-function toClickHouse(c: ColumnSchema, v: Value, where: () => string): unknown {
+function toClickHouse(c: ColumnSchema, v: Value, at: ValueAt): unknown {
   if (v === null) return null;
   if (arrayAsText(c)) return toPgText(v);
   if (Array.isArray(v)) {
     // Postgres does not enforce declared dimensions; a ClickHouse column has exactly its own.
     const dims = arrayDepth(v);
     if (v.length && dims !== c.arrayDims) {
-      throw new ClickHouseValueError(`${where()}: a ${dims}-dimensional array does not fit ${clickhouseType(c, false)}, made for the ${c.arrayDims} dimension(s) the column declares: `
-        + `declare its dimensions in the source (e.g. ${c.type.replace(/(\[\])+$/, '')}${'[]'.repeat(dims)}) and recreate the ClickHouse table`);
+      throw new ClickHouseValueError(at, `a ${dims}-dimensional array does not fit ${clickhouseType(c, false)}, made for the ${c.arrayDims} dimension(s) the column declares: `
+        + `declare its dimensions in the source (e.g. ${c.type.replace(/(\[\])+$/, '')}${'[]'.repeat(dims)}) and recreate the ClickHouse table`, `${dims}-dimensional array`);
     }
-    return mapLeaves(v, (e) => toClickHouse({ ...c, arrayDims: 0, nullable: true }, e, where));
+    return mapLeaves(v, (e) => toClickHouse({ ...c, arrayDims: 0, nullable: true }, e, at));
   }
   switch (c.kind) {
     case 'bytes':
@@ -87,12 +88,12 @@ function toClickHouse(c: ColumnSchema, v: Value, where: () => string): unknown {
       if (Object.is(v, -0)) return '-0'; // JSON.stringify(-0) is "0"
       return typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf') : v;
     case 'decimal':
-      if (SCALAR.decimal(c) !== 'String' && !/^-?\d/.test(v as string)) throw new ClickHouseValueError(`${where()}: ${v} cannot be stored in ${SCALAR.decimal(c)}`);
+      if (SCALAR.decimal(c) !== 'String' && !/^-?\d/.test(v as string)) throw new ClickHouseValueError(at, `${v} cannot be stored in ${SCALAR.decimal(c)}`, v as string);
       return v;
     case 'date':
     case 'timestamp':
     case 'timestamptz': {
-      return checkDateRange((v as string).replace(/\+00$/, ''), v as string, where);
+      return checkDateRange((v as string).replace(/\+00$/, ''), v as string, at);
     }
     default:
       return v;
@@ -132,6 +133,29 @@ function fromClickHouse(c: ColumnSchema, v: unknown): Value {
     default:
       return v as Value;
   }
+}
+
+/**
+ * ClickHouse's errors about the data it was sent (by their type, as the client parses it from `Code: N.
+ * DB::Exception: … (TYPE)`), each with its code: a value it cannot parse or hold, a constraint. Anything
+ * else (network, memory, too many parts, a server restarting) is no refusal and is retried.
+ */
+export const CLICKHOUSE_DATA_ERRORS: Record<string, number> = {
+  CANNOT_PARSE_TEXT: 6, CANNOT_PARSE_ESCAPE_SEQUENCE: 25, CANNOT_PARSE_QUOTED_STRING: 26, CANNOT_PARSE_INPUT_ASSERTION_FAILED: 27,
+  CANNOT_PARSE_DATE: 38, CANNOT_PARSE_DATETIME: 41, TYPE_MISMATCH: 53, ARGUMENT_OUT_OF_BOUND: 69, CANNOT_CONVERT_TYPE: 70,
+  CANNOT_PARSE_NUMBER: 72, INCORRECT_DATA: 117, CANNOT_READ_ARRAY_FROM_TEXT: 130, TOO_LARGE_STRING_SIZE: 131,
+  SIZES_OF_ARRAYS_DOESNT_MATCH: 190, VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE: 321, CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN: 349,
+  CANNOT_PARSE_UUID: 376, DECIMAL_OVERFLOW: 407, CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING: 441, VIOLATED_CONSTRAINT: 469,
+};
+const DATA_ERROR_CODES = new Set(Object.values(CLICKHOUSE_DATA_ERRORS).map(String));
+
+/** A refusal of the data: walflow's own check of a value (ClickHouseValueError) or one of ClickHouse's data errors. */
+export function clickhouseRefusal(e: unknown): Refusal | undefined {
+  if (e instanceof ClickHouseValueError) return { column: e.at.column, valueClass: e.valueClass, ...(e.key ? { key: e.key } : {}) };
+  if (!(e instanceof ClickHouseError) || !((e.type ?? '') in CLICKHOUSE_DATA_ERRORS || DATA_ERROR_CODES.has(e.code))) return undefined;
+  // JSONEachRow says "(while reading the value of key d)", TabSeparated "Column 2, name: d, type: Date32".
+  const column = /while reading the value of key ([^)\s]+)\)/.exec(e.message)?.[1] ?? /\bname: ([^,]+), type:/.exec(e.message)?.[1];
+  return { ...(column ? { column } : {}), valueClass: e.type?.toLowerCase() ?? `ClickHouse error ${e.code}` };
 }
 
 export class ClickHouseDestination implements Destination {
@@ -190,7 +214,7 @@ export class ClickHouseDestination implements Destination {
       rows: (rows) => this.insert(rows),
       schema: (change) => this.evolve(change),
       truncate: (change) => this.truncate(change.table, change.version),
-    });
+    }, clickhouseRefusal);
   }
 
   /** Integer and float widths, and Decimal precision/scale, change in place; key columns never (they order the table). */
@@ -233,10 +257,15 @@ export class ClickHouseDestination implements Destination {
     const add = (row: Row, version: Version, deleted: boolean) => {
       if (version < floor) return; // older than a truncate that already happened
       const out: Record<string, unknown> = { [VERSION_COLUMN]: version.toString(), [DELETED_COLUMN]: deleted ? 1 : 0 };
-      for (const c of schema.columns) {
-        if (deleted && !schema.key.includes(c.name)) continue;
-        if (!(c.name in row)) continue;
-        out[c.name] = toClickHouse(c, row[c.name]!, () => `${tableKey(schema)}.${c.name}`);
+      try {
+        for (const c of schema.columns) {
+          if (deleted && !schema.key.includes(c.name)) continue;
+          if (!(c.name in row)) continue;
+          out[c.name] = toClickHouse(c, row[c.name]!, { table: tableKey(schema), column: c.name });
+        }
+      } catch (e) {
+        if (e instanceof ClickHouseValueError) e.key = describeKey(schema, row); // which row, for the operator
+        throw e;
       }
       rows.push(out);
     };
@@ -260,10 +289,10 @@ export class ClickHouseDestination implements Destination {
     if (version < ((await this.loadWatermarks()).get(tableKey(table)) ?? -1n)) return; // a truncate came after the snapshot
     let convert = this.tsv.get(tableKey(table));
     if (!convert) this.tsv.set(tableKey(table), convert = copyTextToTsv(table, SCALAR.decimal));
-    await this.client.insert({
+    await refusing(table, clickhouseRefusal, () => this.client.insert({
       table: this.target(table), format: 'TabSeparated', values: Readable.from([convert(text.toString('utf8'), version)], { objectMode: false }),
       columns: [id(table.columns[0]!.name), ...table.columns.slice(1).map((c) => id(c.name)), id(VERSION_COLUMN), id(DELETED_COLUMN)],
-    });
+    }));
   }
 
   private async truncate(table: TableId, version: Version): Promise<void> {

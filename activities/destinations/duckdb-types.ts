@@ -8,8 +8,16 @@ import { formatPostgresInterval, parseInterval, type IntervalFields } from '../.
 import type { ColumnSchema, Value } from '../../lib/model.ts';
 import { columnParser } from '../postgres/values.ts';
 
+/** A value DuckDB cannot hold exactly, refused by walflow before DuckDB would round or mangle it. */
 export class DuckDBValueError extends Error {
   override name = 'DuckDBValueError';
+  /** Which column and row, added by the writer that stages the row (duckdb.ts). */
+  column?: string;
+  key?: string;
+
+  constructor(message: string, readonly valueClass: string) {
+    super(message);
+  }
 }
 
 type Scalar = Exclude<Value, null | Value[]>;
@@ -70,7 +78,7 @@ function scalarMapping(c: ColumnSchema): ScalarMapping {
       return {
         type, staged: VARCHAR,
         stage: (v, where) => {
-          if (!/^-?\d/.test(v as string)) throw new DuckDBValueError(`${where()}: ${v} cannot be stored in ${type}`);
+          if (!/^-?\d/.test(v as string)) throw new DuckDBValueError(`${where()}: ${v} cannot be stored in ${type}`, v as string);
           return v as string;
         },
         read: asText, value: (raw) => (raw as string).replace(/^(-?)\./, '$10.'), // DuckDB prints DECIMAL(5,5) as ".00123"
@@ -126,7 +134,7 @@ export function columnMapping(c: ColumnSchema): ColumnMapping {
   const stage = (v: Value, depth: number, where: () => string): DuckDBValue | null => {
     if (v === null) return null;
     if (Array.isArray(v) !== depth > 0) {
-      throw new DuckDBValueError(`${where()}: a value with other dimensions than the column's ${dims} (a declared ${c.type}); store it in a column declared with ${Array.isArray(v) ? 'more' : 'fewer'} dimensions, or as text`);
+      throw new DuckDBValueError(`${where()}: a value with other dimensions than the column's ${dims} (a declared ${c.type}); store it in a column declared with ${Array.isArray(v) ? 'more' : 'fewer'} dimensions, or as text`, 'array of other dimensions');
     }
     return depth === 0 ? s.stage(v as Scalar, where) : listValue((v as Value[]).map((e) => stage(e, depth - 1, where)));
   };

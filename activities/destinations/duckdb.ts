@@ -10,8 +10,9 @@ import { quotedIdentifier as q, type DuckDBConnection } from '@duckdb/node-api';
 import type { Version } from '../../lib/lsn.ts';
 import { tableKey, type Change, type Row, type RowChange, type TableId, type TableSchema } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
+import { describeKey, type Refusal } from './refused.ts';
 import { DuckDBDatabase } from './duckdb-database.ts';
-import { columnMapping } from './duckdb-types.ts';
+import { columnMapping, DuckDBValueError } from './duckdb-types.ts';
 import { newestPerKey } from './newest.ts';
 import {
   applyVersioned, DELETED_COLUMN, liveViewName, PreparedTables, storedValues, SYNCED_AT_COLUMN, targetName, VERSION_COLUMN, WATERMARKS_TABLE,
@@ -51,6 +52,15 @@ export class DuckDBDestination implements Destination {
     return this.name(targetName(t));
   }
 
+  /** For a resync of an errored table (a shape change, refused data): rebuilt with the source's shape by prepare. */
+  async dropTable(table: TableId): Promise<void> {
+    await this.db.run(this.lockWaitMs, async (conn) => {
+      await conn.run(`DROP VIEW IF EXISTS ${this.name(liveViewName(table))}`);
+      await conn.run(`DROP TABLE IF EXISTS ${this.target(table)}`);
+    });
+    this.tables.delete(table);
+  }
+
   async prepare(tables: TableSchema[]): Promise<void> {
     await this.db.run(this.lockWaitMs, async (conn) => {
       await conn.run(`CREATE SCHEMA IF NOT EXISTS ${q(this.opts.schema)}`);
@@ -84,7 +94,7 @@ export class DuckDBDestination implements Destination {
           rows: (rows) => this.upsert(conn, rows),
           schema: (change) => this.create(conn, change.schema),
           truncate: (change) => this.truncate(conn, change.table, change.version),
-        });
+        }, duckdbRefusal);
         await conn.run('COMMIT');
       } catch (e) {
         await conn.run('ROLLBACK').catch(() => undefined);
@@ -104,7 +114,13 @@ export class DuckDBDestination implements Destination {
     try {
       for (const c of newestPerKey(schema, changes)) {
         storedValues(schema, c).forEach((v, i) => {
-          const staged = columns[i]!.stage(v, () => `${tableKey(schema)}.${schema.columns[i]!.name}`);
+          let staged: ReturnType<typeof columns[number]['stage']>;
+          try {
+            staged = columns[i]!.stage(v, () => `${tableKey(schema)}.${schema.columns[i]!.name}`);
+          } catch (e) {
+            if (e instanceof DuckDBValueError) Object.assign(e, { column: schema.columns[i]!.name, key: describeKey(schema, c.kind === 'delete' ? c.old : c.row) });
+            throw e;
+          }
           if (staged === null) appender.appendNull();
           else if (typeof staged === 'string') appender.appendVarchar(staged);
           else appender.appendValue(staged, columns[i]!.staged);
@@ -158,4 +174,14 @@ export class DuckDBDestination implements Destination {
     this.detached = true;
     this.db.detach();
   }
+}
+
+/** DuckDB's error classes about the data ("Conversion Error: Could not convert …", "Constraint Error: NOT NULL constraint failed: …"). */
+const DATA_ERRORS = /^(Conversion|Constraint|Out of Range) Error: /;
+
+/** A refusal of the data: walflow's own check of a value (DuckDBValueError) or one of DuckDB's data error classes; file locks and I/O are retried. */
+export function duckdbRefusal(e: unknown): Refusal | undefined {
+  if (e instanceof DuckDBValueError) return { valueClass: e.valueClass, ...(e.column ? { column: e.column } : {}), ...(e.key ? { key: e.key } : {}) };
+  const kind = e instanceof Error ? DATA_ERRORS.exec(e.message)?.[1] : undefined;
+  return kind ? { valueClass: `${kind.toLowerCase()} error` } : undefined;
 }

@@ -12,6 +12,7 @@ import { toPgText } from '../../lib/pgtext.ts';
 import type { Destination } from './destination.ts';
 import { applySteps } from './steps.ts';
 import { newestPerKey } from './newest.ts';
+import { isDataSqlState, refusing, type Refusal } from './refused.ts';
 import { outputTextSql, parseColumnText } from '../postgres/values.ts';
 import {
   DELETED_COLUMN, PreparedTables, storedValues, SYNCED_AT_COLUMN, targetName, VERSION_COLUMN, WATERMARKS_TABLE as WATERMARKS,
@@ -34,6 +35,29 @@ function columnType(c: ColumnSchema): string {
 }
 
 const q = (name: string) => pg.escapeIdentifier(name);
+
+/**
+ * A refusal of the data: SQLSTATE class 22 (data exception: a value out of range, invalid input) or 23
+ * (a NOT NULL, check, unique or foreign-key constraint, such as one an operator added to a destination
+ * table). Connection failures (08), a server shutting down (57), locks and serialization (40) are retried.
+ */
+export function postgresRefusal(e: unknown): Refusal | undefined {
+  const err = e as pg.DatabaseError;
+  if (!(err instanceof pg.DatabaseError) || !isDataSqlState(err.code)) return undefined;
+  const key = err.detail && /^Key \((.+?)\)=\((.*)\) /.exec(err.detail);
+  return {
+    ...(err.column ? { column: err.column } : {}),
+    valueClass: err.constraint ? `${PG_CONDITIONS[err.code!] ?? err.code} (${err.constraint})` : PG_CONDITIONS[err.code!] ?? `SQLSTATE ${err.code}`,
+    ...(key ? { key: `${key[1]}=${key[2]}` } : {}),
+  };
+}
+
+/** The condition names of the SQLSTATEs a destination write most often meets (the others show as their code). */
+const PG_CONDITIONS: Record<string, string> = {
+  22001: 'string_data_right_truncation', 22003: 'numeric_value_out_of_range', 22007: 'invalid_datetime_format',
+  22008: 'datetime_field_overflow', 22021: 'character_not_in_repertoire', '22P02': 'invalid_text_representation',
+  23502: 'not_null_violation', 23503: 'foreign_key_violation', 23505: 'unique_violation', 23514: 'check_violation', '23P01': 'exclusion_violation',
+};
 
 export interface PostgresDestinationOptions {
   connection: pg.ClientConfig;
@@ -85,12 +109,13 @@ export class PostgresDestination implements Destination {
     const client = await this.ready();
     await client.query('BEGIN');
     try {
+      // Each step is one table's: a refusal of its data is that table's alone (refused.ts).
       for (const step of applySteps(changes)) {
-        if (step.kind === 'rows') await this.upsert(client, step.changes);
-        else if (step.kind === 'truncate') await this.truncate(client, step.change.table, step.change.version);
+        if (step.kind === 'rows') await refusing(step.changes[0]!.table, postgresRefusal, () => this.upsert(client, step.changes));
+        else if (step.kind === 'truncate') await refusing(step.change.table, postgresRefusal, () => this.truncate(client, step.change.table, step.change.version));
         else {
           await client.query('COMMIT');
-          await this.evolve(client, step.change);
+          await refusing(step.change.table, postgresRefusal, () => this.evolve(client, step.change));
           await client.query('BEGIN');
         }
       }

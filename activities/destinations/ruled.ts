@@ -3,13 +3,16 @@
  * them and every change is filtered and transformed before the destination sees it, so stream,
  * backfill, resync and verify all go through the same rules in one place.
  */
-import { tableKey, type Change, type TableSchema } from '../../lib/model.ts';
+import { tableKey, type Change, type TableId, type TableSchema } from '../../lib/model.ts';
 import type { BoundRules, PipelineRules } from '../../lib/rules.ts';
 import type { Destination } from './destination.ts';
+import { DataRefused } from './refused.ts';
 
 export class RuledDestination implements Destination {
   /** Per source table ("schema.name"), its rules bound to the schema it was prepared with. */
   private readonly bound = new Map<string, BoundRules | undefined>();
+  /** Per destination table ("schema.name"), the source table it is made from (a refusal names the source's). */
+  private readonly sources = new Map<string, TableId>();
   readonly removeStale?: Destination['removeStale'];
   readonly readLive?: Destination['readLive'];
   readonly acceptsCopyText?: Destination['acceptsCopyText'];
@@ -30,7 +33,10 @@ export class RuledDestination implements Destination {
 
   /** Checks the rules against each table's columns (a ConfigError naming rule and column otherwise). */
   async prepare(tables: TableSchema[]): Promise<void> {
-    for (const t of tables) this.bound.set(tableKey(t), this.rules.bind(t));
+    for (const t of tables) {
+      this.bound.set(tableKey(t), this.rules.bind(t));
+      this.sources.set(tableKey(this.bound.get(tableKey(t))?.schema ?? t), { schema: t.schema, name: t.name });
+    }
     await this.inner.prepare(tables.map((t) => this.bound.get(tableKey(t))?.schema ?? t));
   }
 
@@ -47,7 +53,13 @@ export class RuledDestination implements Destination {
       out.push(...rules.apply(c));
       if (c.kind === 'schema') this.bound.set(key, this.rules.bind(c.schema));
     }
-    await this.inner.apply(out);
+    try {
+      await this.inner.apply(out);
+    } catch (e) {
+      // The stream stops the source table whose data was refused, not the renamed one it writes to.
+      if (e instanceof DataRefused) e.table = this.sources.get(tableKey(e.table)) ?? e.table;
+      throw e;
+    }
   }
 
   close(): Promise<void> {

@@ -14,6 +14,7 @@ import type { Destination } from './destination.ts';
 import { snowflakeName } from './names.ts';
 import { newestPerKey } from './newest.ts';
 import { applyVersioned, PreparedTables, storedValues, targetName } from './versioned.ts';
+import { isDataSqlState, type Refusal } from './refused.ts';
 import { parseColumnText } from '../postgres/values.ts';
 import { numberText } from '../../lib/pgtext.ts';
 
@@ -247,7 +248,7 @@ export class SnowflakeDestination implements Destination {
       rows: (rows) => this.merge(rows),
       schema: (change) => this.evolve(change),
       truncate: (change) => this.truncate(change.table, change.version),
-    });
+    }, snowflakeRefusal);
   }
 
   /** Snowflake changes a NUMBER's precision in place, never its scale; every other widening maps to the same type. */
@@ -346,4 +347,22 @@ export class SnowflakeDestination implements Destination {
     const conn = await this.connection?.catch(() => undefined);
     if (conn) await new Promise<void>((resolve) => conn.destroy(() => resolve()));
   }
+}
+
+/** The kinds of value Snowflake says it cannot read ("Numeric value 'x' is not recognized", "Date 'x' is not recognized", …). */
+const UNRECOGNIZED = /^(Numeric value|Boolean value|Date|Timestamp|Time) '.*' is not recognized/s;
+
+/**
+ * A refusal of the data: Snowflake's 100xxx errors (a value it cannot convert or hold, e.g. 100038
+ * "Numeric value … is not recognized", 100040 "Date … is not recognized", 100072 "NULL result in a
+ * non-nullable column"), or an SQLSTATE of class 22/23. The driver's own errors (network, login,
+ * 4xxxxx) and the server's others (a warehouse suspended, a timeout) are retried.
+ */
+export function snowflakeRefusal(e: unknown): Refusal | undefined {
+  const err = e as { name?: string; code?: unknown; sqlState?: unknown; message?: string };
+  if (err?.name !== 'OperationFailedError') return undefined;
+  const code = Number(err.code);
+  if (!(code >= 100000 && code < 101000) && !isDataSqlState(err.sqlState)) return undefined;
+  const kind = UNRECOGNIZED.exec(err.message ?? '')?.[1];
+  return { valueClass: kind ? `unrecognized ${kind.replace(/ value$/, '').toLowerCase()}` : `Snowflake error ${err.code}` };
 }

@@ -5,6 +5,7 @@
  * destination's own writes, and what a row change stores. A destination file holds its SQL and client.
  */
 import { tableKey, type Change, type RowChange, type SchemaChange, type TableId, type TableSchema, type TruncateChange, type Value } from '../../lib/model.ts';
+import { refusing, type RefusalClassifier } from './refused.ts';
 import { applySteps } from './steps.ts';
 
 /** The row's version (lib/lsn.ts): the destination keeps the highest per key. */
@@ -47,12 +48,16 @@ export interface VersionedWrites {
   truncate(change: TruncateChange): Promise<void>;
 }
 
-/** A batch as per-table steps (steps.ts), each given to the destination's write for it, in order. */
-export async function applyVersioned(changes: Change[], writes: VersionedWrites): Promise<void> {
+/**
+ * A batch as per-table steps (steps.ts), each given to the destination's write for it, in order. A step
+ * is one table's: an error `classify` recognises as a refusal of its data is thrown as DataRefused of that
+ * table (refused.ts), so the stream can stop that table alone.
+ */
+export async function applyVersioned(changes: Change[], writes: VersionedWrites, classify?: RefusalClassifier): Promise<void> {
   for (const step of applySteps(changes)) {
-    if (step.kind === 'rows') await writes.rows(step.changes);
-    else if (step.kind === 'schema') await writes.schema(step.change);
-    else await writes.truncate(step.change);
+    if (step.kind === 'rows') await refusing(step.changes[0]!.table, classify, () => writes.rows(step.changes));
+    else if (step.kind === 'schema') await refusing(step.change.table, classify, () => writes.schema(step.change));
+    else await refusing(step.change.table, classify, () => writes.truncate(step.change));
   }
 }
 

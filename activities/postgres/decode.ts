@@ -27,7 +27,7 @@ export type SchemaLookup = (table: TableId) => Promise<TableSchema>;
 export interface ShapeTracking {
   /** What the destination can change in place; without it, any type change or rename stops the table. */
   abilities?: DestinationAbilities;
-  /** Tables ("schema.table") whose changes are not emitted; the decoder adds each table it stops. */
+  /** Tables ("schema.table") whose changes are not emitted; the decoder adds each table it stops, its owner may add others at any time. */
   stopped?: Set<string>;
   /** Per table: changes committed before this LSN are not emitted (a fresh copy covers them). */
   from?: Map<string, Lsn>;
@@ -113,7 +113,11 @@ export class PgoutputDecoder {
   }
 
   private emits(rel: Relation): boolean {
-    return !rel.skip && this.commitLsn >= (this.from.get(tableKey(rel.id)) ?? 0n);
+    // `stopped` also grows from outside (the stream stops a table whose data the destination refused),
+    // after the table's relation message: looked up here, not only when a relation message comes.
+    if (rel.skip) return false;
+    const key = tableKey(rel.id);
+    return !this.stopped.has(key) && this.commitLsn >= (this.from.get(key) ?? 0n);
   }
 
   /** A row change, after the deferred shape comparison of its table if one is due. */

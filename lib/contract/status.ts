@@ -49,6 +49,12 @@ export interface TableError {
   lsn: string;
   /** When the stream stopped the table (ISO 8601). */
   since: string;
+  /** A refused value: what kind it is (e.g. "infinity", "check_violation (positive)"), where the destination tells. */
+  valueClass?: string;
+  /** The refused row's key (`id=42`), where known. */
+  key?: string;
+  /** How many times the write was tried before the table was stopped. */
+  attempts?: number;
 }
 
 /** What the stream reports about table shapes, before it acknowledges anything past them. */
