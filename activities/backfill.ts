@@ -2,22 +2,20 @@
  * Backfill activities: hold an exported snapshot, plan ranges, copy one range.
  * Rows copied under a snapshot carry its consistent LSN as their version.
  */
+import { qualifyTable } from '../lib/config.ts';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType, type DataRefusedDetails } from '../lib/errors.ts';
-import { faultPoint } from '../lib/faults.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
 import { copyProgressSignal, describeRange, snapshotReadySignal } from '../lib/contract/pipeline.ts';
-import { applyHeartbeating, signalWithDeadline, whileHeartbeating, writeHeartbeating, type ActivityDeps } from './context.ts';
-import { pipelineDestination } from './destinations/index.ts';
+import { applyHeartbeating, signalWithDeadline, whileHeartbeating, writeHeartbeating, openDestination, type ActivityDeps } from './context.ts';
 import { DataRefused } from './destinations/refused.ts';
 import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
 import { labelSourceError } from './slot-watch.ts';
 import { snapshotApplicationName, sourceConnection } from './source.ts';
-import { qualify } from './stream.ts';
 import { connect } from './postgres/session.ts';
 
 /** One range of one table (or leaf partition), plain JSON for workflow histories. */
@@ -82,13 +80,13 @@ export function createBackfillActivities(deps: ActivityDeps) {
 
   const planOnce = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => whileHeartbeating(async () => {
     const client = await connect(sourceConnection(config.source));
-    const destination = await pipelineDestination(config);
+    const destination = await openDestination(deps, config);
     try {
-      const schemas = await loadTableSchemas(client, tables.map(qualify));
+      const schemas = await loadTableSchemas(client, tables.map(qualifyTable));
       await destination.prepare(schemas);
       const planned: PlannedBackfill = { tables: [], ranges: [] };
       for (const table of tables) {
-        const plan = await planTableRanges(client, qualify(table), { rowsPerRange: config.backfill.rowsPerRange });
+        const plan = await planTableRanges(client, qualifyTable(table), { rowsPerRange: config.backfill.rowsPerRange });
         planned.tables.push({ table, ranges: plan.ranges.length, rowsEstimate: plan.rowsEstimate });
         planned.ranges.push(...plan.ranges.map((r) => ({ ...r, table })));
       }
@@ -121,7 +119,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
     const { config, range } = input;
     const version = makeVersion(parseLsn(input.snapshotLsn), 0);
     const client = await connect(sourceConnection(config.source));
-    const destination = await pipelineDestination(config);
+    const destination = await openDestination(deps, config);
     let rows = 0;
     try {
       try {
@@ -130,8 +128,8 @@ export function createBackfillActivities(deps: ActivityDeps) {
         if (isSnapshotGone(e)) throw ApplicationFailure.nonRetryable(`snapshot ${input.snapshotName} is gone: ${(e as Error).message}`, ErrorType.SnapshotLost);
         throw e;
       }
-      await faultPoint('copyRange', `${range.table} ${JSON.stringify(range)}`);
-      const [schema] = await loadTableSchemas(client, [qualify(range.table)]);
+      await deps.faults?.at('copyRange', `${range.table} ${JSON.stringify(range)}`);
+      const [schema] = await loadTableSchemas(client, [qualifyTable(range.table)]);
       await destination.prepare([schema!]);
       const table = { schema: schema!.schema, name: schema!.name };
       const written = (n: number) => {
@@ -143,13 +141,13 @@ export function createBackfillActivities(deps: ActivityDeps) {
       if (destination.acceptsCopyText?.(schema!)) {
         // The fast path: COPY text straight to the destination, no row objects.
         for await (const piece of copyTableRangeText(client, schema!, range)) {
-          await faultPoint('copyBatch');
+          await deps.faults?.at('copyBatch');
           await writeHeartbeating(() => destination.applyCopyText!(schema!, version, piece.text, piece.rows), () => ({ rows }));
           written(piece.rows);
         }
       } else {
         for await (const batch of copyTableRange(client, schema!, range, { batchRows: config.backfill.batchRows })) {
-          await faultPoint('copyBatch');
+          await deps.faults?.at('copyBatch');
           await applyHeartbeating(destination, batch.map((row): InsertChange => ({ kind: 'insert', table, version, row, snapshot: true })), () => ({ rows }));
           written(batch.length);
         }

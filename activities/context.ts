@@ -2,16 +2,26 @@
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import type { SignalDefinition } from '@temporalio/common';
+import type { PipelineConfig } from '../lib/config.ts';
+import type { FaultPoints } from '../lib/faults.ts';
 import type { Change } from '../lib/model.ts';
 import type { WalflowMetrics } from '../worker/metrics.ts';
 import type { Destination } from './destinations/destination.ts';
+import { pipelineDestination } from './destinations/index.ts';
 
 export interface ActivityDeps {
   /** Used to report progress back to the workflow that runs the activity (signals). */
   client: Client;
   /** The worker's Prometheus metrics, when it serves them. */
   metrics?: WalflowMetrics;
+  /** Fault points the fault-injection tests arm (none armed in production). */
+  faults?: FaultPoints;
+  /** Opens a pipeline's destination: `pipelineDestination` unless a test brings its own (an in-memory one). */
+  destination?: (config: PipelineConfig) => Promise<Destination>;
 }
+
+/** The pipeline's destination, as the activity's dependencies open it. */
+export const openDestination = (deps: ActivityDeps, config: PipelineConfig): Promise<Destination> => (deps.destination ?? pipelineDestination)(config);
 
 const SIGNAL_DEADLINE_MS = 5_000;
 

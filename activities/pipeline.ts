@@ -1,4 +1,5 @@
 /** Pipeline lifecycle activities: preflight, the replication slot, the publication's tables, drop, resync cleanup. */
+import { qualifyTable } from '../lib/config.ts';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
@@ -14,7 +15,6 @@ import { ScheduleNotFoundError } from '@temporalio/client';
 import { resyncScheduleId } from '../lib/contract/pipeline.ts';
 import { whileHeartbeating, type ActivityDeps } from './context.ts';
 import { sourceConnection, slotName } from './source.ts';
-import { qualify } from './stream.ts';
 import { connect } from './postgres/session.ts';
 
 async function withSource<T>(config: PipelineConfig, fn: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -27,8 +27,8 @@ async function withSource<T>(config: PipelineConfig, fn: (client: pg.Client) => 
 }
 
 const sourcePreflight = (config: PipelineConfig, tables: string[]) => withSource(config, (client) => preflight(client, {
-  publication: config.source.publication, tables: tables.map(qualify), createPublication: config.source.createPublication,
-  slot: slotName(config.id, config.source), destination: { type: config.destination.type, tables: tables.map(qualify) },
+  publication: config.source.publication, tables: tables.map(qualifyTable), createPublication: config.source.createPublication,
+  slot: slotName(config.id, config.source), destination: { type: config.destination.type, tables: tables.map(qualifyTable) },
 }));
 
 /** All failures at once, as one non-retryable error: retrying cannot fix a misconfigured database. */
@@ -51,7 +51,7 @@ export async function checkPipeline(config: PipelineConfig): Promise<PreflightRe
   try {
     const schemas = await withSource(config, async (client) => {
       const found = [];
-      for (const t of config.source.tables) found.push(...await loadTableSchemas(client, [qualify(t)]).catch(() => [])); // missing tables are reported above
+      for (const t of config.source.tables) found.push(...await loadTableSchemas(client, [qualifyTable(t)]).catch(() => [])); // missing tables are reported above
       return found;
     });
     const destination = await pipelineDestination(config);
@@ -73,7 +73,7 @@ export async function checkPipeline(config: PipelineConfig): Promise<PreflightRe
 export function ensureSlot(config: PipelineConfig, tables = config.source.tables): Promise<{ confirmedLsn: string }> {
   return whileHeartbeating(async () => {
     if (config.source.createPublication) {
-      await withSource(config, (client) => ensurePublication(client, config.source.publication, tables.map(qualify)));
+      await withSource(config, (client) => ensurePublication(client, config.source.publication, tables.map(qualifyTable)));
     }
     const slot = await createSlot(sourceConnection(config.source), slotName(config.id, config.source));
     return { confirmedLsn: normalizeLsn(slot.confirmedLsn) };
@@ -95,13 +95,13 @@ export function alterPublication(config: PipelineConfig, change: { add?: string[
     await withSource(config, async (client) => {
       if (change.add?.length) {
         const report = await preflight(client, {
-          publication: config.source.publication, tables: change.add.map(qualify), createPublication: config.source.createPublication,
-          slot: slotName(config.id, config.source), slotExists: true, destination: { type: config.destination.type, tables: change.tables.map(qualify) },
+          publication: config.source.publication, tables: change.add.map(qualifyTable), createPublication: config.source.createPublication,
+          slot: slotName(config.id, config.source), slotExists: true, destination: { type: config.destination.type, tables: change.tables.map(qualifyTable) },
         });
         if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, ErrorType.PreflightFailed);
       }
       await alterPublicationTables(client, config.source.publication, {
-        add: change.add?.map(qualify) ?? [], remove: change.remove?.map(qualify) ?? [], managed: config.source.createPublication,
+        add: change.add?.map(qualifyTable) ?? [], remove: change.remove?.map(qualifyTable) ?? [], managed: config.source.createPublication,
       });
     });
   });
@@ -121,7 +121,7 @@ export function dropPipeline(deps: ActivityDeps, config: PipelineConfig): Promis
 /** After a resync copied `table` at `snapshotLsn`, rows it did not rewrite are gone from the source. */
 export function removeStaleRows(config: PipelineConfig, table: string, snapshotLsn: string): Promise<void> {
   return whileHeartbeating(async () => {
-    const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualify(table)]));
+    const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualifyTable(table)]));
     const destination = await pipelineDestination(config);
     try {
       if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, ErrorType.Config);
@@ -139,7 +139,7 @@ export function removeStaleRows(config: PipelineConfig, table: string, snapshotL
  */
 export function rebuildTables(config: PipelineConfig, tables: string[]): Promise<{ schemas: Record<string, TableSchema>; lsn: string }> {
   return whileHeartbeating(async () => withSource(config, async (client) => {
-    const schemas = await loadTableSchemas(client, tables.map(qualify));
+    const schemas = await loadTableSchemas(client, tables.map(qualifyTable));
     const destination = await pipelineDestination(config);
     try {
       if (!destination.dropTable) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot rebuild a table; remove and add the table instead`, ErrorType.Config);

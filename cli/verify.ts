@@ -1,6 +1,6 @@
 /** `walflow verify <pipeline>`: compares every table of the source with the destination. */
 import type { Command } from 'commander';
-import { findPipeline } from '../lib/config.ts';
+import { findPipeline, qualifyTable } from '../lib/config.ts';
 import { loadConfig } from '../lib/config-file.ts';
 import { expectedTable, jsonColumns, verifyTable, type TableVerification } from '../lib/verify.ts';
 import { compileRules } from '../lib/rules.ts';
@@ -11,7 +11,6 @@ import { readTable } from '../activities/postgres/read.ts';
 import { loadTableSchemas } from '../activities/postgres/schema.ts';
 import { connect } from '../activities/postgres/session.ts';
 import { sourceConnection } from '../activities/source.ts';
-import { qualify } from '../activities/stream.ts';
 import { DEFAULT_CONFIG } from './context.ts';
 
 export function registerVerifyCommand(program: Command): void {
@@ -36,7 +35,7 @@ export function registerVerifyCommand(program: Command): void {
       const client = await connect(sourceConnection(pipeline.source));
       const results: TableVerification[] = [];
       try {
-        for (const table of pipeline.source.tables.map(qualify)) {
+        for (const table of pipeline.source.tables.map(qualifyTable)) {
           // A table renamed or dropped in the source, or missing in the destination, is reported, not fatal.
           const schema = await loadTableSchemas(client, [table]).then((s) => s[0]!, (e: Error) => e);
           if (schema instanceof Error) {

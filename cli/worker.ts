@@ -1,14 +1,13 @@
 /** `walflow worker` and `walflow check`. */
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { findPipeline, parseConfig } from '../lib/config.ts';
+import { findPipeline, parseConfig, qualifyTable } from '../lib/config.ts';
 import { loadConfig } from '../lib/config-file.ts';
 import { checkPipeline } from '../activities/pipeline.ts';
 import { connect } from '../activities/postgres/session.ts';
 import { loadTableSchemas } from '../activities/postgres/schema.ts';
 import { compileRules } from '../lib/rules.ts';
 import { sourceConnection } from '../activities/source.ts';
-import { qualify } from '../activities/stream.ts';
 import { startWorker } from '../worker/worker.ts';
 import { temporalConnectionSettings } from '../lib/temporal-connection.ts';
 import { DEFAULT_CONFIG } from './context.ts';
@@ -39,7 +38,7 @@ export function registerWorkerCommands(program: Command): void {
         // Rules against each existing table's columns (a missing table is preflight's to report); salts are not needed.
         const rules = compileRules(pipeline, () => '');
         for (const table of Object.keys(pipeline.rules ?? {})) {
-          const schema = await loadTableSchemas(client, [qualify(table)]).then(([s]) => s, () => undefined);
+          const schema = await loadTableSchemas(client, [qualifyTable(table)]).then(([s]) => s, () => undefined);
           try {
             if (schema) rules.bind(schema);
           } catch (e) {

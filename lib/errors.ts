@@ -41,6 +41,10 @@ export interface DataRefusedDetails {
   reason: string;
 }
 
+/** The way out of a refused table (stream or backfill), as status and logs say it. */
+export const refusedDataFix = (pipeline: string, table: string, column?: string): string =>
+  `fix the refused value in the source${column ? ` (column ${column})` : ''}, or what refuses it (the source column's type, a constraint on the destination table), then walflow tables retry ${pipeline} ${table}`;
+
 /** Failures no retry can cure: activities that hit them stop, and the pipeline waits for an operator. */
 export const NEEDS_OPERATOR: ErrorType[] = [ErrorType.Config, ErrorType.Schema];
 
@@ -49,11 +53,14 @@ export function* causes(e: unknown): Generator<unknown> {
   for (let c: unknown = e; c; c = (c as { cause?: unknown }).cause) yield c;
 }
 
-/** Whether an ApplicationFailure of `type` is anywhere in `e`'s cause chain. */
-export function hasFailureType(e: unknown, type: ErrorType): boolean {
-  for (const c of causes(e)) if (c instanceof ApplicationFailure && c.type === type) return true;
-  return false;
+/** The ApplicationFailure of `type` in `e`'s cause chain, if any. */
+export function failureOfType(e: unknown, type: ErrorType): ApplicationFailure | undefined {
+  for (const c of causes(e)) if (c instanceof ApplicationFailure && c.type === type) return c;
+  return undefined;
 }
+
+/** Whether an ApplicationFailure of `type` is anywhere in `e`'s cause chain. */
+export const hasFailureType = (e: unknown, type: ErrorType): boolean => failureOfType(e, type) !== undefined;
 
 /** The innermost message: what actually went wrong, without the activity/child wrappers. */
 export function rootMessage(e: unknown): string {

@@ -6,7 +6,7 @@
 import pg from 'pg';
 import type { JsonRow } from '../lib/envelope.ts';
 import type { Row, TableSchema } from '../lib/model.ts';
-import { columnParser, outputTextSql } from '../activities/postgres/values.ts';
+import { columnParser, outputTextSql } from '../lib/pgvalues.ts';
 import { badRequest } from './errors.ts';
 
 export interface OrderBy {

@@ -4,6 +4,7 @@
  * /v1/lr/stream?slotName=. Every request needs a bearer token from serve.tokens; a session answers
  * only the token that created it. Refusals are JSON `{error: {status, field, message}}`.
  */
+import { qualifyTable } from '../lib/config.ts';
 import { once } from 'node:events';
 import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -17,7 +18,6 @@ import { connect } from '../activities/postgres/session.ts';
 import { importSnapshot, isSnapshotGone } from '../activities/postgres/snapshot.ts';
 import { readTable } from '../activities/postgres/read.ts';
 import { postgresConnection } from '../activities/source.ts';
-import { qualify } from '../activities/stream.ts';
 import { badRequest, RequestError } from './errors.ts';
 import { parseOrderBy, readPage } from './pages.ts';
 import { Sessions, type SessionInfo } from './sessions.ts';
@@ -60,7 +60,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     touch(info);
     const snap = sessions.snapshot(info.slot);
     if (typeof body.table !== 'string') throw badRequest('table', `must be one of this session's tables: ${info.tables.join(', ')}`);
-    const table = qualify(body.table);
+    const table = qualifyTable(body.table);
     if (!info.tables.includes(table)) throw badRequest('table', `${table} is not one of this session's tables (${info.tables.join(', ')})`);
     const ndjson = body.format === 'ndjson' || (body.format === undefined && ndjsonAccepted);
     if (body.format !== undefined && body.format !== 'ndjson' && body.format !== 'json') throw badRequest('format', 'must be "json" (pages) or "ndjson" (the whole table)');

@@ -3,6 +3,7 @@
  * tables, owner, in the workflow's memo) plus, in the process that created it, the connection that
  * holds its exported snapshot until /v1/snapshot/done or the hold time ends.
  */
+import { qualifyTable } from '../lib/config.ts';
 import { randomBytes } from 'node:crypto';
 import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription } from '@temporalio/client';
 import type pg from 'pg';
@@ -14,7 +15,6 @@ import { loadTableSchemas, SchemaError } from '../activities/postgres/schema.ts'
 import { connect } from '../activities/postgres/session.ts';
 import { dropSlot } from '../activities/postgres/slot.ts';
 import { exportSnapshot, type ExportedSnapshot } from '../activities/postgres/snapshot.ts';
-import { qualify } from '../activities/stream.ts';
 import { endSessionSignal, sessionWorkflowId, touchSessionSignal, type SessionInput, type SessionTouch } from '../lib/contract/session.ts';
 import { sessionWorkflow } from '../workflows/session.ts';
 import { badRequest, RequestError } from './errors.ts';
@@ -79,7 +79,7 @@ export class Sessions {
         if (!Array.isArray(body.tables) || body.tables.length === 0 || !body.tables.every((t) => typeof t === 'string' && /^[^.]+(\.[^.]+)?$/.test(t))) {
           throw badRequest('tables', 'must be a non-empty list of "table" or "schema.table"');
         }
-        tables = [...new Set((body.tables as string[]).map(qualify))];
+        tables = [...new Set((body.tables as string[]).map(qualifyTable))];
         publication = slot;
       } else {
         if (typeof body.publication !== 'string') throw badRequest('publication', 'must be a publication name');

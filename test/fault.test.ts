@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { armFault, disarmFaults, unsafe } from '../lib/faults.ts';
 import { parseLsn } from '../lib/lsn.ts';
 import { primaryPostgres, shutdownPostgres, startPostgres } from '../stack/postgres.ts';
 import { FAULT_KINDS, runSoak, summaryLine, type FaultKind } from './fault/harness.ts';
@@ -88,16 +87,16 @@ test('a backfill rides out Postgres being down: fast shutdown, restart on a fres
 });
 
 test('a build that acknowledges the LSN before the destination write is caught by the oracle', async () => {
-  // In-process worker: flip the broken-build switch and fail one destination write after its early ack.
+  // In-process worker: flip its broken-build switch and fail one destination write after its early ack.
   const f = new PipelineFixture({
     name: 'broken', setup: WORKLOAD_SETUP, tables: WORKLOAD_TABLES, destination: 'clickhouse', pipeline: { cdc: { flushIntervalMs: 200, maxBatchRows: 5000 } },
   });
-  unsafe.ackBeforeWrite = true;
   try {
     await f.setup();
+    f.faults.ackBeforeWrite = true;
     await f.start();
     await f.waitForConvergence();
-    armFault('destinationWrite', { fail: 1 });
+    f.faults.arm('destinationWrite', { fail: 1 });
     await f.sql(`INSERT INTO accounts SELECT g, 'lost ' || g, 1, NULL, NULL FROM generate_series(1, 100) g`);
     const after = (await f.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
     await f.waitFor('the slot to pass the insert', async () => {
@@ -109,8 +108,7 @@ test('a build that acknowledges the LSN before the destination write is caught b
     assert.equal(equal, false, 'the oracle sees the changes the broken build acknowledged and lost');
     assert.deepEqual(counts['public.accounts'], [100, 0]);
   } finally {
-    unsafe.ackBeforeWrite = false;
-    disarmFaults();
+    f.faults.disarm();
     await f.teardown();
   }
 });

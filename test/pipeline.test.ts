@@ -8,7 +8,6 @@ import { after, describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { armFault, disarmFaults } from '../lib/faults.ts';
 import { parseLsn } from '../lib/lsn.ts';
 import type { CopyProgress } from '../lib/contract/pipeline.ts';
 import { PipelineFixture } from './support/pipeline.ts';
@@ -22,11 +21,11 @@ describe('backfill of 1,000,000 rows with parallelism 4', () => {
     tables: ['items'],
     pipeline: { backfill: { parallelism: 4, rowsPerRange: 100_000, batchRows: 10_000 } },
   });
-  after(() => { disarmFaults(); return f.teardown(); });
+  after(() => f.teardown());
 
   test('every row arrives exactly once, a failing range is retried alone, then changes stream', async () => {
     await f.setup();
-    armFault('copyRange', { fail: 1 });
+    f.faults.arm('copyRange', { fail: 1 });
     await f.start();
     const status = await f.waitFor('backfill done', async () => {
       const s = await f.status();

@@ -14,7 +14,7 @@ import { loadTableSchemas } from '../activities/postgres/schema.ts';
 import { connect } from '../activities/postgres/session.ts';
 import { createSlot } from '../activities/postgres/slot.ts';
 import { openChangeStream, type ChangeStream } from '../activities/postgres/stream.ts';
-import { outputTextSql, parseColumnText } from '../activities/postgres/values.ts';
+import { outputTextSql, parseColumnText } from '../lib/pgvalues.ts';
 import { readTable } from '../activities/postgres/read.ts';
 import { createTestDatabase, pgAdminUrls, type TestDatabase } from './support/env.ts';
 

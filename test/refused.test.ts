@@ -98,7 +98,7 @@ function describeRefusal(r: Refusal): void {
       const error = status.tables.ta!.error!;
       assert.equal(status.tables.tb!.state, 'streaming');
       assert.equal(error.attempts, 3);
-      assert.match(error.fix, new RegExp(`then walflow resync ${f.config.id} --tables ta$`));
+      assert.match(error.fix, new RegExp(`then walflow tables retry ${f.config.id} ta$`));
       assert.match(error.lsn, /^[0-9A-F]+\/[0-9A-F]+$/);
       assert.ok(!Number.isNaN(Date.parse(error.since)));
       r.expect(error, f);
@@ -190,8 +190,8 @@ describeRefusal({
   },
 });
 
-// The activity side of a refused backfill: what the workflow receives to mark the table errored (it
-// wires that itself). The range copy fails once, non-retryable, with the table in its details.
+// A refused backfill: the range copy fails once, non-retryable, with the table in its details; the
+// pipeline marks that table errored and finishes the others' backfill, then streams them.
 describe('a backfill range ClickHouse refuses', () => {
   const f = new PipelineFixture({
     name: 'refused_backfill', destination: 'clickhouse', tables: ['ta', 'tb'],
@@ -202,7 +202,7 @@ describe('a backfill range ClickHouse refuses', () => {
   });
   after(() => f.teardown());
 
-  test('fails its range copy at once: a non-retryable DataRefused naming the table, column, value class and reason', async () => {
+  test('stops only that table (errored, its copy not retried); the other is copied and streams; a retry after the fix restores it', async () => {
     await f.setup();
     await f.start();
     const failure = await f.waitFor('the refused range copy to fail', async () => {
@@ -219,10 +219,32 @@ describe('a backfill range ClickHouse refuses', () => {
     const details = (info.details?.payloads ?? []).map((p) => defaultPayloadConverter.fromPayload<DataRefusedDetails>(p));
     assert.equal(details.length, 1);
     const [d] = details;
-    assert.equal(d!.table, 'ta');
-    assert.equal(d!.column, 'd');
-    assert.equal(d!.valueClass, 'infinity');
+    assert.deepEqual([d!.table, d!.column, d!.valueClass], ['ta', 'd', 'infinity']);
     assert.match(d!.reason, /^destination clickhouse \S+: refused the data of table public\.ta, column d: public\.ta\.d: infinity is outside ClickHouse's date range/);
     assert.equal(failure.failed.message, d!.reason);
+
+    const status = await f.waitFor('ta errored, tb streaming', async () => {
+      const s = await f.status();
+      return s.tables.ta?.state === 'errored' && s.tables.tb?.state === 'streaming' && s.phase === 'streaming' && s;
+    }, 60_000);
+    const error = status.tables.ta!.error!;
+    assert.equal(error.column, 'd');
+    assert.equal(error.valueClass, 'infinity');
+    assert.match(error.fix, new RegExp(`then walflow tables retry ${f.config.id} ta$`));
+    assert.match(status.lastError ?? '', /table ta stopped at LSN .*refused the data of table public\.ta/);
+    await f.sql(`INSERT INTO tb VALUES (4, 'streamed'); UPDATE ta SET id = id WHERE id = 1`);
+    await f.waitForConvergence(60_000, ['tb']);
+    // Not copied again and again: seconds later still the one copy workflow.
+    await new Promise((r) => setTimeout(r, 5_000));
+    let copies = 0;
+    for await (const _ of f.client.workflow.list({ query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'` })) copies++;
+    assert.equal(copies, 1, 'the refused table is held, not re-copied');
+    assert.equal((await f.status()).tables.ta!.state, 'errored');
+
+    // The way out: fix the row in the source, retry the table.
+    await f.sql(`UPDATE ta SET d = '2024-06-01' WHERE id = 2`);
+    await f.handle.executeUpdate(resyncTablesUpdate, { args: [['ta']] });
+    await f.waitFor('ta to stream again', async () => (await f.status()).tables.ta?.state === 'streaming', 120_000);
+    await f.waitForConvergence(120_000);
   });
 });

@@ -13,6 +13,7 @@ import { RuledDestination } from '../activities/destinations/ruled.ts';
 import { StdoutDestination } from '../activities/destinations/stdout.ts';
 import { FileDestination } from '../activities/destinations/file.ts';
 import { Envelopes } from '../activities/destinations/envelopes.ts';
+import { ErrorType } from '../lib/errors.ts';
 
 const col = (name: string, kind: ColumnSchema['kind'], type: string, extra: Partial<ColumnSchema> = {}): ColumnSchema =>
   ({ name, kind, type, typeOid: 0, arrayDims: 0, nullable: true, ...extra });
@@ -75,7 +76,7 @@ test('config: comparisons, transforms and columns are checked at load, errors na
 });
 
 test('binding: a rule naming a missing column, or misusing the key or a type, names pipeline, table, rule and column', () => {
-  const fails = (rules: unknown, message: RegExp) => assert.throws(() => bind(rules), (e: Error) => e.name === 'ConfigError' && message.test(e.message));
+  const fails = (rules: unknown, message: RegExp) => assert.throws(() => bind(rules), (e: Error) => e.name === ErrorType.Config && message.test(e.message));
   fails({ filter: { where: { any: [{ column: 'age', gt: 1 }, { column: 'agee', gt: 1 }] } } },
     /^pipeline shop, table people, rule filter\.where\.any\[1\]: column "agee" does not exist in public\.people \(columns: id, name/);
   fails({ transform: [{ column: 'emial', mask: {} }] }, /rule transform\[0\]: column "emial" does not exist/);
@@ -274,7 +275,7 @@ test('a stream destination behind the rules (stdout, in-process) never sees a ma
   assert.ok(!lines.join('\n').includes('example.com'));
   await assert.rejects(new RuledDestination(new StdoutDestination(undefined, out), rules).apply([insert({ id: '3' })]), /rules: table public\.people was not prepared/);
   const typo = compileRules(pipeline({ people: { filter: { where: { column: 'agee', gte: 18 } } } }), () => '');
-  await assert.rejects(new RuledDestination(new StdoutDestination(undefined, out), typo).prepare([people]), (e: Error) => e.name === 'ConfigError' && /rule filter\.where: column "agee"/.test(e.message),
+  await assert.rejects(new RuledDestination(new StdoutDestination(undefined, out), typo).prepare([people]), (e: Error) => e.name === ErrorType.Config && /rule filter\.where: column "agee"/.test(e.message),
     'preparing the tables (stream, backfill) checks the rules against the source schema, as a ConfigError that stops the pipeline');
   const other = { ...people, name: 'other' };
   await new RuledDestination(new StdoutDestination(undefined, out), rules).apply([{ kind: 'truncate', table: other, version: 1n }]);

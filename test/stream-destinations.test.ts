@@ -24,6 +24,7 @@ import type { Change, TableSchema } from '../lib/model.ts';
 import { fileConsumer, materialize } from './fault/consumers.ts';
 import { PipelineFixture } from './support/pipeline.ts';
 import { requireEnv } from './support/env.ts';
+import { ErrorType } from '../lib/errors.ts';
 
 const schema: TableSchema = {
   schema: 'public', name: 'items', key: ['id'], replicaIdentity: 'default',
@@ -118,7 +119,7 @@ test('webhook: a 4xx is permanent: a ConfigError naming the table, the status an
     const hook = await destination({ type: 'webhook', url: `${server.url}?token=hidden` });
     await hook.prepare([schema]);
     await assert.rejects(hook.apply(changes(0x40, 2)), (e: Error) => {
-      assert.equal(e.name, 'ConfigError', 'a type the pipeline stops on (nonRetryableErrorTypes)');
+      assert.equal(e.name, ErrorType.Config, 'a type the pipeline stops on (nonRetryableErrorTypes)');
       assert.match(e.message, /refused 2 change\(s\) of table public\.items .*HTTP 400 Bad Request: \{"error":"column total is not allowed"\}/);
       assert.doesNotMatch(e.message, /hidden/, 'the query string (it may hold a token) is not repeated');
       return true;

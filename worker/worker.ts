@@ -2,6 +2,7 @@
 import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
 import { createActivities } from '../activities/index.ts';
+import { FaultPoints } from '../lib/faults.ts';
 import { workflowBundlePath } from './bundle.ts';
 import { serveMetrics, WalflowMetrics } from './metrics.ts';
 
@@ -18,6 +19,8 @@ export interface WorkerOptions {
   maxConcurrentActivities?: number;
   /** Serve Prometheus metrics on this port (GET /metrics); off when absent. */
   metricsPort?: number;
+  /** Fault points for tests; by default those WALFLOW_FAULTS arms (none). */
+  faults?: FaultPoints;
 }
 
 export interface RunningWorker {
@@ -53,7 +56,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     namespace,
     taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
     workflowBundle: { codePath: workflowBundlePath() },
-    activities: createActivities({ client: new Client({ connection: clientConnection, namespace }), metrics }),
+    activities: createActivities({ client: new Client({ connection: clientConnection, namespace }), metrics, faults: opts.faults ?? FaultPoints.fromEnv() }),
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 32,
     shutdownGraceTime: '30 seconds',
     // Cancellation reaches an activity only in a heartbeat's answer, and heartbeats are sent at most once

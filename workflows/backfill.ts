@@ -10,7 +10,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
-import { ErrorType, hasFailureType, NEEDS_OPERATOR, rootMessage } from '../lib/errors.ts';
+import { ErrorType, hasFailureType, NEEDS_OPERATOR, rootMessage, type DataRefusedDetails } from '../lib/errors.ts';
 import { Patch } from './patches.ts';
 import { copyRangesWorkflow } from './copy.ts';
 import { snapshotReadySignal, type SnapshotReady } from '../lib/contract/pipeline.ts';
@@ -48,6 +48,8 @@ export interface BackfillOptions {
   progress: Record<string, TableProgress>;
   onSnapshot?: (lsn: string | null) => void;
   onError?: (message: string) => void;
+  /** A table whose data the destination refused: its copy stopped, the others' went on. Without it, the backfill fails. */
+  onRefused?: (refusal: DataRefusedDetails, snapshotLsn: string) => void;
 }
 
 /** Copies `tables` from one consistent snapshot; resolves with the snapshot's LSN (the rows' version). */
@@ -122,17 +124,21 @@ async function copyFromSnapshot(
   for (const t of planned.tables) {
     progress[t.table] = { ...progress[t.table]!, backfill: 'copying', rangesDone: 0, rangesTotal: t.ranges, rowsCopied: 0, rowsEstimate: t.rowsEstimate };
   }
+  const refused: Record<string, DataRefusedDetails> = {};
   for (let i = 0; i < planned.ranges.length; i += RANGES_PER_CHILD) {
-    await raceLost(executeChild(copyRangesWorkflow, {
+    const ranges = planned.ranges.slice(i, i + RANGES_PER_CHILD).filter((r) => !refused[r.table]);
+    if (!ranges.length) continue;
+    const copied = await raceLost(executeChild(copyRangesWorkflow, {
       workflowId: `${workflowInfo().workflowId}-copy-${token}-${i / RANGES_PER_CHILD}`,
-      args: [{
-        config, snapshotName: snap.snapshotName, snapshotLsn: snap.lsn,
-        ranges: planned.ranges.slice(i, i + RANGES_PER_CHILD),
-        parallelism: config.backfill.parallelism, reportTo: workflowInfo().workflowId,
-      }],
+      args: [{ config, snapshotName: snap.snapshotName, snapshotLsn: snap.lsn, ranges, parallelism: config.backfill.parallelism, reportTo: workflowInfo().workflowId }],
     }));
+    Object.assign(refused, copied.refused);
   }
-  for (const t of tables) progress[t] = { ...progress[t]!, backfill: 'done' };
+  for (const refusal of Object.values(refused)) {
+    if (!opts.onRefused) throw ApplicationFailure.nonRetryable(refusal.reason, ErrorType.DataRefused, refusal);
+    opts.onRefused(refusal, snap.lsn);
+  }
+  for (const t of tables) if (!refused[t]) progress[t] = { ...progress[t]!, backfill: 'done' };
 }
 
 const isSnapshotLost = (e: unknown): boolean => hasFailureType(e, ErrorType.SnapshotLost);

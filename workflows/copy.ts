@@ -9,7 +9,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
-import { ErrorType, hasFailureType, NEEDS_OPERATOR, rootMessage } from '../lib/errors.ts';
+import { ErrorType, failureOfType, hasFailureType, NEEDS_OPERATOR, rootMessage, type DataRefusedDetails } from '../lib/errors.ts';
 import type { TableRange } from '../activities/backfill.ts';
 import { copyProgressSignal, describeRange, type CopyProgress } from '../lib/contract/pipeline.ts';
 
@@ -32,6 +32,8 @@ export interface CopyRangesInput {
 
 export interface CopyRangesResult {
   rows: number;
+  /** Tables whose data the destination refused (absent when none): their other ranges were not copied. */
+  refused?: Record<string, DataRefusedDetails>;
 }
 
 const REPORT_EVERY_MS = 5_000;
@@ -41,6 +43,7 @@ export async function copyRangesWorkflow(input: CopyRangesInput): Promise<CopyRa
   let pending: CopyProgress['tables'] = {};
   let lastReport = Date.now();
   let rows = 0;
+  const refused: Record<string, DataRefusedDetails> = {};
 
   const report = async (force: boolean) => {
     if (!force && Date.now() - lastReport < REPORT_EVERY_MS) return;
@@ -54,10 +57,18 @@ export async function copyRangesWorkflow(input: CopyRangesInput): Promise<CopyRa
   const queue = [...input.ranges];
   const worker = async () => {
     for (let range = queue.shift(); range; range = queue.shift()) {
+      if (refused[range.table]) continue;
       const copied = await copyRange.executeWithOptions(
         { summary: `copy ${range.table} ${describeRange(range)}` },
         [{ config: input.config, snapshotName: input.snapshotName, snapshotLsn: input.snapshotLsn, range, reportTo: input.reportTo }],
-      );
+      ).catch((e: unknown) => {
+        // The same rows under the same snapshot would be refused again: that table stops, the others go on.
+        const refusal = failureOfType(e, ErrorType.DataRefused)?.details?.[0] as DataRefusedDetails | undefined;
+        if (!refusal) throw e;
+        refused[range.table] ??= refusal;
+        return undefined;
+      });
+      if (!copied) continue;
       rows += copied.rows;
       const t = (pending[range.table] ??= { ranges: 0, rows: 0 });
       t.ranges += 1;
@@ -75,5 +86,5 @@ export async function copyRangesWorkflow(input: CopyRangesInput): Promise<CopyRa
   } finally {
     await report(true);
   }
-  return { rows };
+  return Object.keys(refused).length ? { rows, refused } : { rows };
 }

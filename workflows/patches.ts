@@ -27,5 +27,11 @@ export const Patch = {
    * no such upserts (only `walflow start` set the search attributes).
    */
   PublishState: 'workflow-publishes-its-state',
+  /**
+   * 2026-12-02: an errored table is not backfilled until its retry (`tables retry` / `resyncTables`), so a
+   * table whose backfill the destination refused is not copied again and again. Old course: every table
+   * whose backfill was not done was copied, errored or not.
+   */
+  ErroredTablesWait: 'errored-tables-wait-for-retry',
 } as const;
 export type Patch = (typeof Patch)[keyof typeof Patch];

@@ -3,19 +3,20 @@
  * requests are accepted, how tables are added, removed and resynced, when to continue-as-new.
  * `pipeline.ts` wires it to Temporal's handlers and runs the stream and backfill loops.
  */
-import { condition, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { condition, log, patched, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { configDifferences, parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
 import { phaseKey, type ConfigApplied, type CopyProgress, type PipelineInput, type PipelineState, type StreamProgress } from '../lib/contract/pipeline.ts';
-import { newTableProgress, type Phase, type PipelineStatus, type TableShapeReport } from '../lib/contract/status.ts';
+import type { Phase, PipelineStatus, TableShapeReport } from '../lib/contract/status.ts';
+import type { DataRefusedDetails } from '../lib/errors.ts';
 import { noteError, PIPELINE } from './errors.ts';
+import { Patch } from './patches.ts';
 import { recordCopyProgress, recordStreamProgress } from './progress.ts';
 import { alterPublication, rebuildTables } from './pipeline-activities.ts';
 import { statusPublisher, validInput } from './publish.ts';
-import { recordTableShapes, restartBackfill, setTables, startResync, tableErrorSummary, tablesStatus } from './tables.ts';
+import { backfillRefusal, initialState, recordTableShapes, restartBackfill, setTables, startResync, tableErrorSummary, tablesStatus } from './tables.ts';
 
-/** Continue-as-new after this many history events (unless the input says) or stream runs, if the server has not suggested it. */
-const DEFAULT_MAX_HISTORY_EVENTS = 10_000;
-const MAX_STREAM_RUNS = 100;
+/** Continue-as-new after this many history events (unless the input says) or stream runs, if not suggested before. */
+const [DEFAULT_MAX_HISTORY_EVENTS, MAX_STREAM_RUNS] = [10_000, 100];
 
 export class PipelineManager {
   config: PipelineConfig;
@@ -23,23 +24,19 @@ export class PipelineManager {
   phase: Phase = 'starting';
   snapshotLsn: string | null = null;
   dropRequested = false;
-  /** The stream restarts on the current tables and shapes. */
-  restartStream = false;
+  restartStream = false; // the stream restarts on the current tables and shapes
   /** The config changed: the stream and a backfill under way start again with the new settings. */
   reconfigure = false;
   streamRuns = 0;
+  continuing = false; // the stream stopped for good: continue-as-new once the handlers finish
   backfilling = false;
-  /** Call whenever the status may have changed (the UI's details, the memo). */
-  readonly publish: () => void;
+  readonly publish: () => void; // whenever the status may have changed (the UI's details, the memo)
   private readonly maxEvents: number;
+  private readonly erroredTablesWait = patched(Patch.ErroredTablesWait);
 
   constructor(private readonly input: PipelineInput) {
     this.config = validInput(input.config);
-    const tables = this.config.source.tables;
-    this.state = input.state ?? {
-      initialized: false, paused: false, tables: [...tables], confirmedLsn: null, lagBytes: null,
-      progress: Object.fromEntries(tables.map((t) => [t, newTableProgress()])), lastError: null, continuedAsNew: 0,
-    };
+    this.state = input.state ?? initialState(this.config.source.tables);
     this.maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
     this.publish = statusPublisher(() => this.status());
   }
@@ -63,10 +60,8 @@ export class PipelineManager {
   pause(): void { this.state.paused = true; }
   resume(): void { this.state.paused = false; }
 
-  onStreamProgress(p: StreamProgress): void {
-    recordStreamProgress(this.state, p);
-    this.publish();
-  }
+  onStreamProgress(p: StreamProgress): void { recordStreamProgress(this.state, p); this.publish(); }
+  onCopyProgress(p: CopyProgress): void { recordCopyProgress(this.state, p); this.publish(); }
 
   onTableShape(report: TableShapeReport): void {
     recordTableShapes(this.state, report);
@@ -75,9 +70,9 @@ export class PipelineManager {
     this.publish();
   }
 
-  onCopyProgress(p: CopyProgress): void {
-    recordCopyProgress(this.state, p);
-    this.publish();
+  onBackfillRefused(refusal: DataRefusedDetails, snapshotLsn: string): void {
+    this.onTableShape({ errors: { [refusal.table]: backfillRefusal(this.config.id, refusal, snapshotLsn) } });
+    this.restartStream = true; // the stream skips the table from now on
   }
 
   addTables(tables: string[]): Promise<string[]> { return this.changeTables(tables, []); }
@@ -105,7 +100,8 @@ export class PipelineManager {
     startResync(state, tables, await rebuildTables(this.config, tables));
     const runs = this.streamRuns;
     this.restartStream = true;
-    await condition(() => this.streamRuns > runs || state.paused || this.dropRequested);
+    // (Or the stream stopped for continue-as-new: the next run's stream and snapshot come after it.)
+    await condition(() => this.streamRuns > runs || this.continuing || state.paused || this.dropRequested);
     restartBackfill(state, tables);
     this.publish();
     return tables;
@@ -125,7 +121,11 @@ export class PipelineManager {
     await condition(() => !this.state.paused || this.dropRequested);
   }
 
-  needsBackfill(): string[] { return this.state.tables.filter((t) => this.state.progress[t]?.backfill !== 'done'); }
+  /** Tables to copy; an errored one waits for its retry (which re-copies it). */
+  needsBackfill(): string[] {
+    const { progress, tableErrors } = this.state;
+    return this.state.tables.filter((t) => progress[t]?.backfill !== 'done' && !(this.erroredTablesWait && tableErrors?.[t]));
+  }
 
   shouldContinueAsNew(): boolean {
     const info = workflowInfo();

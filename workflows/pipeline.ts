@@ -76,6 +76,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
           config: m.config, tables, progress: state.progress,
           onSnapshot: (lsn) => { m.snapshotLsn = lsn; if (lsn) clearError(state, SNAPSHOT); },
           onError: (message) => noteError(state, SNAPSHOT, message),
+          onRefused: (refusal, lsn) => m.onBackfillRefused(refusal, lsn),
         });
         clearError(state, 'backfill', ...tables.map(backfillOf));
       } finally {
@@ -92,6 +93,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       continue;
     }
     if (m.shouldContinueAsNew()) {
+      m.continuing = true;
       await condition(allHandlersFinished);
       await continueAsNew<typeof pipelineWorkflow>(m.nextRunInput());
     }

@@ -4,7 +4,7 @@
  * that component's own progress.
  */
 import type { CopyProgress, PipelineState, StreamProgress } from '../lib/contract/pipeline.ts';
-import { newTableProgress, type TableProgress } from '../lib/contract/status.ts';
+import { addChangeCounters, newTableProgress, type TableProgress } from '../lib/contract/status.ts';
 import { backfillOf, clearError, noteError, PIPELINE, setWarnings, STREAM } from './errors.ts';
 
 export function recordStreamProgress(state: PipelineState, p: StreamProgress): void {
@@ -16,13 +16,7 @@ export function recordStreamProgress(state: PipelineState, p: StreamProgress): v
   state.confirmedLsn = p.confirmedLsn;
   state.lagBytes = p.lagBytes;
   clearError(state, STREAM, PIPELINE);
-  for (const [table, c] of Object.entries(p.changes)) {
-    const counters = (state.progress[table] ??= newTableProgress()).changes;
-    counters.inserts += c.inserts;
-    counters.updates += c.updates;
-    counters.deletes += c.deletes;
-    counters.truncates += c.truncates;
-  }
+  for (const [table, c] of Object.entries(p.changes)) addChangeCounters((state.progress[table] ??= newTableProgress()).changes, c);
 }
 
 export function recordCopyProgress(state: PipelineState, p: CopyProgress): void {

@@ -4,9 +4,18 @@
  * workflow's state, so the pipeline workflow only wires them to its handlers.
  */
 import type { PipelineState } from '../lib/contract/pipeline.ts';
-import { newTableProgress, type TableProgress, type TableShapeReport, type TableState } from '../lib/contract/status.ts';
+import { refusedDataFix, type DataRefusedDetails } from '../lib/errors.ts';
+import { newTableProgress, type TableError, type TableProgress, type TableShapeReport, type TableState } from '../lib/contract/status.ts';
 import type { TableSchema } from '../lib/model.ts';
 import { backfillOf, clearError } from './errors.ts';
+
+/** A new pipeline's state: nothing copied, nothing confirmed. */
+export function initialState(tables: string[]): PipelineState {
+  return {
+    initialized: false, paused: false, tables: [...tables], confirmedLsn: null, lagBytes: null,
+    progress: Object.fromEntries(tables.map((t) => [t, newTableProgress()])), lastError: null, continuedAsNew: 0,
+  };
+}
 
 /** Merges a stream report; a table's first error stands until its fix. */
 export function recordTableShapes(state: PipelineState, report: TableShapeReport): void {
@@ -74,4 +83,12 @@ export function startResync(state: PipelineState, tables: string[], rebuilt: { s
 /** Tables to be copied again (their change counts kept). */
 export function restartBackfill(state: PipelineState, tables: string[]): void {
   for (const t of tables) state.progress[t] = { ...newTableProgress(), changes: state.progress[t]?.changes ?? newTableProgress().changes };
+}
+
+/** A table whose backfill the destination refused, as an errored table: held until `tables retry` re-copies it. */
+export function backfillRefusal(pipeline: string, { table, reason, ...where }: DataRefusedDetails, snapshotLsn: string): TableError {
+  return {
+    reason, ...where, lsn: snapshotLsn, since: new Date().toISOString(),
+    fix: refusedDataFix(pipeline, table, where.column),
+  };
 }

@@ -10,7 +10,7 @@ import { ClickHouseError, createClient, type ClickHouseClient } from '@clickhous
 import type { Version } from '../../lib/lsn.ts';
 import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';
-import { parseColumnText } from '../postgres/values.ts';
+import { parseColumnText } from '../../lib/pgvalues.ts';
 import type { Destination } from './destination.ts';
 import {
   applyVersioned, DELETED_COLUMN, liveViewName, PreparedTables, SYNCED_AT_COLUMN, targetName, VERSION_COLUMN, WATERMARKS_TABLE as WATERMARKS,

@@ -6,7 +6,7 @@
 import { BLOB, blobValue, INTERVAL, intervalValue, LIST, listValue, VARCHAR, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
 import { formatPostgresInterval, parseInterval, type IntervalFields } from '../../lib/interval.ts';
 import type { ColumnSchema, Value } from '../../lib/model.ts';
-import { columnParser } from '../postgres/values.ts';
+import { columnParser } from '../../lib/pgvalues.ts';
 
 /** A value DuckDB cannot hold exactly, refused by walflow before DuckDB would round or mangle it. */
 export class DuckDBValueError extends Error {

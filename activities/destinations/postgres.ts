@@ -13,7 +13,7 @@ import type { Destination } from './destination.ts';
 import { applySteps } from './steps.ts';
 import { newestPerKey } from './newest.ts';
 import { isDataSqlState, refusing, type Refusal } from './refused.ts';
-import { outputTextSql, parseColumnText } from '../postgres/values.ts';
+import { outputTextSql, parseColumnText } from '../../lib/pgvalues.ts';
 import {
   DELETED_COLUMN, PreparedTables, storedValues, SYNCED_AT_COLUMN, targetName, VERSION_COLUMN, WATERMARKS_TABLE as WATERMARKS,
 } from './versioned.ts';

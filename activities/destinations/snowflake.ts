@@ -15,7 +15,7 @@ import { snowflakeName } from './names.ts';
 import { newestPerKey } from './newest.ts';
 import { applyVersioned, PreparedTables, storedValues, targetName } from './versioned.ts';
 import { isDataSqlState, type Refusal } from './refused.ts';
-import { parseColumnText } from '../postgres/values.ts';
+import { parseColumnText } from '../../lib/pgvalues.ts';
 import { numberText } from '../../lib/pgtext.ts';
 
 snowflake.configure({ logLevel: 'ERROR' });

@@ -7,7 +7,7 @@ import type { Pgoutput } from 'pg-logical-replication';
 import { makeVersion, parseLsn, type Lsn } from '../../lib/lsn.ts';
 import { tableKey, type Change, type ColumnSchema, type Row, type TableId, type TableSchema, type Transaction, type Value } from '../../lib/model.ts';
 import { formatCommitTime } from '../../lib/envelope.ts';
-import { columnParser, KIND_BY_OID } from './values.ts';
+import { columnParser, KIND_BY_OID } from '../../lib/pgvalues.ts';
 import { compareShape, type DestinationAbilities, type RelationColumn, type ShapeProblem, type ShapeVerdict } from './shape.ts';
 
 export type StreamEvent =

@@ -8,7 +8,7 @@ import { StringDecoder } from 'node:string_decoder';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { Row, TableSchema } from '../../lib/model.ts';
-import { columnParser } from './values.ts';
+import { columnParser } from '../../lib/pgvalues.ts';
 import { splitTableName } from './schema.ts';
 
 export interface PageRange {

@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import { ErrorType } from '../../lib/errors.ts';
 import type { ColumnSchema, TableSchema } from '../../lib/model.ts';
-import { KIND_BY_OID, TEXT_TYPES } from './values.ts';
+import { KIND_BY_OID, TEXT_TYPES } from '../../lib/pgvalues.ts';
 
 export class SchemaError extends Error {
   override name = ErrorType.Schema;

@@ -9,7 +9,7 @@
  * reused, and an added column always comes after every older one).
  */
 import type { ColumnRetype, ColumnSchema, TableSchema } from '../../lib/model.ts';
-import { KIND_BY_OID } from './values.ts';
+import { KIND_BY_OID } from '../../lib/pgvalues.ts';
 
 export interface RelationColumn {
   name: string;

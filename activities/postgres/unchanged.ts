@@ -10,7 +10,7 @@
 import pg from 'pg';
 import { tableKey, type Change, type Row, type TableSchema, type UpdateChange } from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';
-import { outputTextSql, parseColumnText } from './values.ts';
+import { outputTextSql, parseColumnText } from '../../lib/pgvalues.ts';
 
 export async function fillUnchangedColumns(client: pg.Client, schemas: Map<string, TableSchema>, changes: Change[]): Promise<void> {
   const byTable = new Map<string, UpdateChange[]>();

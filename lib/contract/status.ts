@@ -132,6 +132,14 @@ export type PublishedStatus = PipelineStatus & { publishedAt: string };
 
 /** A table's progress before anything happened to it. */
 export const newTableProgress = (): TableProgress => ({
-  backfill: 'pending', rangesDone: 0, rangesTotal: 0, rowsCopied: 0, rowsEstimate: 0,
-  changes: { inserts: 0, updates: 0, deletes: 0, truncates: 0 },
+  backfill: 'pending', rangesDone: 0, rangesTotal: 0, rowsCopied: 0, rowsEstimate: 0, changes: newChangeCounters(),
 });
+
+export const newChangeCounters = (): ChangeCounters => ({ inserts: 0, updates: 0, deletes: 0, truncates: 0 });
+
+export function addChangeCounters(into: ChangeCounters, c: ChangeCounters): void {
+  into.inserts += c.inserts;
+  into.updates += c.updates;
+  into.deletes += c.deletes;
+  into.truncates += c.truncates;
+}

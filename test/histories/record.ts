@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { stackUp } from '../../stack/index.ts';
 import { projectRoot } from '../../stack/paths.ts';
-import { armFault, disarmFaults } from '../../lib/faults.ts';
 import { applyConfigUpdate, dropUpdate } from '../../lib/contract/pipeline.ts';
 import { resyncWorkflow } from '../../workflows/index.ts';
 import { randomBytes } from 'node:crypto';
@@ -98,16 +97,15 @@ async function recordSnapshotLost() {
     tables: ['orders'],
     pipeline: { backfill: { parallelism: 2, rowsPerRange: 1000, batchRows: 250 } },
   });
-  armFault('copyBatch', { delayMs: 200 });
   try {
     await g.setup();
+    g.faults.arm('copyBatch', { delayMs: 200 });
     await g.start();
     await g.waitFor('the backfill to be copying', async () => (await g.status()).tables.orders?.backfill === 'copying');
     await g.adminSql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender' AND query LIKE 'CREATE_REPLICATION_SLOT%walflow_snapshot_%'`);
     await g.waitForConvergence();
     await save(g, 'pipeline-snapshot-lost', g.handle.workflowId);
   } finally {
-    disarmFaults();
     await g.teardown();
   }
 }

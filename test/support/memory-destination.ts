@@ -7,7 +7,7 @@
 import type { Destination } from '../../activities/destinations/destination.ts';
 import { newestPerKey } from '../../activities/destinations/newest.ts';
 import { applyVersioned, PreparedTables, storedValues } from '../../activities/destinations/versioned.ts';
-import { parseColumnText } from '../../activities/postgres/values.ts';
+import { parseColumnText } from '../../lib/pgvalues.ts';
 import type { Version } from '../../lib/lsn.ts';
 import { tableKey, type Change, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema } from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';

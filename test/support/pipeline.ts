@@ -19,6 +19,7 @@ import { tableKey, type Row, type TableSchema } from '../../lib/model.ts';
 import { pipelineDestination } from '../../activities/destinations/index.ts';
 import { loadTableSchemas } from '../../activities/postgres/schema.ts';
 import { readTable } from '../../activities/postgres/read.ts';
+import { FaultPoints } from '../../lib/faults.ts';
 import { startWorker, type RunningWorker } from '../../worker/worker.ts';
 import type { PipelineStatus } from '../../lib/contract/status.ts';
 import { pipelineHandle, pipelineStatus, startPipeline, type PipelineHandle, type PipelineWorkflow } from '../../lib/pipeline-client.ts';
@@ -60,6 +61,8 @@ export class PipelineFixture {
   client!: Client;
   /** The pipeline workflow (whoever started it: the fixture or the CLI). */
   handle!: PipelineHandle;
+  /** Fault points of the in-process worker (a worker process takes WALFLOW_FAULTS instead). */
+  readonly faults = new FaultPoints();
   taskQueue: string;
   private connection!: Connection;
   private worker?: RunningWorker;
@@ -134,7 +137,7 @@ export class PipelineFixture {
         stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, WALFLOW_FAULTS: this.opts.faults ?? '', ...env },
       });
     } else {
-      this.worker = await startWorker({ address: temporalAddress(), taskQueue: this.taskQueue, metricsPort: this.opts.metricsPort });
+      this.worker = await startWorker({ address: temporalAddress(), taskQueue: this.taskQueue, metricsPort: this.opts.metricsPort, faults: this.faults });
     }
   }
 

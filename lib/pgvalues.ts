@@ -3,7 +3,7 @@
  * both use the types' output functions) to walflow's canonical Values.
  */
 import { parse as parseArray } from 'postgres-array';
-import type { ColumnSchema, Value, ValueKind } from '../../lib/model.ts';
+import type { ColumnSchema, Value, ValueKind } from './model.ts';
 
 /** Built-in type OIDs by what walflow carries them as; every other type is its Postgres text. */
 export const KIND_BY_OID: Record<number, ValueKind> = {
