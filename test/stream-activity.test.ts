@@ -23,9 +23,8 @@ before(async () => {
   db = await createTestDatabase('stream_activity');
   sql = new pg.Client({ connectionString: db.url });
   await sql.connect();
-  await sql.query(`CREATE TABLE items (id int PRIMARY KEY, note text);
-    CREATE PUBLICATION walflow_items FOR TABLE items;
-    SELECT pg_create_logical_replication_slot('walflow_unit', 'pgoutput');`);
+  await sql.query('CREATE TABLE items (id int PRIMARY KEY, note text); CREATE PUBLICATION walflow_items FOR TABLE items');
+  await sql.query("SELECT pg_create_logical_replication_slot('walflow_unit', 'pgoutput')"); // not in the same transaction as writes
 });
 after(async () => {
   await sql.end();
