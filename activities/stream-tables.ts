@@ -51,7 +51,8 @@ export class StreamTables {
     const id = this.pipeline;
     return {
       ...problem, lsn: formatLsn(lsn), since: new Date().toISOString(),
-      fix: renamedTo ? `walflow tables remove ${id} ${table}, then walflow tables add ${id} ${renamedTo}` : `walflow resync ${id} --tables ${table}`,
+      fix: renamedTo ? `walflow tables remove ${id} ${table}, then walflow tables add ${id} ${renamedTo}`
+        : problem.recopy ? `none: walflow re-copies the table itself (if that fails, walflow tables retry ${id} ${table})` : `walflow resync ${id} --tables ${table}`,
     };
   }
 

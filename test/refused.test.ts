@@ -5,6 +5,8 @@
  * the table back equal to the source.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
 import { type ClickHouseError, createClient, parseError } from '@clickhouse/client';
 import { defaultPayloadConverter } from '@temporalio/common';
@@ -71,6 +73,8 @@ interface Refusal {
   fix: string;
   expect: (error: TableError, f: PipelineFixture) => void;
 }
+
+const walflow = (...args: string[]) => promisify(execFile)(process.execPath, ['bin/walflow.js', ...args], { encoding: 'utf8' });
 
 function describeRefusal(r: Refusal): void {
   describe(`a value ${r.destination} refuses${r.name ? ` (${r.name})` : ''}`, () => {
@@ -241,9 +245,11 @@ describe('a backfill range ClickHouse refuses', () => {
     assert.equal(copies, 1, 'the refused table is held, not re-copied');
     assert.equal((await f.status()).tables.ta!.state, 'errored');
 
-    // The way out: fix the row in the source, retry the table.
+    // The way out: fix the row in the source, retry the table with the CLI (not spawnSync: the worker runs here).
     await f.sql(`UPDATE ta SET d = '2024-06-01' WHERE id = 2`);
-    await f.handle.executeUpdate(resyncTablesUpdate, { args: [['ta']] });
+    await assert.rejects(walflow('tables', 'retry', f.config.id, 'tb', '--config', f.configFile), /not errored in pipeline .*: tb/);
+    const { stdout } = await walflow('tables', 'retry', f.config.id, 'ta', '--config', f.configFile);
+    assert.match(stdout, /retrying table\(s\) ta of /);
     await f.waitFor('ta to stream again', async () => (await f.status()).tables.ta?.state === 'streaming', 120_000);
     await f.waitForConvergence(120_000);
   });

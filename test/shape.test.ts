@@ -46,7 +46,7 @@ test('narrowing stops the table naming column, old and new type', () => {
   assert.deepEqual(v.kind === 'stop' && [v.problem.column, v.problem.oldType, v.problem.newType], ['amount', 'numeric(10,2)', 'numeric(8,2)']);
 });
 
-test('RENAME COLUMN is told by attnum; an unconfirmable one stops; ADD COLUMN with a default stops; DROP keeps the column', () => {
+test('RENAME COLUMN is told by attnum; an unconfirmable one stops; ADD COLUMN with a default stops for a re-copy; DROP keeps the column', () => {
   const renamed = rel(dest).map((c) => (c.name === 'n' ? { ...c, name: 'm' } : c));
   const catalog = table(dest.columns.map((c) => (c.name === 'n' ? { ...c, name: 'm' } : c)));
   const v = compareShape(dest, renamed, catalog, all);
@@ -60,6 +60,7 @@ test('RENAME COLUMN is told by attnum; an unconfirmable one stops; ADD COLUMN wi
   assert.deepEqual(added.kind === 'ok' && added.change?.added.map((c) => c.name), ['extra']);
   const defaulted = compareShape(dest, [...rel(dest), { name: 'extra', typeOid: 23, typeMod: -1 }], table([...dest.columns, { ...extra, hasDefault: true }]), all);
   assert.match(defaulted.kind === 'stop' ? defaulted.problem.reason : '', /added with a default/);
+  assert.equal(defaulted.kind === 'stop' && defaulted.problem.recopy, true, 'a re-copy cures it: walflow does it itself');
 
   const dropped = compareShape(dest, rel(dest).filter((c) => c.name !== 'note'), table(dest.columns.filter((c) => c.name !== 'note')), none);
   assert.ok(dropped.kind === 'ok');

@@ -4,7 +4,7 @@
  * `pipeline.ts` wires it to Temporal's handlers and runs the stream and backfill loops.
  */
 import { condition, log, patched, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { configDifferences, parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
+import { canResync, configDifferences, parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
 import { phaseKey, type ConfigApplied, type CopyProgress, type PipelineInput, type PipelineState, type StreamProgress } from '../lib/contract/pipeline.ts';
 import type { Phase, PipelineStatus, TableShapeReport } from '../lib/contract/status.ts';
 import type { DataRefusedDetails } from '../lib/errors.ts';
@@ -13,7 +13,7 @@ import { Patch } from './patches.ts';
 import { recordCopyProgress, recordStreamProgress } from './progress.ts';
 import { alterPublication, rebuildTables } from './pipeline-activities.ts';
 import { statusPublisher, validInput } from './publish.ts';
-import { backfillRefusal, initialState, recordTableShapes, restartBackfill, setTables, startResync, tableErrorSummary, tablesStatus } from './tables.ts';
+import { backfillRefusal, initialState, recordTableShapes, tablesToRecopy, restartBackfill, setTables, startResync, tableErrorSummary, tablesStatus } from './tables.ts';
 
 /** Continue-as-new after this many history events (unless the input says) or stream runs, if not suggested before. */
 const [DEFAULT_MAX_HISTORY_EVENTS, MAX_STREAM_RUNS] = [10_000, 100];
@@ -59,19 +59,19 @@ export class PipelineManager {
 
   pause(): void { this.state.paused = true; }
   resume(): void { this.state.paused = false; }
-
   onStreamProgress(p: StreamProgress): void { recordStreamProgress(this.state, p); this.publish(); }
   onCopyProgress(p: CopyProgress): void { recordCopyProgress(this.state, p); this.publish(); }
 
-  onTableShape(report: TableShapeReport): void {
+  async onTableShape(report: TableShapeReport): Promise<void> {
     recordTableShapes(this.state, report);
-    // A stopped table shows as lastError while no component has an error of its own (see status()).
-    if (report.errors) log.error(tableErrorSummary(this.state) ?? '');
+    if (report.errors) log.error(tableErrorSummary(this.state) ?? ''); // lastError too, while no component has one
     this.publish();
+    const recopy = tablesToRecopy(this.state, report);
+    if (recopy.length && canResync(this.config.destination)) await this.resyncTables(recopy);
   }
 
   onBackfillRefused(refusal: DataRefusedDetails, snapshotLsn: string): void {
-    this.onTableShape({ errors: { [refusal.table]: backfillRefusal(this.config.id, refusal, snapshotLsn) } });
+    void this.onTableShape({ errors: { [refusal.table]: backfillRefusal(this.config.id, refusal, snapshotLsn) } }); // no re-copy: the operator's fix
     this.restartStream = true; // the stream skips the table from now on
   }
 

@@ -27,6 +27,11 @@ export function recordTableShapes(state: PipelineState, report: TableShapeReport
   }
 }
 
+/** Tables of `report` newly errored that walflow re-copies itself (their first error is one a re-copy cures). */
+export function tablesToRecopy(state: PipelineState, report: TableShapeReport): string[] {
+  return Object.entries(report.errors ?? {}).filter(([t, e]) => e.recopy && state.tableErrors?.[t] === e).map(([t]) => t);
+}
+
 /** The errored tables, as lastError shows them (kept while they stay errored, whatever else progresses). */
 export function tableErrorSummary(state: PipelineState): string | null {
   const errors = Object.entries(state.tableErrors ?? {});

@@ -27,6 +27,8 @@ export interface ShapeProblem {
   statement?: string;
   /** The table's new name, when it was renamed (a re-copy cannot fix that: the pipeline must name the new table). */
   renamedTo?: string;
+  /** The source's rows are right and only the destination's are not: a re-copy restores the table, walflow does it itself. */
+  recopy?: true;
 }
 
 export interface ShapeChange {
@@ -146,8 +148,8 @@ export function compareShape(dest: TableSchema, rel: RelationColumn[], catalog: 
     }
     if (cat.hasDefault || cat.generated) {
       return stop({
-        reason: `column ${r.name} was added with a ${cat.generated ? 'generated value' : 'default'}: the values it gave existing rows are not in the WAL`,
-        column: r.name, newType: cat.type, statement: `ALTER TABLE ${table} ADD COLUMN ${r.name} ${cat.type} ${cat.generated ? 'GENERATED ALWAYS AS (...) STORED' : 'DEFAULT ...'}`,
+        reason: `column ${r.name} was added with a ${cat.generated ? 'generated value' : 'default'}: the values it gave existing rows are not in the WAL, so walflow re-copies the table`,
+        recopy: true, column: r.name, newType: cat.type, statement: `ALTER TABLE ${table} ADD COLUMN ${r.name} ${cat.type} ${cat.generated ? 'GENERATED ALWAYS AS (...) STORED' : 'DEFAULT ...'}`,
       });
     }
     matched[i] = cat;

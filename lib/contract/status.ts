@@ -55,6 +55,8 @@ export interface TableError {
   key?: string;
   /** How many times the write was tried before the table was stopped. */
   attempts?: number;
+  /** walflow re-copies the table itself (the source's rows are right, only the destination's are not). */
+  recopy?: true;
 }
 
 /** What the stream reports about table shapes, before it acknowledges anything past them. */

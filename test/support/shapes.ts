@@ -44,12 +44,13 @@ export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'
       let expectStopped: string[] = [];
       let expectEqual: string[] = [];
 
-      test('widen, rename and add/drop columns replicate exactly; narrowing, table rename and ADD COLUMN DEFAULT stop only their table; resync rebuilds', async () => {
+      test('widen, rename and add/drop columns replicate exactly; ADD COLUMN DEFAULT is re-copied by itself; narrowing and table rename stop only their table; resync rebuilds', async () => {
         await f.setup();
         const major = Math.floor(Number((await f.sql<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v) / 10000);
         // Snowflake changes a NUMBER's precision in place, never its scale; Postgres before 18 cannot publish generated columns.
-        expectStopped = ['narrow', 'moved', 'defaulted', ...(destination === 'snowflake' ? ['scaled'] : []), ...(major < 18 ? ['gen'] : [])];
-        expectEqual = ['wide', 'scaled', 'cols', 'gen', 'other'].filter((t) => !expectStopped.includes(t));
+        expectStopped = ['narrow', 'moved', ...(destination === 'snowflake' ? ['scaled'] : []), ...(major < 18 ? ['gen'] : [])];
+        // defaulted: its existing rows got the default, which the WAL does not carry: walflow re-copies it itself.
+        expectEqual = ['wide', 'scaled', 'cols', 'gen', 'defaulted', 'other'].filter((t) => !expectStopped.includes(t));
         await f.start();
         await f.waitForConvergence();
         await f.sql(`ALTER TABLE wide ALTER n TYPE int8, ALTER amount TYPE numeric(14,2), ALTER label TYPE varchar(40), ALTER f TYPE float8;
@@ -75,7 +76,6 @@ export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'
         assert.equal(narrow.fix, `walflow resync ${f.config.id} --tables narrow`);
         assert.match(status.tables.moved!.error!.reason, /renamed to public\.moved2/);
         assert.equal(status.tables.moved!.error!.fix, `walflow tables remove ${f.config.id} moved, then walflow tables add ${f.config.id} public.moved2`);
-        assert.match(status.tables.defaulted!.error!.reason, /column n was added with a default/);
         assert.match(status.lastError ?? '', /table narrow stopped at LSN [0-9A-F/]+: column big changed type from bigint to integer.*\(source: ALTER TABLE public\.narrow ALTER COLUMN big TYPE integer\).*fix: walflow resync/);
         assert.deepEqual(status.tables.cols!.droppedColumns, ['d']);
         const json = JSON.parse((await cli('status', f.config.id, '--json')).stdout) as PipelineStatus;
@@ -91,11 +91,12 @@ export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'
         assert.deepEqual(verified.tables.filter((t) => !t.equal).map((t) => t.table).sort(), expectStopped.map((t) => `public.${t}`).sort());
 
         // None of a stopped table's changes past the stop is written, though the slot moved on for the others.
-        const { counts } = await f.compare(['narrow', 'defaulted']);
-        assert.deepEqual(counts, { 'public.narrow': [4, 3], 'public.defaulted': [4, 3] });
+        const { counts } = await f.compare(['narrow']);
+        assert.deepEqual(counts, { 'public.narrow': [4, 3] });
+        assert.equal(stateOf(await f.status(), 'defaulted'), 'streaming', 'the re-copied table streams again, without an operator');
 
         if (major < 18) assert.match(status.tables.gen!.error!.reason, /generated column twice is not published/);
-        const resynced = expectStopped.filter((t) => !['moved', 'defaulted', 'gen'].includes(t));
+        const resynced = expectStopped.filter((t) => !['moved', 'gen'].includes(t));
         await cli('resync', f.config.id, '--tables', resynced.join(','));
         await f.sql(`INSERT INTO narrow VALUES (11, 2147483647)`);
         await f.waitFor('resynced tables to stream again', async () => {
