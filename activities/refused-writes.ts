@@ -17,8 +17,8 @@ const REFUSED_FIRST_WAIT_MS = 1_000;
 export interface RefusalHandling {
   pipeline: string;
   write(changes: Change[]): Promise<void>;
-  /** The pipeline's name of a live table of this stream. */
-  live(table: Change['table']): string | undefined;
+  /** The pipeline's name of a table this stream follows (stopped or not: changes from before a stop are still written). */
+  followed(table: Change['table']): string | undefined;
   /** Reports the table errored (awaited) and stops it. */
   stop(name: string, error: TableError): Promise<void>;
   /** Waits before the next try (heartbeating). */
@@ -32,7 +32,7 @@ export async function writeStoppingRefused(changes: Change[], h: RefusalHandling
     const refused = await writeRetryingRefusals(pending, h);
     if (!refused) return pending;
     const key = tableKey(refused.error.table);
-    const name = h.live(refused.error.table);
+    const name = h.followed(refused.error.table);
     const unwritten = pending.filter((c) => tableKey(c.table) === key);
     // Only a table of this batch can be stopped for it; a refusal naming another stays a failure.
     if (!name || !unwritten.length) throw refused.error;

@@ -36,9 +36,14 @@ export class StreamTables {
     return name && !this.stopped.has(name) ? name : undefined;
   }
 
+  /** The pipeline's name of a table this stream follows, stopped or not. */
+  followed(t: TableId): string | undefined {
+    return this.names.get(tableKey(t));
+  }
+
   /** The pipeline's name for progress and metrics (the qualified name of a table it does not follow). */
   nameOf(t: TableId): string {
-    return this.names.get(tableKey(t)) ?? tableKey(t);
+    return this.followed(t) ?? tableKey(t);
   }
 
   /** Stops a table, once its error is reported: nothing of it is written from here on. */

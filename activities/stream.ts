@@ -118,12 +118,12 @@ export function createStreamActivities(deps: ActivityDeps) {
       });
       heartbeat();
 
-      const changes = stream;
-      const batcher = new Batcher({ maxRows: config.cdc.maxBatchRows, flushIntervalMs: config.cdc.flushIntervalMs }, changes.confirmed);
+      const replication = stream; // opened: the closures below need no check
+      const batcher = new Batcher({ maxRows: config.cdc.maxBatchRows, flushIntervalMs: config.cdc.flushIntervalMs }, replication.confirmed);
       const refusals: RefusalHandling = {
         pipeline: config.id,
         write: (batch: Change[]) => applyHeartbeating(dest, batch, details),
-        live: (t) => tables.live(t),
+        followed: (t) => tables.followed(t),
         stop: async (name, error) => {
           deps.metrics?.failed(config.id, 'stream', name);
           await stopTable(name, error);
@@ -135,7 +135,7 @@ export function createStreamActivities(deps: ActivityDeps) {
         },
       };
       const confirm = async (lsn: Lsn) => {
-        await changes.confirm(lsn);
+        await replication.confirm(lsn);
         heartbeat();
       };
       const flush = async () => {
@@ -154,13 +154,13 @@ export function createStreamActivities(deps: ActivityDeps) {
           }
         }
         if (upTo !== undefined) await confirm(upTo);
-        await reporter.report(changes.confirmed, false);
+        await reporter.report(replication.confirmed, false);
       };
 
       // One waiter at a time, woken by the next burst, the flush timer or cancellation. (Racing a
       // long-lived promise such as "cancelled" on every pass leaves a reaction per pass on it: a leak
       // that kept every burst, and so every change, alive.)
-      const events = changes[Symbol.asyncIterator]();
+      const events = replication[Symbol.asyncIterator]();
       let woken: (() => void) | undefined;
       const wake = () => { const w = woken; woken = undefined; w?.(); };
       ctx.cancellationSignal.addEventListener('abort', wake, { once: true });
@@ -203,7 +203,7 @@ export function createStreamActivities(deps: ActivityDeps) {
       }
       // Cancelled (pause, continue-as-new, worker shutdown): finish the batch in hand, confirm, report.
       await flush();
-      await reporter.report(changes.confirmed, true).catch(() => undefined); // the workflow may be gone (terminated): nothing to tell
+      await reporter.report(replication.confirmed, true).catch(() => undefined); // the workflow may be gone (terminated): nothing to tell
       throw new CancelledFailure('stream stopped on request after a final flush');
     } catch (e) {
       if (e instanceof CancelledFailure) throw e;

@@ -64,7 +64,7 @@ export class PipelineManager {
 
   async onTableShape(report: TableShapeReport): Promise<void> {
     recordTableShapes(this.state, report);
-    if (report.errors) log.error(tableErrorSummary(this.state) ?? ''); // lastError too, while no component has one
+    if (Object.keys(report.errors ?? {}).length) log.error(tableErrorSummary(this.state) ?? ''); // lastError too, while no component has one
     this.publish();
     const recopy = tablesToRecopy(this.state, report);
     if (recopy.length && canResync(this.config.destination)) await this.resyncTables(recopy);
