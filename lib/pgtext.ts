@@ -1,5 +1,5 @@
 /** Canonical values (lib/model.ts) back to Postgres's text input form, e.g. for parameters cast with `$1::type`. */
-import type { Value } from './model.ts';
+import type { Row, TableSchema, Value } from './model.ts';
 
 export function toPgText(value: Value): string | null {
   if (value === null) return null;
@@ -28,3 +28,6 @@ export function numberText(value: number): string {
   if (!Number.isFinite(value)) return value > 0 ? 'Infinity' : '-Infinity';
   return Object.is(value, -0) ? '-0' : String(value);
 }
+
+/** A row's key as one string, equal exactly when the keys are equal (Postgres text of each key column). */
+export const keyText = (schema: TableSchema, row: Row): string => JSON.stringify(schema.key.map((k) => toPgText(row[k] ?? null)));

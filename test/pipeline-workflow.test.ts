@@ -232,7 +232,7 @@ describe('pipeline workflow rules (fake activities)', () => {
       const paused = await statusWhen(handle, 'phase paused', (s) => s.phase === 'paused');
       await until('the stream and the held copies cancelled', () => fakes.streamsCancelled === 1 && fakes.copiesCancelled > 0 && fakes.copiesCancelled === fakes.copies.length);
       assert.equal(paused.paused, true);
-      assert.deepEqual(tableLines(paused), { a: 'copying backfilling 0/2', b: 'copying backfilling 0/2' });
+      assert.deepEqual(tableLines(paused), { a: 'copying paused 0/2', b: 'copying paused 0/2' });
       assert.ok((await cancelledActivities(handle)).includes('streamChanges'), 'the stream ends cancelled in the history');
 
       fakes.copyGate.open();

@@ -42,6 +42,7 @@ export function tableErrorSummary(state: PipelineState): string | null {
 
 function tableState(state: PipelineState, table: string, p: TableProgress): TableState {
   if (state.tableErrors?.[table]) return 'errored';
+  if (state.paused) return 'paused';
   if (p.backfill === 'done') return 'streaming';
   return state.copyFrom?.[table] ? 'resyncing' : 'backfilling';
 }

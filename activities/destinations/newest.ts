@@ -1,8 +1,7 @@
 /** Collapsing a run of row changes of one table to the newest version per key, for destinations that upsert by key. */
-import { toPgText } from '../../lib/pgtext.ts';
-import type { Row, RowChange, TableSchema } from '../../lib/model.ts';
+import { keyText } from '../../lib/pgtext.ts';
+import type { RowChange, TableSchema } from '../../lib/model.ts';
 
-const keyOf = (schema: TableSchema, row: Row) => JSON.stringify(schema.key.map((k) => toPgText(row[k] ?? null)));
 
 /**
  * The newest change per primary key. An update that changed the key also
@@ -15,10 +14,10 @@ export function newestPerKey(schema: TableSchema, changes: RowChange[]): RowChan
     if (!prev || prev.version < c.version) newest.set(key, c);
   };
   for (const c of changes) {
-    const key = keyOf(schema, c.kind === 'delete' ? c.old : c.row);
+    const key = keyText(schema, c.kind === 'delete' ? c.old : c.row);
     offer(key, c);
     if (c.kind === 'update' && c.old) {
-      const oldKey = keyOf(schema, c.old);
+      const oldKey = keyText(schema, c.old);
       if (oldKey !== key) offer(oldKey, { kind: 'delete', table: c.table, version: c.version, old: c.old });
     }
   }

@@ -8,6 +8,7 @@ import { makeVersion, parseLsn, type Lsn } from '../../lib/lsn.ts';
 import { tableKey, type Change, type ColumnSchema, type Row, type TableId, type TableSchema, type Transaction, type Value } from '../../lib/model.ts';
 import { formatCommitTime } from '../../lib/envelope.ts';
 import { columnParser, KIND_BY_OID } from '../../lib/pgvalues.ts';
+import { SchemaError } from './schema.ts';
 import { compareShape, type DestinationAbilities, type RelationColumn, type ShapeProblem, type ShapeVerdict } from './shape.ts';
 
 export type StreamEvent =
@@ -200,7 +201,10 @@ export class PgoutputDecoder {
     // Most relation messages repeat the known shape: answered without the catalog.
     const quick = compareShape(dest, rel, undefined, this.abilities);
     if (quick.kind === 'ok' && !quick.change) return apply(quick);
-    return this.lookup(table).catch(() => undefined).then((catalog) => apply(compareShape(dest, rel, catalog, this.abilities)));
+    // A table gone from the catalog (renamed, dropped) is compared without it; any other failure (the source
+    // unreachable for a moment) fails the attempt, to be retried, rather than stop the table for good.
+    const catalog = this.lookup(table).catch((e: unknown) => { if (e instanceof SchemaError) return undefined; throw e; });
+    return catalog.then((c) => apply(compareShape(dest, rel, c, this.abilities)));
   }
 
   private stop(oid: number, table: TableId, problem: ShapeProblem): StreamEvent[] {

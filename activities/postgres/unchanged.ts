@@ -9,7 +9,7 @@
  */
 import pg from 'pg';
 import { tableKey, type Change, type Row, type TableSchema, type UpdateChange } from '../../lib/model.ts';
-import { toPgText } from '../../lib/pgtext.ts';
+import { keyText, toPgText } from '../../lib/pgtext.ts';
 import { outputTextSql, parseColumnText } from '../../lib/pgvalues.ts';
 
 export async function fillUnchangedColumns(client: pg.Client, schemas: Map<string, TableSchema>, changes: Change[]): Promise<void> {
@@ -43,10 +43,10 @@ export async function fillUnchangedColumns(client: pg.Client, schemas: Map<strin
     for (const r of rows as unknown as (string | null)[][]) {
       const row: Row = {};
       columns.forEach((c, i) => { row[c.name] = parseColumnText(c, r[i] ?? null); });
-      current.set(JSON.stringify(schema.key.map((k) => toPgText(row[k] ?? null))), row);
+      current.set(keyText(schema, row), row);
     }
     for (const u of updates) {
-      const now = current.get(JSON.stringify(schema.key.map((k) => toPgText(u.row[k] ?? null))));
+      const now = current.get(keyText(schema, u.row));
       for (const col of u.unchanged) u.row[col] = now ? now[col]! : null;
       u.unchanged = [];
     }

@@ -31,9 +31,10 @@ export interface TableProgress {
 
 /**
  * A table's replication state. `errored`: its changes are no longer written (the rest of the pipeline
- * goes on) until the operator's fix; `resyncing`: re-copied from a fresh snapshot after an error.
+ * goes on) until the operator's fix; `resyncing`: re-copied from a fresh snapshot after an error;
+ * `paused`: the pipeline is paused (nothing copied or streamed until `resume`; an errored table stays errored).
  */
-export type TableState = 'backfilling' | 'streaming' | 'errored' | 'resyncing';
+export type TableState = 'backfilling' | 'streaming' | 'errored' | 'resyncing' | 'paused';
 
 /** Why a table stopped, and the way out. */
 export interface TableError {

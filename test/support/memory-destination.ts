@@ -10,7 +10,7 @@ import { applyVersioned, PreparedTables, storedValues } from '../../activities/d
 import { parseColumnText } from '../../lib/pgvalues.ts';
 import type { Version } from '../../lib/lsn.ts';
 import { tableKey, type Change, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema } from '../../lib/model.ts';
-import { toPgText } from '../../lib/pgtext.ts';
+import { keyText, toPgText } from '../../lib/pgtext.ts';
 
 interface StoredRow {
   row: Row;
@@ -21,7 +21,6 @@ interface StoredRow {
 /** One table's rows by key; replaced, never mutated, once a batch commits (so a failed batch leaves nothing). */
 type TableRows = Map<string, StoredRow>;
 
-const keyOf = (schema: TableSchema, row: Row): string => JSON.stringify(schema.key.map((k) => toPgText(row[k] ?? null)));
 
 export class MemoryDestination implements Destination {
   private readonly prepared = new PreparedTables();
@@ -74,7 +73,7 @@ export class MemoryDestination implements Destination {
       if (c.version <= floor) continue; // older than a truncate that already happened
       const values = storedValues(schema, c);
       const row = Object.fromEntries(schema.columns.map((col, i) => [col.name, values[i]!]));
-      const key = keyOf(schema, row);
+      const key = keyText(schema, row);
       const held = rows.get(key);
       if (!held || held.version < c.version) rows.set(key, { row, version: c.version, deleted: c.kind === 'delete' });
     }
