@@ -41,6 +41,8 @@ interface Relation {
   /** ... the destination column each one is written to, and its text parser. */
   names: string[];
   parsers: ((text: string) => Value)[];
+  /** Generated columns the destination has and the relation message lacks: read by key from the source. */
+  fill?: string[];
   /** Stopped: changes are not emitted. */
   skip?: boolean;
   /** Not compared yet: the table's changes before `from` are skipped, and the shape is compared at its first later change. */
@@ -82,10 +84,12 @@ export class PgoutputDecoder {
       case 'relation':
         return this.relation(msg);
       case 'insert':
-        return this.rowChange(msg.relation, (rel, version) => ({ kind: 'insert', table: rel.id, version, tx: this.tx, row: this.row(rel, msg.new) }));
+        return this.rowChange(msg.relation, (rel, version) => ({
+          kind: 'insert', table: rel.id, version, tx: this.tx, row: this.row(rel, msg.new), ...(rel.fill ? { unchanged: [...rel.fill] } : {}),
+        }));
       case 'update':
         return this.rowChange(msg.relation, (rel, version) => {
-          const unchanged = rel.names.filter((_, i) => msg.new[rel.sourceNames[i]!] === undefined);
+          const unchanged = [...rel.names.filter((_, i) => msg.new[rel.sourceNames[i]!] === undefined), ...(rel.fill ?? [])];
           const oldRaw = msg.old ?? msg.key;
           return {
             kind: 'update', table: rel.id, version, tx: this.tx, row: this.row(rel, msg.new, true), unchanged,
@@ -151,7 +155,8 @@ export class PgoutputDecoder {
   private setRelation(oid: number, id: TableId, sourceNames: string[], names: string[], schema: TableSchema): void {
     const byName = new Map(schema.columns.map((c) => [c.name, c]));
     // Values are parsed as the destination column's type: every widening keeps the older type's text valid.
-    this.relations.set(oid, { id, sourceNames, names, parsers: names.map((n) => columnParser(byName.get(n)!)) });
+    const fill = schema.columns.filter((c) => c.generated && !c.dropped && !names.includes(c.name)).map((c) => c.name);
+    this.relations.set(oid, { id, sourceNames, names, parsers: names.map((n) => columnParser(byName.get(n)!)), ...(fill.length ? { fill } : {}) });
   }
 
   /**

@@ -157,15 +157,10 @@ export function compareShape(dest: TableSchema, rel: RelationColumn[], catalog: 
   }
   for (const v of vanished()) {
     const cat = v.attnum !== undefined ? catalog?.columns.find((c) => c.attnum === v.attnum) : undefined;
-    if (cat && cat.name === v.name) {
-      return stop({
-        reason: cat.generated
-          ? `generated column ${v.name} is not published: on Postgres 18 run ALTER PUBLICATION <publication> SET (publish_generated_columns = stored) `
-            + '(walflow sets it on publications it creates); older Postgres cannot publish generated columns, so this table cannot stream'
-          : `column ${v.name} is in the table but not in the publication (a column list?)`,
-        column: v.name,
-      });
-    }
+    // A generated column Postgres does not publish (before 18, or publish_generated_columns off) is read by
+    // key from the source with each change (decode.ts, unchanged.ts), like an untouched TOAST value.
+    if (cat?.generated && cat.name === v.name) continue;
+    if (cat && cat.name === v.name) return stop({ reason: `column ${v.name} is in the table but not in the publication (a column list?)`, column: v.name });
     change.dropped.push(v.name);
   }
   const retypes = new Map<ColumnSchema, ColumnSchema>();

@@ -1,6 +1,6 @@
 /**
  * Unchanged TOAST values: an UPDATE that does not touch a TOASTed column makes
- * Postgres send no value for it. Destinations must not store NULL there, and
+ * Postgres send no value for it (nor, with any change, for a generated column it does not publish). Destinations must not store NULL there, and
  * cannot always fill it from their own copy (the row may not have arrived yet
  * while backfill runs), so the stream fills it from the source by key.
  * The source's current value is the value at the update's version, or is
@@ -8,14 +8,14 @@
  * state converges. A row deleted since yields nothing: the delete follows.
  */
 import pg from 'pg';
-import { tableKey, type Change, type Row, type TableSchema, type UpdateChange } from '../../lib/model.ts';
+import { tableKey, type Change, type InsertChange, type Row, type TableSchema, type UpdateChange } from '../../lib/model.ts';
 import { keyText, toPgText } from '../../lib/pgtext.ts';
 import { outputTextSql, parseColumnText } from '../../lib/pgvalues.ts';
 
 export async function fillUnchangedColumns(client: pg.Client, schemas: Map<string, TableSchema>, changes: Change[]): Promise<void> {
-  const byTable = new Map<string, UpdateChange[]>();
+  const byTable = new Map<string, (InsertChange | UpdateChange)[]>();
   for (const c of changes) {
-    if (c.kind !== 'update' || c.unchanged.length === 0) continue;
+    if ((c.kind !== 'update' && c.kind !== 'insert') || !c.unchanged?.length) continue;
     const key = tableKey(c.table);
     let list = byTable.get(key);
     if (!list) byTable.set(key, (list = []));
@@ -24,7 +24,7 @@ export async function fillUnchangedColumns(client: pg.Client, schemas: Map<strin
   for (const [key, updates] of byTable) {
     const schema = schemas.get(key);
     if (!schema) throw new Error(`no schema for ${key}`);
-    const wanted = [...new Set(updates.flatMap((u) => u.unchanged))];
+    const wanted = [...new Set(updates.flatMap((u) => u.unchanged ?? []))];
     const columns = schema.columns.filter((c) => wanted.includes(c.name) || schema.key.includes(c.name));
     const keyCols = schema.key.map((k) => schema.columns.find((c) => c.name === k)!);
     const params: (string | null)[] = [];
@@ -47,7 +47,7 @@ export async function fillUnchangedColumns(client: pg.Client, schemas: Map<strin
     }
     for (const u of updates) {
       const now = current.get(keyText(schema, u.row));
-      for (const col of u.unchanged) u.row[col] = now ? now[col]! : null;
+      for (const col of u.unchanged ?? []) u.row[col] = now ? now[col]! : null;
       u.unchanged = [];
     }
   }
