@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { CancelledFailure, Context } from '@temporalio/activity';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { Activities } from '../activities/index.ts';
@@ -69,6 +69,9 @@ class FakeActivities {
   readonly alterGate = new Gate();
   readonly rebuildGate = new Gate();
 
+  /** The stream's worker "dies" when it is cancelled: the run ends in a failure, not in the cancellation. */
+  streamDiesOnCancel = false;
+
   constructor(hold: { copies?: boolean; alterPublication?: boolean; rebuildTables?: boolean } = {}) {
     if (!hold.copies) this.copyGate.open();
     if (!hold.alterPublication) this.alterGate.open();
@@ -87,7 +90,10 @@ class FakeActivities {
     ensureSlot: async () => ({ confirmedLsn: '0/1000' }),
     streamChanges: async (input: StreamInput) => {
       this.streams.push(input);
-      await heartbeatingUntil(never, () => this.streamsCancelled++);
+      await heartbeatingUntil(never, () => this.streamsCancelled++).catch((e: unknown) => {
+        // What a timeout after the cancellation looks like to the workflow: an activity failure, not a cancellation.
+        throw this.streamDiesOnCancel && e instanceof CancelledFailure ? ApplicationFailure.nonRetryable('heartbeat timeout: the worker died') : e;
+      });
     },
     holdSnapshot: async (input: Parameters<Activities['holdSnapshot']>[0]) => {
       this.snapshotsHeld++;
@@ -243,6 +249,26 @@ describe('pipeline workflow rules (fake activities)', () => {
       assert.equal(fakes.streams.length, 2, 'the stream runs again after resume');
       assert.equal(fakes.snapshotsHeld, 2, 'the copy starts over on a fresh snapshot');
       assert.deepEqual(fakes.planned, [['a', 'b'], ['a', 'b']]);
+    });
+  });
+
+  test('a cancelled stream whose worker dies (it fails instead of ending cancelled) has ended: a restart and a pause go on, nothing fails', TIMEOUT, async () => {
+    const fakes = new FakeActivities();
+    fakes.streamDiesOnCancel = true;
+    await withPipelineWorker(fakes, async (start) => {
+      const handle = await start({ tables: ['a', 'b'], state: streamingState(['a', 'b'], '0/1000') });
+      await until('the stream running', () => fakes.streams.length === 1);
+      await handle.executeUpdate(removeTablesUpdate, { args: [['b']] });
+      await until('the stream restarted', () => fakes.streams.length === 2);
+      const restarted = await handle.query(statusQuery);
+      assert.equal(restarted.phase, 'streaming');
+      assert.equal(restarted.lastError, null);
+      await handle.signal(pauseSignal);
+      const paused = await statusWhen(handle, 'phase paused', (s) => s.phase === 'paused' || s.phase === 'failed');
+      assert.equal(paused.phase, 'paused', `paused, not failed (${paused.lastError})`);
+      await handle.signal(resumeSignal);
+      await until('the stream running again', () => fakes.streams.length === 3);
+      assert.equal((await handle.query(statusQuery)).phase, 'streaming');
     });
   });
 

@@ -33,5 +33,11 @@ export const Patch = {
    * whose backfill was not done was copied, errored or not.
    */
   ErroredTablesWait: 'errored-tables-wait-for-retry',
+  /**
+   * 2026-12-02: a stream or backfill the workflow cancelled (restart, pause, continue-as-new) that ends some other
+   * way — its worker died, so it timed out instead of acknowledging the cancellation — has ended, as asked; the
+   * next run resumes from the confirmed LSN. Old course: that timeout stopped the pipeline for the operator.
+   */
+  CancelledRunEnds: 'cancelled-run-ends',
 } as const;
 export type Patch = (typeof Patch)[keyof typeof Patch];

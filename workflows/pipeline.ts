@@ -62,7 +62,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       ));
       await Promise.race([run, condition(() => m.restartStream)]);
       scope.cancel();
-      await run.catch((e) => { if (!isCancellation(e)) throw e; });
+      await run.catch((e) => { if (!isCancellation(e) && !patched(Patch.CancelledRunEnds)) throw e; });
     }
   };
   const runBackfills = async () => {
@@ -101,12 +101,14 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     let failure: string | undefined;
     let slotLost = false;
     const scope = new CancellationScope();
+    let cancelled = false;
     const work = scope.run(() => Promise.all([runStream(), runBackfills()])).catch((e) => {
-      if (!isCancellation(e)) failure = rootMessage(e);
+      if (!isCancellation(e) && !(cancelled && patched(Patch.CancelledRunEnds))) failure = rootMessage(e);
       slotLost = isSlotLost(e);
     });
     m.reconfigure = false;
     await Promise.race([work, condition(() => state.paused || m.dropRequested || m.reconfigure || m.shouldContinueAsNew())]);
+    cancelled = true;
     scope.cancel();
     await work;
     if (failure && slotLost && patched(Patch.SlotLostRecovery)) {

@@ -15,7 +15,8 @@ import { PipelineFixture, type FixtureDestination } from '../support/pipeline.ts
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rng, Workload, WORKLOAD_SETUP, WORKLOAD_TABLES } from './workload.ts';
+import { resyncTablesUpdate } from '../../lib/contract/pipeline.ts';
+import { REFUSED_SETUP, REFUSED_TABLE, rng, Workload, WORKLOAD_SETUP, WORKLOAD_TABLES } from './workload.ts';
 import type { SoakDestination } from './destinations.ts';
 import { fileConsumer, materialize, natsConsumer, webhookConsumer, type StreamConsumer } from './consumers.ts';
 
@@ -31,6 +32,11 @@ export interface SoakOptions {
   faults?: readonly FaultKind[];
   /** Rows per table before the pipeline starts (what backfill copies). */
   initialRows?: number;
+  /**
+   * Also write values the destination refuses (ClickHouse: 'infinity' dates, table `dates`): that table must be
+   * stopped alone while the others end equal; then the source is fixed, the table retried, and it must end equal.
+   */
+  refused?: boolean;
   log?: (line: string) => void;
 }
 
@@ -56,15 +62,15 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const consumer = await streamConsumer(opts, () => f.config.id);
   const f: PipelineFixture = new PipelineFixture({
     name: `soak${opts.seed}`,
-    setup: WORKLOAD_SETUP,
-    tables: WORKLOAD_TABLES,
+    setup: WORKLOAD_SETUP + (opts.refused ? REFUSED_SETUP : ''),
+    tables: [...WORKLOAD_TABLES, ...(opts.refused ? [REFUSED_TABLE] : [])],
     destination: consumer ? undefined : opts.destination as FixtureDestination,
     consumer: consumer && { destination: consumer.destination, tables: async (schemas) => materialize(await consumer.envelopes(), schemas) },
     workerProcess: true,
     faults: 'copyBatch:delay=30', // a backfill long enough for faults to land inside it
     pipeline: { backfill: { parallelism: 2, rowsPerRange: 2000, batchRows: 500 }, cdc: { flushIntervalMs: 200, maxBatchRows: 5000 } },
   });
-  const workload = new Workload(opts.seed);
+  const workload = new Workload(opts.seed, opts.refused);
   const injected: Record<string, number> = {};
   let writer: pg.Client | undefined;
   const source = async () => {
@@ -123,9 +129,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     let destinationDiffs: string[] = [];
     try {
       if (pipelineFailed !== null) throw new Error('no point waiting for a stopped pipeline');
+      if (opts.refused) destinationDiffs = await refusedTableRecovers(f, workload, await source());
       await f.waitForConvergence(60_000);
     } catch {
-      destinationDiffs = (await f.compare()).diffs;
+      destinationDiffs = [...destinationDiffs, ...(await f.compare()).diffs];
     }
     // The stream destination's own promise, seen by its consumer (ids once, signatures, LSN order).
     const streamProblems = (await consumer?.problems()) ?? [];
@@ -139,6 +146,22 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     await f.teardown();
     await consumer?.close();
   }
+}
+
+/**
+ * With refused values written: the refused table is errored while every other table equals the source;
+ * then the operator's way out (fix the rows, retry the table) must bring it back equal. Returns what failed.
+ */
+async function refusedTableRecovers(f: PipelineFixture, workload: Workload, client: pg.Client): Promise<string[]> {
+  if (workload.refusedRows === 0) return [];
+  const errored = await f.waitFor('the refused table to be errored', async () => (await f.status()).tables[REFUSED_TABLE]?.state === 'errored', 120_000)
+    .then(() => true, () => false);
+  if (!errored) return [`${REFUSED_TABLE} holds ${workload.refusedRows} refused value(s) and was never errored`];
+  await f.waitForConvergence(60_000, WORKLOAD_TABLES);
+  await workload.fixRefused(client);
+  await f.handle.executeUpdate(resyncTablesUpdate, { args: [[REFUSED_TABLE]] });
+  await f.waitFor('the retried table to stream again', async () => (await f.status()).tables[REFUSED_TABLE]?.state === 'streaming', 300_000);
+  return [];
 }
 
 /** The consumer of a stream destination (undefined for destinations that hold tables). */

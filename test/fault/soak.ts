@@ -1,5 +1,5 @@
 /**
- * `npm run soak -- --seed N --minutes M --destination clickhouse|snowflake|postgres|duckdb|nats|webhook|file`: the long fault run on the local
+ * `npm run soak -- --seed N --minutes M --destination clickhouse|snowflake|postgres|duckdb|nats|webhook|file [--refused]`: the long fault run on the local
  * stack. Prints one summary line (transactions, changes, faults by kind, mismatches) and exits 1 unless it passed.
  */
 import { parseArgs } from 'node:util';
@@ -11,11 +11,17 @@ const { values } = parseArgs({
     seed: { type: 'string', default: String(Date.now() % 100000) },
     minutes: { type: 'string', default: '5' },
     destination: { type: 'string', default: 'clickhouse' },
+    refused: { type: 'boolean', default: false },
   },
 });
 const destination = SOAK_DESTINATIONS.find((d) => d === values.destination);
 if (!destination) {
   console.error(`soak: --destination must be one of ${SOAK_DESTINATIONS.join(', ')}, not ${values.destination}`);
+  process.exit(2);
+}
+
+if (values.refused && destination !== 'clickhouse') {
+  console.error('soak: --refused writes values ClickHouse refuses; run it with --destination clickhouse');
   process.exit(2);
 }
 
@@ -27,7 +33,7 @@ if (!process.env.SNOWFLAKE_ACCOUNT) process.env.WALFLOW_SNOWFLAKE_URL = status.s
 process.env.WALFLOW_NATS_URL = status.nats!.url;
 const { runSoak, soakPassed, summaryLine } = await import('./harness.ts');
 const result = await runSoak({
-  seed: Number(values.seed), durationMs: Number(values.minutes) * 60_000, destination,
+  seed: Number(values.seed), durationMs: Number(values.minutes) * 60_000, destination, refused: values.refused,
   log: (line) => console.error(`[${new Date().toISOString()}] ${line}`),
 });
 console.log(summaryLine(result));

@@ -3,7 +3,8 @@
  * in step, to an in-memory model of what the tables must hold afterwards.
  * Inserts, updates (of keys too, and leaving a TOASTed column untouched),
  * deletes, truncates, multi-row and multi-table transactions, large
- * transactions and rollbacks.
+ * transactions and rollbacks. With `refused`, also a table `dates` that now and then gets a value
+ * ClickHouse refuses ('infinity'), so the oracle sees that table stopped alone and nothing else lost.
  */
 import type pg from 'pg';
 
@@ -12,6 +13,11 @@ export const WORKLOAD_SETUP = `
   CREATE TABLE events (id int8 PRIMARY KEY, account int8, kind text NOT NULL, payload jsonb);`;
 
 export const WORKLOAD_TABLES = ['accounts', 'events'];
+
+/** The refused-values table: a date column, 'infinity' in a few rows (ClickHouse's Date32 cannot hold it). */
+export const REFUSED_SETUP = 'CREATE TABLE dates (id int8 PRIMARY KEY, d date NOT NULL);';
+export const REFUSED_TABLE = 'dates';
+const FIXED_DATE = '2000-01-01';
 
 /** mulberry32: small, fast, seedable. */
 export function rng(seed: number): () => number {
@@ -28,15 +34,27 @@ export function rng(seed: number): () => number {
 type ModelRow = Record<string, string | null>;
 
 export class Workload {
-  readonly model = new Map<string, Map<string, ModelRow>>(WORKLOAD_TABLES.map((t) => [t, new Map()]));
+  readonly model: Map<string, Map<string, ModelRow>>;
   private nextId = 1;
   transactions = 0;
   changes = 0;
   rollbacks = 0;
   private readonly random: () => number;
 
-  constructor(seed: number) {
+  constructor(seed: number, private readonly refused = false) {
     this.random = rng(seed);
+    this.model = new Map([...WORKLOAD_TABLES, ...(refused ? [REFUSED_TABLE] : [])].map((t) => [t, new Map()]));
+  }
+
+  /** Rows the model holds with a refused value (committed). */
+  get refusedRows(): number {
+    return [...(this.model.get(REFUSED_TABLE)?.values() ?? [])].filter((r) => r.d === 'infinity').length;
+  }
+
+  /** The operator's fix: the refused values replaced in the source (and the model). */
+  async fixRefused(client: pg.Client): Promise<void> {
+    await client.query(`UPDATE dates SET d = '${FIXED_DATE}' WHERE d = 'infinity'`);
+    for (const r of this.model.get(REFUSED_TABLE)?.values() ?? []) if (r.d === 'infinity') r.d = FIXED_DATE;
   }
 
   private pick<T>(items: T[]): T {
@@ -82,8 +100,16 @@ export class Workload {
   private operation(staged: Map<string, Map<string, ModelRow>>, out: [string, unknown[]][]): void {
     const accounts = staged.get('accounts')!;
     const events = staged.get('events')!;
-    const r = this.random();
     const some = (m: Map<string, ModelRow>) => { const ids = [...m.keys()]; return ids.length ? this.pick(ids) : undefined; };
+    if (this.refused && this.random() < 0.1) {
+      const id = String(this.nextId++);
+      // Rarely a value the destination refuses; else one it holds (its changes must keep arriving until then).
+      const d = this.random() < 0.02 ? 'infinity' : `2024-01-${String(1 + Math.floor(this.random() * 28)).padStart(2, '0')}`;
+      out.push(['INSERT INTO dates (id, d) VALUES ($1, $2)', [id, d]]);
+      staged.get(REFUSED_TABLE)!.set(id, { id, d });
+      return;
+    }
+    const r = this.random();
     if (r < 0.35) {
       const id = String(this.nextId++);
       const balance = (Math.floor(this.random() * 1e6) / 100).toFixed(2);
@@ -128,6 +154,7 @@ export class Workload {
       ['accounts', new Map((await client.query<ModelRow>(`SELECT id::text, owner, balance::text, note, md5(big) AS big FROM accounts`)).rows.map((r) => [r.id!, r]))],
       ['events', new Map((await client.query<ModelRow>(`SELECT id::text, account::text, kind, payload::text FROM events`)).rows.map((r) => [r.id!, r]))],
     ]);
+    if (this.refused) actual.set(REFUSED_TABLE, new Map((await client.query<ModelRow>('SELECT id::text, d::text FROM dates')).rows.map((r) => [r.id!, r])));
     const diffs: string[] = [];
     for (const [t, m] of this.model) {
       const a = actual.get(t)!;
