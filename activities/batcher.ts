@@ -53,7 +53,7 @@ export class Batcher {
    * lets the slot release WAL that holds no changes for us.
    */
   keepalive(walEnd: Lsn): void {
-    if (!this.inTransaction && (this.safe === undefined || walEnd > this.safe)) this.safe = walEnd;
+    if (!this.inTransaction && advancesConfirmed(this.safe, walEnd)) this.safe = walEnd;
   }
 
   /** Milliseconds until the batch is due by time (the flush interval when it is empty). */
@@ -80,10 +80,6 @@ export class Batcher {
     this.schemas = {};
     if (flush.confirm !== undefined) this.confirmed = flush.confirm;
     return flush;
-  }
-
-  get pending(): number {
-    return this.changes.length;
   }
 
   private advances(): boolean {

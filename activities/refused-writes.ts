@@ -33,11 +33,11 @@ export async function writeStoppingRefused(changes: Change[], h: RefusalHandling
     if (!refused) return pending;
     const key = tableKey(refused.error.table);
     const name = h.followed(refused.error.table);
-    const unwritten = pending.filter((c) => tableKey(c.table) === key);
+    const firstUnwritten = pending.find((c) => tableKey(c.table) === key);
     // Only a table of this batch can be stopped for it; a refusal naming another stays a failure.
-    if (!name || !unwritten.length) throw refused.error;
+    if (!name || !firstUnwritten) throw refused.error;
     await h.stop(name, {
-      reason: refused.error.message, ...refused.error.refusal, lsn: formatLsn(versionLsn(unwritten[0]!.version)),
+      reason: refused.error.message, ...refused.error.refusal, lsn: formatLsn(versionLsn(firstUnwritten.version)),
       since: refused.since, attempts: refused.attempts, fix: refusedDataFix(h.pipeline, name, refused.error.refusal.column),
     });
     pending = pending.filter((c) => tableKey(c.table) !== key);
