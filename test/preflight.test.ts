@@ -19,7 +19,7 @@ let db: TestDatabase;
 
 before(async () => {
   bad = {
-    name: 'postgres-preflight-misconfigured', binDir: await embeddedPostgresBinDir(), port: 56511, portEnv: 'TEST_PORT',
+    name: 'postgres-preflight-misconfigured', binDir: await embeddedPostgresBinDir(), port: 26511, portEnv: 'TEST_PORT',
     settings: { wal_level: 'replica', max_replication_slots: '0', max_wal_senders: '0' },
   };
   await startPostgres(bad);

@@ -1,6 +1,7 @@
 /**
  * `walflow stack` as an operator uses it: a second stack under its own state
- * folder and ports, driven through the real CLI.
+ * folder and ports, driven through the real CLI. Its ports are below Linux's ephemeral range (32768–60999),
+ * where a client socket of the suite could already hold one when this stack starts late in the run.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -17,12 +18,12 @@ const home = mkdtempSync(join(tmpdir(), 'walflow-stack-'));
 const env = {
   ...process.env,
   WALFLOW_HOME: home,
-  WALFLOW_PG_PORT: '56432',
-  WALFLOW_TEMPORAL_PORT: '57233',
-  WALFLOW_TEMPORAL_UI_PORT: '58233',
-  WALFLOW_CLICKHOUSE_PORT: '58123',
-  WALFLOW_SNOWFLAKE_PORT: '58765',
-  WALFLOW_NATS_PORT: '58222',
+  WALFLOW_PG_PORT: '26432',
+  WALFLOW_TEMPORAL_PORT: '27233',
+  WALFLOW_TEMPORAL_UI_PORT: '28233',
+  WALFLOW_CLICKHOUSE_PORT: '28123',
+  WALFLOW_SNOWFLAKE_PORT: '28765',
+  WALFLOW_NATS_PORT: '28222',
   WALFLOW_NATS_URL: '',
   CLICKHOUSE_URL: '',
   SNOWFLAKE_ACCOUNT: '',
@@ -58,12 +59,12 @@ test('stack up twice is harmless, status reports every component, down leaves no
   const status = walflow(['stack', 'status', '--json']);
   assert.equal(status.code, 0, status.err);
   assert.deepEqual(JSON.parse(status.out), {
-    postgres: { url: 'postgres://postgres@127.0.0.1:56432/postgres', healthy: true },
-    temporal: { url: '127.0.0.1:57233', healthy: true },
-    temporalUi: { url: 'http://127.0.0.1:58233', healthy: true },
-    clickhouse: { url: 'http://127.0.0.1:58123', healthy: true },
-    snowflake: { url: 'http://127.0.0.1:58765', healthy: true },
-    nats: { url: 'nats://127.0.0.1:58222', healthy: true },
+    postgres: { url: 'postgres://postgres@127.0.0.1:26432/postgres', healthy: true },
+    temporal: { url: '127.0.0.1:27233', healthy: true },
+    temporalUi: { url: 'http://127.0.0.1:28233', healthy: true },
+    clickhouse: { url: 'http://127.0.0.1:28123', healthy: true },
+    snowflake: { url: 'http://127.0.0.1:28765', healthy: true },
+    nats: { url: 'nats://127.0.0.1:28222', healthy: true },
   });
   assert.ok(pids().length > 0, 'stack processes run under the state folder');
 
@@ -89,13 +90,13 @@ test('a stale PID file is cleared with a message, not trusted', async () => {
 });
 
 test('a port already in use fails fast with the port, the component and the setting to change', async () => {
-  const blocker = createServer().listen(57233, '127.0.0.1');
+  const blocker = createServer().listen(27233, '127.0.0.1');
   await new Promise((r) => blocker.once('listening', r));
   try {
     const started = Date.now();
     const up = walflow(['stack', 'up']);
     assert.equal(up.code, 1);
-    assert.match(up.err, /temporal: port 57233 on 127\.0\.0\.1 is already in use by another process.*WALFLOW_TEMPORAL_PORT/);
+    assert.match(up.err, /temporal: port 27233 on 127\.0\.0\.1 is already in use by another process.*WALFLOW_TEMPORAL_PORT/);
     assert.ok(Date.now() - started < 60_000, 'no hang');
   } finally {
     blocker.close();
@@ -105,7 +106,7 @@ test('a port already in use fails fast with the port, the component and the sett
 
 test('a Postgres given by URL without wal_level=logical is refused with the setting to change', async () => {
   const replica: PostgresInstance = {
-    name: 'postgres-wal-replica', binDir: await embeddedPostgresBinDir(), port: 56499, portEnv: 'TEST_PORT',
+    name: 'postgres-wal-replica', binDir: await embeddedPostgresBinDir(), port: 26499, portEnv: 'TEST_PORT',
     settings: { wal_level: 'replica' },
   };
   await startPostgres(replica);
