@@ -5,23 +5,16 @@
  * lost (its session died), the copy restarts on a fresh snapshot and says so.
  */
 import {
-  ApplicationFailure, CancellationScope, condition, executeChild, isCancellation, log, patched,
-  proxyActivities, setHandler, sleep, workflowInfo,
+  ApplicationFailure, CancellationScope, condition, isCancellation, log, patched, proxyActivities, setHandler, sleep,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
-import { ErrorType, hasFailureType, NEEDS_OPERATOR, rootMessage, type DataRefusedDetails } from '../lib/errors.ts';
-import { Patch } from './patches.ts';
-import { copyRangesWorkflow } from './copy.ts';
 import { snapshotReadySignal, type SnapshotReady } from '../lib/contract/pipeline.ts';
 import type { TableProgress } from '../lib/contract/status.ts';
-
-/** Retried without end, like the stream: a source that is down for a while is waited for, not given up on. */
-const { planRanges } = proxyActivities<Activities>({
-  startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '30 seconds', // a worker that dies while planning is noticed in seconds
-  retry: { maximumInterval: '1 minute', nonRetryableErrorTypes: NEEDS_OPERATOR },
-});
+import { ErrorType, hasFailureType, rootMessage, type DataRefusedDetails } from '../lib/errors.ts';
+import { Patch } from './patches.ts';
+import { copyFromSnapshot } from './snapshot-copy.ts';
 
 /** The snapshot lives exactly as long as this activity: one attempt, no retry. */
 const { holdSnapshot } = proxyActivities<Activities>({
@@ -30,7 +23,6 @@ const { holdSnapshot } = proxyActivities<Activities>({
   retry: { maximumAttempts: 1 },
 });
 
-const RANGES_PER_CHILD = 256;
 /**
  * A lost snapshot (Postgres restarted, the holder's worker died) is transient: the copy restarts on a
  * fresh snapshot after a backoff that doubles while no snapshot can be taken at all. The cap keeps a
@@ -114,31 +106,6 @@ async function backfillOnce(opts: BackfillOptions, attempt: number, stopOnLoss: 
     await holder.catch(() => undefined);
     opts.onSnapshot?.(null);
   }
-}
-
-async function copyFromSnapshot(
-  opts: BackfillOptions, snap: SnapshotReady, token: string, raceLost: <T>(p: Promise<T>) => Promise<T>,
-): Promise<void> {
-  const { config, tables, progress } = opts;
-  const planned = await planRanges(config, tables);
-  for (const t of planned.tables) {
-    progress[t.table] = { ...progress[t.table]!, backfill: 'copying', rangesDone: 0, rangesTotal: t.ranges, rowsCopied: 0, rowsEstimate: t.rowsEstimate };
-  }
-  const refused: Record<string, DataRefusedDetails> = {};
-  for (let i = 0; i < planned.ranges.length; i += RANGES_PER_CHILD) {
-    const ranges = planned.ranges.slice(i, i + RANGES_PER_CHILD).filter((r) => !refused[r.table]);
-    if (!ranges.length) continue;
-    const copied = await raceLost(executeChild(copyRangesWorkflow, {
-      workflowId: `${workflowInfo().workflowId}-copy-${token}-${i / RANGES_PER_CHILD}`,
-      args: [{ config, snapshotName: snap.snapshotName, snapshotLsn: snap.lsn, ranges, parallelism: config.backfill.parallelism, reportTo: workflowInfo().workflowId }],
-    }));
-    Object.assign(refused, copied.refused);
-  }
-  for (const refusal of Object.values(refused)) {
-    if (!opts.onRefused) throw ApplicationFailure.nonRetryable(refusal.reason, ErrorType.DataRefused, refusal);
-    opts.onRefused(refusal, snap.lsn);
-  }
-  for (const t of tables) if (!refused[t]) progress[t] = { ...progress[t]!, backfill: 'done' };
 }
 
 const isSnapshotLost = (e: unknown): boolean => hasFailureType(e, ErrorType.SnapshotLost);

@@ -21,6 +21,11 @@ const SLOT = 'slot';
 
 export const isSlotLost = (e: unknown): boolean => hasFailureType(e, ErrorType.SlotLost);
 
+/** What the operator reads when the slot is lost and walflow waits for their word. */
+export const slotLostHelp = (pipeline: string, failure: string): string =>
+  `${failure}. Run \`walflow resume ${pipeline}\` to recreate the slot and resync every table `
+  + '(or set onSlotLost: resync to have walflow do it), and raise max_slot_wal_keep_size';
+
 /** Recreates the slot (the stream restarts from its consistent point) and starts a resync of every table. */
 export async function recoverLostSlot(config: PipelineConfig, state: PipelineState, failure: string): Promise<void> {
   noteError(state, SLOT, `${failure}; recreating the slot and resyncing every table`);
