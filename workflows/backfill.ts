@@ -40,7 +40,7 @@ export interface BackfillOptions {
   progress: Record<string, TableProgress>;
   onSnapshot?: (lsn: string | null) => void;
   onError?: (message: string) => void;
-  /** A table whose data the destination refused: its copy stopped, the others' went on. Without it, the backfill fails. */
+  /** A table whose data the destination refused: its copy stopped, the others' went on (else the backfill fails). */
   onRefused?: (refusal: DataRefusedDetails, snapshotLsn: string) => void;
 }
 
@@ -57,7 +57,8 @@ export async function backfillTables(opts: BackfillOptions): Promise<string> {
       if (!isSnapshotLost(e)) throw e;
       if (!backoff && attempt >= LEGACY_MAX_SNAPSHOT_ATTEMPTS) throw e;
       if (outcome.snapshotTaken) delayMs = SNAPSHOT_RETRY_FIRST_MS;
-      const message = `backfill snapshot lost (${rootMessage(e)}); restarting the copy of ${opts.tables.join(', ')} on a fresh snapshot`
+      const tables = opts.tables.join(', ');
+      const message = `backfill snapshot lost (${rootMessage(e)}); restarting the copy of ${tables} on a fresh snapshot`
         + (backoff ? ` in ${Math.round(delayMs / 1000)} s` : '');
       log.warn(message);
       opts.onError?.(message);

@@ -51,9 +51,11 @@ export function statusPublisher(status: () => PipelineStatus, fixedPhase?: strin
 function currentDetails(s: PipelineStatus): string {
   const tables = Object.entries(s.tables).map(([t, p]) => (p.backfill === 'copying'
     ? `${t} (backfill ${p.rangesDone}/${p.rangesTotal} ranges)` : p.backfill === 'pending' ? `${t} (backfill pending)` : t));
+  const paused = s.paused && s.phase !== 'paused' ? ' (paused)' : '';
+  const snapshot = s.snapshotLsn ? ` · snapshot ${s.snapshotLsn}` : '';
   return [
-    `**${s.phase}**${s.paused && s.phase !== 'paused' ? ' (paused)' : ''} · ${tables.length} table(s): ${tables.join(', ')}`,
-    `confirmed LSN ${s.confirmedLsn ?? '-'} · lag ${s.lagBytes ?? '-'} bytes${s.snapshotLsn ? ` · snapshot ${s.snapshotLsn}` : ''}`,
+    `**${s.phase}**${paused} · ${tables.length} table(s): ${tables.join(', ')}`,
+    `confirmed LSN ${s.confirmedLsn ?? '-'} · lag ${s.lagBytes ?? '-'} bytes${snapshot}`,
     ...(s.warnings ?? []).map((w) => `warning: ${w}`),
     ...(Object.keys(s.errors ?? {}).length
       ? Object.entries(s.errors!).map(([c, e]) => `error in ${c} since ${e.since} (${e.count} failure(s)): ${e.message}`)

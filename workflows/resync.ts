@@ -29,7 +29,8 @@ export interface ResyncResult {
 export async function resyncWorkflow(input: ResyncInput): Promise<ResyncResult> {
   const config = validInput(input.config);
   if (!canResync(config.destination)) {
-    throw ApplicationFailure.nonRetryable(`pipeline ${config.id}: a ${config.destination.type} destination cannot be resynced (its rows cannot be read back)`, ErrorType.Config);
+    const problem = `a ${config.destination.type} destination cannot be resynced (its rows cannot be read back)`;
+    throw ApplicationFailure.nonRetryable(`pipeline ${config.id}: ${problem}`, ErrorType.Config);
   }
   const tables = input.tables?.length ? input.tables : config.source.tables;
   const progress: Record<string, TableProgress> = Object.fromEntries(tables.map((t) => [t, newTableProgress()]));

@@ -37,6 +37,7 @@ export async function recoverLostSlot(config: PipelineConfig, state: PipelineSta
     args: [{ config, tables: [...state.tables] }],
     parentClosePolicy: ParentClosePolicy.ABANDON,
   });
-  log.warn(`pipeline ${config.id}: slot recreated at ${slot.confirmedLsn}; resync ${resync.workflowId} re-copies ${state.tables.join(', ')}`);
+  const tables = state.tables.join(', ');
+  log.warn(`pipeline ${config.id}: slot recreated at ${slot.confirmedLsn}; resync ${resync.workflowId} re-copies ${tables}`);
   clearError(state, SLOT, PIPELINE);
 }

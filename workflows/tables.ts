@@ -36,8 +36,10 @@ export function tablesToRecopy(state: PipelineState, report: TableShapeReport): 
 export function tableErrorSummary(state: PipelineState): string | null {
   const errors = Object.entries(state.tableErrors ?? {});
   if (!errors.length) return null;
-  return errors.map(([table, e]) => `table ${table} stopped at LSN ${e.lsn}: ${e.reason}`
-    + `${e.statement ? ` (source: ${e.statement})` : ''}; its changes are not written, the other tables keep streaming; fix: ${e.fix}`).join('\n');
+  const line = (table: string, e: TableError) => `table ${table} stopped at LSN ${e.lsn}: ${e.reason}`
+    + `${e.statement ? ` (source: ${e.statement})` : ''}; its changes are not written, `
+    + `the other tables keep streaming; fix: ${e.fix}`;
+  return errors.map(([table, e]) => line(table, e)).join('\n');
 }
 
 function tableState(state: PipelineState, table: string, p: TableProgress): TableState {
