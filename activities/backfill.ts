@@ -9,7 +9,14 @@ import { ErrorType, type DataRefusedDetails } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
 import type { InsertChange } from '../lib/model.ts';
 import { copyProgressSignal, describeRange, snapshotReadySignal } from '../lib/contract/pipeline.ts';
-import { applyHeartbeating, signalWithDeadline, whileHeartbeating, writeHeartbeating, openDestination, type ActivityDeps } from './context.ts';
+import {
+  applyHeartbeating,
+  signalWithDeadline,
+  whileHeartbeating,
+  writeHeartbeating,
+  openDestination,
+  type ActivityDeps,
+} from './context.ts';
 import { DataRefused } from './destinations/refused.ts';
 import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadTableSchemas } from './postgres/schema.ts';
@@ -44,14 +51,25 @@ export function createBackfillActivities(deps: ActivityDeps) {
    * cancelled. The snapshot's LSN is at or after the pipeline slot's start, so
    * the change stream covers everything the snapshot does not.
    */
-  async function holdSnapshot(input: { config: PipelineConfig; notify: { workflowId: string; token: string } }): Promise<void> {
+  async function holdSnapshot(input: {
+    config: PipelineConfig;
+    notify: { workflowId: string; token: string };
+  }): Promise<void> {
     const ctx = Context.current();
-    const snapshot = await exportSnapshot(sourceConnection(input.config.source), undefined, snapshotApplicationName(input.config.id));
+    const snapshot = await exportSnapshot(
+      sourceConnection(input.config.source),
+      undefined,
+      snapshotApplicationName(input.config.id),
+    );
     try {
       await deps.client.workflow.getHandle(input.notify.workflowId).signal(snapshotReadySignal, {
-        token: input.notify.token, snapshotName: snapshot.name, lsn: normalizeLsn(snapshot.lsn),
+        token: input.notify.token,
+        snapshotName: snapshot.name,
+        lsn: normalizeLsn(snapshot.lsn),
       });
-      const lost = snapshot.lost.then((e) => { throw ApplicationFailure.nonRetryable(`snapshot session ended: ${e.message}`, ErrorType.SnapshotLost); });
+      const lost = snapshot.lost.then((e) => {
+        throw ApplicationFailure.nonRetryable(`snapshot session ended: ${e.message}`, ErrorType.SnapshotLost);
+      });
       await whileHeartbeating(() => Promise.race([ctx.cancelled, lost]));
     } finally {
       await snapshot.close();
@@ -63,39 +81,55 @@ export function createBackfillActivities(deps: ActivityDeps) {
     try {
       return await planOnce(config, tables);
     } catch (e) {
-      await reportFailure(labelSourceError(config, e), `planning the backfill of ${tables.join(', ')}`, Context.current().info.workflowExecution?.workflowId);
+      await reportFailure(
+        labelSourceError(config, e),
+        `planning the backfill of ${tables.join(', ')}`,
+        Context.current().info.workflowExecution?.workflowId,
+      );
       throw e;
     }
   }
 
   /** The first few failed attempts, then every tenth (each report is a history event of a workflow that cannot continue-as-new mid-backfill). */
-  async function reportFailure(e: unknown, what: string, reportTo: string | undefined, errorTable?: string): Promise<void> {
+  async function reportFailure(
+    e: unknown,
+    what: string,
+    reportTo: string | undefined,
+    errorTable?: string,
+  ): Promise<void> {
     const ctx = Context.current();
     const attempt = ctx.info.attempt;
     if (reportTo && !ctx.cancellationSignal.aborted && (attempt <= 5 || attempt % 10 === 0)) {
       const error = `${what} failed (attempt ${attempt}): ${(e as Error).message}`;
-      await signalWithDeadline(deps, reportTo, copyProgressSignal, { tables: {}, error, ...(errorTable ? { errorTable } : {}) }).catch(() => undefined);
+      await signalWithDeadline(deps, reportTo, copyProgressSignal, {
+        tables: {},
+        error,
+        ...(errorTable ? { errorTable } : {}),
+      }).catch(() => undefined);
     }
   }
 
-  const planOnce = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => whileHeartbeating(async () => {
-    const client = await connect(sourceConnection(config.source));
-    const destination = await openDestination(deps, config);
-    try {
-      const schemas = await loadTableSchemas(client, tables.map(qualifyTable));
-      await destination.prepare(schemas);
-      const planned: PlannedBackfill = { tables: [], ranges: [] };
-      for (const table of tables) {
-        const plan = await planTableRanges(client, qualifyTable(table), { rowsPerRange: config.backfill.rowsPerRange });
-        planned.tables.push({ table, ranges: plan.ranges.length, rowsEstimate: plan.rowsEstimate });
-        planned.ranges.push(...plan.ranges.map((r) => ({ ...r, table })));
+  const planOnce = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> =>
+    whileHeartbeating(async () => {
+      const client = await connect(sourceConnection(config.source));
+      const destination = await openDestination(deps, config);
+      try {
+        const schemas = await loadTableSchemas(client, tables.map(qualifyTable));
+        await destination.prepare(schemas);
+        const planned: PlannedBackfill = { tables: [], ranges: [] };
+        for (const table of tables) {
+          const plan = await planTableRanges(client, qualifyTable(table), {
+            rowsPerRange: config.backfill.rowsPerRange,
+          });
+          planned.tables.push({ table, ranges: plan.ranges.length, rowsEstimate: plan.rowsEstimate });
+          planned.ranges.push(...plan.ranges.map((r) => ({ ...r, table })));
+        }
+        return planned;
+      } finally {
+        await destination.close();
+        await client.end();
       }
-      return planned;
-    } finally {
-      await destination.close();
-      await client.end();
-    }
-  });
+    });
 
   /**
    * Copies one range. A failure is retried by Temporal without end (a destination or source that is
@@ -109,7 +143,12 @@ export function createBackfillActivities(deps: ActivityDeps) {
       return await copyOneRange(input);
     } catch (e) {
       deps.metrics?.failed(input.config.id, 'backfill', input.range.table);
-      await reportFailure(labelSourceError(input.config, e), `copy of ${input.range.table} ${describeRange(input.range)}`, input.reportTo, input.range.table);
+      await reportFailure(
+        labelSourceError(input.config, e),
+        `copy of ${input.range.table} ${describeRange(input.range)}`,
+        input.reportTo,
+        input.range.table,
+      );
       throw e instanceof DataRefused ? refusedFailure(input.range.table, e) : e;
     }
   }
@@ -125,7 +164,11 @@ export function createBackfillActivities(deps: ActivityDeps) {
       try {
         await importSnapshot(client, input.snapshotName);
       } catch (e) {
-        if (isSnapshotGone(e)) throw ApplicationFailure.nonRetryable(`snapshot ${input.snapshotName} is gone: ${(e as Error).message}`, ErrorType.SnapshotLost);
+        if (isSnapshotGone(e))
+          throw ApplicationFailure.nonRetryable(
+            `snapshot ${input.snapshotName} is gone: ${(e as Error).message}`,
+            ErrorType.SnapshotLost,
+          );
         throw e;
       }
       await deps.faults?.at('copyRange', `${range.table} ${JSON.stringify(range)}`);
@@ -142,13 +185,20 @@ export function createBackfillActivities(deps: ActivityDeps) {
         // The fast path: COPY text straight to the destination, no row objects.
         for await (const piece of copyTableRangeText(client, schema!, range)) {
           await deps.faults?.at('copyBatch');
-          await writeHeartbeating(() => destination.applyCopyText!(schema!, version, piece.text, piece.rows), () => ({ rows }));
+          await writeHeartbeating(
+            () => destination.applyCopyText!(schema!, version, piece.text, piece.rows),
+            () => ({ rows }),
+          );
           written(piece.rows);
         }
       } else {
         for await (const batch of copyTableRange(client, schema!, range, { batchRows: config.backfill.batchRows })) {
           await deps.faults?.at('copyBatch');
-          await applyHeartbeating(destination, batch.map((row): InsertChange => ({ kind: 'insert', table, version, row, snapshot: true })), () => ({ rows }));
+          await applyHeartbeating(
+            destination,
+            batch.map((row): InsertChange => ({ kind: 'insert', table, version, row, snapshot: true })),
+            () => ({ rows }),
+          );
           written(batch.length);
         }
       }
@@ -163,9 +213,13 @@ export function createBackfillActivities(deps: ActivityDeps) {
   return { holdSnapshot, planRanges, copyRange };
 }
 
-
 /** A range's refused data as the non-retryable failure the workflow marks the table errored by (no cause: its message is the whole story, and rootMessage shows it). */
 export function refusedFailure(table: string, e: DataRefused): ApplicationFailure {
   const details: DataRefusedDetails = { table, ...e.refusal, reason: e.message };
-  return ApplicationFailure.create({ type: ErrorType.DataRefused, message: e.message, nonRetryable: true, details: [details] });
+  return ApplicationFailure.create({
+    type: ErrorType.DataRefused,
+    message: e.message,
+    nonRetryable: true,
+    details: [details],
+  });
 }

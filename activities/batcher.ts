@@ -29,7 +29,10 @@ export class Batcher {
   /** End of the last commit received (or a keepalive position between transactions). */
   private safe: Lsn | undefined;
 
-  constructor(private readonly rules: BatchRules, private confirmed: Lsn | undefined) {}
+  constructor(
+    private readonly rules: BatchRules,
+    private confirmed: Lsn | undefined,
+  ) {}
 
   begin(): void {
     this.inTransaction = true;
@@ -75,7 +78,11 @@ export class Batcher {
 
   /** Takes the batch; the caller writes it, reports `schemas`, then confirms `confirm` (the batcher counts it confirmed). */
   take(): Flush {
-    const flush: Flush = { changes: this.changes, schemas: this.schemas, confirm: this.advances() ? this.safe : undefined };
+    const flush: Flush = {
+      changes: this.changes,
+      schemas: this.schemas,
+      confirm: this.advances() ? this.safe : undefined,
+    };
     this.changes = [];
     this.schemas = {};
     if (flush.confirm !== undefined) this.confirmed = flush.confirm;

@@ -21,13 +21,21 @@ export interface ActivityDeps {
 }
 
 /** The pipeline's destination, as the activity's dependencies open it. */
-export const openDestination = (deps: ActivityDeps, config: PipelineConfig): Promise<Destination> => (deps.destination ?? pipelineDestination)(config);
+export const openDestination = (deps: ActivityDeps, config: PipelineConfig): Promise<Destination> =>
+  (deps.destination ?? pipelineDestination)(config);
 
 const SIGNAL_DEADLINE_MS = 5_000;
 
 /** Signals a workflow with a deadline: right after a Temporal server restart a call can otherwise wait forever. */
-export function signalWithDeadline<T>(deps: ActivityDeps, workflowId: string, signal: SignalDefinition<[T]>, arg: T): Promise<void> {
-  return deps.client.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () => deps.client.workflow.getHandle(workflowId).signal(signal, arg));
+export function signalWithDeadline<T>(
+  deps: ActivityDeps,
+  workflowId: string,
+  signal: SignalDefinition<[T]>,
+  arg: T,
+): Promise<void> {
+  return deps.client.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () =>
+    deps.client.workflow.getHandle(workflowId).signal(signal, arg),
+  );
 }
 
 /**
@@ -36,7 +44,10 @@ export function signalWithDeadline<T>(deps: ActivityDeps, workflowId: string, si
  * but live step (a large destination write) is not mistaken for a dead worker. With `limitMs`, work
  * still unfinished by then fails the activity: a hung step is retried rather than heartbeated forever.
  */
-export async function whileHeartbeating<T>(work: () => Promise<T>, opts: { details?: () => unknown; limitMs?: number; what?: string } = {}): Promise<T> {
+export async function whileHeartbeating<T>(
+  work: () => Promise<T>,
+  opts: { details?: () => unknown; limitMs?: number; what?: string } = {},
+): Promise<T> {
   const ctx = Context.current();
   const beat = () => (opts.details ? ctx.heartbeat(opts.details()) : ctx.heartbeat());
   const timer = setInterval(beat, 5_000);
@@ -46,7 +57,10 @@ export async function whileHeartbeating<T>(work: () => Promise<T>, opts: { detai
     return await Promise.race([
       work(),
       new Promise<never>((_, reject) => {
-        limit = setTimeout(() => reject(new Error(`${opts.what ?? 'step'} did not finish within ${Math.round(opts.limitMs! / 1000)} s`)), opts.limitMs);
+        limit = setTimeout(
+          () => reject(new Error(`${opts.what ?? 'step'} did not finish within ${Math.round(opts.limitMs! / 1000)} s`)),
+          opts.limitMs,
+        );
       }),
     ]);
   } finally {

@@ -2,7 +2,15 @@
 import { createBackfillActivities } from './backfill.ts';
 import type { PipelineConfig } from '../lib/config.ts';
 import type { ActivityDeps } from './context.ts';
-import { alterPublication, dropPipeline, ensureSlot, preflightPipeline, rebuildTables, recreateSlot, removeStaleRows } from './pipeline.ts';
+import {
+  alterPublication,
+  dropPipeline,
+  ensureSlot,
+  preflightPipeline,
+  rebuildTables,
+  recreateSlot,
+  removeStaleRows,
+} from './pipeline.ts';
 import { probeSource } from './probe.ts';
 import { dropServeSession } from './session.ts';
 import { createStreamActivities } from './stream.ts';

@@ -26,10 +26,16 @@ async function withSource<T>(config: PipelineConfig, fn: (client: pg.Client) => 
   }
 }
 
-const sourcePreflight = (config: PipelineConfig, tables: string[]) => withSource(config, (client) => preflight(client, {
-  publication: config.source.publication, tables: tables.map(qualifyTable), createPublication: config.source.createPublication,
-  slot: slotName(config.id, config.source), destination: { type: config.destination.type, tables: tables.map(qualifyTable) },
-}));
+const sourcePreflight = (config: PipelineConfig, tables: string[]) =>
+  withSource(config, (client) =>
+    preflight(client, {
+      publication: config.source.publication,
+      tables: tables.map(qualifyTable),
+      createPublication: config.source.createPublication,
+      slot: slotName(config.id, config.source),
+      destination: { type: config.destination.type, tables: tables.map(qualifyTable) },
+    }),
+  );
 
 /** All failures at once, as one non-retryable error: retrying cannot fix a misconfigured database. */
 export function preflightPipeline(config: PipelineConfig, tables: string[]): Promise<void> {
@@ -37,7 +43,10 @@ export function preflightPipeline(config: PipelineConfig, tables: string[]): Pro
     const report = await sourcePreflight(config, tables);
     for (const w of report.warnings) Context.current().log.warn(`pipeline ${config.id}: ${w}`);
     if (report.failures.length) {
-      throw ApplicationFailure.nonRetryable(`preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`, ErrorType.PreflightFailed);
+      throw ApplicationFailure.nonRetryable(
+        `preflight failed for pipeline ${config.id}:\n- ${report.failures.join('\n- ')}`,
+        ErrorType.PreflightFailed,
+      );
     }
   });
 }
@@ -51,7 +60,8 @@ export async function checkPipeline(config: PipelineConfig): Promise<PreflightRe
   try {
     const schemas = await withSource(config, async (client) => {
       const found = [];
-      for (const t of config.source.tables) found.push(...await loadTableSchemas(client, [qualifyTable(t)]).catch(() => [])); // missing tables are reported above
+      for (const t of config.source.tables)
+        found.push(...(await loadTableSchemas(client, [qualifyTable(t)]).catch(() => []))); // missing tables are reported above
       return found;
     });
     const destination = await pipelineDestination(config);
@@ -61,7 +71,9 @@ export async function checkPipeline(config: PipelineConfig): Promise<PreflightRe
       await destination.close().catch(() => undefined);
     }
   } catch (e) {
-    report.failures.push(`${(e as Error).message}: check that the destination is up and reachable from here, its credentials, and that they may create tables`);
+    report.failures.push(
+      `${(e as Error).message}: check that the destination is up and reachable from here, its credentials, and that they may create tables`,
+    );
   }
   return report;
 }
@@ -73,7 +85,9 @@ export async function checkPipeline(config: PipelineConfig): Promise<PreflightRe
 export function ensureSlot(config: PipelineConfig, tables = config.source.tables): Promise<{ confirmedLsn: string }> {
   return whileHeartbeating(async () => {
     if (config.source.createPublication) {
-      await withSource(config, (client) => ensurePublication(client, config.source.publication, tables.map(qualifyTable)));
+      await withSource(config, (client) =>
+        ensurePublication(client, config.source.publication, tables.map(qualifyTable)),
+      );
     }
     const slot = await createSlot(sourceConnection(config.source), slotName(config.id, config.source));
     return { confirmedLsn: normalizeLsn(slot.confirmedLsn) };
@@ -90,18 +104,31 @@ export function recreateSlot(config: PipelineConfig): Promise<{ confirmedLsn: st
   });
 }
 
-export function alterPublication(config: PipelineConfig, change: { add?: string[]; remove?: string[]; tables: string[] }): Promise<void> {
+export function alterPublication(
+  config: PipelineConfig,
+  change: { add?: string[]; remove?: string[]; tables: string[] },
+): Promise<void> {
   return whileHeartbeating(async () => {
     await withSource(config, async (client) => {
       if (change.add?.length) {
         const report = await preflight(client, {
-          publication: config.source.publication, tables: change.add.map(qualifyTable), createPublication: config.source.createPublication,
-          slot: slotName(config.id, config.source), slotExists: true, destination: { type: config.destination.type, tables: change.tables.map(qualifyTable) },
+          publication: config.source.publication,
+          tables: change.add.map(qualifyTable),
+          createPublication: config.source.createPublication,
+          slot: slotName(config.id, config.source),
+          slotExists: true,
+          destination: { type: config.destination.type, tables: change.tables.map(qualifyTable) },
         });
-        if (report.failures.length) throw ApplicationFailure.nonRetryable(`cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`, ErrorType.PreflightFailed);
+        if (report.failures.length)
+          throw ApplicationFailure.nonRetryable(
+            `cannot add ${change.add.join(', ')}:\n- ${report.failures.join('\n- ')}`,
+            ErrorType.PreflightFailed,
+          );
       }
       await alterPublicationTables(client, config.source.publication, {
-        add: change.add?.map(qualifyTable) ?? [], remove: change.remove?.map(qualifyTable) ?? [], managed: config.source.createPublication,
+        add: change.add?.map(qualifyTable) ?? [],
+        remove: change.remove?.map(qualifyTable) ?? [],
+        managed: config.source.createPublication,
       });
     });
   });
@@ -110,11 +137,15 @@ export function alterPublication(config: PipelineConfig, change: { add?: string[
 /** Drops the slot, a publication walflow created, and the pipeline's resync Schedule (its next run would resync nothing). */
 export function dropPipeline(deps: ActivityDeps, config: PipelineConfig): Promise<void> {
   return whileHeartbeating(async () => {
-    await deps.client.schedule.getHandle(resyncScheduleId(config.id)).delete().catch((e) => {
-      if (!(e instanceof ScheduleNotFoundError)) throw e;
-    });
+    await deps.client.schedule
+      .getHandle(resyncScheduleId(config.id))
+      .delete()
+      .catch((e) => {
+        if (!(e instanceof ScheduleNotFoundError)) throw e;
+      });
     await dropSlot(sourceConnection(config.source), slotName(config.id, config.source));
-    if (config.source.createPublication) await withSource(config, (client) => dropPublicationIfOwned(client, config.source.publication));
+    if (config.source.createPublication)
+      await withSource(config, (client) => dropPublicationIfOwned(client, config.source.publication));
   });
 }
 
@@ -124,7 +155,8 @@ export function removeStaleRows(config: PipelineConfig, table: string, snapshotL
     const [schema] = await withSource(config, (client) => loadTableSchemas(client, [qualifyTable(table)]));
     const destination = await pipelineDestination(config);
     try {
-      if (!destination.removeStale) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, ErrorType.Config);
+      if (!destination.removeStale)
+        throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot resync`, ErrorType.Config);
       await destination.removeStale(schema!, makeVersion(parseLsn(snapshotLsn), 0));
     } finally {
       await destination.close();
@@ -137,18 +169,27 @@ export function removeStaleRows(config: PipelineConfig, table: string, snapshotL
  * returns those shapes and the source's WAL position afterwards: the stream writes the tables'
  * changes committed from there on, and a snapshot taken later covers everything before.
  */
-export function rebuildTables(config: PipelineConfig, tables: string[]): Promise<{ schemas: Record<string, TableSchema>; lsn: string }> {
-  return whileHeartbeating(async () => withSource(config, async (client) => {
-    const schemas = await loadTableSchemas(client, tables.map(qualifyTable));
-    const destination = await pipelineDestination(config);
-    try {
-      if (!destination.dropTable) throw ApplicationFailure.nonRetryable(`destination ${config.destination.type} cannot rebuild a table; remove and add the table instead`, ErrorType.Config);
-      for (const s of schemas) await destination.dropTable(s);
-      await destination.prepare(schemas);
-    } finally {
-      await destination.close();
-    }
-    const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-    return { schemas: Object.fromEntries(tables.map((t, i) => [t, schemas[i]!])), lsn: normalizeLsn(rows[0]!.lsn) };
-  }));
+export function rebuildTables(
+  config: PipelineConfig,
+  tables: string[],
+): Promise<{ schemas: Record<string, TableSchema>; lsn: string }> {
+  return whileHeartbeating(async () =>
+    withSource(config, async (client) => {
+      const schemas = await loadTableSchemas(client, tables.map(qualifyTable));
+      const destination = await pipelineDestination(config);
+      try {
+        if (!destination.dropTable)
+          throw ApplicationFailure.nonRetryable(
+            `destination ${config.destination.type} cannot rebuild a table; remove and add the table instead`,
+            ErrorType.Config,
+          );
+        for (const s of schemas) await destination.dropTable(s);
+        await destination.prepare(schemas);
+      } finally {
+        await destination.close();
+      }
+      const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+      return { schemas: Object.fromEntries(tables.map((t, i) => [t, schemas[i]!])), lsn: normalizeLsn(rows[0]!.lsn) };
+    }),
+  );
 }

@@ -37,8 +37,12 @@ export async function writeStoppingRefused(changes: Change[], h: RefusalHandling
     // Only a table of this batch can be stopped for it; a refusal naming another stays a failure.
     if (!name || !firstUnwritten) throw refused.error;
     await h.stop(name, {
-      reason: refused.error.message, ...refused.error.refusal, lsn: formatLsn(versionLsn(firstUnwritten.version)),
-      since: refused.since, attempts: refused.attempts, fix: refusedDataFix(h.pipeline, name, refused.error.refusal.column),
+      reason: refused.error.message,
+      ...refused.error.refusal,
+      lsn: formatLsn(versionLsn(firstUnwritten.version)),
+      since: refused.since,
+      attempts: refused.attempts,
+      fix: refusedDataFix(h.pipeline, name, refused.error.refusal.column),
     });
     pending = pending.filter((c) => tableKey(c.table) !== key);
   }
@@ -46,7 +50,10 @@ export async function writeStoppingRefused(changes: Change[], h: RefusalHandling
 }
 
 /** A write, tried again while the destination refuses its data; the last refusal if it never stops refusing. */
-async function writeRetryingRefusals(changes: Change[], h: RefusalHandling): Promise<{ error: DataRefused; attempts: number; since: string } | undefined> {
+async function writeRetryingRefusals(
+  changes: Change[],
+  h: RefusalHandling,
+): Promise<{ error: DataRefused; attempts: number; since: string } | undefined> {
   let since: string | undefined;
   for (let attempt = 1; ; attempt++) {
     try {

@@ -5,7 +5,11 @@ import { connect } from './postgres/session.ts';
 import { dropSlot } from './postgres/slot.ts';
 import { postgresConnection } from './source.ts';
 
-export async function dropServeSession(input: { source: SessionInput['source']; slot: string; publication: string | null }): Promise<{ slotDropped: boolean }> {
+export async function dropServeSession(input: {
+  source: SessionInput['source'];
+  slot: string;
+  publication: string | null;
+}): Promise<{ slotDropped: boolean }> {
   const connection = postgresConnection(input.source.url, input.source.password);
   const slotDropped = await dropSlot(connection, input.slot);
   if (input.publication) {

@@ -18,7 +18,12 @@ import { describeSource, slotName, snapshotApplicationName, sourceConnection } f
 const LOG_AGAIN_MS = 60_000;
 const logged = new Map<string, { text: string; at: number }>();
 
-export async function watchSlot(deps: ActivityDeps, config: PipelineConfig, client: pg.Client, streamError?: string): Promise<{ health: SlotHealth; warnings: string[] }> {
+export async function watchSlot(
+  deps: ActivityDeps,
+  config: PipelineConfig,
+  client: pg.Client,
+  streamError?: string,
+): Promise<{ health: SlotHealth; warnings: string[] }> {
   const health = await readSlotHealth(client, slotName(config.id, config.source), snapshotApplicationName(config.id));
   deps.metrics?.slot(config.id, health);
   const warnings = slotWarnings(config, health, streamError);
@@ -36,7 +41,11 @@ export async function watchSlot(deps: ActivityDeps, config: PipelineConfig, clie
  * (destination errors already name the destination), or `SlotLost`; and the slot's warnings, read over a
  * connection of its own (the stream's may be what broke).
  */
-export async function streamFailure(deps: ActivityDeps, config: PipelineConfig, e: unknown): Promise<{ error: unknown; warnings: string[] }> {
+export async function streamFailure(
+  deps: ActivityDeps,
+  config: PipelineConfig,
+  e: unknown,
+): Promise<{ error: unknown; warnings: string[] }> {
   deps.metrics?.failed(config.id, 'stream');
   const err = labelSourceError(config, e as Error);
   let client: pg.Client | undefined;
@@ -44,8 +53,16 @@ export async function streamFailure(deps: ActivityDeps, config: PipelineConfig, 
     client = await connect({ ...sourceConnection(config.source), connectionTimeoutMillis: 5_000 });
     const { health, warnings } = await watchSlot(deps, config, client, err.message);
     if (health.walStatus === 'lost' || !health.exists) {
-      const what = health.exists ? 'was invalidated by Postgres (wal_status lost): the WAL it needed is gone' : 'does not exist (dropped outside walflow?)';
-      return { error: ApplicationFailure.nonRetryable(`replication slot ${health.name} ${what}; changes after ${health.confirmedLsn ?? 'its last confirmed position'} cannot be streamed`, ErrorType.SlotLost), warnings };
+      const what = health.exists
+        ? 'was invalidated by Postgres (wal_status lost): the WAL it needed is gone'
+        : 'does not exist (dropped outside walflow?)';
+      return {
+        error: ApplicationFailure.nonRetryable(
+          `replication slot ${health.name} ${what}; changes after ${health.confirmedLsn ?? 'its last confirmed position'} cannot be streamed`,
+          ErrorType.SlotLost,
+        ),
+        warnings,
+      };
     }
     return { error: e, warnings };
   } catch {
@@ -58,5 +75,7 @@ export async function streamFailure(deps: ActivityDeps, config: PipelineConfig, 
 /** A connection or server error (it has a code) not from the destination (whose errors say so) comes from the source. */
 export function labelSourceError<E>(config: PipelineConfig, e: E): E {
   const err = e as Error & { code?: unknown };
-  return err instanceof Error && err.code !== undefined && !/^destination /.test(err.message) ? labelError(e, describeSource(config.source)) : e;
+  return err instanceof Error && err.code !== undefined && !/^destination /.test(err.message)
+    ? labelError(e, describeSource(config.source))
+    : e;
 }

@@ -27,7 +27,10 @@ export class StreamReporter {
   private reportedLsn: Lsn | undefined;
 
   /** `counters`: the totals of this stream's attempts so far (carried in the heartbeat). */
-  constructor(readonly counters: Record<string, ChangeCounters>, private readonly sink: ReportSink) {}
+  constructor(
+    readonly counters: Record<string, ChangeCounters>,
+    private readonly sink: ReportSink,
+  ) {}
 
   count(table: string, c: Change): void {
     const field = c.kind in FIELD ? FIELD[c.kind as keyof typeof FIELD] : undefined;
@@ -44,10 +47,16 @@ export class StreamReporter {
     this.lastReport = Date.now();
     this.reportedLsn = confirmed;
     const { lagBytes, warnings } = await this.sink.slot();
-    const progress: StreamProgress = { confirmedLsn: formatLsn(confirmed), lagBytes, changes: this.unreported, warnings };
+    const progress: StreamProgress = {
+      confirmedLsn: formatLsn(confirmed),
+      lagBytes,
+      changes: this.unreported,
+      warnings,
+    };
     this.unreported = {};
     await this.sink.send(progress).catch((e: Error) => {
-      for (const [t, c] of Object.entries(progress.changes)) addChangeCounters((this.unreported[t] ??= newChangeCounters()), c);
+      for (const [t, c] of Object.entries(progress.changes))
+        addChangeCounters((this.unreported[t] ??= newChangeCounters()), c);
       this.sink.warn(`progress report failed: ${e.message}`);
     });
   }

@@ -23,7 +23,12 @@ export class StreamTables {
   /** The same, qualified, as the decoder looks them up. */
   readonly stoppedKeys: Set<string>;
 
-  constructor(private readonly pipeline: string, tables: string[], applied: Record<string, TableSchema>, stopped: string[]) {
+  constructor(
+    private readonly pipeline: string,
+    tables: string[],
+    applied: Record<string, TableSchema>,
+    stopped: string[],
+  ) {
     this.names = new Map(tables.map((t) => [qualifyTable(t), t]));
     this.applied = applied;
     this.stopped = new Set(stopped);
@@ -55,9 +60,14 @@ export class StreamTables {
   shapeError(table: string, { renamedTo, ...problem }: ShapeProblem, lsn: Lsn): TableError {
     const id = this.pipeline;
     return {
-      ...problem, lsn: formatLsn(lsn), since: new Date().toISOString(),
-      fix: renamedTo ? `walflow tables remove ${id} ${table}, then walflow tables add ${id} ${renamedTo}`
-        : problem.recopy ? `none: walflow re-copies the table itself (if that fails, walflow tables retry ${id} ${table})` : `walflow resync ${id} --tables ${table}`,
+      ...problem,
+      lsn: formatLsn(lsn),
+      since: new Date().toISOString(),
+      fix: renamedTo
+        ? `walflow tables remove ${id} ${table}, then walflow tables add ${id} ${renamedTo}`
+        : problem.recopy
+          ? `none: walflow re-copies the table itself (if that fails, walflow tables retry ${id} ${table})`
+          : `walflow resync ${id} --tables ${table}`,
     };
   }
 
@@ -65,20 +75,27 @@ export class StreamTables {
    * What each live table holds, by qualified name, and what to report before streaming: shapes seen
    * for the first time and tables that can no longer be followed (to stop once reported).
    */
-  async load(source: pg.Client, at: Lsn): Promise<{ schemas: Map<string, TableSchema>; report: Required<TableShapeReport> }> {
+  async load(
+    source: pg.Client,
+    at: Lsn,
+  ): Promise<{ schemas: Map<string, TableSchema>; report: Required<TableShapeReport> }> {
     const schemas = new Map<string, TableSchema>();
     const report: Required<TableShapeReport> = { schemas: {}, errors: {} };
     for (const [key, name] of this.names) {
       if (this.stopped.has(name)) continue;
       const recorded = this.applied[name];
-      const catalog = await loadTableSchemas(source, [key]).then((s) => s[0], (e: Error) => e);
+      const catalog = await loadTableSchemas(source, [key]).then(
+        (s) => s[0],
+        (e: Error) => e,
+      );
       if (catalog instanceof Error && !recorded) {
         report.errors[name] = this.shapeError(name, { reason: catalog.message }, at);
         continue;
       }
       if (catalog instanceof Error && recorded!.oid !== undefined) {
         // Gone under this name: the decoder stops it by OID when its changes come; say where it went.
-        if (!await tableNameByOid(source, recorded!.oid!)) report.errors[name] = this.shapeError(name, { reason: `table ${key} no longer exists in the source` }, at);
+        if (!(await tableNameByOid(source, recorded!.oid!)))
+          report.errors[name] = this.shapeError(name, { reason: `table ${key} no longer exists in the source` }, at);
       }
       const schema = recorded ?? (catalog as TableSchema);
       if (!recorded) report.schemas[name] = this.applied[name] = schema;

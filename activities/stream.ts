@@ -58,12 +58,18 @@ export function createStreamActivities(deps: ActivityDeps) {
     const { config } = input;
     const resumed = ctx.info.heartbeatDetails as StreamHeartbeat | undefined;
     const start = resumed?.confirmedLsn ?? input.startLsn;
-    const tables = new StreamTables(config.id, input.tables, { ...input.schemas, ...resumed?.schemas }, [...(input.stopped ?? []), ...(resumed?.stopped ?? [])]);
+    const tables = new StreamTables(config.id, input.tables, { ...input.schemas, ...resumed?.schemas }, [
+      ...(input.stopped ?? []),
+      ...(resumed?.stopped ?? []),
+    ]);
     let stream: ChangeStream | undefined;
     const confirmed = (): Lsn | undefined => stream?.confirmed ?? (start ? parseLsn(start) : undefined);
     const source = new pg.Client(withSession(sourceConnection(config.source)));
-    source.on('error', () => { /* an idle connection dropped (Postgres restart): surfaced by its next query */ });
-    const signal = (progress: StreamProgress) => signalWithDeadline(deps, input.workflowId, streamProgressSignal, progress);
+    source.on('error', () => {
+      /* an idle connection dropped (Postgres restart): surfaced by its next query */
+    });
+    const signal = (progress: StreamProgress) =>
+      signalWithDeadline(deps, input.workflowId, streamProgressSignal, progress);
     const reporter = new StreamReporter(resumed?.counters ?? {}, {
       slot: async () => {
         const { health, warnings } = await watchSlot(deps, config, source);
@@ -74,7 +80,12 @@ export function createStreamActivities(deps: ActivityDeps) {
     });
     const details = (): StreamHeartbeat => {
       const lsn = confirmed();
-      return { confirmedLsn: lsn ? formatLsn(lsn) : null, counters: reporter.counters, schemas: tables.applied, stopped: [...tables.stopped] };
+      return {
+        confirmedLsn: lsn ? formatLsn(lsn) : null,
+        counters: reporter.counters,
+        schemas: tables.applied,
+        stopped: [...tables.stopped],
+      };
     };
     // A retry resuming from a slightly older LSN only rewrites what it wrote.
     let lastBeat = 0;
@@ -84,7 +95,8 @@ export function createStreamActivities(deps: ActivityDeps) {
       ctx.heartbeat(details());
     };
     // Awaited before anything past what it reports is confirmed: an error lost here would be data lost.
-    const reportShapes = (report: TableShapeReport) => signalWithDeadline(deps, input.workflowId, tableShapeSignal, report);
+    const reportShapes = (report: TableShapeReport) =>
+      signalWithDeadline(deps, input.workflowId, tableShapeSignal, report);
     const stopTable = async (name: string, error: TableError) => {
       ctx.log.error(`table ${name} stopped: ${error.reason}; fix: ${error.fix}`);
       await reportShapes({ errors: { [name]: error } });
@@ -119,7 +131,10 @@ export function createStreamActivities(deps: ActivityDeps) {
       heartbeat();
 
       const replication = stream; // opened: the closures below need no check
-      const batcher = new Batcher({ maxRows: config.cdc.maxBatchRows, flushIntervalMs: config.cdc.flushIntervalMs }, replication.confirmed);
+      const batcher = new Batcher(
+        { maxRows: config.cdc.maxBatchRows, flushIntervalMs: config.cdc.flushIntervalMs },
+        replication.confirmed,
+      );
       const refusals: RefusalHandling = {
         pipeline: config.id,
         write: (batch: Change[]) => applyHeartbeating(dest, batch, details),
@@ -162,7 +177,11 @@ export function createStreamActivities(deps: ActivityDeps) {
       // that kept every burst, and so every change, alive.)
       const events = replication[Symbol.asyncIterator]();
       let woken: (() => void) | undefined;
-      const wake = () => { const w = woken; woken = undefined; w?.(); };
+      const wake = () => {
+        const w = woken;
+        woken = undefined;
+        w?.();
+      };
       ctx.cancellationSignal.addEventListener('abort', wake, { once: true });
       let arrived: IteratorResult<StreamEvent[]> | undefined;
       let failed: { error: unknown } | undefined;
@@ -173,12 +192,27 @@ export function createStreamActivities(deps: ActivityDeps) {
         heartbeat();
         if (!arrived && !failed && !pulling) {
           pulling = true;
-          events.next().then((r) => { arrived = r; }, (error: unknown) => { failed = { error }; }).finally(() => { pulling = false; wake(); });
+          events
+            .next()
+            .then(
+              (r) => {
+                arrived = r;
+              },
+              (error: unknown) => {
+                failed = { error };
+              },
+            )
+            .finally(() => {
+              pulling = false;
+              wake();
+            });
         }
         const due = batcher.dueIn(Date.now());
         if (!arrived && !failed && !ctx.cancellationSignal.aborted && due > 0) {
           const timer = setTimeout(wake, due);
-          await new Promise<void>((resolve) => { woken = resolve; });
+          await new Promise<void>((resolve) => {
+            woken = resolve;
+          });
           clearTimeout(timer);
         }
         if (ctx.cancellationSignal.aborted) break;
@@ -209,7 +243,13 @@ export function createStreamActivities(deps: ActivityDeps) {
       if (e instanceof CancelledFailure) throw e;
       const { error, warnings } = await streamFailure(deps, config, e);
       const lsn = confirmed();
-      await signal({ error: (error as Error).message, warnings, confirmedLsn: lsn ? formatLsn(lsn) : '', lagBytes: null, changes: {} }).catch(() => undefined);
+      await signal({
+        error: (error as Error).message,
+        warnings,
+        confirmedLsn: lsn ? formatLsn(lsn) : '',
+        lagBytes: null,
+        changes: {},
+      }).catch(() => undefined);
       throw error;
     } finally {
       await stream?.close().catch(() => undefined);

@@ -20,7 +20,10 @@ export function ensureSupabaseEtl(log: (line: string) => void): string {
   const binary = join(etlDir, 'table_copy');
   if (existsSync(binary)) return binary;
   const script = join(peersDir(), 'build-supabase-etl.sh');
-  if (!existsSync(script)) throw new Error(`bench: --peers supabase-etl needs ${script} (set WALFLOW_PEERS_DIR to the folder holding build-supabase-etl.sh)`);
+  if (!existsSync(script))
+    throw new Error(
+      `bench: --peers supabase-etl needs ${script} (set WALFLOW_PEERS_DIR to the folder holding build-supabase-etl.sh)`,
+    );
   log(`building supabase/etl's table_copy into ${etlDir} (once; about 10 minutes on 2 cores)`);
   execFileSync('bash', [script, etlDir], { stdio: ['ignore', 'inherit', 'inherit'] });
   return binary;
@@ -37,17 +40,48 @@ export interface PeerCopy {
  * copy connections, the same parallelism walflow gets. It makes its own slots (dropped by itself) and an
  * `etl` schema in the source database.
  */
-export function supabaseEtlTableCopy(binary: string, opts: { sourceUrl: string; table: string; tableOid: number; publication: string; parallelism: number; rows: number }): PeerCopy {
+export function supabaseEtlTableCopy(
+  binary: string,
+  opts: { sourceUrl: string; table: string; tableOid: number; publication: string; parallelism: number; rows: number },
+): PeerCopy {
   const u = new URL(opts.sourceUrl);
   const report = join(mkdtempSync(join(tmpdir(), 'walflow-bench-etl-')), 'report.json');
-  execFileSync(binary, [
-    '--log-target', 'terminal', 'run',
-    '--host', u.hostname, '--port', u.port || '5432', '--database', u.pathname.slice(1), '--username', decodeURIComponent(u.username),
-    ...(u.password ? ['--password', decodeURIComponent(u.password)] : []),
-    '--publication-name', opts.publication, '--table-ids', String(opts.tableOid),
-    '--max-table-sync-workers', '1', '--max-copy-connections-per-table', String(opts.parallelism),
-    '--expected-row-count', String(opts.rows), '--destination', 'null', '--report-path', report,
-  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } });
-  const r = JSON.parse(readFileSync(report, 'utf8')) as { copied_rows: number; pipeline_start_ms: number; copy_wait_ms: number };
+  execFileSync(
+    binary,
+    [
+      '--log-target',
+      'terminal',
+      'run',
+      '--host',
+      u.hostname,
+      '--port',
+      u.port || '5432',
+      '--database',
+      u.pathname.slice(1),
+      '--username',
+      decodeURIComponent(u.username),
+      ...(u.password ? ['--password', decodeURIComponent(u.password)] : []),
+      '--publication-name',
+      opts.publication,
+      '--table-ids',
+      String(opts.tableOid),
+      '--max-table-sync-workers',
+      '1',
+      '--max-copy-connections-per-table',
+      String(opts.parallelism),
+      '--expected-row-count',
+      String(opts.rows),
+      '--destination',
+      'null',
+      '--report-path',
+      report,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } },
+  );
+  const r = JSON.parse(readFileSync(report, 'utf8')) as {
+    copied_rows: number;
+    pipeline_start_ms: number;
+    copy_wait_ms: number;
+  };
   return { seconds: (r.pipeline_start_ms + r.copy_wait_ms) / 1000, rows: r.copied_rows };
 }

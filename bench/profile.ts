@@ -21,11 +21,16 @@ export function hotFunctions(file: string, count = 15): HotFunction[] {
   const self = new Map<string, number>();
   profile.samples.forEach((id, i) => {
     const f = frames.get(id)!;
-    const where = f.url ? ` ${f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(activities|lib|worker|workflows)\//, '$1/')}:${f.lineNumber + 1}` : '';
+    const where = f.url
+      ? ` ${f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(activities|lib|worker|workflows)\//, '$1/')}:${f.lineNumber + 1}`
+      : '';
     const key = `${f.functionName || '(anonymous)'}${where}`;
     self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
   });
   self.delete('(idle)');
   const busy = [...self.values()].reduce((a, b) => a + b, 0);
-  return [...self].sort((a, b) => b[1] - a[1]).slice(0, count).map(([fn, ms]) => ({ fn, ms: Math.round(ms), share: ms / busy }));
+  return [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([fn, ms]) => ({ fn, ms: Math.round(ms), share: ms / busy }));
 }

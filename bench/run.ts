@@ -33,14 +33,22 @@ import { bigTransaction, CDC_TABLE, mixWorkload, TABLES } from './tables.ts';
 const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: {
-    rows: { type: 'string' }, changes: { type: 'string' }, destination: { type: 'string', default: 'null' },
-    parallelism: { type: 'string' }, tables: { type: 'string' }, rates: { type: 'string' }, seconds: { type: 'string' },
-    smoke: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false }, 'worker-flags': { type: 'string' },
+    rows: { type: 'string' },
+    changes: { type: 'string' },
+    destination: { type: 'string', default: 'null' },
+    parallelism: { type: 'string' },
+    tables: { type: 'string' },
+    rates: { type: 'string' },
+    seconds: { type: 'string' },
+    smoke: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    'worker-flags': { type: 'string' },
     peers: { type: 'string' },
   },
 });
 const what = positionals[0] ?? 'all';
-if (!['backfill', 'cdc', 'latency', 'all'].includes(what)) throw new Error(`bench: unknown scenario "${what}" (backfill, cdc, latency or all)`);
+if (!['backfill', 'cdc', 'latency', 'all'].includes(what))
+  throw new Error(`bench: unknown scenario "${what}" (backfill, cdc, latency or all)`);
 const smoke = values.smoke!;
 const list = (v: string | undefined, fallback: string) => (v ?? fallback).split(',').filter(Boolean);
 const rows = Number(values.rows ?? (smoke ? 2000 : 1_000_000));
@@ -50,10 +58,15 @@ const tables = list(values.tables, smoke ? 'bf' : 'bf,firenibble,wide');
 const rates = list(values.rates, smoke ? '200' : '2000,5000').map(Number);
 const latencySeconds = Number(values.seconds ?? (smoke ? 2 : 20));
 const destinations = list(values.destination, 'null');
-for (const d of destinations) if (!['null', 'clickhouse', 'snowflake', 'duckdb'].includes(d)) throw new Error(`bench: --destination ${d} is not null, clickhouse, snowflake or duckdb`);
+for (const d of destinations)
+  if (!['null', 'clickhouse', 'snowflake', 'duckdb'].includes(d))
+    throw new Error(`bench: --destination ${d} is not null, clickhouse, snowflake or duckdb`);
 const peers = list(values.peers, '');
-for (const p of peers) if (!(PEERS as readonly string[]).includes(p)) throw new Error(`bench: --peers ${p} is not one of ${PEERS.join(', ')}`);
-for (const t of tables) if (!TABLES[t]) throw new Error(`bench: unknown table ${t} (${Object.keys(TABLES).join(', ')})`);
+for (const p of peers)
+  if (!(PEERS as readonly string[]).includes(p))
+    throw new Error(`bench: --peers ${p} is not one of ${PEERS.join(', ')}`);
+for (const t of tables)
+  if (!TABLES[t]) throw new Error(`bench: unknown table ${t} (${Object.keys(TABLES).join(', ')})`);
 
 interface Result {
   scenario: string;
@@ -84,11 +97,19 @@ const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const { status } = await stackUp();
 const admin = status.postgres!.url;
 const dbName = `walflow_bench_${Date.now().toString(36)}`;
-const sourceUrl = (() => { const u = new URL(admin); u.pathname = `/${dbName}`; return u.toString(); })();
+const sourceUrl = (() => {
+  const u = new URL(admin);
+  u.pathname = `/${dbName}`;
+  return u.toString();
+})();
 const sql = async (text: string, url = sourceUrl) => {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
-  try { return await c.query(text); } finally { await c.end(); }
+  try {
+    return await c.query(text);
+  } finally {
+    await c.end();
+  }
 };
 await sql(`CREATE DATABASE ${pg.escapeIdentifier(dbName)}`, admin);
 /** One connection for polling positions (a connection per poll would add its own latency). */
@@ -106,12 +127,26 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let workerExit: Error | undefined;
 
 /** A `walflow worker` process for one scenario; its VmHWM is the scenario's peak RSS. */
-async function startWorkerProcess(label: string): Promise<{ child: ChildProcess; stop: () => Promise<Pick<Result, 'workerPeakRssMb' | 'profile'>> }> {
-  const profileDir = join(resultsDir, `profiles-${stamp}`, `${results.length + 1}-${label.replace(/[^a-z0-9]+/gi, '-')}`);
-  const nodeFlags = [...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), ...(values['worker-flags']?.split(',').filter(Boolean) ?? [])];
+async function startWorkerProcess(
+  label: string,
+): Promise<{ child: ChildProcess; stop: () => Promise<Pick<Result, 'workerPeakRssMb' | 'profile'>> }> {
+  const profileDir = join(
+    resultsDir,
+    `profiles-${stamp}`,
+    `${results.length + 1}-${label.replace(/[^a-z0-9]+/gi, '-')}`,
+  );
+  const nodeFlags = [
+    ...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+    ...(values['worker-flags']?.split(',').filter(Boolean) ?? []),
+  ];
   const child = spawn(process.execPath, [...nodeFlags, 'bin/walflow.js', 'worker', '--task-queue', taskQueue], {
-    cwd: projectRoot, stdio: ['ignore', 'inherit', 'pipe'],
-    env: { ...process.env, WALFLOW_TEMPORAL_ADDRESS: status.temporal!.url, WALFLOW_BENCH_SNOWFLAKE_PASSWORD: 'emulator' },
+    cwd: projectRoot,
+    stdio: ['ignore', 'inherit', 'pipe'],
+    env: {
+      ...process.env,
+      WALFLOW_TEMPORAL_ADDRESS: status.temporal!.url,
+      WALFLOW_BENCH_SNOWFLAKE_PASSWORD: 'emulator',
+    },
   });
   await new Promise<void>((resolve, reject) => {
     // The worker logs on stderr (its stdout is for a stdout destination's changes): passed on, and read for its start.
@@ -132,8 +167,15 @@ async function startWorkerProcess(label: string): Promise<{ child: ChildProcess;
       child.removeAllListeners('exit');
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
-      const file = values.profile ? readdirSync(profileDir).map((f) => join(profileDir, f)).find((f) => f.endsWith('.cpuprofile')) : undefined;
-      return { workerPeakRssMb: Number(hwm ?? 0) / 1024, ...(file ? { profile: { file, hot: hotFunctions(file) } } : {}) };
+      const file = values.profile
+        ? readdirSync(profileDir)
+            .map((f) => join(profileDir, f))
+            .find((f) => f.endsWith('.cpuprofile'))
+        : undefined;
+      return {
+        workerPeakRssMb: Number(hwm ?? 0) / 1024,
+        ...(file ? { profile: { file, hot: hotFunctions(file) } } : {}),
+      };
     },
   };
 }
@@ -146,8 +188,18 @@ function destinationConfig(type: string, pipelineId: string): Record<string, unk
   if (type === 'duckdb') return { type, path: join(duckdbDir, `${pipelineId}.duckdb`) };
   if (type === 'snowflake') {
     const u = new URL(status.snowflake!.url);
-    return { type, account: 'bench', username: 'bench', password: 'env:WALFLOW_BENCH_SNOWFLAKE_PASSWORD', warehouse: EMULATOR_WAREHOUSE,
-      database: 'WALFLOW_BENCH', schema: dbName, host: u.hostname, port: Number(u.port), protocol: 'http' };
+    return {
+      type,
+      account: 'bench',
+      username: 'bench',
+      password: 'env:WALFLOW_BENCH_SNOWFLAKE_PASSWORD',
+      warehouse: EMULATOR_WAREHOUSE,
+      database: 'WALFLOW_BENCH',
+      schema: dbName,
+      host: u.hostname,
+      port: Number(u.port),
+      protocol: 'http',
+    };
   }
   return { type: 'null' };
 }
@@ -155,13 +207,18 @@ function destinationConfig(type: string, pipelineId: string): Record<string, unk
 let pipelines = 0;
 function pipelineConfig(tableNames: string[], destination: string, parallelism: number): PipelineConfig {
   const id = `bench-${++pipelines}-${Date.now().toString(36)}`;
-  return parseConfig({ pipelines: [{
-    id, source: { url: sourceUrl, publication: `pub_${id.replace(/-/g, '_')}`, tables: tableNames },
-    destination: destinationConfig(destination, id),
-    // walflow's defaults (250,000 rows per range, 10,000-row batches) but for the parallelism measured.
-    backfill: { parallelism },
-    cdc: { flushIntervalMs: 100, maxBatchRows: 10_000 },
-  }] }).pipelines[0]!;
+  return parseConfig({
+    pipelines: [
+      {
+        id,
+        source: { url: sourceUrl, publication: `pub_${id.replace(/-/g, '_')}`, tables: tableNames },
+        destination: destinationConfig(destination, id),
+        // walflow's defaults (250,000 rows per range, 10,000-row batches) but for the parallelism measured.
+        backfill: { parallelism },
+        cdc: { flushIntervalMs: 100, maxBatchRows: 10_000 },
+      },
+    ],
+  }).pipelines[0]!;
 }
 
 async function until<T>(check: () => Promise<T | undefined | false>, timeoutMs = 30 * 60_000): Promise<T> {
@@ -179,7 +236,12 @@ const slotOf = (config: PipelineConfig) => `walflow_${config.id.replace(/-/g, '_
 
 /** The pipeline slot's confirmed position: walflow confirms only what the destination has durably written. */
 async function slotConfirmedLsn(config: PipelineConfig, client = probe): Promise<bigint | null> {
-  const { rows: [r] } = await client.query<{ lsn: string | null }>('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [slotOf(config)]);
+  const {
+    rows: [r],
+  } = await client.query<{ lsn: string | null }>(
+    'SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1',
+    [slotOf(config)],
+  );
   return r?.lsn ? parseLsn(r.lsn) : null;
 }
 
@@ -188,7 +250,9 @@ const start = (config: PipelineConfig) => startPipeline(client, taskQueue, { con
 async function finish(handle: PipelineHandle, config: PipelineConfig): Promise<void> {
   await handle.terminate('bench done');
   await sleep(500);
-  await sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slotOf(config)}' AND NOT active`).catch(() => undefined);
+  await sql(
+    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slotOf(config)}' AND NOT active`,
+  ).catch(() => undefined);
 }
 
 /** Runs `cmd` through sh, timing it; returns seconds and its stdout. */
@@ -218,11 +282,18 @@ async function benchBackfill(): Promise<void> {
         const s = seconds(began);
         await finish(handle, config);
         results.push({
-          scenario: `backfill ${t.name} (${t.columns} cols) p=${p}`, destination, count: rows, seconds: s, perSecond: rows / s, mbPerSecond: mb / s,
-          ceilingPerSecond: rows / ceiling.seconds, ratio: ceiling.seconds / s,
-          parallelCeilingPerSecond: rows / parallelCeiling.get(p)!, parallelRatio: parallelCeiling.get(p)! / s,
+          scenario: `backfill ${t.name} (${t.columns} cols) p=${p}`,
+          destination,
+          count: rows,
+          seconds: s,
+          perSecond: rows / s,
+          mbPerSecond: mb / s,
+          ceilingPerSecond: rows / ceiling.seconds,
+          ratio: ceiling.seconds / s,
+          parallelCeilingPerSecond: rows / parallelCeiling.get(p)!,
+          parallelRatio: parallelCeiling.get(p)! / s,
           ...(peer.has(p) ? { peerPerSecond: rows / peer.get(p)!, vsPeer: peer.get(p)! / s } : {}),
-          ...await worker.stop(),
+          ...(await worker.stop()),
         });
       }
     }
@@ -231,7 +302,13 @@ async function benchBackfill(): Promise<void> {
 
 /** Seconds for `streams` psql processes each reading an equal ctid page range of `table` with COPY, all at once. */
 function parallelCopySeconds(table: string, streams: number): number {
-  const pages = Number(execFileSync('psql', ['-qAt', '-d', sourceUrl, '-c', `SELECT pg_relation_size('${table}') / current_setting('block_size')::int`], { encoding: 'utf8' }).trim());
+  const pages = Number(
+    execFileSync(
+      'psql',
+      ['-qAt', '-d', sourceUrl, '-c', `SELECT pg_relation_size('${table}') / current_setting('block_size')::int`],
+      { encoding: 'utf8' },
+    ).trim(),
+  );
   const per = Math.ceil((pages + 1) / streams);
   const copies = Array.from({ length: streams }, (_, i) => {
     const q = `COPY (SELECT * FROM ${table} WHERE ctid >= '(${i * per},0)'::tid AND ctid < '(${(i + 1) * per},0)'::tid) TO STDOUT`;
@@ -245,11 +322,27 @@ let peerBinary: string | undefined;
 function peerCopySeconds(table: string, parallelism: number): number {
   peerBinary ??= ensureSupabaseEtl(log);
   const publication = `bench_etl_${table}`;
-  execFileSync('psql', ['-qAt', '-d', sourceUrl, '-c', `DROP PUBLICATION IF EXISTS ${publication}; CREATE PUBLICATION ${publication} FOR TABLE ${table}`]);
-  const oid = Number(execFileSync('psql', ['-qAt', '-d', sourceUrl, '-c', `SELECT '${table}'::regclass::oid`], { encoding: 'utf8' }).trim());
+  execFileSync('psql', [
+    '-qAt',
+    '-d',
+    sourceUrl,
+    '-c',
+    `DROP PUBLICATION IF EXISTS ${publication}; CREATE PUBLICATION ${publication} FOR TABLE ${table}`,
+  ]);
+  const oid = Number(
+    execFileSync('psql', ['-qAt', '-d', sourceUrl, '-c', `SELECT '${table}'::regclass::oid`], {
+      encoding: 'utf8',
+    }).trim(),
+  );
   log(`supabase/etl table_copy ${table} p=${parallelism}`);
   const run = supabaseEtlTableCopy(peerBinary, { sourceUrl, table, tableOid: oid, publication, parallelism, rows });
-  execFileSync('psql', ['-qAt', '-d', sourceUrl, '-c', `DROP PUBLICATION ${publication}; DROP SCHEMA IF EXISTS etl CASCADE`]);
+  execFileSync('psql', [
+    '-qAt',
+    '-d',
+    sourceUrl,
+    '-c',
+    `DROP PUBLICATION ${publication}; DROP SCHEMA IF EXISTS etl CASCADE`,
+  ]);
   return run.seconds;
 }
 
@@ -272,11 +365,21 @@ async function benchCdc(): Promise<void> {
       const worker = await startWorkerProcess(`${w.name} ${destination}`);
       const config = pipelineConfig(['cdc'], destination, 1);
       const handle = await start(config);
-      await until(async () => { const s = await pipelineStatus(handle); return s.phase === 'streaming' && s.confirmedLsn; });
+      await until(async () => {
+        const s = await pipelineStatus(handle);
+        return s.phase === 'streaming' && s.confirmedLsn;
+      });
       await handle.signal('pause');
       // Paused means the stream has let go of the slot, not only that the workflow took the signal.
-      await until(async () => (await pipelineStatus(handle)).phase === 'paused'
-        && (await probe.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [slotOf(config)])).rowCount === 1);
+      await until(
+        async () =>
+          (await pipelineStatus(handle)).phase === 'paused' &&
+          (
+            await probe.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [
+              slotOf(config),
+            ])
+          ).rowCount === 1,
+      );
       const ceilingSlot = `bench_ceiling_${pipelines}`;
       await sql(`SELECT pg_create_logical_replication_slot('${ceilingSlot}', 'pgoutput')`);
       await sql(w.sql);
@@ -287,22 +390,34 @@ async function benchCdc(): Promise<void> {
       await sql(`INSERT INTO cdc VALUES (-1, 'sentinel', 0, now())`);
       const began = process.hrtime.bigint();
       await handle.signal('resume');
-      await until(async () => { const lsn = await slotConfirmedLsn(config); return lsn !== null && lsn >= parseLsn(end); });
+      await until(async () => {
+        const lsn = await slotConfirmedLsn(config);
+        return lsn !== null && lsn >= parseLsn(end);
+      });
       const s = seconds(began);
       log(`caught up in ${s.toFixed(2)} s; measuring the pg_recvlogical ceiling`);
-      const ceiling = timedShell(`pg_recvlogical -d ${sh(sourceUrl)} --slot ${ceilingSlot} --start -o proto_version=1 `
-        + `-o publication_names=${config.source.publication} --endpos ${end} --no-loop -f /dev/null`);
+      const ceiling = timedShell(
+        `pg_recvlogical -d ${sh(sourceUrl)} --slot ${ceilingSlot} --start -o proto_version=1 ` +
+          `-o publication_names=${config.source.publication} --endpos ${end} --no-loop -f /dev/null`,
+      );
       await sql(`SELECT pg_drop_replication_slot('${ceilingSlot}')`);
       await finish(handle, config);
       results.push({
-        scenario: w.name, destination, count: w.changes, seconds: s, perSecond: w.changes / s,
-        ceilingPerSecond: w.changes / ceiling.seconds, ratio: ceiling.seconds / s, ...await worker.stop(),
+        scenario: w.name,
+        destination,
+        count: w.changes,
+        seconds: s,
+        perSecond: w.changes / s,
+        ceilingPerSecond: w.changes / ceiling.seconds,
+        ratio: ceiling.seconds / s,
+        ...(await worker.stop()),
       });
     }
   }
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 /**
  * End-to-end latency at a fixed rate: a writer commits a transaction every 10 ms (rate/100 rows each);
@@ -317,7 +432,10 @@ async function benchLatency(): Promise<void> {
       const worker = await startWorkerProcess(`latency ${rate} ${destination}`);
       const config = pipelineConfig(['lat'], destination, 1);
       const handle = await start(config);
-      await until(async () => { const s = await pipelineStatus(handle); return s.phase === 'streaming' && s.confirmedLsn; });
+      await until(async () => {
+        const s = await pipelineStatus(handle);
+        return s.phase === 'streaming' && s.confirmedLsn;
+      });
       const writer = new pg.Client({ connectionString: sourceUrl });
       const watcher = new pg.Client({ connectionString: sourceUrl });
       await writer.connect();
@@ -341,7 +459,9 @@ async function benchLatency(): Promise<void> {
         if (wait > 0) await sleep(wait);
         const from = BigInt(id) + 1n;
         id = String(from + BigInt(perTx) - 1n);
-        const res = await writer.query(`INSERT INTO lat SELECT g, now() FROM generate_series(${from}, ${id}) g; SELECT pg_current_wal_lsn()::text AS lsn`) as unknown as pg.QueryResult[];
+        const res = (await writer.query(
+          `INSERT INTO lat SELECT g, now() FROM generate_series(${from}, ${id}) g; SELECT pg_current_wal_lsn()::text AS lsn`,
+        )) as unknown as pg.QueryResult[];
         pending.push({ lsn: parseLsn(res[1]!.rows[0].lsn), at: performance.now() });
       }
       const elapsed = (performance.now() - began) / 1000;
@@ -353,9 +473,18 @@ async function benchLatency(): Promise<void> {
       const sorted = latencies.sort((a, b) => a - b);
       const written = sorted.length * perTx;
       results.push({
-        scenario: `latency at ${rate} changes/s`, destination, count: written, seconds: elapsed, perSecond: written / elapsed,
-        latencyMs: { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), max: sorted[sorted.length - 1] ?? NaN },
-        ...await worker.stop(),
+        scenario: `latency at ${rate} changes/s`,
+        destination,
+        count: written,
+        seconds: elapsed,
+        perSecond: written / elapsed,
+        latencyMs: {
+          p50: percentile(sorted, 50),
+          p95: percentile(sorted, 95),
+          p99: percentile(sorted, 99),
+          max: sorted[sorted.length - 1] ?? NaN,
+        },
+        ...(await worker.stop()),
       });
     }
   }
@@ -368,28 +497,51 @@ try {
 } finally {
   await probe.end();
   await connection.close();
-  await sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '${dbName}' AND NOT active`, admin).catch(() => undefined);
+  await sql(
+    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '${dbName}' AND NOT active`,
+    admin,
+  ).catch(() => undefined);
   await sql(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(dbName)} WITH (FORCE)`, admin).catch(() => undefined);
   rmSync(duckdbDir, { recursive: true, force: true });
 }
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || Number.isNaN(n) ? '' : n.toFixed(digits));
-console.log('| scenario | destination | count | seconds | per s | MB/s | ceiling per s | ratio | vs parallel COPY | vs supabase/etl | p50 / p95 / p99 ms | worker peak RSS MB |');
+console.log(
+  '| scenario | destination | count | seconds | per s | MB/s | ceiling per s | ratio | vs parallel COPY | vs supabase/etl | p50 / p95 / p99 ms | worker peak RSS MB |',
+);
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of results) {
-  console.log(`| ${r.scenario} | ${r.destination} | ${r.count} | ${f(r.seconds, 2)} | ${f(r.perSecond)} | ${f(r.mbPerSecond, 1)} | ${f(r.ceilingPerSecond)} | `
-    + `${f(r.ratio, 2)} | ${f(r.parallelRatio, 2)} | ${f(r.vsPeer, 2)} | `
-    + `${r.latencyMs ? `${f(r.latencyMs.p50)} / ${f(r.latencyMs.p95)} / ${f(r.latencyMs.p99)}` : ''} | ${f(r.workerPeakRssMb)} |`);
+  console.log(
+    `| ${r.scenario} | ${r.destination} | ${r.count} | ${f(r.seconds, 2)} | ${f(r.perSecond)} | ${f(r.mbPerSecond, 1)} | ${f(r.ceilingPerSecond)} | ` +
+      `${f(r.ratio, 2)} | ${f(r.parallelRatio, 2)} | ${f(r.vsPeer, 2)} | ` +
+      `${r.latencyMs ? `${f(r.latencyMs.p50)} / ${f(r.latencyMs.p95)} / ${f(r.latencyMs.p99)}` : ''} | ${f(r.workerPeakRssMb)} |`,
+  );
 }
 for (const r of results.filter((x) => x.profile)) {
   console.log(`\n${r.scenario} -> ${r.destination}: worker CPU profile ${r.profile!.file}`);
-  for (const h of r.profile!.hot) console.log(`  ${String(h.ms).padStart(7)} ms ${(h.share * 100).toFixed(1).padStart(5)}%  ${h.fn}`);
+  for (const h of r.profile!.hot)
+    console.log(`  ${String(h.ms).padStart(7)} ms ${(h.share * 100).toFixed(1).padStart(5)}%  ${h.fn}`);
 }
 mkdirSync(resultsDir, { recursive: true });
 const file = join(resultsDir, `bench-${stamp}.json`);
-writeFileSync(file, JSON.stringify({
-  when: new Date().toISOString(), what, smoke,
-  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version, postgres: (await sql('SHOW server_version', admin)).rows[0].server_version },
-  results,
-}, null, 2));
+writeFileSync(
+  file,
+  JSON.stringify(
+    {
+      when: new Date().toISOString(),
+      what,
+      smoke,
+      machine: {
+        cpus: cpus().length,
+        cpu: cpus()[0]?.model,
+        memoryGb: Math.round(totalmem() / 2 ** 30),
+        node: process.version,
+        postgres: (await sql('SHOW server_version', admin)).rows[0].server_version,
+      },
+      results,
+    },
+    null,
+    2,
+  ),
+);
 console.log(`results: ${file}`);

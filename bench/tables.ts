@@ -10,15 +10,24 @@ export interface BenchTable {
 
 /** Columns of the wide table: the id, then int8, text, numeric, timestamptz, float8, jsonb in turn (29 more). */
 const WIDE_KINDS = [
-  ['int8', 'g * 31'], ['text', `'text ' || g`], ['numeric(18,4)', 'g / 13.0'], ['timestamptz', `now() - g * interval '1 second'`],
-  ['float8', 'g / 3.0'], ['jsonb', `jsonb_build_object('g', g)`],
+  ['int8', 'g * 31'],
+  ['text', `'text ' || g`],
+  ['numeric(18,4)', 'g / 13.0'],
+  ['timestamptz', `now() - g * interval '1 second'`],
+  ['float8', 'g / 3.0'],
+  ['jsonb', `jsonb_build_object('g', g)`],
 ] as const;
-const wide = Array.from({ length: 29 }, (_, i) => ({ name: `c${i + 1}`, type: WIDE_KINDS[i % WIDE_KINDS.length]![0], expr: WIDE_KINDS[i % WIDE_KINDS.length]![1] }));
+const wide = Array.from({ length: 29 }, (_, i) => ({
+  name: `c${i + 1}`,
+  type: WIDE_KINDS[i % WIDE_KINDS.length]![0],
+  expr: WIDE_KINDS[i % WIDE_KINDS.length]![1],
+}));
 
 export const TABLES: Record<string, BenchTable> = {
   // The issue's table: int8 key, text, numeric, timestamptz, jsonb.
   bf: {
-    name: 'bf', columns: 5,
+    name: 'bf',
+    columns: 5,
     create: 'CREATE TABLE bf (id int8 PRIMARY KEY, name text, amount numeric(14,4), at timestamptz, doc jsonb)',
     fill: (n) => `INSERT INTO bf SELECT g, 'name ' || g, g / 7.0, now() - g * interval '1 second',
       jsonb_build_object('g', g, 'tag', 'x' || (g % 100)) FROM generate_series(1, ${n}) g`,
@@ -26,7 +35,8 @@ export const TABLES: Record<string, BenchTable> = {
   // 16 columns of mixed types in the spirit of the "firenibble" table of the public initial-load
   // benchmarks (its exact DDL is not published with them; this is walflow's rendition).
   firenibble: {
-    name: 'firenibble', columns: 16,
+    name: 'firenibble',
+    columns: 16,
     create: `CREATE TABLE firenibble (id int8 PRIMARY KEY, f1 int4, f2 int8, f3 numeric(18,6), f4 float8, f5 bool, f6 text,
       f7 varchar(64), f8 date, f9 timestamp, f10 timestamptz, f11 uuid, f12 jsonb, f13 bytea, f14 text, f15 int2)`,
     fill: (n) => `INSERT INTO firenibble SELECT g, g % 100000, g * 1000, g / 11.0, g / 7.0, g % 2 = 0, md5(g::text),
@@ -35,7 +45,8 @@ export const TABLES: Record<string, BenchTable> = {
       FROM generate_series(1, ${n}) g`,
   },
   wide: {
-    name: 'wide', columns: 30,
+    name: 'wide',
+    columns: 30,
     create: `CREATE TABLE wide (id int8 PRIMARY KEY, ${wide.map((c) => `${c.name} ${c.type}`).join(', ')})`,
     fill: (n) => `INSERT INTO wide SELECT g, ${wide.map((c) => c.expr).join(', ')} FROM generate_series(1, ${n}) g`,
   },

@@ -30,13 +30,25 @@ export async function openContext(configFile: string): Promise<CommandContext> {
   const settings = temporalConnectionSettings(config.temporal);
   const { address, namespace, taskQueue, tls, apiKey } = settings;
   const connection = await Connection.connect({ address, tls, apiKey, connectTimeout: 5000 }).catch((e: Error) => {
-    throw new Error(`cannot reach Temporal at ${address}: ${e.message} (is the server up? \`walflow stack up\` starts one)`);
+    throw new Error(
+      `cannot reach Temporal at ${address}: ${e.message} (is the server up? \`walflow stack up\` starts one)`,
+    );
   });
-  return { config, client: new Client({ connection, namespace }), settings, taskQueue, close: () => connection.close() };
+  return {
+    config,
+    client: new Client({ connection, namespace }),
+    settings,
+    taskQueue,
+    close: () => connection.close(),
+  };
 }
 
 /** Runs `fn` with a context for pipeline `id`, closing the connection afterwards. */
-export async function withPipeline<T>(configFile: string, id: string, fn: (ctx: CommandContext, pipeline: PipelineConfig) => Promise<T>): Promise<T> {
+export async function withPipeline<T>(
+  configFile: string,
+  id: string,
+  fn: (ctx: CommandContext, pipeline: PipelineConfig) => Promise<T>,
+): Promise<T> {
   const ctx = await openContext(configFile);
   try {
     return await fn(ctx, findPipeline(ctx.config, id));
@@ -81,10 +93,12 @@ export async function queryWithWorker<T>(ctx: CommandContext, query: () => Promi
   // Both at once: with no pollers at all the answer is known without waiting for the deadline.
   const deadline = Date.now() + QUERY_ANSWER_MS;
   const answer = ctx.client.connection.withDeadline(deadline, query).catch((e) => {
-    throw isDeadline(e, deadline) ? new NoWorkerError(`no worker answered within ${QUERY_ANSWER_MS / 1000} s: ${noWorkerMessage(ctx)}`) : e;
+    throw isDeadline(e, deadline)
+      ? new NoWorkerError(`no worker answered within ${QUERY_ANSWER_MS / 1000} s: ${noWorkerMessage(ctx)}`)
+      : e;
   });
   answer.catch(() => undefined); // settled below or abandoned when no worker polls
-  if (!await workerPolls(ctx)) throw new NoWorkerError(noWorkerMessage(ctx));
+  if (!(await workerPolls(ctx))) throw new NoWorkerError(noWorkerMessage(ctx));
   return answer;
 }
 
@@ -94,18 +108,31 @@ export async function queryWithWorker<T>(ctx: CommandContext, query: () => Promi
  * its result however long it takes (a drop waits for the stream to stop).
  */
 export async function updateWithWorker<Ret, Args extends unknown[]>(
-  ctx: CommandContext, handle: WorkflowHandle, update: UpdateDefinition<Ret, Args>, args: Args,
+  ctx: CommandContext,
+  handle: WorkflowHandle,
+  update: UpdateDefinition<Ret, Args>,
+  args: Args,
 ): Promise<Ret> {
-  if (!await workerPolls(ctx)) throw new NoWorkerError(noWorkerMessage(ctx));
+  if (!(await workerPolls(ctx))) throw new NoWorkerError(noWorkerMessage(ctx));
   const deadline = Date.now() + UPDATE_ACCEPT_MS;
-  const accepted = await ctx.client.connection.withDeadline(deadline,
-    () => handle.startUpdate(update.name, { args: args as unknown as [unknown], waitForStage: WorkflowUpdateStage.ACCEPTED })).catch((e) => {
-    throw isDeadline(e, deadline) ? new NoWorkerError(`no worker took the update within ${UPDATE_ACCEPT_MS / 1000} s (it may still run when one does): ${noWorkerMessage(ctx)}`) : e;
-  });
+  const accepted = await ctx.client.connection
+    .withDeadline(deadline, () =>
+      handle.startUpdate(update.name, {
+        args: args as unknown as [unknown],
+        waitForStage: WorkflowUpdateStage.ACCEPTED,
+      }),
+    )
+    .catch((e) => {
+      throw isDeadline(e, deadline)
+        ? new NoWorkerError(
+            `no worker took the update within ${UPDATE_ACCEPT_MS / 1000} s (it may still run when one does): ${noWorkerMessage(ctx)}`,
+          )
+        : e;
+    });
   return accepted.result() as Promise<Ret>;
 }
 
 /** Whether a worker polls the task queue (for commands that work without one but should say so). */
 export async function workerPolls(ctx: CommandContext): Promise<boolean> {
-  return await workflowPollers(ctx) > 0;
+  return (await workflowPollers(ctx)) > 0;
 }

@@ -5,8 +5,11 @@ import { startServer } from '../serve/server.ts';
 import { DEFAULT_CONFIG, openContext } from './context.ts';
 
 export function registerServeCommand(program: Command): void {
-  program.command('serve')
-    .description('serve snapshots over HTTP and change streams over websockets (config section serve:); sessions run as workflows on the walflow worker')
+  program
+    .command('serve')
+    .description(
+      'serve snapshots over HTTP and change streams over websockets (config section serve:); sessions run as workflows on the walflow worker',
+    )
     .option('-c, --config <file>', 'config file with a serve: section', DEFAULT_CONFIG)
     .action(async (opts: { config: string }) => {
       const ctx = await openContext(opts.config);

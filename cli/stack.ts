@@ -10,9 +10,12 @@ function printStatus(status: StackStatus): void {
 }
 
 export function registerStackCommands(program: Command): void {
-  const stack = program.command('stack').description('run the local stack (Postgres, Temporal dev server, destinations) on loopback');
+  const stack = program
+    .command('stack')
+    .description('run the local stack (Postgres, Temporal dev server, destinations) on loopback');
 
-  stack.command('up')
+  stack
+    .command('up')
     .description('start every stack component that is not running yet (idempotent)')
     .option('--pg15', "also run Debian's PostgreSQL 15 beside the default PostgreSQL 18")
     .option('--json', 'print the status as JSON')
@@ -26,14 +29,18 @@ export function registerStackCommands(program: Command): void {
       printStatus(status);
     });
 
-  stack.command('down [components...]')
-    .description('stop the stack components walflow started (all, or those named: postgres, temporal, clickhouse, snowflake, nats...), each by its own PID')
+  stack
+    .command('down [components...]')
+    .description(
+      'stop the stack components walflow started (all, or those named: postgres, temporal, clickhouse, snowflake, nats...), each by its own PID',
+    )
     .action(async (components: string[]) => {
       const stopped = await stackDown(components.length ? components : undefined);
       console.log(stopped.length ? `stopped: ${stopped.join(', ')}` : 'nothing was running');
     });
 
-  stack.command('status')
+  stack
+    .command('status')
     .description("print each component's URL and health")
     .option('--json', 'print one JSON object keyed by component: { "url": ..., "healthy": true|false }')
     .action(async (opts: { json?: boolean }) => {

@@ -28,10 +28,16 @@ export interface CliStatus extends PipelineStatus {
 const published = (memo: Record<string, unknown> | undefined) => memo?.status as PublishedStatus | undefined;
 
 /** The status of a pipeline or resync workflow: from a worker, else from its memo (null if it published none). */
-async function workflowStatus(ctx: CommandContext, workflowId: string): Promise<{ status: PipelineStatus | null; noWorker?: string; publishedAt?: string | null }> {
+async function workflowStatus(
+  ctx: CommandContext,
+  workflowId: string,
+): Promise<{ status: PipelineStatus | null; noWorker?: string; publishedAt?: string | null }> {
   const handle = ctx.client.workflow.getHandle(workflowId);
   const notFound = (e: unknown): never => {
-    if (e instanceof WorkflowNotFoundError) throw new Error(`no workflow ${workflowId} in namespace ${ctx.settings.namespace}: start the pipeline with \`walflow start\``);
+    if (e instanceof WorkflowNotFoundError)
+      throw new Error(
+        `no workflow ${workflowId} in namespace ${ctx.settings.namespace}: start the pipeline with \`walflow start\``,
+      );
     throw e;
   };
   const described = handle.describe().catch(notFound); // at once: no time is lost when the query finds no worker
@@ -48,18 +54,31 @@ async function workflowStatus(ctx: CommandContext, workflowId: string): Promise<
 }
 
 export async function gatherStatus(ctx: CommandContext, pipeline: PipelineConfig): Promise<CliStatus> {
-  const resyncs = ctx.client.workflow.list({
-    query: `WalflowPipeline = "${pipeline.id}" AND WorkflowType = "resyncWorkflow" AND ExecutionStatus = "Running"`, pageSize: 1,
-  })[Symbol.asyncIterator]().next();
+  const resyncs = ctx.client.workflow
+    .list({
+      query: `WalflowPipeline = "${pipeline.id}" AND WorkflowType = "resyncWorkflow" AND ExecutionStatus = "Running"`,
+      pageSize: 1,
+    })
+    [Symbol.asyncIterator]()
+    .next();
   resyncs.catch(() => undefined);
   const own = await workflowStatus(ctx, pipelineWorkflowId(pipeline.id));
   const status: CliStatus = own.status ?? {
-    pipeline: pipeline.id, phase: 'starting', paused: false, confirmedLsn: null, lagBytes: null, snapshotLsn: null,
-    tables: {}, lastError: 'this run has not published its state yet (it started before walflow published state, or no worker has run it)', continuedAsNew: 0,
+    pipeline: pipeline.id,
+    phase: 'starting',
+    paused: false,
+    confirmedLsn: null,
+    lagBytes: null,
+    snapshotLsn: null,
+    tables: {},
+    lastError:
+      'this run has not published its state yet (it started before walflow published state, or no worker has run it)',
+    continuedAsNew: 0,
   };
   if (own.noWorker) Object.assign(status, { noWorker: own.noWorker, publishedAt: own.publishedAt });
   const running = Object.keys(status.tables);
-  if (running.length && [...running].sort().join() !== [...pipeline.source.tables].sort().join()) status.fileTables = pipeline.source.tables;
+  if (running.length && [...running].sort().join() !== [...pipeline.source.tables].sort().join())
+    status.fileTables = pipeline.source.tables;
   const { value: run } = await resyncs;
   if (run) {
     const resync = own.noWorker ? { status: published(run.memo) ?? null } : await workflowStatus(ctx, run.workflowId);
@@ -89,48 +108,75 @@ export async function withLiveSlot<S extends PipelineStatus>(config: PipelineCon
       await client.end().catch(() => undefined);
     }
   } catch (e) {
-    return { ...status, slot: null, warnings: [...(status.warnings ?? []), `cannot read the slot from the source: ${(e as Error).message}`] };
+    return {
+      ...status,
+      slot: null,
+      warnings: [...(status.warnings ?? []), `cannot read the slot from the source: ${(e as Error).message}`],
+    };
   }
   // Before the pipeline has created its slot, a missing one is no news.
-  const warnings = !health.exists && status.phase === 'starting' ? [] : slotWarnings(config, health, status.errors?.stream?.message);
+  const warnings =
+    !health.exists && status.phase === 'starting' ? [] : slotWarnings(config, health, status.errors?.stream?.message);
   return { ...status, lagBytes: health.lagBytes ?? status.lagBytes, slot: health, warnings };
 }
 
 function slotLine(h: SlotHealth): string {
   if (!h.exists) return `  slot ${h.name}: does not exist`;
-  const limit = h.safeWalSize === null ? 'no WAL limit (max_slot_wal_keep_size = -1)' : `safe_wal_size ${bytes(Math.max(0, h.safeWalSize))}`;
+  const limit =
+    h.safeWalSize === null
+      ? 'no WAL limit (max_slot_wal_keep_size = -1)'
+      : `safe_wal_size ${bytes(Math.max(0, h.safeWalSize))}`;
   return `  slot ${h.name}: wal_status ${h.walStatus ?? '-'}, ${h.active ? 'active' : 'inactive'}, retaining ${h.retainedBytes === null ? '-' : bytes(h.retainedBytes)}, ${limit}`;
 }
 
 export function renderStatus(s: CliStatus): string {
   const lines = [
-    ...(s.noWorker ? [`${s.noWorker}\nshowing the state the pipeline last published${s.publishedAt ? ` (at ${s.publishedAt})` : ''}:`] : []),
+    ...(s.noWorker
+      ? [
+          `${s.noWorker}\nshowing the state the pipeline last published${s.publishedAt ? ` (at ${s.publishedAt})` : ''}:`,
+        ]
+      : []),
     `pipeline ${s.pipeline}: ${s.phase}${s.paused && s.phase !== 'paused' ? ' (paused)' : ''}`,
     `  confirmed LSN ${s.confirmedLsn ?? '-'}   lag ${s.lagBytes === null ? '-' : bytes(s.lagBytes)}${s.snapshotLsn ? `   backfill snapshot ${s.snapshotLsn}` : ''}`,
   ];
   if (s.slot) lines.push(slotLine(s.slot));
   const snap = s.slot?.snapshot;
-  if (snap) lines.push(`  backfill snapshot ${Math.round(snap.ageSeconds / 60)} min old, holding back xmin ${snap.xmin ?? '-'}${snap.xminAge !== null ? ` (${snap.xminAge} transactions)` : ''}`);
+  if (snap)
+    lines.push(
+      `  backfill snapshot ${Math.round(snap.ageSeconds / 60)} min old, holding back xmin ${snap.xmin ?? '-'}${snap.xminAge !== null ? ` (${snap.xminAge} transactions)` : ''}`,
+    );
   const width = Math.max(5, ...Object.keys(s.tables).map((t) => t.length));
   for (const [table, t] of Object.entries(s.tables)) {
     const c = t.changes;
     const changes = `+${c.inserts} ~${c.updates} -${c.deletes}${c.truncates ? ` truncates ${c.truncates}` : ''}`;
-    const backfill = t.backfill === 'copying'
-      ? `${bar(t.rangesDone, t.rangesTotal)} ranges ${t.rangesDone}/${t.rangesTotal} rows ${t.rowsCopied}/~${t.rowsEstimate}`
-      : t.backfill === 'done' ? `backfilled ${t.rowsCopied} rows` : 'backfill pending';
+    const backfill =
+      t.backfill === 'copying'
+        ? `${bar(t.rangesDone, t.rangesTotal)} ranges ${t.rangesDone}/${t.rangesTotal} rows ${t.rowsCopied}/~${t.rowsEstimate}`
+        : t.backfill === 'done'
+          ? `backfilled ${t.rowsCopied} rows`
+          : 'backfill pending';
     const state = t.state && t.state !== 'streaming' && t.state !== 'backfilling' ? `${t.state.toUpperCase()}   ` : '';
     lines.push(`  ${table.padEnd(width)}  ${state}${backfill}   changes ${changes}`);
     if (t.error) lines.push(`  ${' '.repeat(width)}  ${t.error.reason}; fix: ${t.error.fix}`);
-    if (t.droppedColumns?.length) lines.push(`  ${' '.repeat(width)}  dropped in the source, kept in the destination: ${t.droppedColumns.join(', ')}`);
+    if (t.droppedColumns?.length)
+      lines.push(
+        `  ${' '.repeat(width)}  dropped in the source, kept in the destination: ${t.droppedColumns.join(', ')}`,
+      );
   }
   if (s.resync) {
-    const copied = Object.entries(s.resync.tables ?? {}).map(([t, p]) => `${t} ${p.backfill === 'done' ? 'done' : `${p.rangesDone}/${p.rangesTotal} ranges`}`);
+    const copied = Object.entries(s.resync.tables ?? {}).map(
+      ([t, p]) => `${t} ${p.backfill === 'done' ? 'done' : `${p.rangesDone}/${p.rangesTotal} ranges`}`,
+    );
     lines.push(`  resync running (workflow ${s.resync.workflowId})${copied.length ? `: ${copied.join(', ')}` : ''}`);
   }
-  if (s.fileTables) lines.push(`  the config file lists other tables (${s.fileTables.join(', ')}): \`walflow apply\` to use the file's, or edit the file`);
+  if (s.fileTables)
+    lines.push(
+      `  the config file lists other tables (${s.fileTables.join(', ')}): \`walflow apply\` to use the file's, or edit the file`,
+    );
   for (const w of s.warnings ?? []) lines.push(`  warning: ${w}`);
   const errors = Object.entries(s.errors ?? {});
-  for (const [component, e] of errors) lines.push(`  error in ${component} since ${e.since}${e.count > 1 ? ` (${e.count} failures)` : ''}: ${e.message}`);
+  for (const [component, e] of errors)
+    lines.push(`  error in ${component} since ${e.since}${e.count > 1 ? ` (${e.count} failures)` : ''}: ${e.message}`);
   if (!errors.length && s.lastError) lines.push(`  last error: ${s.lastError}`);
   return lines.join('\n');
 }

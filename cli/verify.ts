@@ -14,7 +14,8 @@ import { sourceConnection } from '../activities/source.ts';
 import { DEFAULT_CONFIG } from './context.ts';
 
 export function registerVerifyCommand(program: Command): void {
-  program.command('verify <pipeline>')
+  program
+    .command('verify <pipeline>')
     .description('compare source and destination per table (row count and every row); exits 1 on a difference')
     .option('-c, --config <file>', 'pipeline config file', DEFAULT_CONFIG)
     .option('--json', 'print the result as JSON')
@@ -37,7 +38,10 @@ export function registerVerifyCommand(program: Command): void {
       try {
         for (const table of pipeline.source.tables.map(qualifyTable)) {
           // A table renamed or dropped in the source, or missing in the destination, is reported, not fatal.
-          const schema = await loadTableSchemas(client, [table]).then((s) => s[0]!, (e: Error) => e);
+          const schema = await loadTableSchemas(client, [table]).then(
+            (s) => s[0]!,
+            (e: Error) => e,
+          );
           if (schema instanceof Error) {
             results.push(unverifiable(table, `${schema.message} (renamed or dropped?)`));
             continue;
@@ -48,10 +52,14 @@ export function registerVerifyCommand(program: Command): void {
             const expected = expectedTable(rules, schema, readTable(client, schema));
             const target = tableKey(expected.schema);
             results.push({
-              ...await verifyTable({
-                table: tableKey(schema), key: expected.schema.key, columns: expected.schema.columns.map((c) => c.name), json: jsonColumns(expected.schema),
-                source: expected.rows, destination: readLive(schema),
-              }),
+              ...(await verifyTable({
+                table: tableKey(schema),
+                key: expected.schema.key,
+                columns: expected.schema.columns.map((c) => c.name),
+                json: jsonColumns(expected.schema),
+                source: expected.rows,
+                destination: readLive(schema),
+              })),
               ...(target === tableKey(schema) ? {} : { destinationTable: target }),
             });
           } catch (e) {
@@ -64,10 +72,13 @@ export function registerVerifyCommand(program: Command): void {
         await destination.close();
         await client.end();
       }
-      if (opts.json) console.log(JSON.stringify({ pipeline: id, equal: results.every((r) => r.equal), tables: results }));
+      if (opts.json)
+        console.log(JSON.stringify({ pipeline: id, equal: results.every((r) => r.equal), tables: results }));
       else {
         for (const r of results) {
-          console.log(`${r.equal ? 'ok  ' : 'DIFF'} ${r.table}${r.destinationTable ? ` -> ${r.destinationTable}` : ''}: ${r.problem ?? `source ${r.sourceRows} rows, destination ${r.destinationRows} rows`}`);
+          console.log(
+            `${r.equal ? 'ok  ' : 'DIFF'} ${r.table}${r.destinationTable ? ` -> ${r.destinationTable}` : ''}: ${r.problem ?? `source ${r.sourceRows} rows, destination ${r.destinationRows} rows`}`,
+          );
           for (const d of r.firstDifferences) console.log(`       ${d.problem}: key ${d.key}`);
         }
       }
@@ -76,5 +87,10 @@ export function registerVerifyCommand(program: Command): void {
 }
 
 const unverifiable = (table: string, problem: string): TableVerification => ({
-  table, sourceRows: 0, destinationRows: 0, equal: false, problem, firstDifferences: [],
+  table,
+  sourceRows: 0,
+  destinationRows: 0,
+  equal: false,
+  problem,
+  firstDifferences: [],
 });

@@ -75,21 +75,48 @@ export function toEnvelope(pipeline: string, change: Change, schema?: Pick<Table
   const keyColumns = schema?.key ?? [];
   const position = Number(change.version & ((1n << SEQ_BITS) - 1n));
   const table = `${change.table.schema}.${change.table.name}`;
-  const distinct = change.kind === 'insert' && change.snapshot ? `${table}\0${JSON.stringify(pick(change.row, keyColumns) ?? jsonRow(change.row))}`
-    : change.kind === 'schema' ? `schema\0${table}` : undefined;
+  const distinct =
+    change.kind === 'insert' && change.snapshot
+      ? `${table}\0${JSON.stringify(pick(change.row, keyColumns) ?? jsonRow(change.row))}`
+      : change.kind === 'schema'
+        ? `schema\0${table}`
+        : undefined;
   const base = {
-    v: ENVELOPE_VERSION, id: envelopeId(pipeline, change.version, distinct), pipeline,
+    v: ENVELOPE_VERSION,
+    id: envelopeId(pipeline, change.version, distinct),
+    pipeline,
     table: { schema: change.table.schema, name: change.table.name },
-    lsn: formatLsn(versionLsn(change.version)), version: change.version.toString(), position,
-    xid: change.tx?.xid ?? null, commitTime: change.tx?.commitTime ?? null,
+    lsn: formatLsn(versionLsn(change.version)),
+    version: change.version.toString(),
+    position,
+    xid: change.tx?.xid ?? null,
+    commitTime: change.tx?.commitTime ?? null,
   } as const;
   switch (change.kind) {
     case 'insert':
-      return { ...base, op: change.snapshot ? 'read' : 'insert', key: pick(change.row, keyColumns), row: jsonRow(change.row), old: null };
+      return {
+        ...base,
+        op: change.snapshot ? 'read' : 'insert',
+        key: pick(change.row, keyColumns),
+        row: jsonRow(change.row),
+        old: null,
+      };
     case 'update':
-      return { ...base, op: 'update', key: pick(change.row, keyColumns), row: jsonRow(change.row), old: change.old ? jsonRow(change.old) : null };
+      return {
+        ...base,
+        op: 'update',
+        key: pick(change.row, keyColumns),
+        row: jsonRow(change.row),
+        old: change.old ? jsonRow(change.old) : null,
+      };
     case 'delete':
-      return { ...base, op: 'delete', key: pick(change.old, keyColumns) ?? jsonRow(change.old), row: null, old: jsonRow(change.old) };
+      return {
+        ...base,
+        op: 'delete',
+        key: pick(change.old, keyColumns) ?? jsonRow(change.old),
+        row: null,
+        old: jsonRow(change.old),
+      };
     case 'truncate':
       return { ...base, op: 'truncate', key: null, row: null, old: null };
     case 'schema':

@@ -35,13 +35,15 @@ export function parseInterval(text: string): IntervalFields {
     const time = TIME.exec(tokens[i]!);
     if (!time) throw new Error(`cannot read interval "${text}"`);
     const [, sign, h, m, s, frac = ''] = time;
-    const micros = ((BigInt(h!) * 60n + BigInt(m!)) * 60n + BigInt(s!)) * 1_000_000n + BigInt(frac.padEnd(6, '0') || '0');
+    const micros =
+      ((BigInt(h!) * 60n + BigInt(m!)) * 60n + BigInt(s!)) * 1_000_000n + BigInt(frac.padEnd(6, '0') || '0');
     fields.micros += sign === '-' ? -micros : micros;
   }
   return fields;
 }
 
-const same = (a: IntervalFields, b: IntervalFields) => a.months === b.months && a.days === b.days && a.micros === b.micros;
+const same = (a: IntervalFields, b: IntervalFields) =>
+  a.months === b.months && a.days === b.days && a.micros === b.micros;
 
 /** Postgres's interval_out with IntervalStyle=postgres (EncodeInterval, INTSTYLE_POSTGRES). */
 export function formatPostgresInterval(f: IntervalFields): string {

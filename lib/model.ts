@@ -42,8 +42,21 @@ export function tableKey(t: TableId): string {
 }
 
 /** How walflow carries a column's values (see the table above). */
-export type ValueKind = 'int' | 'float' | 'bigint' | 'decimal' | 'bool' | 'bytes' | 'json' | 'text'
-  | 'date' | 'time' | 'timestamp' | 'timestamptz' | 'interval' | 'uuid';
+export type ValueKind =
+  | 'int'
+  | 'float'
+  | 'bigint'
+  | 'decimal'
+  | 'bool'
+  | 'bytes'
+  | 'json'
+  | 'text'
+  | 'date'
+  | 'time'
+  | 'timestamp'
+  | 'timestamptz'
+  | 'interval'
+  | 'uuid';
 
 export interface ColumnSchema {
   name: string;

@@ -15,11 +15,13 @@ function scalarText(value: Exclude<Value, null | Value[]>): string {
 }
 
 function arrayLiteral(items: Value[]): string {
-  return `{${items.map((v) => {
-    if (v === null) return 'NULL';
-    if (Array.isArray(v)) return arrayLiteral(v);
-    return `"${scalarText(v).replace(/[\\"]/g, (c) => `\\${c}`)}"`;
-  }).join(',')}}`;
+  return `{${items
+    .map((v) => {
+      if (v === null) return 'NULL';
+      if (Array.isArray(v)) return arrayLiteral(v);
+      return `"${scalarText(v).replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+    })
+    .join(',')}}`;
 }
 
 /** A float as Postgres prints it: NaN, ±Infinity, and -0 (String(-0) says "0"). */
@@ -30,4 +32,5 @@ export function numberText(value: number): string {
 }
 
 /** A row's key as one string, equal exactly when the keys are equal (Postgres text of each key column). */
-export const keyText = (schema: TableSchema, row: Row): string => JSON.stringify(schema.key.map((k) => toPgText(row[k] ?? null)));
+export const keyText = (schema: TableSchema, row: Row): string =>
+  JSON.stringify(schema.key.map((k) => toPgText(row[k] ?? null)));

@@ -12,17 +12,27 @@ export type PipelineWorkflow = (input: PipelineInput) => Promise<void>;
 export type PipelineHandle = WorkflowHandle<PipelineWorkflow>;
 
 /** Starts pipeline `input.config.id` (fails with WorkflowExecutionAlreadyStartedError if it runs). */
-export function startPipeline(client: Client, taskQueue: string, input: PipelineInput): Promise<WorkflowHandleWithFirstExecutionRunId<PipelineWorkflow>> {
+export function startPipeline(
+  client: Client,
+  taskQueue: string,
+  input: PipelineInput,
+): Promise<WorkflowHandleWithFirstExecutionRunId<PipelineWorkflow>> {
   const { id, destination } = input.config;
   return client.workflow.start<PipelineWorkflow>('pipelineWorkflow', {
-    workflowId: pipelineWorkflowId(id), taskQueue, args: [input],
-    typedSearchAttributes: [{ key: pipelineKey, value: id }, { key: phaseKey, value: 'starting' }],
+    workflowId: pipelineWorkflowId(id),
+    taskQueue,
+    args: [input],
+    typedSearchAttributes: [
+      { key: pipelineKey, value: id },
+      { key: phaseKey, value: 'starting' },
+    ],
     // Static: the tables and phase, which change, are in the current details and search attributes.
     staticSummary: `walflow pipeline ${id} → ${destination.type}`,
   });
 }
 
-export const pipelineHandle = (client: Client, pipeline: string): PipelineHandle => client.workflow.getHandle<PipelineWorkflow>(pipelineWorkflowId(pipeline));
+export const pipelineHandle = (client: Client, pipeline: string): PipelineHandle =>
+  client.workflow.getHandle<PipelineWorkflow>(pipelineWorkflowId(pipeline));
 
 /** The status query: answered by a worker (see cli/status.ts for the memo read when none runs). */
 export const pipelineStatus = (handle: WorkflowHandle): Promise<PipelineStatus> => handle.query(statusQuery);

@@ -13,8 +13,25 @@
  * and timestamps in time order, text by code point; a comparison with NULL is false.
  */
 import { createHmac } from 'node:crypto';
-import { ConfigError, qualifyTable, renamedTable, type Condition, type Operation, type PipelineConfig, type TableRules, type Transform } from './config.ts';
-import { tableKey, type Change, type ColumnSchema, type Row, type TableId, type TableSchema, type Value } from './model.ts';
+import {
+  ConfigError,
+  qualifyTable,
+  renamedTable,
+  type Condition,
+  type Operation,
+  type PipelineConfig,
+  type TableRules,
+  type Transform,
+} from './config.ts';
+import {
+  tableKey,
+  type Change,
+  type ColumnSchema,
+  type Row,
+  type TableId,
+  type TableSchema,
+  type Value,
+} from './model.ts';
 import { toPgText } from './pgtext.ts';
 
 /** One table's rules bound to its source schema. */
@@ -37,8 +54,13 @@ export interface PipelineRules {
 }
 
 /** `secret` resolves a hash salt reference (in the worker or CLI only). */
-export function compileRules(pipeline: Pick<PipelineConfig, 'id' | 'rules'>, secret: (ref: string) => string): PipelineRules {
-  const byTable = new Map(Object.entries(pipeline.rules ?? {}).map(([name, rules]) => [qualifyTable(name), { name, rules }]));
+export function compileRules(
+  pipeline: Pick<PipelineConfig, 'id' | 'rules'>,
+  secret: (ref: string) => string,
+): PipelineRules {
+  const byTable = new Map(
+    Object.entries(pipeline.rules ?? {}).map(([name, rules]) => [qualifyTable(name), { name, rules }]),
+  );
   return {
     bind(schema) {
       const found = byTable.get(tableKey(schema));
@@ -50,7 +72,13 @@ export function compileRules(pipeline: Pick<PipelineConfig, 'id' | 'rules'>, sec
 
 const ALL_OPERATIONS: readonly Operation[] = ['read', 'insert', 'update', 'delete'];
 const operationOf = (c: Change): Operation | undefined =>
-  c.kind === 'insert' ? (c.snapshot ? 'read' : 'insert') : c.kind === 'update' || c.kind === 'delete' ? c.kind : undefined;
+  c.kind === 'insert'
+    ? c.snapshot
+      ? 'read'
+      : 'insert'
+    : c.kind === 'update' || c.kind === 'delete'
+      ? c.kind
+      : undefined;
 
 /** How one destination column is made from one source column. */
 interface ColumnPlan {
@@ -59,27 +87,45 @@ interface ColumnPlan {
   value: (v: Value, op: Operation) => Value;
 }
 
-export function bindTableRules(opts: { pipeline: string; table: string; rules: TableRules; schema: TableSchema; secret: (ref: string) => string }): BoundRules {
+export function bindTableRules(opts: {
+  pipeline: string;
+  table: string;
+  rules: TableRules;
+  schema: TableSchema;
+  secret: (ref: string) => string;
+}): BoundRules {
   const { rules, schema } = opts;
   const fail = (rule: string, message: string): never => {
     throw new ConfigError(`pipeline ${opts.pipeline}, table ${opts.table}, rule ${rule}: ${message}`);
   };
   const columnOf = (rule: string, name: string): ColumnSchema =>
-    schema.columns.find((c) => c.name === name) ?? fail(rule, `column "${name}" does not exist in ${tableKey(schema)} (columns: ${schema.columns.map((c) => c.name).join(', ')})`);
+    schema.columns.find((c) => c.name === name) ??
+    fail(
+      rule,
+      `column "${name}" does not exist in ${tableKey(schema)} (columns: ${schema.columns.map((c) => c.name).join(', ')})`,
+    );
   const isKey = (name: string) => schema.key.includes(name);
 
   const filter = rules.filter && compileCondition(rules.filter.where, 'filter.where', columnOf, fail);
   const filterOps = new Set(rules.filter?.operations ?? ALL_OPERATIONS);
 
-  const plans = new Map<string, ColumnPlan>(schema.columns.map((c) => [c.name, { from: c.name, column: c, value: (v) => v }]));
+  const plans = new Map<string, ColumnPlan>(
+    schema.columns.map((c) => [c.name, { from: c.name, column: c, value: (v) => v }]),
+  );
   (rules.transform ?? []).forEach((t, i) => {
     const rule = `transform[${i}]`;
     const source = columnOf(rule, t.column);
     const plan = plans.get(source.name) ?? fail(rule, `column "${t.column}" was dropped by an earlier transform`);
     if (isKey(t.column) && !(t.hash && !t.operations)) {
-      fail(rule, `"${t.column}" is part of the key (${schema.key.join(', ')}): only a hash on every operation keeps keys distinct and deletes matching`);
+      fail(
+        rule,
+        `"${t.column}" is part of the key (${schema.key.join(', ')}): only a hash on every operation keeps keys distinct and deletes matching`,
+      );
     }
-    if (t.drop) { plans.delete(source.name); return; }
+    if (t.drop) {
+      plans.delete(source.name);
+      return;
+    }
     const ops = new Set(t.operations ?? ALL_OPERATIONS);
     const before = plan.value;
     const { fn, column } = compileTransform(t, plan.column, (m) => fail(rule, m), opts.secret);
@@ -95,7 +141,8 @@ export function bindTableRules(opts: { pipeline: string; table: string; rules: T
 
   if (rules.columns?.include) {
     for (const name of rules.columns.include) columnOf('columns.include', name);
-    for (const k of schema.key) if (!rules.columns.include.includes(k)) fail('columns.include', `must include the key column "${k}"`);
+    for (const k of schema.key)
+      if (!rules.columns.include.includes(k)) fail('columns.include', `must include the key column "${k}"`);
     for (const name of [...plans.keys()]) if (!rules.columns.include.includes(name)) plans.delete(name);
   }
   for (const name of rules.columns?.exclude ?? []) {
@@ -106,7 +153,8 @@ export function bindTableRules(opts: { pipeline: string; table: string; rules: T
   const renames = rules.rename?.columns ?? {};
   for (const [from, to] of Object.entries(renames)) {
     columnOf(`rename.columns.${from}`, from);
-    if (!plans.has(from)) fail(`rename.columns.${from}`, `column "${from}" is not in the destination (dropped or excluded)`);
+    if (!plans.has(from))
+      fail(`rename.columns.${from}`, `column "${from}" is not in the destination (dropped or excluded)`);
     plans.get(from)!.column = { ...plans.get(from)!.column, name: to };
   }
   const outputs = [...plans.values()];
@@ -118,7 +166,10 @@ export function bindTableRules(opts: { pipeline: string; table: string; rules: T
   const [destSchema, destName] = splitTable(renamedTable(tableKey(schema), rules.rename?.table));
   const table = { schema: destSchema, name: destName };
   const bound: TableSchema = {
-    ...table, columns: outputs.map((p) => p.column), key: schema.key.map((k) => renamed(k)!), replicaIdentity: schema.replicaIdentity,
+    ...table,
+    columns: outputs.map((p) => p.column),
+    key: schema.key.map((k) => renamed(k)!),
+    replicaIdentity: schema.replicaIdentity,
   };
 
   const mapRow = (row: Row, op: Operation): Row => {
@@ -128,7 +179,8 @@ export function bindTableRules(opts: { pipeline: string; table: string; rules: T
   };
   const keyOnly = (row: Row): Row => Object.fromEntries(schema.key.map((k) => [k, row[k] ?? null]));
   // undefined: the image lacks a column the filter reads, so it cannot say.
-  const passes = (row: Row): boolean | undefined => (filter?.columns.every((c) => c in row) ? filter.test(row) : undefined);
+  const passes = (row: Row): boolean | undefined =>
+    filter?.columns.every((c) => c in row) ? filter.test(row) : undefined;
   const keeps = (op: Operation, row: Row) => !filter || !filterOps.has(op) || passes(row) !== false;
   const sameKey = (a: Row, b: Row) => schema.key.every((k) => toPgText(a[k] ?? null) === toPgText(b[k] ?? null));
 
@@ -152,22 +204,34 @@ export function bindTableRules(opts: { pipeline: string; table: string; rules: T
             const gone = change.old && !sameKey(change.old, change.row) ? change.old : change.row;
             return [{ kind: 'delete', table, version, ...(tx ? { tx } : {}), old: mapRow(keyOnly(gone), 'delete') }];
           }
-          if (oldIn === false) return [{ kind: 'insert', table, version, ...(tx ? { tx } : {}), row: mapRow(change.row, 'insert') }];
-          return [{
-            ...change, table, row: mapRow(change.row, 'update'), ...(change.old ? { old: mapRow(change.old, 'update') } : {}),
-            unchanged: change.unchanged.flatMap((c) => renamed(c) ?? []),
-          }];
+          if (oldIn === false)
+            return [{ kind: 'insert', table, version, ...(tx ? { tx } : {}), row: mapRow(change.row, 'insert') }];
+          return [
+            {
+              ...change,
+              table,
+              row: mapRow(change.row, 'update'),
+              ...(change.old ? { old: mapRow(change.old, 'update') } : {}),
+              unchanged: change.unchanged.flatMap((c) => renamed(c) ?? []),
+            },
+          ];
         }
         case 'truncate':
           return [{ ...change, table }];
         case 'schema': {
           // Columns came or went: the rules must still hold on the new schema (else a loud ConfigError).
           const next = bindTableRules({ ...opts, schema: change.schema });
-          return [{
-            ...change, table, schema: next.schema,
-            added: change.added.flatMap((c) => next.schema.columns.filter((d) => d.name === (renames[c.name] ?? c.name))),
-            dropped: change.dropped.flatMap((c) => (plans.has(c) ? [renamed(c)!] : [])),
-          }];
+          return [
+            {
+              ...change,
+              table,
+              schema: next.schema,
+              added: change.added.flatMap((c) =>
+                next.schema.columns.filter((d) => d.name === (renames[c.name] ?? c.name)),
+              ),
+              dropped: change.dropped.flatMap((c) => (plans.has(c) ? [renamed(c)!] : [])),
+            },
+          ];
         }
       }
     },
@@ -186,9 +250,13 @@ interface CompiledCondition {
 }
 
 function compileCondition(
-  c: Condition, path: string, columnOf: (rule: string, name: string) => ColumnSchema, fail: (rule: string, message: string) => never,
+  c: Condition,
+  path: string,
+  columnOf: (rule: string, name: string) => ColumnSchema,
+  fail: (rule: string, message: string) => never,
 ): CompiledCondition {
-  const parts = (list: Condition[], name: string) => list.map((x, i) => compileCondition(x, `${path}.${name}[${i}]`, columnOf, fail));
+  const parts = (list: Condition[], name: string) =>
+    list.map((x, i) => compileCondition(x, `${path}.${name}[${i}]`, columnOf, fail));
   if (c.all) {
     const ps = parts(c.all, 'all');
     return { test: (r) => ps.every((p) => p.test(r)), columns: ps.flatMap((p) => p.columns) };
@@ -209,8 +277,15 @@ function compileCondition(
 type Comparator = 'eq' | 'ne' | 'gt' | 'gte' | 'lt' | 'lte';
 type Literal = string | number | boolean;
 
-function compileComparison(c: Condition, column: ColumnSchema, fail: (message: string) => never): (v: Value) => boolean {
-  if (c.is_null !== undefined) { const want = c.is_null; return (v) => (v === null) === want; }
+function compileComparison(
+  c: Condition,
+  column: ColumnSchema,
+  fail: (message: string) => never,
+): (v: Value) => boolean {
+  if (c.is_null !== undefined) {
+    const want = c.is_null;
+    return (v) => (v === null) === want;
+  }
   if (column.arrayDims > 0 || column.kind === 'bytes') fail('only is_null compares arrays and bytea');
   if (c.contains !== undefined) {
     const needle = c.contains;
@@ -223,10 +298,16 @@ function compileComparison(c: Condition, column: ColumnSchema, fail: (message: s
     return (v) => v !== null && keys.some((k) => order.compare(v, k) === 0);
   }
   const op = (['eq', 'ne', 'gt', 'gte', 'lt', 'lte'] as const).find((k) => c[k] !== undefined)!;
-  if (op !== 'eq' && op !== 'ne' && !order.ordered) fail(`${op} needs an ordered type (numbers, dates, timestamps, character types, uuid, time, enums)`);
+  if (op !== 'eq' && op !== 'ne' && !order.ordered)
+    fail(`${op} needs an ordered type (numbers, dates, timestamps, character types, uuid, time, enums)`);
   const key = order.literal(c[op]!);
   const holds: Record<Comparator, (n: number) => boolean> = {
-    eq: (n) => n === 0, ne: (n) => n !== 0, gt: (n) => n > 0, gte: (n) => n >= 0, lt: (n) => n < 0, lte: (n) => n <= 0,
+    eq: (n) => n === 0,
+    ne: (n) => n !== 0,
+    gt: (n) => n > 0,
+    gte: (n) => n >= 0,
+    lt: (n) => n < 0,
+    lte: (n) => n <= 0,
   };
   const h = holds[op];
   return (v) => v !== null && h(order.compare(v, key));
@@ -246,31 +327,51 @@ function orderFor(column: ColumnSchema, fail: (message: string) => never): Order
   switch (column.kind) {
     case 'int':
     case 'float':
-      return { ordered: true, literal: (l) => (typeof l === 'number' ? l : bad(l, 'a number')), compare: (v, k) => compareFloat(v as number, k as number) };
+      return {
+        ordered: true,
+        literal: (l) => (typeof l === 'number' ? l : bad(l, 'a number')),
+        compare: (v, k) => compareFloat(v as number, k as number),
+      };
     case 'bigint':
     case 'decimal':
       return {
         ordered: true,
-        literal: (l) => decimalLiteral(l) ?? bad(l, 'an exact decimal (write big or fractional numbers as strings: "12345678901234567890", "0.1")'),
+        literal: (l) =>
+          decimalLiteral(l) ??
+          bad(l, 'an exact decimal (write big or fractional numbers as strings: "12345678901234567890", "0.1")'),
         compare: (v, k) => compareDecimal(parseDecimal(v as string) ?? unexpected(v, column.kind), k as ParsedDecimal),
       };
     case 'bool':
-      return { ordered: false, literal: (l) => (typeof l === 'boolean' ? l : bad(l, 'true or false')), compare: (v, k) => (v === k ? 0 : 1) };
+      return {
+        ordered: false,
+        literal: (l) => (typeof l === 'boolean' ? l : bad(l, 'true or false')),
+        compare: (v, k) => (v === k ? 0 : 1),
+      };
     case 'date':
     case 'timestamp':
     case 'timestamptz': {
       const kind = column.kind;
-      const example = { date: '2024-02-29', timestamp: '2024-06-30 21:59:59.123456', timestamptz: '2024-06-30 21:59:59.123456+00' }[kind];
+      const example = {
+        date: '2024-02-29',
+        timestamp: '2024-06-30 21:59:59.123456',
+        timestamptz: '2024-06-30 21:59:59.123456+00',
+      }[kind];
       return {
         ordered: true,
-        literal: (l) => (typeof l === 'string' ? parseTemporal(l, kind) : undefined) ?? bad(l, `a ${kind} in walflow's form, e.g. "${example}"`),
+        literal: (l) =>
+          (typeof l === 'string' ? parseTemporal(l, kind) : undefined) ??
+          bad(l, `a ${kind} in walflow's form, e.g. "${example}"`),
         compare: (v, k) => compareTemporal(parseTemporal(v as string, kind) ?? unexpected(v, kind), k as Temporal),
       };
     }
     case 'json':
       return fail('json compares only with contains and is_null');
     case 'interval':
-      return { ordered: false, literal: (l) => (typeof l === 'string' ? l : bad(l, 'a string')), compare: (v, k) => (v === k ? 0 : 1) };
+      return {
+        ordered: false,
+        literal: (l) => (typeof l === 'string' ? l : bad(l, 'a string')),
+        compare: (v, k) => (v === k ? 0 : 1),
+      };
     default:
       return textOrder(column, (l) => (typeof l === 'string' ? l : bad(l, 'a string')), bad);
   }
@@ -286,18 +387,33 @@ const unexpected = (_v: Value, kind: string): never => {
  * without case, character types and uuid by code point; other types held as text (money, inet, timetz, ...)
  * only for equality, as their text order is not Postgres's.
  */
-function textOrder(column: ColumnSchema, string: (l: Literal) => string, bad: (l: Literal, what: string) => never): Order {
+function textOrder(
+  column: ColumnSchema,
+  string: (l: Literal) => string,
+  bad: (l: Literal, what: string) => never,
+): Order {
   const labels = column.enumLabels;
   if (labels) {
-    const literal = (l: Literal) => (labels.includes(string(l)) ? labels.indexOf(string(l)) : bad(l, `a label of the enum (${labels.join(', ')})`));
+    const literal = (l: Literal) =>
+      labels.includes(string(l)) ? labels.indexOf(string(l)) : bad(l, `a label of the enum (${labels.join(', ')})`);
     return { ordered: true, literal, compare: (v, k) => labels.indexOf(v as string) - (k as number) };
   }
   const type = column.type;
-  const norm = type.startsWith('character(') || type === 'character' ? (s: string) => s.replace(/ +$/, '')
-    : type === 'citext' || column.kind === 'uuid' ? (s: string) => s.toLowerCase() : (s: string) => s;
-  const ordered = column.kind === 'uuid' || (column.kind === 'time' && !type.includes('with time zone'))
-    || /^(text|character varying|character|name|citext|"char")(\(|$)/.test(type);
-  return { ordered, literal: (l) => norm(string(l)), compare: (v, k) => (ordered ? compareCodePoints(norm(v as string), k as string) : norm(v as string) === k ? 0 : 1) };
+  const norm =
+    type.startsWith('character(') || type === 'character'
+      ? (s: string) => s.replace(/ +$/, '')
+      : type === 'citext' || column.kind === 'uuid'
+        ? (s: string) => s.toLowerCase()
+        : (s: string) => s;
+  const ordered =
+    column.kind === 'uuid' ||
+    (column.kind === 'time' && !type.includes('with time zone')) ||
+    /^(text|character varying|character|name|citext|"char")(\(|$)/.test(type);
+  return {
+    ordered,
+    literal: (l) => norm(string(l)),
+    compare: (v, k) => (ordered ? compareCodePoints(norm(v as string), k as string) : norm(v as string) === k ? 0 : 1),
+  };
 }
 
 /** Postgres's float order: NaN equals NaN and sorts above everything. */
@@ -340,10 +456,18 @@ function compareDecimal(a: ParsedDecimal, b: ParsedDecimal): number {
   const rank = (d: ParsedDecimal) => (d.special === 0 ? 0 : d.special === -1 ? -1 : d.special);
   if (a.special !== 0 || b.special !== 0) return Math.sign(rank(a) - rank(b));
   if (a.sign !== b.sign) return a.sign - b.sign;
-  const magnitude = a.int.length !== b.int.length ? a.int.length - b.int.length
-    : a.int !== b.int ? (a.int < b.int ? -1 : 1)
-      : a.frac.padEnd(b.frac.length, '0') < b.frac.padEnd(a.frac.length, '0') ? -1
-        : a.frac.padEnd(b.frac.length, '0') > b.frac.padEnd(a.frac.length, '0') ? 1 : 0;
+  const magnitude =
+    a.int.length !== b.int.length
+      ? a.int.length - b.int.length
+      : a.int !== b.int
+        ? a.int < b.int
+          ? -1
+          : 1
+        : a.frac.padEnd(b.frac.length, '0') < b.frac.padEnd(a.frac.length, '0')
+          ? -1
+          : a.frac.padEnd(b.frac.length, '0') > b.frac.padEnd(a.frac.length, '0')
+            ? 1
+            : 0;
   return a.sign * Math.sign(magnitude);
 }
 
@@ -354,11 +478,15 @@ function parseTemporal(s: string, kind: 'date' | 'timestamp' | 'timestamptz'): T
   if (s === 'infinity') return { infinite: 1 };
   if (s === '-infinity') return { infinite: -1 };
   const m = /^(\d{4,})-(\d\d)-(\d\d)(?: (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?(\+00)?( BC)?$/.exec(s);
-  if (!m || (kind === 'date') !== (m[4] === undefined) || (kind === 'timestamptz') !== (m[8] !== undefined)) return undefined;
+  if (!m || (kind === 'date') !== (m[4] === undefined) || (kind === 'timestamptz') !== (m[8] !== undefined))
+    return undefined;
   const year = BigInt(m[9] ? 1 - Number(m[1]) : Number(m[1]));
   const n = (i: number) => BigInt(m[i] ?? 0);
   const micros = BigInt((m[7] ?? '').padEnd(6, '0'));
-  return { infinite: 0, at: (((((year * 13n + n(2)) * 32n + n(3)) * 25n + n(4)) * 60n + n(5)) * 61n + n(6)) * 1_000_000n + micros };
+  return {
+    infinite: 0,
+    at: (((((year * 13n + n(2)) * 32n + n(3)) * 25n + n(4)) * 60n + n(5)) * 61n + n(6)) * 1_000_000n + micros,
+  };
 }
 
 function compareTemporal(a: Temporal, b: Temporal): number {
@@ -369,7 +497,12 @@ function compareTemporal(a: Temporal, b: Temporal): number {
 const TEXT_COLUMN = { type: 'text', typeOid: 25, kind: 'text', arrayDims: 0 } as const;
 
 /** A transform's function on a value, and the column it makes (regex, mask and hash make text). */
-function compileTransform(t: Transform, column: ColumnSchema, fail: (message: string) => never, secret: (ref: string) => string): { fn: (v: Value) => Value; column: ColumnSchema } {
+function compileTransform(
+  t: Transform,
+  column: ColumnSchema,
+  fail: (message: string) => never,
+  secret: (ref: string) => string,
+): { fn: (v: Value) => Value; column: ColumnSchema } {
   const asText: ColumnSchema = { name: column.name, nullable: column.nullable, ...TEXT_COLUMN };
   const text = (f: (s: string) => string) => (v: Value) => (v === null ? null : f(toPgText(v)!));
   if (t.regex) {
@@ -384,7 +517,11 @@ function compileTransform(t: Transform, column: ColumnSchema, fail: (message: st
         const chars = [...s];
         // A value no longer than what is kept is masked whole: a mask never shows a value in clear.
         if (chars.length <= keepFirst + keepLast) return char.repeat(chars.length);
-        return chars.slice(0, keepFirst).join('') + char.repeat(chars.length - keepFirst - keepLast) + chars.slice(chars.length - keepLast).join('');
+        return (
+          chars.slice(0, keepFirst).join('') +
+          char.repeat(chars.length - keepFirst - keepLast) +
+          chars.slice(chars.length - keepLast).join('')
+        );
       }),
       column: asText,
     };
@@ -405,9 +542,15 @@ function setValue(l: Literal | null, column: ColumnSchema, fail: (message: strin
   switch (column.kind) {
     case 'int':
     case 'float':
-      return typeof l === 'number' && (column.kind === 'float' || Number.isInteger(l)) ? l : bad(`a ${column.kind === 'int' ? 'whole ' : ''}number`);
+      return typeof l === 'number' && (column.kind === 'float' || Number.isInteger(l))
+        ? l
+        : bad(`a ${column.kind === 'int' ? 'whole ' : ''}number`);
     case 'bigint':
-      return typeof l === 'string' && /^-?\d+$/.test(l) ? l : typeof l === 'number' && Number.isSafeInteger(l) ? String(l) : bad('an integer (as a string when large)');
+      return typeof l === 'string' && /^-?\d+$/.test(l)
+        ? l
+        : typeof l === 'number' && Number.isSafeInteger(l)
+          ? String(l)
+          : bad('an integer (as a string when large)');
     case 'decimal': {
       const d = typeof l === 'string' ? l : typeof l === 'number' && Number.isSafeInteger(l) ? String(l) : undefined;
       if (d === undefined || !/^-?\d+(\.\d+)?$/.test(d)) return bad('an exact decimal string such as "12.50"');
@@ -424,7 +567,8 @@ function setValue(l: Literal | null, column: ColumnSchema, fail: (message: strin
       return typeof l === 'string' && parseTemporal(l, column.kind) ? l : bad(`a ${column.kind} in walflow's form`);
     case 'text':
     case 'uuid':
-      if (column.enumLabels && !column.enumLabels.includes(String(l))) return bad(`one of the enum's labels (${column.enumLabels.join(', ')})`);
+      if (column.enumLabels && !column.enumLabels.includes(String(l)))
+        return bad(`one of the enum's labels (${column.enumLabels.join(', ')})`);
       return typeof l === 'string' ? l : bad('a string');
     default:
       return fail(`set on a ${column.type} column is not supported (drop it, or set null)`);

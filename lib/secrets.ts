@@ -6,7 +6,8 @@ export function resolveSecret(ref: string | undefined): string | undefined {
   if (ref.startsWith('env:')) {
     const name = ref.slice(4);
     const value = process.env[name];
-    if (value === undefined) throw new Error(`secret ${ref}: environment variable ${name} is not set in the worker's environment`);
+    if (value === undefined)
+      throw new Error(`secret ${ref}: environment variable ${name} is not set in the worker's environment`);
     return value;
   }
   if (ref.startsWith('file:')) {

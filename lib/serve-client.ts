@@ -34,28 +34,42 @@ export interface PageQuery {
 /** A refused request: the server's status, the field to fix and its message. */
 export class ServeError extends Error {
   override name = 'ServeError';
-  constructor(readonly status: number, readonly field: string | null, message: string) {
+  constructor(
+    readonly status: number,
+    readonly field: string | null,
+    message: string,
+  ) {
     super(message);
   }
 }
 
 export class ServeClient {
   /** `url`: http://host:port of `walflow serve`. */
-  constructor(readonly url: string, private readonly token: string) {}
+  constructor(
+    readonly url: string,
+    private readonly token: string,
+  ) {}
 
   private async request(method: string, path: string, body?: unknown, accept = 'application/json'): Promise<Response> {
     const res = await fetch(new URL(path, this.url), {
-      method, headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json', accept },
+      method,
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json', accept },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     if (!res.ok) {
       const e = (await res.json().catch(() => ({}))) as { error?: { field: string | null; message: string } };
-      throw new ServeError(res.status, e.error?.field ?? null, e.error?.message ?? `${method} ${path}: HTTP ${res.status}`);
+      throw new ServeError(
+        res.status,
+        e.error?.field ?? null,
+        e.error?.message ?? `${method} ${path}: HTTP ${res.status}`,
+      );
     }
     return res;
   }
 
-  async init(body: { tables: string[]; idleTimeoutSeconds?: number } | { publication: string; idleTimeoutSeconds?: number }): Promise<InitAnswer> {
+  async init(
+    body: { tables: string[]; idleTimeoutSeconds?: number } | { publication: string; idleTimeoutSeconds?: number },
+  ): Promise<InitAnswer> {
     return (await this.request('POST', '/v1/init', body)).json() as Promise<InitAnswer>;
   }
 
@@ -75,7 +89,12 @@ export class ServeClient {
 
   /** The whole table in one streamed answer (NDJSON). */
   async *snapshotNdjson(slotName: string, table: string): AsyncGenerator<JsonRow> {
-    const res = await this.request('POST', '/v1/snapshot/data', { slotName, table, format: 'ndjson' }, 'application/x-ndjson');
+    const res = await this.request(
+      'POST',
+      '/v1/snapshot/data',
+      { slotName, table, format: 'ndjson' },
+      'application/x-ndjson',
+    );
     let rest = '';
     for await (const chunk of res.body!) {
       rest += Buffer.from(chunk).toString('utf8');
@@ -86,7 +105,10 @@ export class ServeClient {
   }
 
   async snapshotDone(slotName: string): Promise<{ slotName: string; released: boolean }> {
-    return (await this.request('POST', '/v1/snapshot/done', { slotName })).json() as Promise<{ slotName: string; released: boolean }>;
+    return (await this.request('POST', '/v1/snapshot/done', { slotName })).json() as Promise<{
+      slotName: string;
+      released: boolean;
+    }>;
   }
 
   async endSession(slotName: string): Promise<void> {
@@ -112,13 +134,15 @@ export class StreamConnection implements AsyncIterable<StreamMessage> {
     ws.on('message', (data) => {
       const msg = JSON.parse(data.toString()) as StreamMessage;
       if (msg.op === 'acked') this.acks.shift()?.resolve(msg.lsn);
-      else if ('error' in msg && this.acks.length) this.acks.shift()!.reject(new ServeError(msg.error.status, msg.error.field, msg.error.message));
+      else if ('error' in msg && this.acks.length)
+        this.acks.shift()!.reject(new ServeError(msg.error.status, msg.error.field, msg.error.message));
       else this.queue.push(msg);
       this.notify();
     });
     ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString() };
-      for (const a of this.acks.splice(0)) a.reject(new Error(`stream closed (${code} ${reason.toString()}) before the ACK was answered`));
+      for (const a of this.acks.splice(0))
+        a.reject(new Error(`stream closed (${code} ${reason.toString()}) before the ACK was answered`));
       this.notify();
     });
   }
@@ -131,7 +155,9 @@ export class StreamConnection implements AsyncIterable<StreamMessage> {
       ws.once('error', reject);
       ws.once('unexpected-response', (_req, res) => {
         let text = '';
-        res.on('data', (c: Buffer) => { text += c.toString(); });
+        res.on('data', (c: Buffer) => {
+          text += c.toString();
+        });
         res.on('end', () => {
           const e = (JSON.parse(text || '{}') as { error?: { field: string | null; message: string } }).error;
           reject(new ServeError(res.statusCode ?? 0, e?.field ?? null, e?.message ?? `HTTP ${res.statusCode}`));
@@ -162,7 +188,9 @@ export class StreamConnection implements AsyncIterable<StreamMessage> {
         continue;
       }
       if (this.closed) return;
-      await new Promise<void>((r) => { this.wake = r; });
+      await new Promise<void>((r) => {
+        this.wake = r;
+      });
     }
   }
 
@@ -208,7 +236,8 @@ export class TableReplica {
       this.put(this.keyOf(change.key ?? change.old!), version, null);
     } else if (change.row) {
       // An update that changed the key deletes the old key.
-      if (change.op === 'update' && change.old && this.keyOf(change.old) !== this.keyOf(change.row)) this.put(this.keyOf(change.old), version, null);
+      if (change.op === 'update' && change.old && this.keyOf(change.old) !== this.keyOf(change.row))
+        this.put(this.keyOf(change.old), version, null);
       this.put(this.keyOf(change.row), version, change.row);
     }
   }

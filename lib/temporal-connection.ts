@@ -20,8 +20,10 @@ export function temporalConnectionSettings(temporal: WalflowConfig['temporal']):
   const tls = temporal.tls && {
     serverNameOverride: temporal.tls.serverName,
     serverRootCACertificate: pem(temporal.tls.serverCa),
-    clientCertPair: temporal.tls.clientCert && temporal.tls.clientKey
-      ? { crt: pem(temporal.tls.clientCert)!, key: pem(temporal.tls.clientKey)! } : undefined,
+    clientCertPair:
+      temporal.tls.clientCert && temporal.tls.clientKey
+        ? { crt: pem(temporal.tls.clientCert)!, key: pem(temporal.tls.clientKey)! }
+        : undefined,
   };
   return {
     address: process.env.WALFLOW_TEMPORAL_ADDRESS || temporal.address,

@@ -39,11 +39,17 @@ function exactNumber(lexeme: string): string {
  * which round long decimals), so equal documents spell the same and unequal ones never do.
  */
 export function canonicalJson(text: string): string {
-  const marked = text.replace(/"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g,
-    (t) => (t.startsWith('"') ? t : JSON.stringify(NUMBER_MARK + exactNumber(t))));
+  const marked = text.replace(/"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g, (t) =>
+    t.startsWith('"') ? t : JSON.stringify(NUMBER_MARK + exactNumber(t)),
+  );
   const sorted = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(sorted);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted((v as Record<string, unknown>)[k])]));
+    if (v && typeof v === 'object')
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, sorted((v as Record<string, unknown>)[k])]),
+      );
     return v;
   };
   return JSON.stringify(sorted(JSON.parse(marked)));
@@ -53,7 +59,11 @@ export function canonicalJson(text: string): string {
  * A row's values in the form rows are compared in: Postgres text, and JSON columns as documents
  * (a destination that stores JSON parsed, like Snowflake's VARIANT, re-spells it).
  */
-export function comparableValues(row: Row, columns: string[], json: ReadonlySet<string> = new Set()): (string | null)[] {
+export function comparableValues(
+  row: Row,
+  columns: string[],
+  json: ReadonlySet<string> = new Set(),
+): (string | null)[] {
   return columns.map((c) => {
     const v = row[c] ?? null;
     return json.has(c) && typeof v === 'string' ? canonicalJson(v) : toPgText(v);
@@ -61,7 +71,8 @@ export function comparableValues(row: Row, columns: string[], json: ReadonlySet<
 }
 
 /** Scalar JSON columns of a table. */
-export const jsonColumns = (schema: TableSchema): string[] => schema.columns.filter((c) => c.kind === 'json' && c.arrayDims === 0).map((c) => c.name);
+export const jsonColumns = (schema: TableSchema): string[] =>
+  schema.columns.filter((c) => c.kind === 'json' && c.arrayDims === 0).map((c) => c.name);
 
 function rowHash(row: Row, columns: string[], json: ReadonlySet<string>): string {
   const h = createHash('sha1');
@@ -111,7 +122,11 @@ export async function verifyTable(opts: {
  * What the destination should hold of a source table under the pipeline's rules: the destination
  * table's schema, and the source rows filtered and transformed as backfill writes them.
  */
-export function expectedTable(rules: PipelineRules, schema: TableSchema, rows: AsyncIterable<Row>): { schema: TableSchema; rows: AsyncIterable<Row> } {
+export function expectedTable(
+  rules: PipelineRules,
+  schema: TableSchema,
+  rows: AsyncIterable<Row>,
+): { schema: TableSchema; rows: AsyncIterable<Row> } {
   const bound = rules.bind(schema);
   if (!bound) return { schema, rows };
   return {

@@ -1,7 +1,11 @@
 /** A refused request: its HTTP status and the request field to fix (named in the message too). */
 export class RequestError extends Error {
   override name = 'RequestError';
-  constructor(readonly status: number, readonly field: string | null, message: string) {
+  constructor(
+    readonly status: number,
+    readonly field: string | null,
+    message: string,
+  ) {
     super(field ? `${field}: ${message}` : message);
   }
 }

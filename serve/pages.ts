@@ -30,7 +30,10 @@ export function parseOrderBy(schema: TableSchema, raw: unknown): OrderBy[] {
     const field = Array.isArray(raw) ? `order_by[${i}]` : 'order_by';
     const { column, order = 'ASC' } = (o ?? {}) as { column?: unknown; order?: unknown };
     if (typeof column !== 'string' || !schema.columns.some((c) => c.name === column)) {
-      throw badRequest(`${field}.column`, `no column ${JSON.stringify(column)} in ${schema.schema}.${schema.name} (columns: ${schema.columns.map((c) => c.name).join(', ')})`);
+      throw badRequest(
+        `${field}.column`,
+        `no column ${JSON.stringify(column)} in ${schema.schema}.${schema.name} (columns: ${schema.columns.map((c) => c.name).join(', ')})`,
+      );
     }
     const dir = typeof order === 'string' ? order.toUpperCase() : order;
     if (dir !== 'ASC' && dir !== 'DESC') throw badRequest(`${field}.order`, 'must be "ASC" or "DESC"');
@@ -68,7 +71,10 @@ export async function readPage(client: pg.Client, schema: TableSchema, req: Page
   const parsers = schema.columns.map(columnParser);
   return rows.map((values) => {
     const row: Row = {};
-    schema.columns.forEach((c, i) => { const t = values[i]; row[c.name] = t === null || t === undefined ? null : parsers[i]!(t); });
+    schema.columns.forEach((c, i) => {
+      const t = values[i];
+      row[c.name] = t === null || t === undefined ? null : parsers[i]!(t);
+    });
     return row;
   });
 }

@@ -50,31 +50,50 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const m = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '');
     const given = m ? Buffer.from(m[1]!.trim()) : undefined;
     const token = given && tokens.find((t) => t.value.length === given.length && timingSafeEqual(t.value, given));
-    if (!token) throw new RequestError(401, 'Authorization', 'needs "Bearer <token>" with one of the tokens in serve.tokens');
+    if (!token)
+      throw new RequestError(401, 'Authorization', 'needs "Bearer <token>" with one of the tokens in serve.tokens');
     return token.ref;
   };
   const touch = (info: SessionInfo) => sessions.touch(info, { connected: readers.has(info.slot) });
 
-  async function snapshotData(owner: SecretRef, body: Record<string, unknown>, res: ServerResponse, ndjsonAccepted: boolean) {
+  async function snapshotData(
+    owner: SecretRef,
+    body: Record<string, unknown>,
+    res: ServerResponse,
+    ndjsonAccepted: boolean,
+  ) {
     const info = await sessions.get(body.slotName, owner);
     touch(info);
     const snap = sessions.snapshot(info.slot);
-    if (typeof body.table !== 'string') throw badRequest('table', `must be one of this session's tables: ${info.tables.join(', ')}`);
+    if (typeof body.table !== 'string')
+      throw badRequest('table', `must be one of this session's tables: ${info.tables.join(', ')}`);
     const table = qualifyTable(body.table);
-    if (!info.tables.includes(table)) throw badRequest('table', `${table} is not one of this session's tables (${info.tables.join(', ')})`);
+    if (!info.tables.includes(table))
+      throw badRequest('table', `${table} is not one of this session's tables (${info.tables.join(', ')})`);
     const ndjson = body.format === 'ndjson' || (body.format === undefined && ndjsonAccepted);
-    if (body.format !== undefined && body.format !== 'ndjson' && body.format !== 'json') throw badRequest('format', 'must be "json" (pages) or "ndjson" (the whole table)');
+    if (body.format !== undefined && body.format !== 'ndjson' && body.format !== 'json')
+      throw badRequest('format', 'must be "json" (pages) or "ndjson" (the whole table)');
     const limit = body.limit ?? Math.min(DEFAULT_PAGE_SIZE, config.maxPageSize);
-    if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > config.maxPageSize) throw badRequest('limit', `must be a whole number from 1 to ${config.maxPageSize} (serve.maxPageSize)`);
+    if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > config.maxPageSize)
+      throw badRequest('limit', `must be a whole number from 1 to ${config.maxPageSize} (serve.maxPageSize)`);
     const offset = body.offset ?? 0;
     if (!Number.isInteger(offset) || (offset as number) < 0) throw badRequest('offset', 'must be a whole number ≥ 0');
-    if (body.after !== undefined && (typeof body.after !== 'object' || body.after === null || Array.isArray(body.after))) throw badRequest('after', 'must be the key object (nextAfter) of the previous page');
+    if (
+      body.after !== undefined &&
+      (typeof body.after !== 'object' || body.after === null || Array.isArray(body.after))
+    )
+      throw badRequest('after', 'must be the key object (nextAfter) of the previous page');
     const client = await connect(connection);
     try {
       try {
         await importSnapshot(client, snap.name);
       } catch (e) {
-        if (isSnapshotGone(e)) throw new RequestError(410, 'slotName', `the snapshot of session ${info.slot} is gone: ${(e as Error).message}`);
+        if (isSnapshotGone(e))
+          throw new RequestError(
+            410,
+            'slotName',
+            `the snapshot of session ${info.slot} is gone: ${(e as Error).message}`,
+          );
         throw e;
       }
       const [schema] = await sessions.keyedSchemas(client, [table], 'table');
@@ -87,10 +106,22 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         res.end();
       } else {
         const orderBy = parseOrderBy(schema!, body.order_by);
-        const rows = await readPage(client, schema!, { limit: limit as number, offset: offset as number, orderBy, ...(body.after ? { after: body.after as JsonRow } : {}) });
+        const rows = await readPage(client, schema!, {
+          limit: limit as number,
+          offset: offset as number,
+          orderBy,
+          ...(body.after ? { after: body.after as JsonRow } : {}),
+        });
         const last = rows.length === limit && orderBy.length === 0 ? jsonRow(rows[rows.length - 1]!) : undefined;
         const nextAfter = last ? Object.fromEntries(schema!.key.map((k) => [k, last[k]!])) : null;
-        json(res, 200, { slotName: info.slot, table, snapshotLsn: info.snapshotLsn, snapshotExpiresAt: snap.expiresAt.toISOString(), rows: rows.map(jsonRow), nextAfter });
+        json(res, 200, {
+          slotName: info.slot,
+          table,
+          snapshotLsn: info.snapshotLsn,
+          snapshotExpiresAt: snap.expiresAt.toISOString(),
+          rows: rows.map(jsonRow),
+          nextAfter,
+        });
       }
       await client.query('COMMIT');
     } finally {
@@ -102,7 +133,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const url = new URL(req.url ?? '/', 'http://serve');
     const owner = authenticate(req);
     const sessionPath = /^\/v1\/session\/([^/]+)$/.exec(url.pathname);
-    if (req.method === 'POST' && url.pathname === '/v1/init') return json(res, 200, await sessions.init(owner, await readBody(req)));
+    if (req.method === 'POST' && url.pathname === '/v1/init')
+      return json(res, 200, await sessions.init(owner, await readBody(req)));
     if (req.method === 'POST' && url.pathname === '/v1/snapshot/data') {
       return snapshotData(owner, await readBody(req), res, (req.headers.accept ?? '').includes('application/x-ndjson'));
     }
@@ -139,17 +171,26 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       if (url.pathname !== '/v1/lr/stream') throw new RequestError(404, null, `no websocket endpoint ${url.pathname}`);
       const owner = authenticate(req);
       const info = await sessions.get(url.searchParams.get('slotName') ?? undefined, owner);
-      if (readers.has(info.slot)) throw new RequestError(409, 'slotName', `session ${info.slot} already has a streaming client: one reader per slot (close it first)`);
+      if (readers.has(info.slot))
+        throw new RequestError(
+          409,
+          'slotName',
+          `session ${info.slot} already has a streaming client: one reader per slot (close it first)`,
+        );
       readers.set(info.slot, null);
       wss.handleUpgrade(req, socket, head, (ws) => {
         readers.set(info.slot, ws);
-        ws.on('close', () => { if (readers.get(info.slot) === ws) readers.delete(info.slot); });
+        ws.on('close', () => {
+          if (readers.get(info.slot) === ws) readers.delete(info.slot);
+        });
         void streamSession(ws, info, { connection, sessions });
       });
     })().catch((e) => {
       const err = asRequestError(e);
       const body = JSON.stringify({ error: { status: err.status, field: err.field, message: err.message } });
-      socket.end(`HTTP/1.1 ${err.status} ${STATUS_CODES[err.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
     });
   });
 
@@ -173,7 +214,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 /** Resolves when `res` can take more (or the client went away). */
 function drained(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
-    const done = () => { res.off('drain', done); res.off('close', done); resolve(); };
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
     res.on('drain', done);
     res.on('close', done);
   });
@@ -192,7 +237,11 @@ function asRequestError(e: unknown): RequestError {
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(status === 401 ? { 'www-authenticate': 'Bearer' } : {}) });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    ...(status === 401 ? { 'www-authenticate': 'Bearer' } : {}),
+  });
   res.end(text);
 }
 

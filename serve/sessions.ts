@@ -15,7 +15,13 @@ import { loadTableSchemas, SchemaError } from '../activities/postgres/schema.ts'
 import { connect } from '../activities/postgres/session.ts';
 import { dropSlot } from '../activities/postgres/slot.ts';
 import { exportSnapshot, type ExportedSnapshot } from '../activities/postgres/snapshot.ts';
-import { endSessionSignal, sessionWorkflowId, touchSessionSignal, type SessionInput, type SessionTouch } from '../lib/contract/session.ts';
+import {
+  endSessionSignal,
+  sessionWorkflowId,
+  touchSessionSignal,
+  type SessionInput,
+  type SessionTouch,
+} from '../lib/contract/session.ts';
 import { sessionWorkflow } from '../workflows/session.ts';
 import { badRequest, RequestError } from './errors.ts';
 
@@ -60,14 +66,21 @@ export class Sessions {
   constructor(private readonly deps: SessionsDeps) {}
 
   /** Creates a session: publication (for `tables`), a slot exporting its snapshot, the session workflow. */
-  async init(owner: SecretRef, body: { tables?: unknown; publication?: unknown; idleTimeoutSeconds?: unknown }): Promise<InitAnswer> {
+  async init(
+    owner: SecretRef,
+    body: { tables?: unknown; publication?: unknown; idleTimeoutSeconds?: unknown },
+  ): Promise<InitAnswer> {
     const { config } = this.deps;
     const maxIdle = config.sessionIdleTimeoutSeconds;
     const idle = body.idleTimeoutSeconds ?? maxIdle;
     if (typeof idle !== 'number' || !Number.isInteger(idle) || idle < 1 || idle > maxIdle) {
-      throw badRequest('idleTimeoutSeconds', `must be a whole number of seconds from 1 to ${maxIdle} (serve.sessionIdleTimeoutSeconds)`);
+      throw badRequest(
+        'idleTimeoutSeconds',
+        `must be a whole number of seconds from 1 to ${maxIdle} (serve.sessionIdleTimeoutSeconds)`,
+      );
     }
-    if ((body.tables === undefined) === (body.publication === undefined)) throw badRequest('tables', 'give either tables (a list) or publication');
+    if ((body.tables === undefined) === (body.publication === undefined))
+      throw badRequest('tables', 'give either tables (a list) or publication');
     const slot = `walflow_session_${randomBytes(5).toString('hex')}`;
     const client = await connect(this.deps.connection);
     let tables: string[];
@@ -76,7 +89,11 @@ export class Sessions {
     let snapshot: ExportedSnapshot | undefined;
     try {
       if (ownsPublication) {
-        if (!Array.isArray(body.tables) || body.tables.length === 0 || !body.tables.every((t) => typeof t === 'string' && /^[^.]+(\.[^.]+)?$/.test(t))) {
+        if (
+          !Array.isArray(body.tables) ||
+          body.tables.length === 0 ||
+          !body.tables.every((t) => typeof t === 'string' && /^[^.]+(\.[^.]+)?$/.test(t))
+        ) {
           throw badRequest('tables', 'must be a non-empty list of "table" or "schema.table"');
         }
         tables = [...new Set((body.tables as string[]).map(qualifyTable))];
@@ -86,7 +103,8 @@ export class Sessions {
         publication = body.publication;
         const published = await publicationTables(client, publication);
         if (!published) throw badRequest('publication', `no publication ${JSON.stringify(publication)} in the source`);
-        if (!published.length) throw badRequest('publication', `publication ${JSON.stringify(publication)} publishes no tables`);
+        if (!published.length)
+          throw badRequest('publication', `publication ${JSON.stringify(publication)} publishes no tables`);
         tables = published;
       }
       const schemas = await this.keyedSchemas(client, tables, ownsPublication ? 'tables' : 'publication');
@@ -97,18 +115,41 @@ export class Sessions {
       const snapshotLsn = normalizeLsn(snapshot.lsn);
       const info: SessionInfo = { slot, tables, publication, owner, snapshotLsn, idleTimeoutSeconds: idle };
       const input: SessionInput = {
-        source: config.source, slot, publication, ownsPublication, tables, owner, snapshotLsn,
-        idleTimeoutSeconds: idle, createdAt: new Date().toISOString(),
+        source: config.source,
+        slot,
+        publication,
+        ownsPublication,
+        tables,
+        owner,
+        snapshotLsn,
+        idleTimeoutSeconds: idle,
+        createdAt: new Date().toISOString(),
       };
       await this.deps.client.workflow.start(sessionWorkflow, {
-        workflowId: sessionWorkflowId(slot), taskQueue: this.deps.taskQueue, args: [input], memo: { ...info },
+        workflowId: sessionWorkflowId(slot),
+        taskQueue: this.deps.taskQueue,
+        args: [input],
+        memo: { ...info },
         staticSummary: `walflow serve session ${slot}: ${tables.join(', ')}`,
       });
       const expiresAt = new Date(Date.now() + config.snapshotHoldSeconds * 1000);
-      const held: HeldSnapshot = { snapshot, expiresAt, timer: setTimeout(() => void this.releaseSnapshot(slot), config.snapshotHoldSeconds * 1000) };
+      const held: HeldSnapshot = {
+        snapshot,
+        expiresAt,
+        timer: setTimeout(() => void this.releaseSnapshot(slot), config.snapshotHoldSeconds * 1000),
+      };
       this.held.set(slot, held);
-      snapshot.lost.then(() => { if (this.held.get(slot) === held) this.releaseSnapshot(slot); });
-      return { slotName: slot, snapshotLsn, tables, keys, snapshotExpiresAt: expiresAt.toISOString(), idleTimeoutSeconds: idle };
+      snapshot.lost.then(() => {
+        if (this.held.get(slot) === held) this.releaseSnapshot(slot);
+      });
+      return {
+        slotName: slot,
+        snapshotLsn,
+        tables,
+        keys,
+        snapshotExpiresAt: expiresAt.toISOString(),
+        idleTimeoutSeconds: idle,
+      };
     } catch (e) {
       // Nothing half-made stays behind: no slot or publication without its workflow.
       if (snapshot) {
@@ -132,13 +173,18 @@ export class Sessions {
       throw e;
     }
     const keyless = schemas.filter((s) => s.key.length === 0).map((s) => `${s.schema}.${s.name}`);
-    if (keyless.length) throw badRequest(field, `${keyless.join(', ')} ha${keyless.length > 1 ? 've' : 's'} no primary key or REPLICA IDENTITY FULL`);
+    if (keyless.length)
+      throw badRequest(
+        field,
+        `${keyless.join(', ')} ha${keyless.length > 1 ? 've' : 's'} no primary key or REPLICA IDENTITY FULL`,
+      );
     return schemas;
   }
 
   /** A running session that `owner` may use: 404 when unknown or ended, 403 when another token's. */
   async get(slot: unknown, owner: SecretRef): Promise<SessionInfo> {
-    if (typeof slot !== 'string' || !/^[a-z0-9_]{1,63}$/.test(slot)) throw badRequest('slotName', 'must be the slotName /v1/init returned');
+    if (typeof slot !== 'string' || !/^[a-z0-9_]{1,63}$/.test(slot))
+      throw badRequest('slotName', 'must be the slotName /v1/init returned');
     let description: WorkflowExecutionDescription;
     try {
       description = await this.deps.client.workflow.getHandle(sessionWorkflowId(slot)).describe();
@@ -146,7 +192,8 @@ export class Sessions {
       if (e instanceof WorkflowNotFoundError) throw new RequestError(404, 'slotName', `no session ${slot}`);
       throw e;
     }
-    if (description.status.name !== 'RUNNING') throw new RequestError(404, 'slotName', `session ${slot} has ended (its slot is dropped)`);
+    if (description.status.name !== 'RUNNING')
+      throw new RequestError(404, 'slotName', `session ${slot} has ended (its slot is dropped)`);
     const info = description.memo as unknown as SessionInfo;
     if (info.owner !== owner) throw new RequestError(403, 'slotName', `session ${slot} belongs to another token`);
     return info;
@@ -155,7 +202,12 @@ export class Sessions {
   /** The snapshot to read `slot`'s pages under, or 410 once it was released. */
   snapshot(slot: string): { name: string; expiresAt: Date } {
     const h = this.held.get(slot);
-    if (!h) throw new RequestError(410, 'slotName', `the snapshot of session ${slot} was released (snapshot/done, its hold time ended or the server restarted); the stream still has every change after it`);
+    if (!h)
+      throw new RequestError(
+        410,
+        'slotName',
+        `the snapshot of session ${slot} was released (snapshot/done, its hold time ended or the server restarted); the stream still has every change after it`,
+      );
     return { name: h.snapshot.name, expiresAt: h.expiresAt };
   }
 
@@ -177,7 +229,9 @@ export class Sessions {
     const every = Math.min(30_000, (info.idleTimeoutSeconds * 1000) / 3);
     if (last && last.connected === touch.connected && Date.now() - last.at < every) return;
     this.lastTouch.set(info.slot, { at: Date.now(), connected: touch.connected });
-    this.deps.client.workflow.getHandle(sessionWorkflowId(info.slot)).signal(touchSessionSignal, touch)
+    this.deps.client.workflow
+      .getHandle(sessionWorkflowId(info.slot))
+      .signal(touchSessionSignal, touch)
       .catch((e: Error) => console.warn(`walflow serve: cannot report session ${info.slot} in use: ${e.message}`));
   }
 

@@ -39,19 +39,28 @@ export type StreamMessage =
   | { op: 'acked'; lsn: string }
   | { op?: undefined; error: { status: number; field: string; message: string } };
 
-export async function streamSession(ws: WebSocket, info: SessionInfo, deps: { connection: pg.ClientConfig; sessions: Sessions }): Promise<void> {
+export async function streamSession(
+  ws: WebSocket,
+  info: SessionInfo,
+  deps: { connection: pg.ClientConfig; sessions: Sessions },
+): Promise<void> {
   const source = new pg.Client(withSession(deps.connection));
-  source.on('error', () => { /* surfaced by its next query */ });
+  source.on('error', () => {
+    /* surfaced by its next query */
+  });
   let stream: ChangeStream | undefined;
   let open = true;
-  const touch = (confirmedLsn?: string) => deps.sessions.touch(info, { connected: open, ...(confirmedLsn ? { confirmedLsn } : {}) });
+  const touch = (confirmedLsn?: string) =>
+    deps.sessions.touch(info, { connected: open, ...(confirmedLsn ? { confirmedLsn } : {}) });
   const touching = setInterval(() => touch(), 1000);
   let unanswered = 0;
   const pinging = setInterval(() => {
     if (++unanswered > PINGS_UNANSWERED) ws.terminate();
     else ws.ping();
   }, PING_EVERY_MS);
-  ws.on('pong', () => { unanswered = 0; });
+  ws.on('pong', () => {
+    unanswered = 0;
+  });
   ws.on('close', () => {
     open = false;
     clearInterval(touching);
@@ -68,45 +77,59 @@ export async function streamSession(ws: WebSocket, info: SessionInfo, deps: { co
     if (ws.bufferedAmount > SEND_BUFFER_HIGH) while (open && ws.bufferedAmount > SEND_BUFFER_LOW) await sleep(20);
   };
   const refuse = (message: string) => {
-    if (open) ws.send(JSON.stringify({ error: { status: 400, field: 'lsn', message: `lsn: ${message}` } } satisfies StreamMessage));
+    if (open)
+      ws.send(
+        JSON.stringify({ error: { status: 400, field: 'lsn', message: `lsn: ${message}` } } satisfies StreamMessage),
+      );
   };
   // Client messages are answered in order (an ACK with `acked`, a bad one with an error).
   let acking = Promise.resolve();
   ws.on('message', (data) => {
-    acking = acking.then(async () => {
-      let lsn: Lsn;
-      try {
-        const msg = JSON.parse(data.toString()) as { lsn?: unknown };
-        if (typeof msg?.lsn !== 'string') return refuse('send {"lsn":"X/Y"}, the nextlsn of the last message applied');
-        lsn = parseLsn(msg.lsn);
-      } catch (e) {
-        return refuse(e instanceof SyntaxError ? 'messages must be JSON: {"lsn":"X/Y"}' : (e as Error).message);
-      }
-      const known = sent > confirmed ? sent : confirmed;
-      if (lsn > known) return refuse(`${formatLsn(lsn)} is beyond the last nextlsn sent (${formatLsn(known)})`);
-      if (lsn > confirmed && stream) {
-        await stream.confirm(lsn);
-        confirmed = lsn;
-        touch(formatLsn(lsn));
-      }
-      if (open) ws.send(JSON.stringify({ op: 'acked', lsn: formatLsn(confirmed) } satisfies StreamMessage));
-    }).catch((e: Error) => ws.close(1011, `acknowledge failed: ${e.message}`.slice(0, 120)));
+    acking = acking
+      .then(async () => {
+        let lsn: Lsn;
+        try {
+          const msg = JSON.parse(data.toString()) as { lsn?: unknown };
+          if (typeof msg?.lsn !== 'string')
+            return refuse('send {"lsn":"X/Y"}, the nextlsn of the last message applied');
+          lsn = parseLsn(msg.lsn);
+        } catch (e) {
+          return refuse(e instanceof SyntaxError ? 'messages must be JSON: {"lsn":"X/Y"}' : (e as Error).message);
+        }
+        const known = sent > confirmed ? sent : confirmed;
+        if (lsn > known) return refuse(`${formatLsn(lsn)} is beyond the last nextlsn sent (${formatLsn(known)})`);
+        if (lsn > confirmed && stream) {
+          await stream.confirm(lsn);
+          confirmed = lsn;
+          touch(formatLsn(lsn));
+        }
+        if (open) ws.send(JSON.stringify({ op: 'acked', lsn: formatLsn(confirmed) } satisfies StreamMessage));
+      })
+      .catch((e: Error) => ws.close(1011, `acknowledge failed: ${e.message}`.slice(0, 120)));
   });
 
   try {
     await source.connect();
-    const slot = await source.query<{ confirmed: string | null }>('SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1', [info.slot]);
+    const slot = await source.query<{ confirmed: string | null }>(
+      'SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1',
+      [info.slot],
+    );
     if (!slot.rows[0]?.confirmed) return ws.close(CLOSE_SESSION_GONE, `slot ${info.slot} no longer exists`);
     confirmed = parseLsn(slot.rows[0].confirmed);
     const known = new Map<string, TableSchema>();
     for (const s of await loadTableSchemas(source, info.tables)) known.set(tableKey(s), s);
     try {
       stream = await openChangeStream({
-        connection: deps.connection, slot: info.slot, publication: info.publication, startLsn: confirmed, known,
+        connection: deps.connection,
+        slot: info.slot,
+        publication: info.publication,
+        startLsn: confirmed,
+        known,
         lookup: async (t) => (await loadTableSchemas(source, [tableKey(t)]))[0]!,
       });
     } catch (e) {
-      if ((e as { code?: string }).code === '55006') return ws.close(CLOSE_SLOT_BUSY, `slot ${info.slot} is being read by another connection`);
+      if ((e as { code?: string }).code === '55006')
+        return ws.close(CLOSE_SLOT_BUSY, `slot ${info.slot} is being read by another connection`);
       throw e;
     }
     if (!open) return;

@@ -17,9 +17,24 @@ import { gunzipSync } from 'node:zlib';
 import type { Session as ChdbSession } from './chdb.ts';
 
 /** URL parameters that are not ClickHouse settings. */
-const NOT_SETTINGS = new Set(['query', 'query_id', 'database', 'session_id', 'role', 'user', 'password', 'default_format']);
+const NOT_SETTINGS = new Set([
+  'query',
+  'query_id',
+  'database',
+  'session_id',
+  'role',
+  'user',
+  'password',
+  'default_format',
+]);
 /** Settings that only concern the HTTP layer; the engine does not need them. */
-const HTTP_ONLY = new Set(['enable_http_compression', 'http_headers_progress_interval_ms', 'send_progress_in_http_headers', 'wait_end_of_query', 'http_zlib_compression_level']);
+const HTTP_ONLY = new Set([
+  'enable_http_compression',
+  'http_headers_progress_interval_ms',
+  'send_progress_in_http_headers',
+  'wait_end_of_query',
+  'http_zlib_compression_level',
+]);
 
 async function body(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
@@ -69,7 +84,8 @@ export function serve(opts: { host: string; port: number; path: string; chdb: st
     const settings: string[] = [];
     for (const [k, v] of url.searchParams) {
       if (k.startsWith('param_')) params[k.slice(6)] = v;
-      else if (!NOT_SETTINGS.has(k) && !HTTP_ONLY.has(k) && /^[a-z0-9_]+$/.test(k)) settings.push(`${k} = ${/^-?\d+(\.\d+)?$/.test(v) ? v : `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`}`);
+      else if (!NOT_SETTINGS.has(k) && !HTTP_ONLY.has(k) && /^[a-z0-9_]+$/.test(k))
+        settings.push(`${k} = ${/^-?\d+(\.\d+)?$/.test(v) ? v : `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`}`);
     }
     const inUrl = url.searchParams.get('query');
     const text = req.method === 'POST' ? await body(req) : '';
@@ -78,32 +94,73 @@ export function serve(opts: { host: string; port: number; path: string; chdb: st
     try {
       const started = Date.now();
       const result = await run(url.searchParams.get('database') ?? 'default', settings, sql, params);
-      const summary = { read_rows: String(result.rowsRead), read_bytes: String(result.bytesRead), written_rows: '0', written_bytes: '0', total_rows_to_read: '0', result_rows: '0', result_bytes: '0', elapsed_ns: String((Date.now() - started) * 1e6) };
-      res.writeHead(200, {
-        'Content-Type': 'text/plain; charset=UTF-8', 'X-ClickHouse-Query-Id': queryId, 'X-ClickHouse-Summary': JSON.stringify(summary),
-      }).end(Buffer.from(result.bytes()));
+      const summary = {
+        read_rows: String(result.rowsRead),
+        read_bytes: String(result.bytesRead),
+        written_rows: '0',
+        written_bytes: '0',
+        total_rows_to_read: '0',
+        result_rows: '0',
+        result_bytes: '0',
+        elapsed_ns: String((Date.now() - started) * 1e6),
+      };
+      res
+        .writeHead(200, {
+          'Content-Type': 'text/plain; charset=UTF-8',
+          'X-ClickHouse-Query-Id': queryId,
+          'X-ClickHouse-Summary': JSON.stringify(summary),
+        })
+        .end(Buffer.from(result.bytes()));
     } catch (e) {
       const message = (e as Error).message.replace(/^Query failed: /, '');
-      res.writeHead(500, {
-        'Content-Type': 'text/plain; charset=UTF-8', 'X-ClickHouse-Query-Id': queryId, 'X-ClickHouse-Exception-Code': errorCode(message),
-      }).end(`${message}\n`);
+      res
+        .writeHead(500, {
+          'Content-Type': 'text/plain; charset=UTF-8',
+          'X-ClickHouse-Query-Id': queryId,
+          'X-ClickHouse-Exception-Code': errorCode(message),
+        })
+        .end(`${message}\n`);
     }
   };
 
   const server = createServer((req, res) => {
-    handle(req, res).catch((e) => res.writeHead(500).end(`Code: 1000. DB::Exception: ${(e as Error).message} (STD_EXCEPTION)\n`));
+    handle(req, res).catch((e) =>
+      res.writeHead(500).end(`Code: 1000. DB::Exception: ${(e as Error).message} (STD_EXCEPTION)\n`),
+    );
   });
   server.listen(opts.port, opts.host);
   return {
     server,
-    close: () => new Promise<void>((resolve) => server.close(() => { session.cleanup?.(); resolve(); })),
+    close: () =>
+      new Promise<void>((resolve) =>
+        server.close(() => {
+          session.cleanup?.();
+          resolve();
+        }),
+      ),
   };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, path: { type: 'string' }, chdb: { type: 'string' } } });
-  if (!values.port || !values.path || !values.chdb) throw new Error('usage: clickhouse-server.ts --port N --path DIR --chdb MODULE_DIR [--host H]');
-  const { server, close } = serve({ host: values.host!, port: Number(values.port), path: values.path, chdb: values.chdb });
+  const { values } = parseArgs({
+    options: {
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string' },
+      path: { type: 'string' },
+      chdb: { type: 'string' },
+    },
+  });
+  if (!values.port || !values.path || !values.chdb)
+    throw new Error('usage: clickhouse-server.ts --port N --path DIR --chdb MODULE_DIR [--host H]');
+  const { server, close } = serve({
+    host: values.host!,
+    port: Number(values.port),
+    path: values.path,
+    chdb: values.chdb,
+  });
   server.on('listening', () => console.log(`clickhouse (chDB) listening on http://${values.host}:${values.port}`));
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { close().then(() => process.exit(0)); });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.on(sig, () => {
+      close().then(() => process.exit(0));
+    });
 }

@@ -18,9 +18,15 @@ export function ensureChdb(): string {
   mkdirSync(chdbDir, { recursive: true });
   console.error(`installing the ClickHouse engine (${CHDB_PACKAGE}) into ${chdbDir} ...`);
   try {
-    execFileSync('npm', ['install', '--prefix', chdbDir, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', CHDB_PACKAGE], { stdio: 'inherit' });
+    execFileSync(
+      'npm',
+      ['install', '--prefix', chdbDir, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', CHDB_PACKAGE],
+      { stdio: 'inherit' },
+    );
   } catch (e) {
-    throw new StackError(`cannot install ${CHDB_PACKAGE}: ${(e as Error).message}. Point CLICKHOUSE_URL at a ClickHouse server instead.`);
+    throw new StackError(
+      `cannot install ${CHDB_PACKAGE}: ${(e as Error).message}. Point CLICKHOUSE_URL at a ClickHouse server instead.`,
+    );
   }
   return chdbModule;
 }
@@ -41,7 +47,11 @@ export async function clickhouseHealthy(url = clickhouseUrl()): Promise<boolean>
 }
 
 const service: TrackedService = {
-  name: 'clickhouse', pidFile, logFile, match: 'clickhouse-server', startTimeoutMs: 60_000,
+  name: 'clickhouse',
+  pidFile,
+  logFile,
+  match: 'clickhouse-server',
+  startTimeoutMs: 60_000,
   ports: [{ port: ports.clickhouse, envVar: 'WALFLOW_CLICKHOUSE_PORT', what: 'clickhouse' }],
   healthy: () => clickhouseHealthy(),
 };
@@ -49,7 +59,17 @@ const service: TrackedService = {
 export function startClickHouse(): Promise<'started' | 'running'> {
   return startTracked(service, () => ({
     command: process.execPath,
-    args: ['--import', 'tsx', join(projectRoot, 'stack', 'clickhouse-server.ts'), '--port', String(ports.clickhouse), '--path', join(dir, 'data'), '--chdb', ensureChdb()],
+    args: [
+      '--import',
+      'tsx',
+      join(projectRoot, 'stack', 'clickhouse-server.ts'),
+      '--port',
+      String(ports.clickhouse),
+      '--path',
+      join(dir, 'data'),
+      '--chdb',
+      ensureChdb(),
+    ],
     cwd: projectRoot,
   }));
 }

@@ -4,13 +4,27 @@
  * WALFLOW_TEMPORAL_ADDRESS, CLICKHOUSE_URL, SNOWFLAKE_ACCOUNT, WALFLOW_NATS_URL) are the user's own: used as-is, never started or stopped.
  */
 import {
-  assertLogicalWal, postgres15, postgresHealthy, postgresRunning, postgresUrl, primaryPostgres, startPostgres, stopPostgres,
+  assertLogicalWal,
+  postgres15,
+  postgresHealthy,
+  postgresRunning,
+  postgresUrl,
+  primaryPostgres,
+  startPostgres,
+  stopPostgres,
   type PostgresInstance,
 } from './postgres.ts';
 import { clickhouseHealthy, clickhouseUrl, startClickHouse, stopClickHouse } from './clickhouse.ts';
 import { natsHealthy, natsUrl, startNats, stopNats } from './nats.ts';
 import { snowflakeHealthy, snowflakeUrl, startSnowflake, stopSnowflake } from './snowflake.ts';
-import { startTemporal, stopTemporal, temporalAddress, temporalHealthy, temporalUiHealthy, temporalUiUrl } from './temporal.ts';
+import {
+  startTemporal,
+  stopTemporal,
+  temporalAddress,
+  temporalHealthy,
+  temporalUiHealthy,
+  temporalUiUrl,
+} from './temporal.ts';
 
 export interface Endpoint {
   url: string;
@@ -81,7 +95,9 @@ function snowflakeComponent(externalAccount?: string): Component {
     external: externalAccount,
     start: startSnowflake,
     stop: stopSnowflake,
-    status: async () => ({ snowflake: { url, healthy: externalAccount ? await reachable(url) : await snowflakeHealthy(url) } }),
+    status: async () => ({
+      snowflake: { url, healthy: externalAccount ? await reachable(url) : await snowflakeHealthy(url) },
+    }),
   };
 }
 
@@ -130,7 +146,8 @@ export async function stackUp(opts: StackOptions = {}): Promise<UpResult> {
   for (const c of await components(opts)) {
     if (c.external) {
       if (c.name.startsWith('postgres')) await assertLogicalWal(c.external);
-      else if (!Object.values(await c.status()).every((e) => e.healthy)) throw new Error(`${c.name} at ${c.external} is not reachable`);
+      else if (!Object.values(await c.status()).every((e) => e.healthy))
+        throw new Error(`${c.name} at ${c.external} is not reachable`);
       continue;
     }
     if ((await c.start()) === 'started') started.push(c.name);

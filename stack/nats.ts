@@ -29,10 +29,15 @@ export function ensureNatsServer(): string {
   mkdirSync(binDir, { recursive: true });
   console.error(`installing nats-server (go install ${NATS_SERVER_MODULE}) into ${binDir} ...`);
   try {
-    execFileSync('go', ['install', NATS_SERVER_MODULE], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, GOBIN: binDir, CGO_ENABLED: '0' } });
+    execFileSync('go', ['install', NATS_SERVER_MODULE], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, GOBIN: binDir, CGO_ENABLED: '0' },
+    });
   } catch (e) {
-    throw new StackError(`cannot install nats-server: ${(e as Error).message}. Install Go (https://go.dev/dl), or run your own `
-      + 'nats-server with JetStream and set WALFLOW_NATS_URL.');
+    throw new StackError(
+      `cannot install nats-server: ${(e as Error).message}. Install Go (https://go.dev/dl), or run your own ` +
+        'nats-server with JetStream and set WALFLOW_NATS_URL.',
+    );
   }
   return bin;
 }
@@ -43,7 +48,10 @@ export function natsHealthy(url = natsUrl()): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: hostname, port: Number(port || 4222) });
     let greeting = '';
-    const done = (ok: boolean) => { socket.destroy(); resolve(ok); };
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
     socket.setTimeout(2000, () => done(false));
     socket.on('error', () => done(false));
     socket.on('data', (chunk) => {
@@ -54,7 +62,11 @@ export function natsHealthy(url = natsUrl()): Promise<boolean> {
 }
 
 const service: TrackedService = {
-  name: 'nats', pidFile, logFile, match: 'nats-server', startTimeoutMs: 30_000,
+  name: 'nats',
+  pidFile,
+  logFile,
+  match: 'nats-server',
+  startTimeoutMs: 30_000,
   ports: [{ port: ports.nats, envVar: 'WALFLOW_NATS_PORT', what: 'nats' }],
   healthy: () => natsHealthy(),
 };
@@ -63,11 +75,14 @@ export function startNats(): Promise<'started' | 'running'> {
   return startTracked(service, () => {
     const bin = ensureNatsServer();
     mkdirSync(dir, { recursive: true });
-    writeFileSync(configFile, [
-      `listen: "127.0.0.1:${ports.nats}"`,
-      `jetstream { store_dir: ${JSON.stringify(join(dir, 'data'))}, sync_interval: always }`,
-      '',
-    ].join('\n'));
+    writeFileSync(
+      configFile,
+      [
+        `listen: "127.0.0.1:${ports.nats}"`,
+        `jetstream { store_dir: ${JSON.stringify(join(dir, 'data'))}, sync_interval: always }`,
+        '',
+      ].join('\n'),
+    );
     return { command: bin, args: ['-c', configFile] };
   });
 }

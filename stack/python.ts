@@ -12,6 +12,8 @@ export function ensurePythonTool(venv: string, requirements: string[], what: str
   if (existsSync(marker) && readFileSync(marker, 'utf8') === wanted) return;
   console.error(`installing ${what} (${requirements.join(' ')}) into ${venv} ...`);
   execFileSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
-  execFileSync(join(venv, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', ...requirements], { stdio: 'inherit' });
+  execFileSync(join(venv, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', ...requirements], {
+    stdio: 'inherit',
+  });
   writeFileSync(marker, wanted);
 }

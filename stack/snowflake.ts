@@ -10,8 +10,13 @@ import { StackError, startTracked, stopTracked, type TrackedService } from './pr
 
 /** Pinned to the versions verified together (fakesnow imports connector modules that 5.x removed). */
 const EMULATOR_REQUIREMENTS = [
-  'fakesnow[server]==0.12.1', 'snowflake-connector-python==4.8.1', 'duckdb==2.0.0', 'sqlglot==30.22.0',
-  'pyarrow==26.0.1', 'starlette==1.10.0', 'uvicorn==0.54.0',
+  'fakesnow[server]==0.12.1',
+  'snowflake-connector-python==4.8.1',
+  'duckdb==2.0.0',
+  'sqlglot==30.22.0',
+  'pyarrow==26.0.1',
+  'starlette==1.10.0',
+  'uvicorn==0.54.0',
 ];
 const venv = join(toolsDir, 'fakesnow');
 const dir = join(stateDir, 'snowflake');
@@ -32,7 +37,11 @@ export async function snowflakeHealthy(url = snowflakeUrl()): Promise<boolean> {
 }
 
 const service: TrackedService = {
-  name: 'snowflake', pidFile: join(dir, 'snowflake.pid'), logFile: join(dir, 'snowflake.log'), match: 'snowflake-emulator', startTimeoutMs: 60_000,
+  name: 'snowflake',
+  pidFile: join(dir, 'snowflake.pid'),
+  logFile: join(dir, 'snowflake.log'),
+  match: 'snowflake-emulator',
+  startTimeoutMs: 60_000,
   ports: [{ port: ports.snowflake, envVar: 'WALFLOW_SNOWFLAKE_PORT', what: 'snowflake emulator' }],
   healthy: () => snowflakeHealthy(),
 };
@@ -42,11 +51,19 @@ export function startSnowflake(): Promise<'started' | 'running'> {
     try {
       ensurePythonTool(venv, EMULATOR_REQUIREMENTS, 'the Snowflake emulator');
     } catch (e) {
-      throw new StackError(`cannot install the Snowflake emulator: ${(e as Error).message}. Set SNOWFLAKE_ACCOUNT (and credentials) to use a real Snowflake instead.`);
+      throw new StackError(
+        `cannot install the Snowflake emulator: ${(e as Error).message}. Set SNOWFLAKE_ACCOUNT (and credentials) to use a real Snowflake instead.`,
+      );
     }
     return {
       command: join(venv, 'bin', 'python'),
-      args: [join(projectRoot, 'stack', 'snowflake-emulator.py'), '--port', String(ports.snowflake), '--data', join(dir, 'data')],
+      args: [
+        join(projectRoot, 'stack', 'snowflake-emulator.py'),
+        '--port',
+        String(ports.snowflake),
+        '--data',
+        join(dir, 'data'),
+      ],
     };
   });
 }

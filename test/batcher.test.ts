@@ -7,7 +7,12 @@ import type { Change, TableSchema } from '../lib/model.ts';
 import { keyAndTextTable } from './support/conformance.ts';
 
 const table = { schema: 'public', name: 't' };
-const insert = (lsn: bigint, seq: number): Change => ({ kind: 'insert', table, version: makeVersion(lsn, seq), row: { id: String(seq), note: 'x' } });
+const insert = (lsn: bigint, seq: number): Change => ({
+  kind: 'insert',
+  table,
+  version: makeVersion(lsn, seq),
+  row: { id: String(seq), note: 'x' },
+});
 const rules = { maxRows: 3, flushIntervalMs: 1000 };
 
 test('a full batch is written at once, but only the last commit received is confirmed: a transaction is never split across a confirmation', () => {
@@ -22,7 +27,10 @@ test('a full batch is written at once, but only the last commit received is conf
   b.add(insert(200n, 4), 't', 0);
   b.commit(250n);
   const end = b.take();
-  assert.deepEqual(end.changes.map((c) => c.version), [makeVersion(200n, 4)]);
+  assert.deepEqual(
+    end.changes.map((c) => c.version),
+    [makeVersion(200n, 4)],
+  );
   assert.equal(end.confirm, 250n, 'the commit end, once the rest of its transaction is written');
 });
 
@@ -41,7 +49,11 @@ test('by time: the batch is due a flush interval after its oldest change, not it
 test('keepalives move the confirmable position only between transactions, and never back', () => {
   const b = new Batcher(rules, 100n);
   b.keepalive(150n);
-  assert.equal(b.shouldFlush(0, false), true, 'nothing buffered and a new position: confirm it now (a shutting-down server waits for it)');
+  assert.equal(
+    b.shouldFlush(0, false),
+    true,
+    'nothing buffered and a new position: confirm it now (a shutting-down server waits for it)',
+  );
   assert.equal(b.take().confirm, 150n);
   b.begin();
   b.add(insert(160n, 1), 't', 0);
@@ -57,10 +69,20 @@ test('keepalives move the confirmable position only between transactions, and ne
 
 test('a schema change travels with its batch, so its shape is reported before the position past it is confirmed', () => {
   const before = keyAndTextTable('t', 'note');
-  const after: TableSchema = { ...before, columns: [...before.columns, { name: 'n', type: 'integer', typeOid: 23, kind: 'int', arrayDims: 0, nullable: true }] };
+  const after: TableSchema = {
+    ...before,
+    columns: [
+      ...before.columns,
+      { name: 'n', type: 'integer', typeOid: 23, kind: 'int', arrayDims: 0, nullable: true },
+    ],
+  };
   const b = new Batcher(rules, undefined);
   b.begin();
-  b.add({ kind: 'schema', table, version: makeVersion(300n, 0), schema: after, added: [after.columns[2]!], dropped: [] }, 't', 0);
+  b.add(
+    { kind: 'schema', table, version: makeVersion(300n, 0), schema: after, added: [after.columns[2]!], dropped: [] },
+    't',
+    0,
+  );
   b.add(insert(300n, 1), 't', 0);
   b.commit(310n);
   const f = b.take();

@@ -12,7 +12,9 @@ import { test } from 'node:test';
 test('npm run bench -- all --smoke prints a table and writes JSON results with machine info', () => {
   const dir = mkdtempSync(join(tmpdir(), 'walflow-bench-'));
   const run = spawnSync(process.execPath, ['--import', 'tsx', 'bench/run.ts', 'all', '--smoke'], {
-    encoding: 'utf8', env: { ...process.env, WALFLOW_BENCH_RESULTS: dir }, timeout: 600_000,
+    encoding: 'utf8',
+    env: { ...process.env, WALFLOW_BENCH_RESULTS: dir },
+    timeout: 600_000,
   });
   assert.equal(run.status, 0, run.stderr.slice(-3000));
   assert.match(run.stdout, /\| scenario \| destination \| count \|/);
@@ -23,8 +25,10 @@ test('npm run bench -- all --smoke prints a table and writes JSON results with m
   assert.deepEqual([...new Set(scenarios)], ['backfill', 'cdc', 'latency']);
   for (const r of out.results) {
     assert.ok(r.count > 0 && r.seconds > 0 && r.perSecond > 0 && r.workerPeakRssMb > 0, JSON.stringify(r));
-    if (r.scenario.startsWith('latency')) assert.ok(r.latencyMs.p50 > 0 && r.latencyMs.p99 >= r.latencyMs.p50, JSON.stringify(r));
+    if (r.scenario.startsWith('latency'))
+      assert.ok(r.latencyMs.p50 > 0 && r.latencyMs.p99 >= r.latencyMs.p50, JSON.stringify(r));
     else assert.ok(r.ceilingPerSecond > 0 && r.ratio > 0, JSON.stringify(r));
-    if (r.scenario.startsWith('backfill')) assert.ok(r.parallelCeilingPerSecond > 0 && r.parallelRatio > 0, JSON.stringify(r));
+    if (r.scenario.startsWith('backfill'))
+      assert.ok(r.parallelCeilingPerSecond > 0 && r.parallelRatio > 0, JSON.stringify(r));
   }
 });

@@ -5,24 +5,55 @@ import type { ColumnSchema, TableSchema } from '../lib/model.ts';
 import { acceptsCopyText, copyTextToTsv } from '../activities/destinations/clickhouse-tsv.ts';
 
 const col = (name: string, kind: ColumnSchema['kind'], extra: Partial<ColumnSchema> = {}): ColumnSchema => ({
-  name, type: kind, typeOid: 0, kind, arrayDims: 0, nullable: true, ...extra,
+  name,
+  type: kind,
+  typeOid: 0,
+  kind,
+  arrayDims: 0,
+  nullable: true,
+  ...extra,
 });
-const table = (columns: ColumnSchema[]): TableSchema => ({ schema: 'public', name: 't', columns, key: [columns[0]!.name], replicaIdentity: 'default' });
-const decimal = (c: ColumnSchema) => (c.precision !== undefined ? `Decimal(${c.precision}, ${c.scale ?? 0})` : 'String');
+const table = (columns: ColumnSchema[]): TableSchema => ({
+  schema: 'public',
+  name: 't',
+  columns,
+  key: [columns[0]!.name],
+  replicaIdentity: 'default',
+});
+const decimal = (c: ColumnSchema) =>
+  c.precision !== undefined ? `Decimal(${c.precision}, ${c.scale ?? 0})` : 'String';
 
 test('columns ClickHouse reads as Postgres writes them pass through, escapes and NULLs included, with version and deleted appended', () => {
-  const convert = copyTextToTsv(table([col('id', 'bigint'), col('t', 'text'), col('f', 'float'), col('b', 'bool')]), decimal);
+  const convert = copyTextToTsv(
+    table([col('id', 'bigint'), col('t', 'text'), col('f', 'float'), col('b', 'bool')]),
+    decimal,
+  );
   const copy = '1\ta\\tb\\\\c\\nd\tInfinity\tt\n2\t\\N\t-0\tf\n';
   assert.equal(convert(copy, 42n), '1\ta\\tb\\\\c\\nd\tInfinity\tt\t42\t0\n2\t\\N\t-0\tf\t42\t0\n');
 });
 
 test('bytea becomes hex, timestamptz loses its +00, dates are range-checked, NaN is refused for a Decimal', () => {
-  const t = table([col('id', 'int'), col('bin', 'bytes'), col('at', 'timestamptz'), col('d', 'date'), col('n', 'decimal', { precision: 10, scale: 2 })]);
+  const t = table([
+    col('id', 'int'),
+    col('bin', 'bytes'),
+    col('at', 'timestamptz'),
+    col('d', 'date'),
+    col('n', 'decimal', { precision: 10, scale: 2 }),
+  ]);
   const convert = copyTextToTsv(t, decimal);
-  assert.equal(convert('7\t\\\\x00ff\t2024-02-29 10:00:00.5+00\t2299-12-31\t1.50\n', 9n), '7\t00ff\t2024-02-29 10:00:00.5\t2299-12-31\t1.50\t9\t0\n');
+  assert.equal(
+    convert('7\t\\\\x00ff\t2024-02-29 10:00:00.5+00\t2299-12-31\t1.50\n', 9n),
+    '7\t00ff\t2024-02-29 10:00:00.5\t2299-12-31\t1.50\t9\t0\n',
+  );
   assert.equal(convert('8\t\\N\t\\N\t\\N\t\\N\n', 9n), '8\t\\N\t\\N\t\\N\t\\N\t9\t0\n');
-  assert.throws(() => convert('9\t\\N\t\\N\tinfinity\t\\N\n', 9n), /public\.t\.d: infinity is outside ClickHouse's date range/);
-  assert.throws(() => convert('9\t\\N\t1899-12-31 23:00:00+00\t\\N\t\\N\n', 9n), /public\.t\.at: 1899-12-31 23:00:00\+00 is outside/);
+  assert.throws(
+    () => convert('9\t\\N\t\\N\tinfinity\t\\N\n', 9n),
+    /public\.t\.d: infinity is outside ClickHouse's date range/,
+  );
+  assert.throws(
+    () => convert('9\t\\N\t1899-12-31 23:00:00+00\t\\N\t\\N\n', 9n),
+    /public\.t\.at: 1899-12-31 23:00:00\+00 is outside/,
+  );
   assert.throws(() => convert('9\t\\N\t\\N\t\\N\tNaN\n', 9n), /public\.t\.n: NaN cannot be stored in Decimal\(10, 2\)/);
 });
 

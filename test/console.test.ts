@@ -16,7 +16,12 @@ import { PipelineFixture } from './support/pipeline.ts';
 
 const exec = promisify(execFile);
 
-interface Ran { code: number; stdout: string; stderr: string; ms: number }
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
 
 async function run(command: string, args: string[], timeout = 120_000): Promise<Ran> {
   const started = Date.now();
@@ -26,11 +31,17 @@ async function run(command: string, args: string[], timeout = 120_000): Promise<
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string; killed?: boolean };
     if (err.killed) throw new Error(`${command} ${args.join(' ')} did not finish within ${timeout} ms`);
-    return { code: typeof err.code === 'number' ? err.code : 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '', ms: Date.now() - started };
+    return {
+      code: typeof err.code === 'number' ? err.code : 1,
+      stdout: err.stdout ?? '',
+      stderr: err.stderr ?? '',
+      ms: Date.now() - started,
+    };
   }
 }
 
-const walflow = (f: PipelineFixture, ...args: string[]) => run(process.execPath, ['bin/walflow.js', ...args, '--config', f.configFile]);
+const walflow = (f: PipelineFixture, ...args: string[]) =>
+  run(process.execPath, ['bin/walflow.js', ...args, '--config', f.configFile]);
 const temporal = (...args: string[]) => run(ensureTemporalCli(), [...args, '--address', temporalAddress()]);
 
 /** The pipeline exactly as written in the fixture's walflow.yaml (no defaults applied). */
@@ -55,11 +66,23 @@ describe('started from the temporal CLI alone', () => {
     await f.setup();
     const raw = yamlPipeline(f);
     assert.equal(raw.source.createPublication, undefined, 'the YAML leaves createPublication to its default');
-    const started = await temporal('workflow', 'start', '--type', 'pipelineWorkflow', '--task-queue', f.taskQueue,
-      '--workflow-id', pipelineWorkflowId(raw.id), '--input', JSON.stringify({ config: raw }));
+    const started = await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'pipelineWorkflow',
+      '--task-queue',
+      f.taskQueue,
+      '--workflow-id',
+      pipelineWorkflowId(raw.id),
+      '--input',
+      JSON.stringify({ config: raw }),
+    );
     assert.equal(started.code, 0, started.stderr);
     await f.waitForConvergence();
-    await f.sql(`INSERT INTO items VALUES (5001, 'new'); UPDATE items SET v = 'changed' WHERE id = 1; DELETE FROM items WHERE id = 2`);
+    await f.sql(
+      `INSERT INTO items VALUES (5001, 'new'); UPDATE items SET v = 'changed' WHERE id = 1; DELETE FROM items WHERE id = 2`,
+    );
     await f.waitForConvergence();
 
     const listed = await f.waitFor('the pipeline in a WalflowPipeline search', async () => {
@@ -67,15 +90,32 @@ describe('started from the temporal CLI alone', () => {
       return r.code === 0 && r.stdout.includes(pipelineWorkflowId(raw.id)) && r.stdout;
     });
     assert.match(listed, /pipelineWorkflow/);
-    const streaming = await temporal('workflow', 'list', '--query', `WalflowPipeline="${raw.id}" AND WalflowPhase="streaming"`, '--output', 'json');
+    const streaming = await temporal(
+      'workflow',
+      'list',
+      '--query',
+      `WalflowPipeline="${raw.id}" AND WalflowPhase="streaming"`,
+      '--output',
+      'json',
+    );
     assert.ok(streaming.stdout.includes(pipelineWorkflowId(raw.id)), 'the phase search attribute is kept current');
 
     // A row only the destination has: the resync must remove it.
     await f.destinationSql(`INSERT INTO replica.items (id, v, _walflow_version) VALUES (9999, 'ghost', 1)`);
     assert.equal((await walflow(f, 'verify', raw.id)).code, 1);
     const resyncId = `resync-${raw.id}`;
-    const resync = await temporal('workflow', 'start', '--type', 'resyncWorkflow', '--task-queue', f.taskQueue,
-      '--workflow-id', resyncId, '--input', JSON.stringify({ config: raw }));
+    const resync = await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'resyncWorkflow',
+      '--task-queue',
+      f.taskQueue,
+      '--workflow-id',
+      resyncId,
+      '--input',
+      JSON.stringify({ config: raw }),
+    );
     assert.equal(resync.code, 0, resync.stderr);
     await f.client.workflow.getHandle(resyncId).result();
     const verified = await walflow(f, 'verify', raw.id);
@@ -84,28 +124,54 @@ describe('started from the temporal CLI alone', () => {
 
     // The README's other Temporal commands: applyConfig, then drop, which also removes the resync schedule.
     assert.equal((await walflow(f, 'schedule', 'resync', raw.id, '--cron', '0 3 * * *')).code, 0);
-    const applied = await temporal('workflow', 'update', 'execute', '-w', pipelineWorkflowId(raw.id), '--name', 'applyConfig',
-      '--input', JSON.stringify({ ...raw, cdc: { flushIntervalMs: 300 } }));
+    const applied = await temporal(
+      'workflow',
+      'update',
+      'execute',
+      '-w',
+      pipelineWorkflowId(raw.id),
+      '--name',
+      'applyConfig',
+      '--input',
+      JSON.stringify({ ...raw, cdc: { flushIntervalMs: 300 } }),
+    );
     assert.equal(applied.code, 0, applied.stderr);
     assert.match(applied.stdout, /cdc\.flushIntervalMs/);
     const dropped = await temporal('workflow', 'update', 'execute', '-w', pipelineWorkflowId(raw.id), '--name', 'drop');
     assert.equal(dropped.code, 0, dropped.stderr);
     await f.handle.result();
     await assert.rejects(f.client.schedule.getHandle(`walflow-${raw.id}-resync`).describe(), /not found/i);
-    assert.equal((await f.sql('SELECT 1 FROM pg_replication_slots WHERE NOT temporary')).rowCount, 0, 'the slot is dropped');
+    assert.equal(
+      (await f.sql('SELECT 1 FROM pg_replication_slots WHERE NOT temporary')).rowCount,
+      0,
+      'the slot is dropped',
+    );
   });
 
   test('a bad input fails the run at once, naming the key', async () => {
     const raw = yamlPipeline(f);
     const id = `walflow-bad-${Date.now()}`;
-    const started = await temporal('workflow', 'start', '--type', 'pipelineWorkflow', '--task-queue', f.taskQueue,
-      '--workflow-id', id, '--input', JSON.stringify({ config: { ...raw, cdc: { flushIntervalMs: 'soon' } } }));
+    const started = await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'pipelineWorkflow',
+      '--task-queue',
+      f.taskQueue,
+      '--workflow-id',
+      id,
+      '--input',
+      JSON.stringify({ config: { ...raw, cdc: { flushIntervalMs: 'soon' } } }),
+    );
     assert.equal(started.code, 0, started.stderr);
-    await assert.rejects(f.client.workflow.getHandle(id).result(), (e: Error & { cause?: Error & { nonRetryable?: boolean } }) => {
-      assert.match(e.cause?.message ?? '', /config\.cdc\.flushIntervalMs/);
-      assert.equal(e.cause?.nonRetryable, true);
-      return true;
-    });
+    await assert.rejects(
+      f.client.workflow.getHandle(id).result(),
+      (e: Error & { cause?: Error & { nonRetryable?: boolean } }) => {
+        assert.match(e.cause?.message ?? '', /config\.cdc\.flushIntervalMs/);
+        assert.equal(e.cause?.nonRetryable, true);
+        return true;
+      },
+    );
   });
 });
 
@@ -129,7 +195,9 @@ describe('tables remove, then resume', () => {
     f.opts.tables.splice(f.opts.tables.indexOf('gone'), 1);
     await f.waitForConvergence();
 
-    rewriteYaml(f, (d) => { d.pipelines.push({ ...d.pipelines[0], id: 'to-stdout', destination: { type: 'stdout' } }); });
+    rewriteYaml(f, (d) => {
+      d.pipelines.push({ ...d.pipelines[0], id: 'to-stdout', destination: { type: 'stdout' } });
+    });
     const scheduled = await walflow(f, 'schedule', 'resync', 'to-stdout', '--cron', '0 3 * * *');
     assert.notEqual(scheduled.code, 0);
     assert.match(scheduled.stderr, /stdout destination cannot be resynced/);
@@ -150,18 +218,26 @@ describe('a config fixed in walflow.yaml, applied in place', () => {
     const id = f.config.id;
     assert.equal((await walflow(f, 'start', id)).code, 0);
     await f.waitForConvergence();
-    const slots = async () => (await f.sql<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots WHERE NOT temporary ORDER BY 1')).rows;
+    const slots = async () =>
+      (await f.sql<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots WHERE NOT temporary ORDER BY 1'))
+        .rows;
     const before = await slots();
     assert.equal(before.length, 1);
 
     // The destination's URL goes wrong: changes wait in the slot, errors show in status.
     const goodUrl = yamlPipeline(f).destination.url;
-    rewriteYaml(f, (d) => { d.pipelines[0]!.destination.url = goodUrl.replace(/\/[^/]*$/, '/no_such_database'); });
+    rewriteYaml(f, (d) => {
+      d.pipelines[0]!.destination.url = goodUrl.replace(/\/[^/]*$/, '/no_such_database');
+    });
     const wrong = await walflow(f, 'apply', id);
     assert.equal(wrong.code, 0, wrong.stderr);
     assert.match(wrong.stdout, /applied destination\.url/);
-    await f.sql(`INSERT INTO a SELECT g, 'late' || g FROM generate_series(5001, 5100) g; UPDATE a SET v = 'upd' WHERE id <= 10; DELETE FROM a WHERE id = 20`);
-    await f.waitFor('the stream to report the wrong URL', async () => /no_such_database/.test((await f.status()).lastError ?? ''));
+    await f.sql(
+      `INSERT INTO a SELECT g, 'late' || g FROM generate_series(5001, 5100) g; UPDATE a SET v = 'upd' WHERE id <= 10; DELETE FROM a WHERE id = 20`,
+    );
+    await f.waitFor('the stream to report the wrong URL', async () =>
+      /no_such_database/.test((await f.status()).lastError ?? ''),
+    );
 
     // What cannot change live is refused, naming the key; a bad sibling pipeline blocks nothing.
     rewriteYaml(f, (d) => {
@@ -173,7 +249,11 @@ describe('a config fixed in walflow.yaml, applied in place', () => {
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /pipelines\[1\]\.source\.url/);
     const badJson = await walflow(f, 'status', 'broken', '--json');
-    assert.match(JSON.parse(badJson.stdout).error, /pipelines\[1\]\.source\.url/, 'status --json prints JSON even when it fails');
+    assert.match(
+      JSON.parse(badJson.stdout).error,
+      /pipelines\[1\]\.source\.url/,
+      'status --json prints JSON even when it fails',
+    );
     const refuse = structuredClone(parse(readFileSync(f.configFile, 'utf8')));
     refuse.pipelines[0].source.slot = 'another_slot';
     const refusedFile = `${f.configFile}.refused.yaml`;

@@ -5,7 +5,10 @@ import { test } from 'node:test';
 import { parse } from 'yaml';
 
 const compose = parse(readFileSync('docker-compose.yml', 'utf8')) as {
-  services: Record<string, { image?: string; build?: string; command?: string[]; entrypoint?: string[]; ports?: string[]; depends_on?: object }>;
+  services: Record<
+    string,
+    { image?: string; build?: string; command?: string[]; entrypoint?: string[]; ports?: string[]; depends_on?: object }
+  >;
 };
 
 test('docker-compose.yml has Postgres with logical replication, Temporal with its UI, ClickHouse and a walflow worker', () => {
@@ -17,7 +20,8 @@ test('docker-compose.yml has Postgres with logical replication, Temporal with it
   assert.match(pgArgs, /max_replication_slots=\d+/);
 
   assert.ok(temporal.entrypoint!.includes('start-dev'));
-  for (const attr of ['WalflowPipeline=Keyword', 'WalflowPhase=Keyword']) assert.ok(temporal.entrypoint!.includes(attr));
+  for (const attr of ['WalflowPipeline=Keyword', 'WalflowPhase=Keyword'])
+    assert.ok(temporal.entrypoint!.includes(attr));
   assert.deepEqual(temporal.ports, ['127.0.0.1:7233:7233', '127.0.0.1:8233:8233']);
 
   for (const svc of [postgres, temporal, clickhouse]) {
@@ -32,7 +36,16 @@ test('docker-compose.yml has Postgres with logical replication, Temporal with it
 
 test('docker-compose.prod.yml: Temporal on its own Postgres, the UI, two worker replicas started without npx', () => {
   const prod = parse(readFileSync('docker-compose.prod.yml', 'utf8')) as {
-    services: Record<string, { image?: string; environment?: Record<string, string>; command?: string[]; deploy?: { replicas?: number }; stop_grace_period?: string }>;
+    services: Record<
+      string,
+      {
+        image?: string;
+        environment?: Record<string, string>;
+        command?: string[];
+        deploy?: { replicas?: number };
+        stop_grace_period?: string;
+      }
+    >;
   };
   const { 'temporal-db': db, temporal, 'temporal-ui': ui, 'temporal-setup': setup, worker } = prod.services;
   assert.match(db!.image!, /^postgres:/);
@@ -42,5 +55,9 @@ test('docker-compose.prod.yml: Temporal on its own Postgres, the UI, two worker 
   assert.equal(ui!.environment!.TEMPORAL_ADDRESS, 'temporal:7233');
   assert.match(JSON.stringify(setup), /WalflowPipeline --type Keyword/);
   assert.equal(worker!.deploy!.replicas, 2);
-  assert.deepEqual(worker!.command!.slice(0, 3), ['node', 'bin/walflow.js', 'worker'], 'SIGTERM reaches the worker itself');
+  assert.deepEqual(
+    worker!.command!.slice(0, 3),
+    ['node', 'bin/walflow.js', 'worker'],
+    'SIGTERM reaches the worker itself',
+  );
 });

@@ -29,16 +29,28 @@ const dir = mkdtempSync(join(tmpdir(), 'walflow-duckdb-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const file = (name: string) => join(dir, `${name}.duckdb`);
 
-describeDestination('DuckDBDestination', new DuckDBDestination({ path: file('conformance'), schema: 'main' }), async () => {
-  rmSync(file('conformance'), { force: true });
-});
+describeDestination(
+  'DuckDBDestination',
+  new DuckDBDestination({ path: file('conformance'), schema: 'main' }),
+  async () => {
+    rmSync(file('conformance'), { force: true });
+  },
+);
 
 /** Live rows of `schema` as the comparison form verify uses. */
 async function liveRows(dest: DuckDBDestination, schema: TableSchema): Promise<(string | null)[][]> {
   const rows: Row[] = [];
   for await (const r of dest.readLive(schema)) rows.push(r);
   const json = new Set(jsonColumns(schema));
-  return rows.map((r) => comparableValues(r, schema.columns.map((c) => c.name), json)).sort((a, b) => Number(a[0]) - Number(b[0]));
+  return rows
+    .map((r) =>
+      comparableValues(
+        r,
+        schema.columns.map((c) => c.name),
+        json,
+      ),
+    )
+    .sort((a, b) => Number(a[0]) - Number(b[0]));
 }
 
 describe('DuckDB types', () => {
@@ -83,7 +95,13 @@ describe('DuckDB types', () => {
       const rows = source.map((r) => (r.id === '3' ? fits : r));
       await dest.apply(rows.map((row): Change => ({ kind: 'insert', table, version: v(0), row, snapshot: true })));
       const json = new Set(jsonColumns(schema!));
-      const expected = rows.map((r) => comparableValues(r, schema!.columns.map((c) => c.name), json));
+      const expected = rows.map((r) =>
+        comparableValues(
+          r,
+          schema!.columns.map((c) => c.name),
+          json,
+        ),
+      );
       assert.deepEqual(await liveRows(dest, schema!), expected);
 
       await dest.apply([
@@ -91,16 +109,52 @@ describe('DuckDB types', () => {
         { kind: 'delete', table, version: v(3), old: { id: '4' } },
       ]);
       const after = await liveRows(dest, schema!);
-      assert.deepEqual(after.map((r) => r[0]), ['1', '2', '3', '5']);
+      assert.deepEqual(
+        after.map((r) => r[0]),
+        ['1', '2', '3', '5'],
+      );
       assert.equal(after[1]![schema!.columns.findIndex((c) => c.name === 't')], 'updated');
 
       assert.deepEqual(await storedTypes(file('types'), 'every'), {
-        id: 'BIGINT', i2: 'SMALLINT', i4: 'INTEGER', f4: 'FLOAT', f8: 'DOUBLE', n: 'DECIMAL(12,4)', n38: 'DECIMAL(38,10)', nbig: 'VARCHAR',
-        nfree: 'VARCHAR', nneg: 'VARCHAR', ok: 'BOOLEAN', t: 'VARCHAR', c: 'VARCHAR', b: 'BLOB', u: 'UUID', j: 'JSON', jb: 'JSON', d: 'DATE',
-        ts: 'TIMESTAMP', tstz: 'TIMESTAMP WITH TIME ZONE', tm: 'TIME', tmtz: 'TIME WITH TIME ZONE', iv: 'INTERVAL', e: 'VARCHAR', dom: 'BIGINT',
-        ip: 'VARCHAR', ia: 'INTEGER[]', ta: 'VARCHAR[]', da: 'DATE[]', ba: 'BLOB[]', iva: 'INTERVAL[]', na: 'DECIMAL(8,3)[]',
-        tza: 'TIMESTAMP WITH TIME ZONE[]', ja: 'JSON[]', f4a: 'FLOAT[]', ua: 'UUID[]',
-        _walflow_version: 'HUGEINT', _walflow_deleted: 'BOOLEAN', _walflow_synced_at: 'TIMESTAMP WITH TIME ZONE',
+        id: 'BIGINT',
+        i2: 'SMALLINT',
+        i4: 'INTEGER',
+        f4: 'FLOAT',
+        f8: 'DOUBLE',
+        n: 'DECIMAL(12,4)',
+        n38: 'DECIMAL(38,10)',
+        nbig: 'VARCHAR',
+        nfree: 'VARCHAR',
+        nneg: 'VARCHAR',
+        ok: 'BOOLEAN',
+        t: 'VARCHAR',
+        c: 'VARCHAR',
+        b: 'BLOB',
+        u: 'UUID',
+        j: 'JSON',
+        jb: 'JSON',
+        d: 'DATE',
+        ts: 'TIMESTAMP',
+        tstz: 'TIMESTAMP WITH TIME ZONE',
+        tm: 'TIME',
+        tmtz: 'TIME WITH TIME ZONE',
+        iv: 'INTERVAL',
+        e: 'VARCHAR',
+        dom: 'BIGINT',
+        ip: 'VARCHAR',
+        ia: 'INTEGER[]',
+        ta: 'VARCHAR[]',
+        da: 'DATE[]',
+        ba: 'BLOB[]',
+        iva: 'INTERVAL[]',
+        na: 'DECIMAL(8,3)[]',
+        tza: 'TIMESTAMP WITH TIME ZONE[]',
+        ja: 'JSON[]',
+        f4a: 'FLOAT[]',
+        ua: 'UUID[]',
+        _walflow_version: 'HUGEINT',
+        _walflow_deleted: 'BOOLEAN',
+        _walflow_synced_at: 'TIMESTAMP WITH TIME ZONE',
       });
     } finally {
       await dest.close();
@@ -112,20 +166,50 @@ describe('DuckDB types', () => {
   test('a value DuckDB cannot hold fails the batch with the column named: NaN in a DECIMAL, an array of other dimensions than declared', async () => {
     const dest = new DuckDBDestination({ path: file('refusals'), schema: 'main' });
     const schema: TableSchema = {
-      schema: 'public', name: 'r', key: ['id'], replicaIdentity: 'default',
+      schema: 'public',
+      name: 'r',
+      key: ['id'],
+      replicaIdentity: 'default',
       columns: [
         { name: 'id', type: 'integer', typeOid: 23, kind: 'int', arrayDims: 0, nullable: false },
-        { name: 'amount', type: 'numeric(10,2)', typeOid: 1700, kind: 'decimal', arrayDims: 0, precision: 10, scale: 2, nullable: true },
+        {
+          name: 'amount',
+          type: 'numeric(10,2)',
+          typeOid: 1700,
+          kind: 'decimal',
+          arrayDims: 0,
+          precision: 10,
+          scale: 2,
+          nullable: true,
+        },
         { name: 'grid', type: 'integer[]', typeOid: 1007, kind: 'int', arrayDims: 1, nullable: true },
       ],
     };
     const table = { schema: 'public', name: 'r' };
     try {
       await dest.prepare([schema]);
-      await assert.rejects(dest.apply([{ kind: 'insert', table, version: 1n, row: { id: 1, amount: 'NaN', grid: null } }]),
-        /public\.r\.amount: NaN cannot be stored in DECIMAL\(10,2\)/);
-      await assert.rejects(dest.apply([{ kind: 'insert', table, version: 1n, row: { id: 1, amount: null, grid: [[1, 2], [3, 4]] } }]),
-        /public\.r\.grid: a value with other dimensions than the column's 1 \(a declared integer\[\]\)/);
+      await assert.rejects(
+        dest.apply([{ kind: 'insert', table, version: 1n, row: { id: 1, amount: 'NaN', grid: null } }]),
+        /public\.r\.amount: NaN cannot be stored in DECIMAL\(10,2\)/,
+      );
+      await assert.rejects(
+        dest.apply([
+          {
+            kind: 'insert',
+            table,
+            version: 1n,
+            row: {
+              id: 1,
+              amount: null,
+              grid: [
+                [1, 2],
+                [3, 4],
+              ],
+            },
+          },
+        ]),
+        /public\.r\.grid: a value with other dimensions than the column's 1 \(a declared integer\[\]\)/,
+      );
       assert.deepEqual(await liveRows(dest, schema), [], 'nothing of a refused batch is written');
     } finally {
       await dest.close();
@@ -137,8 +221,16 @@ describe('DuckDB types', () => {
 async function storedTypes(path: string, table: string): Promise<Record<string, string>> {
   const db = DuckDBDatabase.attach(path);
   try {
-    return await db.run(1000, async (conn) => Object.fromEntries((await conn.runAndReadAll(
-      'SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $1 ORDER BY column_index', [table])).getRows() as [string, string][]));
+    return await db.run(1000, async (conn) =>
+      Object.fromEntries(
+        (
+          await conn.runAndReadAll(
+            'SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $1 ORDER BY column_index',
+            [table],
+          )
+        ).getRows() as [string, string][],
+      ),
+    );
   } finally {
     db.detach();
   }
@@ -214,13 +306,21 @@ describe('one writer per DuckDB file', () => {
     await dest.prepare([schema]);
     await dest.apply(batch('w', 1, 5, 1n));
     await new Promise((r) => setTimeout(r, 1500));
-    const child = spawn(process.execPath, ['-e', `
+    const child = spawn(
+      process.execPath,
+      [
+        '-e',
+        `
       const { DuckDBInstance } = require('@duckdb/node-api');
       DuckDBInstance.create(${JSON.stringify(path)}, { access_mode: 'READ_ONLY' })
-        .then((i) => i.connect()).then((c) => c.runAndReadAll('SELECT count(*) FROM main.w_live')).then((r) => console.log(String(r.getRows()[0][0])));`],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
+        .then((i) => i.connect()).then((c) => c.runAndReadAll('SELECT count(*) FROM main.w_live')).then((r) => console.log(String(r.getRows()[0][0])));`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     assert.equal(await new Promise((r) => child.once('exit', r)), 0);
     assert.equal(out.trim(), '5');
     await dest.close();
@@ -230,13 +330,25 @@ describe('one writer per DuckDB file', () => {
 test('config: a file or md: path, the MotherDuck token only as a reference and only for md:', () => {
   const ok = DestinationConfig.parse({ type: 'duckdb', path: 'md:analytics', token: 'env:MOTHERDUCK_TOKEN' });
   assert.deepEqual(ok, { type: 'duckdb', path: 'md:analytics', token: 'env:MOTHERDUCK_TOKEN', schema: 'main' });
-  assert.throws(() => DestinationConfig.parse({ type: 'duckdb', path: 'md:analytics', token: 'eyJhbGciOi' }), /secret reference/);
-  assert.throws(() => DestinationConfig.parse({ type: 'duckdb', path: 'md:analytics?motherduck_token=eyJ' }), /must not contain a token/);
-  assert.throws(() => DestinationConfig.parse({ type: 'duckdb', path: './a.duckdb', token: 'env:T' }), /token is for MotherDuck/);
+  assert.throws(
+    () => DestinationConfig.parse({ type: 'duckdb', path: 'md:analytics', token: 'eyJhbGciOi' }),
+    /secret reference/,
+  );
+  assert.throws(
+    () => DestinationConfig.parse({ type: 'duckdb', path: 'md:analytics?motherduck_token=eyJ' }),
+    /must not contain a token/,
+  );
+  assert.throws(
+    () => DestinationConfig.parse({ type: 'duckdb', path: './a.duckdb', token: 'env:T' }),
+    /token is for MotherDuck/,
+  );
 });
 
 test('createDestination builds a DuckDB destination from the config', async () => {
-  const dest = await createDestination(DestinationConfig.parse({ type: 'duckdb', path: file('created'), schema: 'analytics' }), { pipeline: 'p' });
+  const dest = await createDestination(
+    DestinationConfig.parse({ type: 'duckdb', path: file('created'), schema: 'analytics' }),
+    { pipeline: 'p' },
+  );
   assert.ok(dest instanceof DuckDBDestination);
   await dest.prepare([]);
   await dest.close();

@@ -15,7 +15,12 @@ for (const destination of ['clickhouse', 'snowflake', 'duckdb'] as const) {
   test(`seeded workloads under every fault kind end equal to the model and to Postgres (${destination})`, async () => {
     const seen = new Set<string>();
     for (const seed of [1, 2]) {
-      const result = await runSoak({ seed, durationMs: 30_000, destination, log: (l) => console.log(`${destination} seed ${seed}: ${l}`) });
+      const result = await runSoak({
+        seed,
+        durationMs: 30_000,
+        destination,
+        log: (l) => console.log(`${destination} seed ${seed}: ${l}`),
+      });
       console.log(summaryLine(result));
       assert.equal(result.mismatches, 0, summaryLine(result));
       assert.ok(result.slotAdvanced, 'the slot moved past the last change (WAL is released)');
@@ -36,9 +41,18 @@ const STREAM_FAULTS = {
   webhook: ['worker-kill', 'destination-down', 'destination-write-error'], // destination-down: every request answered 500
   file: ['worker-kill', 'destination-write-error'],
 } as const;
-for (const [destination, faults] of Object.entries(STREAM_FAULTS) as [keyof typeof STREAM_FAULTS, readonly FaultKind[]][]) {
+for (const [destination, faults] of Object.entries(STREAM_FAULTS) as [
+  keyof typeof STREAM_FAULTS,
+  readonly FaultKind[],
+][]) {
   test(`a seeded workload under ${faults.join(', ')} reaches the ${destination} consumer whole (${destination})`, async () => {
-    const result = await runSoak({ seed: 3, durationMs: 30_000, destination, faults, log: (l) => console.log(`${destination}: ${l}`) });
+    const result = await runSoak({
+      seed: 3,
+      durationMs: 30_000,
+      destination,
+      faults,
+      log: (l) => console.log(`${destination}: ${l}`),
+    });
     console.log(summaryLine(result));
     assert.equal(result.mismatches, 0, summaryLine(result));
     assert.ok(result.slotAdvanced, 'the slot moved past the last change');
@@ -55,7 +69,10 @@ test('a backfill rides out Postgres being down: fast shutdown, restart on a fres
     name: 'pgdown',
     setup: `CREATE TABLE items (id int8 PRIMARY KEY, label text, qty int);
             INSERT INTO items SELECT g, 'item ' || g, g % 13 FROM generate_series(1, 20000) g;`,
-    tables: ['items'], destination: 'clickhouse', workerProcess: true, faults: 'copyBatch:delay=150',
+    tables: ['items'],
+    destination: 'clickhouse',
+    workerProcess: true,
+    faults: 'copyBatch:delay=150',
     pipeline: { backfill: { parallelism: 2, rowsPerRange: 2000, batchRows: 500 } },
   });
   try {
@@ -79,7 +96,9 @@ test('a backfill rides out Postgres being down: fast shutdown, restart on a fres
     assert.notEqual(status.phase, 'failed', `the pipeline stopped: ${status.lastError}`);
     assert.equal(status.tables.items?.backfill, 'done');
     const history = await f.handle.fetchHistory();
-    const holders = history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'holdSnapshot');
+    const holders = history.events!.filter(
+      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'holdSnapshot',
+    );
     assert.ok(holders.length >= 2, `the outage hit the backfill (snapshot holders: ${holders.length})`);
   } finally {
     await f.teardown();
@@ -89,7 +108,11 @@ test('a backfill rides out Postgres being down: fast shutdown, restart on a fres
 test('a build that acknowledges the LSN before the destination write is caught by the oracle', async () => {
   // In-process worker: flip its broken-build switch and fail one destination write after its early ack.
   const f = new PipelineFixture({
-    name: 'broken', setup: WORKLOAD_SETUP, tables: WORKLOAD_TABLES, destination: 'clickhouse', pipeline: { cdc: { flushIntervalMs: 200, maxBatchRows: 5000 } },
+    name: 'broken',
+    setup: WORKLOAD_SETUP,
+    tables: WORKLOAD_TABLES,
+    destination: 'clickhouse',
+    pipeline: { cdc: { flushIntervalMs: 200, maxBatchRows: 5000 } },
   });
   try {
     await f.setup();

@@ -9,20 +9,31 @@ import { after, describe, test } from 'node:test';
 import { PipelineFixture } from './support/pipeline.ts';
 
 function walflow(f: PipelineFixture, args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['bin/walflow.js', ...args, '--config', f.configFile], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  const r = spawnSync(process.execPath, ['bin/walflow.js', ...args, '--config', f.configFile], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
   assert.equal(r.status, 0, `walflow ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout;
 }
 
 /** Runs `walflow status --watch` until its output matches `until` (or `ms` pass), and returns the output. */
 async function watch(f: PipelineFixture, until: RegExp, ms: number): Promise<string> {
-  const child = spawn(process.execPath, ['bin/walflow.js', 'status', f.config.id, '--watch', '--config', f.configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    ['bin/walflow.js', 'status', f.config.id, '--watch', '--config', f.configFile],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   let out = '';
   await new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, ms);
     child.stdout.on('data', (d) => {
       out += d;
-      if (until.test(out)) { clearTimeout(timer); resolve(); }
+      if (until.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
     });
   });
   child.kill('SIGINT');
@@ -75,7 +86,9 @@ describe('a worker killed with -9 during backfill and during CDC', () => {
     // Mid-CDC: a stream of changes, a kill, more changes, a new worker.
     const writer = (async () => {
       for (let i = 0; i < 40; i++) {
-        await f.sql(`INSERT INTO accounts VALUES (${1_000_000 + i}, 'new', ${i}, 'n'); UPDATE accounts SET note = 'tick ${i}' WHERE id = ${i + 1}; DELETE FROM accounts WHERE id = ${200_000 + i}`);
+        await f.sql(
+          `INSERT INTO accounts VALUES (${1_000_000 + i}, 'new', ${i}, 'n'); UPDATE accounts SET note = 'tick ${i}' WHERE id = ${i + 1}; DELETE FROM accounts WHERE id = ${200_000 + i}`,
+        );
         await new Promise((r) => setTimeout(r, 100));
       }
     })();
@@ -91,7 +104,9 @@ describe('a worker killed with -9 during backfill and during CDC', () => {
     assert.equal(typeof status.lagBytes, 'number');
 
     // Payload data comes base64-encoded: decode every one, so a secret cannot hide in an encoding.
-    const history = JSON.stringify(await f.handle.fetchHistory(), (k, v) => (k === 'data' && typeof v === 'string' ? Buffer.from(v, 'base64').toString('utf8') : v));
+    const history = JSON.stringify(await f.handle.fetchHistory(), (k, v) =>
+      k === 'data' && typeof v === 'string' ? Buffer.from(v, 'base64').toString('utf8') : v,
+    );
     assert.ok(!history.includes(password), 'the source password is not in the workflow history');
     assert.ok(history.includes('env:WALFLOW_TEST_CRASH_PASSWORD'), 'only its reference is');
   });
@@ -113,7 +128,11 @@ describe('operator commands', () => {
     walflow(f, ['start', f.config.id]);
     await f.waitForConvergence();
 
-    const bad = spawnSync(process.execPath, ['bin/walflow.js', 'tables', 'add', f.config.id, 'nokey', '--config', f.configFile], { encoding: 'utf8' });
+    const bad = spawnSync(
+      process.execPath,
+      ['bin/walflow.js', 'tables', 'add', f.config.id, 'nokey', '--config', f.configFile],
+      { encoding: 'utf8' },
+    );
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /nokey.*(primary key|REPLICA IDENTITY FULL)/i);
 
@@ -125,10 +144,13 @@ describe('operator commands', () => {
     await f.destinationSql(`INSERT INTO replica.a (id, v, _walflow_version) VALUES (5000, 'ghost', 1)`);
     assert.equal((await f.compare()).equal, false);
 
-    assert.match(walflow(f, ['schedule', 'resync', f.config.id, '--cron', '0 3 * * *']), /schedule walflow-.*-resync created/);
+    assert.match(
+      walflow(f, ['schedule', 'resync', f.config.id, '--cron', '0 3 * * *']),
+      /schedule walflow-.*-resync created/,
+    );
     const schedule = f.client.schedule.getHandle(`walflow-${f.config.id}-resync`);
     const described = await schedule.describe();
-    assert.equal(described.spec.calendars?.length, 1, 'the cron expression became the schedule\'s calendar');
+    assert.equal(described.spec.calendars?.length, 1, "the cron expression became the schedule's calendar");
     await schedule.trigger();
     await f.waitFor('a resync run to complete', async () => {
       const d = await schedule.describe();

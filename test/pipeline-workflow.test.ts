@@ -17,8 +17,17 @@ import type { CopyRangeInput, PlannedBackfill } from '../activities/backfill.ts'
 import type { StreamInput } from '../activities/stream.ts';
 import { parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
 import {
-  addTablesUpdate, pauseSignal, tableShapeSignal, removeTablesUpdate, resumeSignal, resyncTablesUpdate, snapshotReadySignal, statusQuery, streamProgressSignal,
-  type PipelineInput, type PipelineState,
+  addTablesUpdate,
+  pauseSignal,
+  tableShapeSignal,
+  removeTablesUpdate,
+  resumeSignal,
+  resyncTablesUpdate,
+  snapshotReadySignal,
+  statusQuery,
+  streamProgressSignal,
+  type PipelineInput,
+  type PipelineState,
 } from '../lib/contract/pipeline.ts';
 import { newTableProgress, type PipelineStatus } from '../lib/contract/status.ts';
 import type { pipelineWorkflow } from '../workflows/index.ts';
@@ -27,14 +36,18 @@ import { keyAndTextTable } from './support/conformance.ts';
 
 let env: TestWorkflowEnvironment;
 before(async () => {
-  env = await TestWorkflowEnvironment.createFromExistingServer({ address: process.env.WALFLOW_TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
+  env = await TestWorkflowEnvironment.createFromExistingServer({
+    address: process.env.WALFLOW_TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+  });
 });
 after(() => env?.teardown());
 
 /** A promise the test settles when it chooses. */
 class Gate {
   open!: () => void;
-  readonly opened = new Promise<void>((resolve) => { this.open = resolve; });
+  readonly opened = new Promise<void>((resolve) => {
+    this.open = resolve;
+  });
 }
 
 /** Heartbeats (the only way an activity learns it is cancelled) until `work` settles or the activity is cancelled. */
@@ -92,13 +105,17 @@ class FakeActivities {
       this.streams.push(input);
       await heartbeatingUntil(never, () => this.streamsCancelled++).catch((e: unknown) => {
         // What a timeout after the cancellation looks like to the workflow: an activity failure, not a cancellation.
-        throw this.streamDiesOnCancel && e instanceof CancelledFailure ? ApplicationFailure.nonRetryable('heartbeat timeout: the worker died') : e;
+        throw this.streamDiesOnCancel && e instanceof CancelledFailure
+          ? ApplicationFailure.nonRetryable('heartbeat timeout: the worker died')
+          : e;
       });
     },
     holdSnapshot: async (input: Parameters<Activities['holdSnapshot']>[0]) => {
       this.snapshotsHeld++;
       await env.client.workflow.getHandle(input.notify.workflowId).signal(snapshotReadySignal, {
-        token: input.notify.token, snapshotName: `snap-${this.snapshotsHeld}`, lsn: '0/2000',
+        token: input.notify.token,
+        snapshotName: `snap-${this.snapshotsHeld}`,
+        lsn: '0/2000',
       });
       await heartbeatingUntil(never, () => {});
     },
@@ -106,7 +123,14 @@ class FakeActivities {
       this.planned.push(tables);
       return {
         tables: tables.map((table) => ({ table, ranges: RANGES_PER_TABLE, rowsEstimate: 100 })),
-        ranges: tables.flatMap((table) => Array.from({ length: RANGES_PER_TABLE }, (_, i) => ({ table, relation: `public.${table}`, startPage: i * 10, endPage: i * 10 + 10 }))),
+        ranges: tables.flatMap((table) =>
+          Array.from({ length: RANGES_PER_TABLE }, (_, i) => ({
+            table,
+            relation: `public.${table}`,
+            startPage: i * 10,
+            endPage: i * 10 + 10,
+          })),
+        ),
       };
     },
     copyRange: async (input: CopyRangeInput) => {
@@ -126,14 +150,23 @@ class FakeActivities {
   } satisfies Partial<Activities>;
 }
 
-const config = (id: string, tables: string[]): PipelineConfig => parsePipelineConfig({
-  id, source: { url: 'postgres://walflow@127.0.0.1:1/unused', publication: 'unused', tables }, destination: { type: 'null' },
-});
+const config = (id: string, tables: string[]): PipelineConfig =>
+  parsePipelineConfig({
+    id,
+    source: { url: 'postgres://walflow@127.0.0.1:1/unused', publication: 'unused', tables },
+    destination: { type: 'null' },
+  });
 
 /** A pipeline already past its first backfill: every table done, streaming from `confirmedLsn`. */
 function streamingState(tables: string[], confirmedLsn: string): PipelineState {
   return {
-    initialized: true, paused: false, tables, confirmedLsn, lagBytes: 0, lastError: null, continuedAsNew: 0,
+    initialized: true,
+    paused: false,
+    tables,
+    confirmedLsn,
+    lagBytes: 0,
+    lastError: null,
+    continuedAsNew: 0,
     progress: Object.fromEntries(tables.map((t) => [t, { ...newTableProgress(), backfill: 'done' as const }])),
   };
 }
@@ -141,13 +174,20 @@ function streamingState(tables: string[], confirmedLsn: string): PipelineState {
 type Pipeline = WorkflowHandle<typeof pipelineWorkflow>;
 
 /** Runs `body` with a worker of the real workflow bundle and `fakes` on a task queue of its own; `start` starts a pipeline there. */
-async function withPipelineWorker(fakes: FakeActivities, body: (start: (input: Omit<PipelineInput, 'config'> & { tables: string[] }) => Promise<Pipeline>) => Promise<void>): Promise<void> {
+async function withPipelineWorker(
+  fakes: FakeActivities,
+  body: (start: (input: Omit<PipelineInput, 'config'> & { tables: string[] }) => Promise<Pipeline>) => Promise<void>,
+): Promise<void> {
   const taskQueue = `pipeline-workflow-test-${randomBytes(4).toString('hex')}`;
   const worker = await Worker.create({
-    connection: env.nativeConnection, namespace: env.namespace, taskQueue,
-    workflowBundle: { codePath: workflowBundlePath() }, activities: fakes.activities,
+    connection: env.nativeConnection,
+    namespace: env.namespace,
+    taskQueue,
+    workflowBundle: { codePath: workflowBundlePath() },
+    activities: fakes.activities,
     // Cancellation reaches an activity in a heartbeat's answer: send them at once, not every 24 s.
-    maxHeartbeatThrottleInterval: '50ms', defaultHeartbeatThrottleInterval: '50ms',
+    maxHeartbeatThrottleInterval: '50ms',
+    defaultHeartbeatThrottleInterval: '50ms',
   });
   const started: Pipeline[] = [];
   await worker.runUntil(async () => {
@@ -155,7 +195,9 @@ async function withPipelineWorker(fakes: FakeActivities, body: (start: (input: O
       await body(async ({ tables, ...input }) => {
         const id = `t-${randomBytes(4).toString('hex')}`;
         const handle = await env.client.workflow.start<typeof pipelineWorkflow>('pipelineWorkflow', {
-          taskQueue, workflowId: `walflow-${id}`, args: [{ config: config(id, tables), ...input }],
+          taskQueue,
+          workflowId: `walflow-${id}`,
+          args: [{ config: config(id, tables), ...input }],
         });
         started.push(handle);
         // Pinned to this run: a handle without a run id follows the pipeline into its next run.
@@ -164,13 +206,21 @@ async function withPipelineWorker(fakes: FakeActivities, body: (start: (input: O
     } finally {
       fakes.releaseAll();
       // Only the latest run of a pipeline that continued-as-new is still running.
-      for (const h of started) await env.client.workflow.getHandle(h.workflowId).terminate('test over').catch(() => undefined);
+      for (const h of started)
+        await env.client.workflow
+          .getHandle(h.workflowId)
+          .terminate('test over')
+          .catch(() => undefined);
     }
   });
 }
 
 /** Polls `probe` until it returns something truthy (what the test then looks at). */
-async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 30_000): Promise<Exclude<T, false | null | undefined | 0 | ''>> {
+async function until<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  timeoutMs = 30_000,
+): Promise<Exclude<T, false | null | undefined | 0 | ''>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -181,17 +231,26 @@ async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 3
 }
 
 const statusWhen = (handle: Pipeline, what: string, ok: (s: PipelineStatus) => boolean) =>
-  until(what, async () => { const s = await handle.query(statusQuery); return ok(s) && s; });
+  until(what, async () => {
+    const s = await handle.query(statusQuery);
+    return ok(s) && s;
+  });
 
-const allDone = (s: PipelineStatus) => s.phase === 'streaming' && Object.values(s.tables).every((t) => t.backfill === 'done');
+const allDone = (s: PipelineStatus) =>
+  s.phase === 'streaming' && Object.values(s.tables).every((t) => t.backfill === 'done');
 
 /** Per table, in one line: its backfill, its state, ranges copied of planned. */
-const tableLines = (s: PipelineStatus) => Object.fromEntries(Object.entries(s.tables).map(([t, p]) => [t, `${p.backfill} ${p.state} ${p.rangesDone}/${p.rangesTotal}`]));
+const tableLines = (s: PipelineStatus) =>
+  Object.fromEntries(
+    Object.entries(s.tables).map(([t, p]) => [t, `${p.backfill} ${p.state} ${p.rangesDone}/${p.rangesTotal}`]),
+  );
 
 /** `p`, or a failure naming `what` after `ms` (a workflow that never answers fails the test, not the suite's timeout). */
 function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms); });
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+  });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
@@ -199,7 +258,11 @@ function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
  * Sends what the stream reports (one insert into `table` each, the confirmed LSN moving on) until the
  * run's history is past `events`: how a long-running pipeline reaches its continue-as-new point.
  */
-async function reportUntilHistoryPasses(handle: Pipeline, events: number, table: string): Promise<{ confirmedLsn: string; reports: number }> {
+async function reportUntilHistoryPasses(
+  handle: Pipeline,
+  events: number,
+  table: string,
+): Promise<{ confirmedLsn: string; reports: number }> {
   let lsn = 0x1000;
   let reports = 0;
   let confirmedLsn = '';
@@ -207,7 +270,11 @@ async function reportUntilHistoryPasses(handle: Pipeline, events: number, table:
     lsn += 0x100;
     reports++;
     confirmedLsn = `0/${lsn.toString(16).toUpperCase()}`;
-    await handle.signal(streamProgressSignal, { confirmedLsn, lagBytes: 0, changes: { [table]: { inserts: 1, updates: 0, deletes: 0, truncates: 0 } } });
+    await handle.signal(streamProgressSignal, {
+      confirmedLsn,
+      lagBytes: 0,
+      changes: { [table]: { inserts: 1, updates: 0, deletes: 0, truncates: 0 } },
+    });
   }
   return { confirmedLsn, reports };
 }
@@ -217,9 +284,13 @@ const historyEvents = async (handle: Pipeline) => (await handle.fetchHistory()).
 /** The activity types the history shows ended cancelled. */
 async function cancelledActivities(handle: Pipeline): Promise<string[]> {
   const events = await historyEvents(handle);
-  const scheduled = new Map(events.filter((e) => e.activityTaskScheduledEventAttributes)
-    .map((e) => [String(e.eventId), e.activityTaskScheduledEventAttributes!.activityType!.name!]));
-  return events.filter((e) => e.activityTaskCanceledEventAttributes)
+  const scheduled = new Map(
+    events
+      .filter((e) => e.activityTaskScheduledEventAttributes)
+      .map((e) => [String(e.eventId), e.activityTaskScheduledEventAttributes!.activityType!.name!]),
+  );
+  return events
+    .filter((e) => e.activityTaskCanceledEventAttributes)
     .map((e) => scheduled.get(String(e.activityTaskCanceledEventAttributes!.scheduledEventId))!);
 }
 
@@ -227,113 +298,154 @@ async function cancelledActivities(handle: Pipeline): Promise<string[]> {
 const TIMEOUT = { timeout: 60_000 };
 
 describe('pipeline workflow rules (fake activities)', () => {
-  test('pause during a backfill cancels the stream and the copy; resume copies again and ends streaming, every table done', TIMEOUT, async () => {
-    const fakes = new FakeActivities({ copies: true });
-    await withPipelineWorker(fakes, async (start) => {
-      const handle = await start({ tables: ['a', 'b'] });
-      await until('range copies under way', () => fakes.copies.length > 0);
-      assert.equal((await handle.query(statusQuery)).phase, 'backfilling');
+  test(
+    'pause during a backfill cancels the stream and the copy; resume copies again and ends streaming, every table done',
+    TIMEOUT,
+    async () => {
+      const fakes = new FakeActivities({ copies: true });
+      await withPipelineWorker(fakes, async (start) => {
+        const handle = await start({ tables: ['a', 'b'] });
+        await until('range copies under way', () => fakes.copies.length > 0);
+        assert.equal((await handle.query(statusQuery)).phase, 'backfilling');
 
-      await handle.signal(pauseSignal);
-      const paused = await statusWhen(handle, 'phase paused', (s) => s.phase === 'paused');
-      await until('the stream and the held copies cancelled', () => fakes.streamsCancelled === 1 && fakes.copiesCancelled > 0 && fakes.copiesCancelled === fakes.copies.length);
-      assert.equal(paused.paused, true);
-      assert.deepEqual(tableLines(paused), { a: 'copying paused 0/2', b: 'copying paused 0/2' });
-      assert.ok((await cancelledActivities(handle)).includes('streamChanges'), 'the stream ends cancelled in the history');
+        await handle.signal(pauseSignal);
+        const paused = await statusWhen(handle, 'phase paused', (s) => s.phase === 'paused');
+        await until(
+          'the stream and the held copies cancelled',
+          () =>
+            fakes.streamsCancelled === 1 && fakes.copiesCancelled > 0 && fakes.copiesCancelled === fakes.copies.length,
+        );
+        assert.equal(paused.paused, true);
+        assert.deepEqual(tableLines(paused), { a: 'copying paused 0/2', b: 'copying paused 0/2' });
+        assert.ok(
+          (await cancelledActivities(handle)).includes('streamChanges'),
+          'the stream ends cancelled in the history',
+        );
 
-      fakes.copyGate.open();
-      await handle.signal(resumeSignal);
-      const done = await statusWhen(handle, 'streaming with every table done', allDone);
-      assert.deepEqual(tableLines(done), { a: 'done streaming 2/2', b: 'done streaming 2/2' });
-      assert.equal(done.paused, false);
-      assert.equal(fakes.streams.length, 2, 'the stream runs again after resume');
-      assert.equal(fakes.snapshotsHeld, 2, 'the copy starts over on a fresh snapshot');
-      assert.deepEqual(fakes.planned, [['a', 'b'], ['a', 'b']]);
-    });
-  });
+        fakes.copyGate.open();
+        await handle.signal(resumeSignal);
+        const done = await statusWhen(handle, 'streaming with every table done', allDone);
+        assert.deepEqual(tableLines(done), { a: 'done streaming 2/2', b: 'done streaming 2/2' });
+        assert.equal(done.paused, false);
+        assert.equal(fakes.streams.length, 2, 'the stream runs again after resume');
+        assert.equal(fakes.snapshotsHeld, 2, 'the copy starts over on a fresh snapshot');
+        assert.deepEqual(fakes.planned, [
+          ['a', 'b'],
+          ['a', 'b'],
+        ]);
+      });
+    },
+  );
 
-  test('a cancelled stream whose worker dies (it fails instead of ending cancelled) has ended: a restart and a pause go on, nothing fails', TIMEOUT, async () => {
-    const fakes = new FakeActivities();
-    fakes.streamDiesOnCancel = true;
-    await withPipelineWorker(fakes, async (start) => {
-      const handle = await start({ tables: ['a', 'b'], state: streamingState(['a', 'b'], '0/1000') });
-      await until('the stream running', () => fakes.streams.length === 1);
-      await handle.executeUpdate(removeTablesUpdate, { args: [['b']] });
-      await until('the stream restarted', () => fakes.streams.length === 2);
-      const restarted = await handle.query(statusQuery);
-      assert.equal(restarted.phase, 'streaming');
-      assert.equal(restarted.lastError, null);
-      await handle.signal(pauseSignal);
-      const paused = await statusWhen(handle, 'phase paused', (s) => s.phase === 'paused' || s.phase === 'failed');
-      assert.equal(paused.phase, 'paused', `paused, not failed (${paused.lastError})`);
-      await handle.signal(resumeSignal);
-      await until('the stream running again', () => fakes.streams.length === 3);
-      assert.equal((await handle.query(statusQuery)).phase, 'streaming');
-    });
-  });
+  test(
+    'a cancelled stream whose worker dies (it fails instead of ending cancelled) has ended: a restart and a pause go on, nothing fails',
+    TIMEOUT,
+    async () => {
+      const fakes = new FakeActivities();
+      fakes.streamDiesOnCancel = true;
+      await withPipelineWorker(fakes, async (start) => {
+        const handle = await start({ tables: ['a', 'b'], state: streamingState(['a', 'b'], '0/1000') });
+        await until('the stream running', () => fakes.streams.length === 1);
+        await handle.executeUpdate(removeTablesUpdate, { args: [['b']] });
+        await until('the stream restarted', () => fakes.streams.length === 2);
+        const restarted = await handle.query(statusQuery);
+        assert.equal(restarted.phase, 'streaming');
+        assert.equal(restarted.lastError, null);
+        await handle.signal(pauseSignal);
+        const paused = await statusWhen(handle, 'phase paused', (s) => s.phase === 'paused' || s.phase === 'failed');
+        assert.equal(paused.phase, 'paused', `paused, not failed (${paused.lastError})`);
+        await handle.signal(resumeSignal);
+        await until('the stream running again', () => fakes.streams.length === 3);
+        assert.equal((await handle.query(statusQuery)).phase, 'streaming');
+      });
+    },
+  );
 
-  test('a table added while a copy runs: the publication gets it, the stream restarts with it, it is backfilled', TIMEOUT, async () => {
-    const fakes = new FakeActivities({ copies: true });
-    await withPipelineWorker(fakes, async (start) => {
-      const handle = await start({ tables: ['a'] });
-      await until('the copy of a under way', () => fakes.copies.length > 0);
+  test(
+    'a table added while a copy runs: the publication gets it, the stream restarts with it, it is backfilled',
+    TIMEOUT,
+    async () => {
+      const fakes = new FakeActivities({ copies: true });
+      await withPipelineWorker(fakes, async (start) => {
+        const handle = await start({ tables: ['a'] });
+        await until('the copy of a under way', () => fakes.copies.length > 0);
 
-      assert.deepEqual(await handle.executeUpdate(addTablesUpdate, { args: [['b']] }), ['a', 'b']);
-      assert.deepEqual(fakes.altered, [{ add: ['b'], remove: [], tables: ['a', 'b'] }]);
-      await until('the stream restarted', () => fakes.streams.length === 2);
-      assert.deepEqual(fakes.streams.map((s) => s.tables), [['a'], ['a', 'b']]);
-      assert.equal(fakes.streamsCancelled, 1);
-      assert.deepEqual(tableLines(await handle.query(statusQuery)), { a: 'copying backfilling 0/2', b: 'pending backfilling 0/0' });
-      assert.equal(fakes.copiesCancelled, 0, 'the copy of a goes on');
+        assert.deepEqual(await handle.executeUpdate(addTablesUpdate, { args: [['b']] }), ['a', 'b']);
+        assert.deepEqual(fakes.altered, [{ add: ['b'], remove: [], tables: ['a', 'b'] }]);
+        await until('the stream restarted', () => fakes.streams.length === 2);
+        assert.deepEqual(
+          fakes.streams.map((s) => s.tables),
+          [['a'], ['a', 'b']],
+        );
+        assert.equal(fakes.streamsCancelled, 1);
+        assert.deepEqual(tableLines(await handle.query(statusQuery)), {
+          a: 'copying backfilling 0/2',
+          b: 'pending backfilling 0/0',
+        });
+        assert.equal(fakes.copiesCancelled, 0, 'the copy of a goes on');
 
-      fakes.copyGate.open();
-      const done = await statusWhen(handle, 'streaming with every table done', allDone);
-      assert.deepEqual(tableLines(done), { a: 'done streaming 2/2', b: 'done streaming 2/2' });
-      assert.deepEqual(fakes.planned, [['a'], ['b']], 'b is copied after a, on a snapshot of its own');
-      assert.deepEqual(fakes.copies.map((c) => c.range.table), ['a', 'a', 'b', 'b']);
-    });
-  });
+        fakes.copyGate.open();
+        const done = await statusWhen(handle, 'streaming with every table done', allDone);
+        assert.deepEqual(tableLines(done), { a: 'done streaming 2/2', b: 'done streaming 2/2' });
+        assert.deepEqual(fakes.planned, [['a'], ['b']], 'b is copied after a, on a snapshot of its own');
+        assert.deepEqual(
+          fakes.copies.map((c) => c.range.table),
+          ['a', 'a', 'b', 'b'],
+        );
+      });
+    },
+  );
 
-  test('continue-as-new waits for an update still running, then carries tables, progress and the confirmed LSN', TIMEOUT, async () => {
-    const fakes = new FakeActivities({ alterPublication: true });
-    const maxHistoryEvents = 40;
-    await withPipelineWorker(fakes, async (start) => {
-      const first = await start({ tables: ['a'], state: streamingState(['a'], '0/1000'), maxHistoryEvents });
-      await until('the stream running', () => fakes.streams.length === 1);
+  test(
+    'continue-as-new waits for an update still running, then carries tables, progress and the confirmed LSN',
+    TIMEOUT,
+    async () => {
+      const fakes = new FakeActivities({ alterPublication: true });
+      const maxHistoryEvents = 40;
+      await withPipelineWorker(fakes, async (start) => {
+        const first = await start({ tables: ['a'], state: streamingState(['a'], '0/1000'), maxHistoryEvents });
+        await until('the stream running', () => fakes.streams.length === 1);
 
-      const added = first.executeUpdate(addTablesUpdate, { args: [['b']] });
-      added.catch(() => undefined); // awaited below; a failure before then must fail the test, not the process
-      await until('alterPublication called', () => fakes.altered.length === 1);
-      const { confirmedLsn, reports } = await reportUntilHistoryPasses(first, maxHistoryEvents, 'a');
-      await until('the stream stopped for continue-as-new', () => fakes.streamsCancelled === 1);
-      await new Promise((resolve) => setTimeout(resolve, 500)); // time enough for a premature continue-as-new to show
-      assert.equal((await first.describe()).status.name, 'RUNNING', 'no continue-as-new while addTables runs');
-      assert.deepEqual(tableLines(await first.query(statusQuery)), { a: 'done streaming 0/0' });
+        const added = first.executeUpdate(addTablesUpdate, { args: [['b']] });
+        added.catch(() => undefined); // awaited below; a failure before then must fail the test, not the process
+        await until('alterPublication called', () => fakes.altered.length === 1);
+        const { confirmedLsn, reports } = await reportUntilHistoryPasses(first, maxHistoryEvents, 'a');
+        await until('the stream stopped for continue-as-new', () => fakes.streamsCancelled === 1);
+        await new Promise((resolve) => setTimeout(resolve, 500)); // time enough for a premature continue-as-new to show
+        assert.equal((await first.describe()).status.name, 'RUNNING', 'no continue-as-new while addTables runs');
+        assert.deepEqual(tableLines(await first.query(statusQuery)), { a: 'done streaming 0/0' });
 
-      fakes.alterGate.open();
-      assert.deepEqual(await within(10_000, 'addTables to complete', added), ['a', 'b']);
-      await until('the first run continued as new', async () => (await first.describe()).status.name === 'CONTINUED_AS_NEW');
-      const events = await historyEvents(first);
-      const updateDone = events.findIndex((e) => e.workflowExecutionUpdateCompletedEventAttributes);
-      const continued = events.findIndex((e) => e.workflowExecutionContinuedAsNewEventAttributes);
-      assert.ok(updateDone >= 0 && updateDone < continued, `addTables completed (event ${updateDone}) before continue-as-new (event ${continued})`);
-      const [next] = events[continued]!.workflowExecutionContinuedAsNewEventAttributes!.input!.payloads!;
-      const carried = defaultPayloadConverter.fromPayload<PipelineInput>(next!);
-      assert.equal(carried.maxHistoryEvents, maxHistoryEvents);
-      assert.deepEqual(carried.state?.tables, ['a', 'b']);
-      assert.equal(carried.state?.confirmedLsn, confirmedLsn);
-      assert.equal(carried.state?.continuedAsNew, 1);
-      assert.equal(carried.state?.progress.a?.changes.inserts, reports);
-      assert.equal(carried.state?.progress.b?.backfill, 'pending');
+        fakes.alterGate.open();
+        assert.deepEqual(await within(10_000, 'addTables to complete', added), ['a', 'b']);
+        await until(
+          'the first run continued as new',
+          async () => (await first.describe()).status.name === 'CONTINUED_AS_NEW',
+        );
+        const events = await historyEvents(first);
+        const updateDone = events.findIndex((e) => e.workflowExecutionUpdateCompletedEventAttributes);
+        const continued = events.findIndex((e) => e.workflowExecutionContinuedAsNewEventAttributes);
+        assert.ok(
+          updateDone >= 0 && updateDone < continued,
+          `addTables completed (event ${updateDone}) before continue-as-new (event ${continued})`,
+        );
+        const [next] = events[continued]!.workflowExecutionContinuedAsNewEventAttributes!.input!.payloads!;
+        const carried = defaultPayloadConverter.fromPayload<PipelineInput>(next!);
+        assert.equal(carried.maxHistoryEvents, maxHistoryEvents);
+        assert.deepEqual(carried.state?.tables, ['a', 'b']);
+        assert.equal(carried.state?.confirmedLsn, confirmedLsn);
+        assert.equal(carried.state?.continuedAsNew, 1);
+        assert.equal(carried.state?.progress.a?.changes.inserts, reports);
+        assert.equal(carried.state?.progress.b?.backfill, 'pending');
 
-      const latest = env.client.workflow.getHandle<typeof pipelineWorkflow>(first.workflowId);
-      const done = await statusWhen(latest, 'the new run streaming with b backfilled', allDone);
-      assert.ok(done.continuedAsNew >= 1);
-      assert.equal(done.confirmedLsn, confirmedLsn);
-      assert.deepEqual(tableLines(done), { a: 'done streaming 0/0', b: 'done streaming 2/2' });
-      assert.equal(fakes.streams.at(-1)?.startLsn, confirmedLsn, 'the new run streams from the carried LSN');
-    });
-  });
+        const latest = env.client.workflow.getHandle<typeof pipelineWorkflow>(first.workflowId);
+        const done = await statusWhen(latest, 'the new run streaming with b backfilled', allDone);
+        assert.ok(done.continuedAsNew >= 1);
+        assert.equal(done.confirmedLsn, confirmedLsn);
+        assert.deepEqual(tableLines(done), { a: 'done streaming 0/0', b: 'done streaming 2/2' });
+        assert.equal(fakes.streams.at(-1)?.startLsn, confirmedLsn, 'the new run streams from the carried LSN');
+      });
+    },
+  );
 
   // The run stops its stream to continue-as-new and waits for the handler, which waits for a stream run: it must
   // not wait for one the run will never start (a deadlock until a pause, before it was fixed).
@@ -346,7 +458,14 @@ describe('pipeline workflow rules (fake activities)', () => {
       const first = await start({ tables: ['a', 'b'], state: streamingState(['a', 'b'], '0/1000'), maxHistoryEvents });
       await until('the stream running', () => fakes.streams.length === 1);
       await first.signal(tableShapeSignal, {
-        errors: { a: { reason: 'column n changed type from integer to text', fix: 'walflow resync p --tables a', lsn: '0/1100', since: new Date().toISOString() } },
+        errors: {
+          a: {
+            reason: 'column n changed type from integer to text',
+            fix: 'walflow resync p --tables a',
+            lsn: '0/1100',
+            since: new Date().toISOString(),
+          },
+        },
       });
       await statusWhen(first, 'table a errored', (s) => s.tables.a?.state === 'errored');
 
@@ -358,9 +477,13 @@ describe('pipeline workflow rules (fake activities)', () => {
       fakes.rebuildGate.open();
       assert.deepEqual(await within(10_000, 'resyncTables to complete', resynced), ['a']);
 
-      await until('the first run continued as new', async () => (await first.describe()).status.name === 'CONTINUED_AS_NEW');
+      await until(
+        'the first run continued as new',
+        async () => (await first.describe()).status.name === 'CONTINUED_AS_NEW',
+      );
       const events = await historyEvents(first);
-      const [next] = events.find((e) => e.workflowExecutionContinuedAsNewEventAttributes)!.workflowExecutionContinuedAsNewEventAttributes!.input!.payloads!;
+      const [next] = events.find((e) => e.workflowExecutionContinuedAsNewEventAttributes)!
+        .workflowExecutionContinuedAsNewEventAttributes!.input!.payloads!;
       const carried = defaultPayloadConverter.fromPayload<PipelineInput>(next!).state!;
       assert.equal(carried.confirmedLsn, confirmedLsn);
       assert.deepEqual(carried.tableErrors ?? {}, {});
@@ -377,21 +500,41 @@ describe('pipeline workflow rules (fake activities)', () => {
       const before = (await historyEvents(handle)).length;
 
       const refusal = async (p: Promise<unknown>) => {
-        const e = await p.then(() => assert.fail('the request was accepted'), (err: unknown) => err);
+        const e = await p.then(
+          () => assert.fail('the request was accepted'),
+          (err: unknown) => err,
+        );
         assert.ok(e instanceof WorkflowUpdateFailedError, String(e));
         return (e.cause as Error).message;
       };
-      assert.equal(await refusal(handle.executeUpdate(addTablesUpdate, { args: [['a']] })), `already in pipeline ${id}: a`);
-      assert.equal(await refusal(handle.executeUpdate(removeTablesUpdate, { args: [['a', 'b']] })),
-        'a pipeline keeps at least one table; use `walflow drop` to end it');
-      assert.equal(await refusal(handle.executeUpdate(resyncTablesUpdate, { args: [['b']] })), `not errored in pipeline ${id}: b`);
+      assert.equal(
+        await refusal(handle.executeUpdate(addTablesUpdate, { args: [['a']] })),
+        `already in pipeline ${id}: a`,
+      );
+      assert.equal(
+        await refusal(handle.executeUpdate(removeTablesUpdate, { args: [['a', 'b']] })),
+        'a pipeline keeps at least one table; use `walflow drop` to end it',
+      );
+      assert.equal(
+        await refusal(handle.executeUpdate(resyncTablesUpdate, { args: [['b']] })),
+        `not errored in pipeline ${id}: b`,
+      );
 
       // The server keeps a rejecting workflow task (its three events, no command) when an activity heartbeats meanwhile, as the stream does.
-      const added = (await historyEvents(handle)).slice(before).map((e) => Object.keys(e).find((k) => k.endsWith('EventAttributes')));
-      assert.deepEqual(added.filter((k) => !/^workflowTask(Scheduled|Started|Completed)EventAttributes$/.test(k ?? '')), [], 'no update event, no command');
+      const added = (await historyEvents(handle))
+        .slice(before)
+        .map((e) => Object.keys(e).find((k) => k.endsWith('EventAttributes')));
+      assert.deepEqual(
+        added.filter((k) => !/^workflowTask(Scheduled|Started|Completed)EventAttributes$/.test(k ?? '')),
+        [],
+        'no update event, no command',
+      );
       assert.deepEqual(fakes.altered, []);
       assert.equal(fakes.streams.length, 1, 'the stream was not restarted');
-      assert.deepEqual(tableLines(await handle.query(statusQuery)), { a: 'done streaming 0/0', b: 'done streaming 0/0' });
+      assert.deepEqual(tableLines(await handle.query(statusQuery)), {
+        a: 'done streaming 0/0',
+        b: 'done streaming 0/0',
+      });
     });
   });
 });

@@ -27,11 +27,19 @@ describe('backfill of 1,000,000 rows with parallelism 4', () => {
     await f.setup();
     f.faults.arm('copyRange', { fail: 1 });
     await f.start();
-    const status = await f.waitFor('backfill done', async () => {
-      const s = await f.status();
-      return s.tables.items?.backfill === 'done' && s;
-    }, 600_000);
-    assert.equal(status.tables.items!.rowsCopied, 1_000_000, 'rows copied across ranges add up to the table: no range twice');
+    const status = await f.waitFor(
+      'backfill done',
+      async () => {
+        const s = await f.status();
+        return s.tables.items?.backfill === 'done' && s;
+      },
+      600_000,
+    );
+    assert.equal(
+      status.tables.items!.rowsCopied,
+      1_000_000,
+      'rows copied across ranges add up to the table: no range twice',
+    );
     assert.equal(status.tables.items!.rangesDone, status.tables.items!.rangesTotal);
     assert.ok(status.tables.items!.rangesTotal >= 4, `ranges planned: ${status.tables.items!.rangesTotal}`);
 
@@ -48,7 +56,9 @@ describe('backfill of 1,000,000 rows with parallelism 4', () => {
     assert.equal(reported.length, 1, `errors reported: ${reported}`);
     assert.match(reported[0]!, /^copy of items pages \d+\.\.\S+ failed \(attempt 1\): /);
 
-    await f.sql(`UPDATE items SET name = 'changed' WHERE id % 100000 = 0; DELETE FROM items WHERE id <= 10; INSERT INTO items VALUES (2000000, 'new', 1.5, now(), '{}')`);
+    await f.sql(
+      `UPDATE items SET name = 'changed' WHERE id % 100000 = 0; DELETE FROM items WHERE id <= 10; INSERT INTO items VALUES (2000000, 'new', 1.5, now(), '{}')`,
+    );
     await f.waitForConvergence();
     const { counts } = await f.compare();
     assert.deepEqual(counts['public.items'], [999_991, 999_991]);
@@ -57,7 +67,9 @@ describe('backfill of 1,000,000 rows with parallelism 4', () => {
 
 async function copyAttempts(f: PipelineFixture): Promise<number[]> {
   const attempts: number[] = [];
-  for await (const wf of f.client.workflow.list({ query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'` })) {
+  for await (const wf of f.client.workflow.list({
+    query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'`,
+  })) {
     const history = await f.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
     for (const e of history.events ?? []) {
       if (e.activityTaskStartedEventAttributes) attempts.push(e.activityTaskStartedEventAttributes.attempt ?? 1);
@@ -134,7 +146,11 @@ describe('CDC: memory', () => {
   test('what the stream has written is not kept: the heap does not grow with the changes streamed', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
-    const heap = () => { gc(); gc(); return process.memoryUsage().heapUsed; };
+    const heap = () => {
+      gc();
+      gc();
+      return process.memoryUsage().heapUsed;
+    };
     await f.setup();
     await f.start(); // the worker runs in this process: its heap is the one measured
     await f.waitForConvergence();

@@ -56,17 +56,26 @@ const ROWS = `
 /** What Postgres itself says each value is, through the same exact parser. */
 async function expectedRows(client: pg.Client, schema: TableSchema): Promise<Map<number, Row>> {
   const { rows } = await client.query({
-    text: `SELECT ${schema.columns.map((c) => outputTextSql(pg.escapeIdentifier(c.name))).join(', ')} FROM all_types ORDER BY id`, rowMode: 'array',
+    text: `SELECT ${schema.columns.map((c) => outputTextSql(pg.escapeIdentifier(c.name))).join(', ')} FROM all_types ORDER BY id`,
+    rowMode: 'array',
   });
-  return new Map((rows as (string | null)[][]).map((r) => {
-    const row: Row = {};
-    schema.columns.forEach((c, i) => { row[c.name] = parseColumnText(c, r[i] ?? null); });
-    return [row.id as number, row];
-  }));
+  return new Map(
+    (rows as (string | null)[][]).map((r) => {
+      const row: Row = {};
+      schema.columns.forEach((c, i) => {
+        row[c.name] = parseColumnText(c, r[i] ?? null);
+      });
+      return [row.id as number, row];
+    }),
+  );
 }
 
 /** Collects change events until `until` says stop. */
-async function collect(stream: ChangeStream, until: (changes: Change[]) => boolean, timeoutMs = 60_000): Promise<Change[]> {
+async function collect(
+  stream: ChangeStream,
+  until: (changes: Change[]) => boolean,
+  timeoutMs = 60_000,
+): Promise<Change[]> {
   const changes: Change[] = [];
   const deadline = Date.now() + timeoutMs;
   for await (const burst of stream) {
@@ -87,7 +96,7 @@ for (const adminUrl of pgAdminUrls()) {
     before(async () => {
       db = await createTestDatabase('source', adminUrl);
       client = await connect({ connectionString: db.url });
-      major = Number((await client.query('SHOW server_version_num')).rows[0].server_version_num) / 10000 | 0;
+      major = (Number((await client.query('SHOW server_version_num')).rows[0].server_version_num) / 10000) | 0;
       await client.query(ALL_TYPES);
       await client.query('CREATE PUBLICATION pub FOR ALL TABLES');
     });
@@ -100,8 +109,12 @@ for (const adminUrl of pgAdminUrls()) {
       const slot = await createSlot({ connectionString: db.url }, 'types_slot');
       const [schema] = await loadTableSchemas(client, ['public.all_types']);
       const stream = await openChangeStream({
-        connection: { connectionString: db.url }, slot: 'types_slot', publication: 'pub', startLsn: parseLsn(slot.confirmedLsn),
-        known: new Map([['public.all_types', schema!]]), lookup: async () => schema!,
+        connection: { connectionString: db.url },
+        slot: 'types_slot',
+        publication: 'pub',
+        startLsn: parseLsn(slot.confirmedLsn),
+        known: new Map([['public.all_types', schema!]]),
+        lookup: async () => schema!,
       });
       try {
         await client.query(ROWS);
@@ -129,7 +142,10 @@ for (const adminUrl of pgAdminUrls()) {
         assert.equal(e1.c_ts, '2024-01-01 00:00:00.000001');
         assert.deepEqual(e1.c_bytea, Buffer.from([0x00, 0xff, 0x10]));
         assert.deepEqual(e1.c_int_arr, [1, null, 3]);
-        assert.deepEqual(e1.c_text_arr2, [['a', 'b'], ['c', null]]);
+        assert.deepEqual(e1.c_text_arr2, [
+          ['a', 'b'],
+          ['c', null],
+        ]);
         assert.deepEqual(e1.c_enum_arr, ['sad', 'ok']);
         assert.equal(e1.c_json, '{"n": 12345678901234567890123, "s": "x"}', 'json text kept exactly');
         assert.ok(Number.isNaN(e2.c_float4));
@@ -139,7 +155,10 @@ for (const adminUrl of pgAdminUrls()) {
         assert.deepEqual(e2.c_int_arr, []);
         assert.deepEqual(e4.c_int_arr, [[[1, 2]], [[3, 4]]]);
         assert.equal((e4.c_big as string).length, 32 * 32768, 'a 1 MB TOASTed text arrives whole');
-        assert.ok(expected.get(3)!.c_text === null && Object.values(expected.get(3)!).filter((v) => v === null).length === schema!.columns.length - 1);
+        assert.ok(
+          expected.get(3)!.c_text === null &&
+            Object.values(expected.get(3)!).filter((v) => v === null).length === schema!.columns.length - 1,
+        );
         assert.equal(major >= 14, true);
       } finally {
         await stream.close();
@@ -151,8 +170,12 @@ for (const adminUrl of pgAdminUrls()) {
       const slot = await createSlot({ connectionString: db.url }, 'toast_slot');
       const known = new Map([['public.all_types', schema!]]);
       const stream = await openChangeStream({
-        connection: { connectionString: db.url }, slot: 'toast_slot', publication: 'pub', startLsn: parseLsn(slot.confirmedLsn),
-        known, lookup: async (t) => (await loadTableSchemas(client, [`${t.schema}.${t.name}`]))[0]!,
+        connection: { connectionString: db.url },
+        slot: 'toast_slot',
+        publication: 'pub',
+        startLsn: parseLsn(slot.confirmedLsn),
+        known,
+        lookup: async (t) => (await loadTableSchemas(client, [`${t.schema}.${t.name}`]))[0]!,
       });
       try {
         await client.query(`UPDATE all_types SET c_int4 = 42 WHERE id = 4`);
@@ -167,9 +190,18 @@ for (const adminUrl of pgAdminUrls()) {
         assert.equal(update.row.c_int4, 42);
         const schemaChange = changes.find((c) => c.kind === 'schema') as SchemaChange;
         assert.ok(schemaChange, 'schema change surfaced');
-        assert.deepEqual(schemaChange.added.map((c) => [c.name, c.type, c.kind]), [['c_added', 'numeric(5,2)', 'decimal']]);
-        assert.ok(changes.indexOf(schemaChange) < changes.findIndex((c) => c.kind === 'insert'), 'before the rows that carry it');
-        assert.equal((changes.find((c) => c.kind === 'insert') as Extract<Change, { kind: 'insert' }>).row.c_added, '2.25');
+        assert.deepEqual(
+          schemaChange.added.map((c) => [c.name, c.type, c.kind]),
+          [['c_added', 'numeric(5,2)', 'decimal']],
+        );
+        assert.ok(
+          changes.indexOf(schemaChange) < changes.findIndex((c) => c.kind === 'insert'),
+          'before the rows that carry it',
+        );
+        assert.equal(
+          (changes.find((c) => c.kind === 'insert') as Extract<Change, { kind: 'insert' }>).row.c_added,
+          '2.25',
+        );
       } finally {
         await stream.close();
       }
@@ -194,7 +226,8 @@ describe('range planning', () => {
     const plan = await planTableRanges(client, table, { rowsPerRange: 100_000 });
     const ids: number[] = [];
     for (const range of plan.ranges) {
-      for await (const batch of copyTableRange(client, schema!, range, { batchRows: 50_000 })) for (const r of batch) ids.push(Number(r.id));
+      for await (const batch of copyTableRange(client, schema!, range, { batchRows: 50_000 }))
+        for (const r of batch) ids.push(Number(r.id));
     }
     return ids;
   }
@@ -205,7 +238,9 @@ describe('range planning', () => {
   };
 
   test('covers every row of a 1,000,000-row table exactly once', async () => {
-    await client.query(`CREATE TABLE big (id int8 PRIMARY KEY, v text); INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g; ANALYZE big`);
+    await client.query(
+      `CREATE TABLE big (id int8 PRIMARY KEY, v text); INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g; ANALYZE big`,
+    );
     const plan = await planTableRanges(client, 'public.big', { rowsPerRange: 100_000 });
     assert.ok(plan.ranges.length >= 9 && plan.ranges.length <= 12, `about 10 ranges: ${plan.ranges.length}`);
     assert.equal(plan.ranges.at(-1)!.endPage, null, 'the last range is open-ended');
@@ -230,13 +265,16 @@ describe('range planning', () => {
   });
 
   test('rows inserted after planning land in the open last range', async () => {
-    await client.query(`CREATE TABLE growing (id int8 PRIMARY KEY, v text); INSERT INTO growing SELECT g, 'x' FROM generate_series(1, 200000) g; ANALYZE growing`);
+    await client.query(
+      `CREATE TABLE growing (id int8 PRIMARY KEY, v text); INSERT INTO growing SELECT g, 'x' FROM generate_series(1, 200000) g; ANALYZE growing`,
+    );
     const [schema] = await loadTableSchemas(client, ['public.growing']);
     const plan = await planTableRanges(client, 'public.growing', { rowsPerRange: 50_000 });
     await client.query(`INSERT INTO growing SELECT g, 'late' FROM generate_series(200001, 260000) g`);
     const ids: number[] = [];
     for (const range of plan.ranges) {
-      for await (const batch of copyTableRange(client, schema!, range, { batchRows: 10_000 })) for (const r of batch) ids.push(Number(r.id));
+      for await (const batch of copyTableRange(client, schema!, range, { batchRows: 10_000 }))
+        for (const r of batch) ids.push(Number(r.id));
     }
     exactlyOnce(ids, 260_000);
   });
@@ -264,15 +302,21 @@ describe('a 1,000,000-row transaction', () => {
     const slot = await createSlot({ connectionString: t.db.url }, 'bigtx');
     const [schema] = await loadTableSchemas(t.client, ['public.t']);
     const stream = await openChangeStream({
-      connection: { connectionString: t.db.url }, slot: 'bigtx', publication: 'pub', startLsn: parseLsn(slot.confirmedLsn),
-      known: new Map([['public.t', schema!]]), lookup: async () => schema!,
+      connection: { connectionString: t.db.url },
+      slot: 'bigtx',
+      publication: 'pub',
+      startLsn: parseLsn(slot.confirmedLsn),
+      known: new Map([['public.t', schema!]]),
+      lookup: async () => schema!,
     });
     try {
       global.gc?.();
       const base = process.memoryUsage();
       let peakHeap = base.heapUsed;
       let peakRss = base.rss;
-      await t.client.query(`INSERT INTO t SELECT g, '${randomBytes(50).toString('hex')}' FROM generate_series(1, 1000000) g`);
+      await t.client.query(
+        `INSERT INTO t SELECT g, '${randomBytes(50).toString('hex')}' FROM generate_series(1, 1000000) g`,
+      );
       let n = 0;
       let committed = false;
       read: for await (const burst of stream) {
@@ -283,11 +327,16 @@ describe('a 1,000,000-row transaction', () => {
             peakHeap = Math.max(peakHeap, m.heapUsed);
             peakRss = Math.max(peakRss, m.rss);
           }
-          if (ev.type === 'commit') { committed = true; break read; }
+          if (ev.type === 'commit') {
+            committed = true;
+            break read;
+          }
         }
       }
       const mb = (b: number) => Math.round(b / 2 ** 20);
-      console.log(`1,000,000-row transaction: ${n} changes, heap ${mb(base.heapUsed)} -> peak ${mb(peakHeap)} MB, rss peak ${mb(peakRss)} MB`);
+      console.log(
+        `1,000,000-row transaction: ${n} changes, heap ${mb(base.heapUsed)} -> peak ${mb(peakHeap)} MB, rss peak ${mb(peakRss)} MB`,
+      );
       assert.ok(committed);
       assert.equal(n, 1_000_000);
       assert.ok(peakHeap - base.heapUsed < 300 * 2 ** 20, `heap grew by ${mb(peakHeap - base.heapUsed)} MB`);
@@ -304,20 +353,37 @@ describe('a slot held by another stream', () => {
     await t.client.query(`CREATE TABLE t (id int8 PRIMARY KEY); CREATE PUBLICATION pub FOR TABLE t`);
     const slot = await createSlot({ connectionString: t.db.url }, 'held');
     const [schema] = await loadTableSchemas(t.client, ['public.t']);
-    const open = (onWait?: () => void) => openChangeStream({
-      connection: { connectionString: t.db.url }, slot: 'held', publication: 'pub', startLsn: parseLsn(slot.confirmedLsn),
-      known: new Map([['public.t', schema!]]), lookup: async () => schema!, onWait,
-    });
-    const walsenders = async () => Number((await t.client.query(
-      `SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = current_database()`)).rows[0].n);
+    const open = (onWait?: () => void) =>
+      openChangeStream({
+        connection: { connectionString: t.db.url },
+        slot: 'held',
+        publication: 'pub',
+        startLsn: parseLsn(slot.confirmedLsn),
+        known: new Map([['public.t', schema!]]),
+        lookup: async () => schema!,
+        onWait,
+      });
+    const walsenders = async () =>
+      Number(
+        (
+          await t.client.query(
+            `SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = current_database()`,
+          )
+        ).rows[0].n,
+      );
     const holder = await open();
     try {
       assert.equal(await walsenders(), 1);
       let waits = 0;
       // Refused for 30 s (about 60 attempts) while the holder streams.
-      await assert.rejects(open(() => { waits++; }), /active for PID/);
+      await assert.rejects(
+        open(() => {
+          waits++;
+        }),
+        /active for PID/,
+      );
       assert.ok(waits > 10, `it waited (${waits} attempts)`);
-      assert.equal(await walsenders(), 1, 'only the holder\'s walsender remains');
+      assert.equal(await walsenders(), 1, "only the holder's walsender remains");
     } finally {
       await holder.close();
     }

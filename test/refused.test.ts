@@ -25,37 +25,85 @@ import type { TableError } from '../lib/contract/status.ts';
 import { PipelineFixture, type FixtureDestination } from './support/pipeline.ts';
 
 test('each destination tells a refusal of the data from a destination that is down, by its own error codes', () => {
-  const refused = new ClickHouseValueError({ table: 'public.t', column: 'd' }, 'infinity is outside ClickHouse\'s date range', 'infinity');
+  const refused = new ClickHouseValueError(
+    { table: 'public.t', column: 'd' },
+    "infinity is outside ClickHouse's date range",
+    'infinity',
+  );
   refused.key = 'id=1';
   assert.deepEqual(clickhouseRefusal(refused), { column: 'd', valueClass: 'infinity', key: 'id=1' });
   const parse = (text: string) => parseError(text) as ClickHouseError;
-  assert.deepEqual(clickhouseRefusal(parse("Code: 27. DB::Exception: Cannot parse input: expected '\"' before: 'x': (while reading the value of key d): (at row 1)\n: While executing ParallelParsingBlockInputFormat. (CANNOT_PARSE_INPUT_ASSERTION_FAILED) (version 24.8.1.1)")),
-    { column: 'd', valueClass: 'cannot_parse_input_assertion_failed' });
-  assert.deepEqual(clickhouseRefusal(parse('Code: 469. DB::Exception: Constraint `positive` for table db.t is violated at row 1. Expression: (n > 0). Column values: n = -1. (VIOLATED_CONSTRAINT) (version 24.8.1.1)')),
-    { valueClass: 'violated_constraint' });
+  assert.deepEqual(
+    clickhouseRefusal(
+      parse(
+        "Code: 27. DB::Exception: Cannot parse input: expected '\"' before: 'x': (while reading the value of key d): (at row 1)\n: While executing ParallelParsingBlockInputFormat. (CANNOT_PARSE_INPUT_ASSERTION_FAILED) (version 24.8.1.1)",
+      ),
+    ),
+    { column: 'd', valueClass: 'cannot_parse_input_assertion_failed' },
+  );
+  assert.deepEqual(
+    clickhouseRefusal(
+      parse(
+        'Code: 469. DB::Exception: Constraint `positive` for table db.t is violated at row 1. Expression: (n > 0). Column values: n = -1. (VIOLATED_CONSTRAINT) (version 24.8.1.1)',
+      ),
+    ),
+    { valueClass: 'violated_constraint' },
+  );
   for (const down of [
     parse('Code: 241. DB::Exception: Memory limit (total) exceeded. (MEMORY_LIMIT_EXCEEDED) (version 24.8.1.1)'),
     parse('Code: 252. DB::Exception: Too many parts (300). (TOO_MANY_PARTS) (version 24.8.1.1)'),
     Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' }),
-  ]) assert.equal(clickhouseRefusal(down), undefined, (down as Error).message);
+  ])
+    assert.equal(clickhouseRefusal(down), undefined, (down as Error).message);
 
-  const pgError = (code: string, fields: Partial<pg.DatabaseError> = {}) => Object.assign(new pg.DatabaseError('m', 1, 'error'), { code, ...fields });
-  assert.deepEqual(postgresRefusal(pgError('23502', { column: 'n' })), { column: 'n', valueClass: 'not_null_violation' });
-  assert.deepEqual(postgresRefusal(pgError('23505', { constraint: 't_pkey', detail: 'Key (id)=(1) already exists.' })), { valueClass: 'unique_violation (t_pkey)', key: 'id=1' });
+  const pgError = (code: string, fields: Partial<pg.DatabaseError> = {}) =>
+    Object.assign(new pg.DatabaseError('m', 1, 'error'), { code, ...fields });
+  assert.deepEqual(postgresRefusal(pgError('23502', { column: 'n' })), {
+    column: 'n',
+    valueClass: 'not_null_violation',
+  });
+  assert.deepEqual(
+    postgresRefusal(pgError('23505', { constraint: 't_pkey', detail: 'Key (id)=(1) already exists.' })),
+    { valueClass: 'unique_violation (t_pkey)', key: 'id=1' },
+  );
   assert.deepEqual(postgresRefusal(pgError('22008')), { valueClass: 'datetime_field_overflow' });
-  for (const code of ['57P01', '08006', '40001', '53300', '42P01']) assert.equal(postgresRefusal(pgError(code)), undefined, code);
+  for (const code of ['57P01', '08006', '40001', '53300', '42P01'])
+    assert.equal(postgresRefusal(pgError(code)), undefined, code);
   assert.equal(postgresRefusal(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })), undefined);
 
-  const sf = (code: string, message: string, sqlState?: string) => ({ name: 'OperationFailedError', code, message, sqlState });
-  assert.deepEqual(snowflakeRefusal(sf('100038', "Numeric value 'abc' is not recognized", '22018')), { valueClass: 'unrecognized numeric' });
-  assert.deepEqual(snowflakeRefusal(sf('100040', "Date 'infinity' is not recognized", '22007')), { valueClass: 'unrecognized date' });
-  assert.deepEqual(snowflakeRefusal(sf('100072', "NULL result in a non-nullable column", '22000')), { valueClass: 'Snowflake error 100072' });
+  const sf = (code: string, message: string, sqlState?: string) => ({
+    name: 'OperationFailedError',
+    code,
+    message,
+    sqlState,
+  });
+  assert.deepEqual(snowflakeRefusal(sf('100038', "Numeric value 'abc' is not recognized", '22018')), {
+    valueClass: 'unrecognized numeric',
+  });
+  assert.deepEqual(snowflakeRefusal(sf('100040', "Date 'infinity' is not recognized", '22007')), {
+    valueClass: 'unrecognized date',
+  });
+  assert.deepEqual(snowflakeRefusal(sf('100072', 'NULL result in a non-nullable column', '22000')), {
+    valueClass: 'Snowflake error 100072',
+  });
   assert.equal(snowflakeRefusal(sf('390114', 'Authentication token has expired.', '08001')), undefined);
-  assert.equal(snowflakeRefusal({ name: 'NetworkError', code: 401001, message: 'Network error. Could not reach Snowflake.' }), undefined);
+  assert.equal(
+    snowflakeRefusal({ name: 'NetworkError', code: 401001, message: 'Network error. Could not reach Snowflake.' }),
+    undefined,
+  );
 
-  assert.deepEqual(duckdbRefusal(new Error('Conversion Error: Could not convert string \'x\' to INT32')), { valueClass: 'conversion error' });
-  assert.deepEqual(duckdbRefusal(Object.assign(new DuckDBValueError('public.t.n: NaN cannot be stored in DECIMAL(10,2)', 'NaN'), { column: 'n', key: 'id=1' })),
-    { valueClass: 'NaN', column: 'n', key: 'id=1' });
+  assert.deepEqual(duckdbRefusal(new Error("Conversion Error: Could not convert string 'x' to INT32")), {
+    valueClass: 'conversion error',
+  });
+  assert.deepEqual(
+    duckdbRefusal(
+      Object.assign(new DuckDBValueError('public.t.n: NaN cannot be stored in DECIMAL(10,2)', 'NaN'), {
+        column: 'n',
+        key: 'id=1',
+      }),
+    ),
+    { valueClass: 'NaN', column: 'n', key: 'id=1' },
+  );
   assert.equal(duckdbRefusal(new Error('IO Error: Could not set lock on file')), undefined);
 });
 
@@ -74,12 +122,15 @@ interface Refusal {
   expect: (error: TableError, f: PipelineFixture) => void;
 }
 
-const walflow = (...args: string[]) => promisify(execFile)(process.execPath, ['bin/walflow.js', ...args], { encoding: 'utf8' });
+const walflow = (...args: string[]) =>
+  promisify(execFile)(process.execPath, ['bin/walflow.js', ...args], { encoding: 'utf8' });
 
 function describeRefusal(r: Refusal): void {
   describe(`a value ${r.destination} refuses${r.name ? ` (${r.name})` : ''}`, () => {
     const f = new PipelineFixture({
-      name: r.name ?? `refused_${r.destination}`, destination: r.destination, tables: ['ta', 'tb'],
+      name: r.name ?? `refused_${r.destination}`,
+      destination: r.destination,
+      tables: ['ta', 'tb'],
       setup: `CREATE TABLE ta (id int PRIMARY KEY, ${r.columns});
         CREATE TABLE tb (id int PRIMARY KEY, v text);
         INSERT INTO ta VALUES ${r.rows};
@@ -95,10 +146,14 @@ function describeRefusal(r: Refusal): void {
 
       // One transaction: tb's change must arrive although ta's, beside it, is refused.
       await f.sql(`INSERT INTO ta VALUES (10, ${r.refused}); INSERT INTO tb VALUES (10, 'beside the refused row')`);
-      const status = await f.waitFor('ta to show errored', async () => {
-        const s = await f.status();
-        return s.tables.ta?.state === 'errored' && s;
-      }, 60_000);
+      const status = await f.waitFor(
+        'ta to show errored',
+        async () => {
+          const s = await f.status();
+          return s.tables.ta?.state === 'errored' && s;
+        },
+        60_000,
+      );
       const error = status.tables.ta!.error!;
       assert.equal(status.tables.tb!.state, 'streaming');
       assert.equal(error.attempts, 3);
@@ -115,11 +170,19 @@ function describeRefusal(r: Refusal): void {
       const target = (await f.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
       await f.waitForConvergence(60_000, ['tb']);
       assert.ok(Date.now() - started < 30_000, `tb took ${Date.now() - started} ms to catch up`);
-      await f.waitFor('the slot to move past the errored table\'s changes', async () => {
-        const confirmed = await f.slotConfirmedLsn();
-        return confirmed !== null && parseLsn(confirmed) >= parseLsn(target);
-      }, 30_000);
-      assert.deepEqual((await f.compare(['ta'])).counts, { 'public.ta': [5, 3] }, 'none of ta\'s changes past the refusal is written');
+      await f.waitFor(
+        "the slot to move past the errored table's changes",
+        async () => {
+          const confirmed = await f.slotConfirmedLsn();
+          return confirmed !== null && parseLsn(confirmed) >= parseLsn(target);
+        },
+        30_000,
+      );
+      assert.deepEqual(
+        (await f.compare(['ta'])).counts,
+        { 'public.ta': [5, 3] },
+        "none of ta's changes past the refusal is written",
+      );
       assert.equal((await f.status()).tables.ta!.state, 'errored');
 
       // The way out: fix the rows in the source, resync the table.
@@ -144,7 +207,10 @@ describeRefusal({
     assert.equal(error.column, 'd');
     assert.equal(error.valueClass, 'infinity');
     assert.equal(error.key, 'id=10');
-    assert.match(error.reason, /^destination clickhouse http:\/\/\S+: refused the data of table public\.ta, column d: public\.ta\.d: infinity is outside ClickHouse's date range/);
+    assert.match(
+      error.reason,
+      /^destination clickhouse http:\/\/\S+: refused the data of table public\.ta, column d: public\.ta\.d: infinity is outside ClickHouse's date range/,
+    );
   },
 });
 
@@ -158,7 +224,10 @@ describeRefusal({
   fix: 'n = 5',
   expect: (error) => {
     assert.equal(error.valueClass, 'check_violation (positive)');
-    assert.match(error.reason, /^destination postgres \S+: refused the data of table public\.ta: new row for relation "ta" violates check constraint "positive"/);
+    assert.match(
+      error.reason,
+      /^destination postgres \S+: refused the data of table public\.ta: new row for relation "ta" violates check constraint "positive"/,
+    );
   },
 });
 
@@ -177,7 +246,10 @@ describeRefusal({
   fix: 'n = 5',
   expect: (error) => {
     assert.equal(error.valueClass, 'violated_constraint');
-    assert.match(error.reason, /^destination clickhouse \S+: refused the data of table public\.ta: Constraint `positive` for table \S+\.ta \(.*\) is violated at row 1\. Expression: \(n > 0\)\. Column values: n = -1\.$/);
+    assert.match(
+      error.reason,
+      /^destination clickhouse \S+: refused the data of table public\.ta: Constraint `positive` for table \S+\.ta \(.*\) is violated at row 1\. Expression: \(n > 0\)\. Column values: n = -1\.$/,
+    );
   },
 });
 
@@ -190,7 +262,10 @@ describeRefusal({
   fix: 'amount = 4.25',
   expect: (error) => {
     assert.deepEqual([error.column, error.valueClass, error.key], ['amount', 'NaN', 'id=10']);
-    assert.match(error.reason, /^destination duckdb: refused the data of table public\.ta, column amount: public\.ta\.amount: NaN cannot be stored in DECIMAL\(10,2\)/);
+    assert.match(
+      error.reason,
+      /^destination duckdb: refused the data of table public\.ta, column amount: public\.ta\.amount: NaN cannot be stored in DECIMAL\(10,2\)/,
+    );
   },
 });
 
@@ -198,7 +273,9 @@ describeRefusal({
 // pipeline marks that table errored and finishes the others' backfill, then streams them.
 describe('a backfill range ClickHouse refuses', () => {
   const f = new PipelineFixture({
-    name: 'refused_backfill', destination: 'clickhouse', tables: ['ta', 'tb'],
+    name: 'refused_backfill',
+    destination: 'clickhouse',
+    tables: ['ta', 'tb'],
     setup: `CREATE TABLE ta (id int PRIMARY KEY, d date);
       CREATE TABLE tb (id int PRIMARY KEY, v text);
       INSERT INTO ta VALUES (1, '2024-01-01'), (2, 'infinity');
@@ -209,28 +286,43 @@ describe('a backfill range ClickHouse refuses', () => {
   test('stops only that table (errored, its copy not retried); the other is copied and streams; a retry after the fix restores it', async () => {
     await f.setup();
     await f.start();
-    const failure = await f.waitFor('the refused range copy to fail', async () => {
-      for await (const wf of f.client.workflow.list({ query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'` })) {
-        for (const e of (await f.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory()).events ?? []) {
-          const failed = e.activityTaskFailedEventAttributes?.failure;
-          if (failed?.applicationFailureInfo?.type === 'DataRefused') return { failed };
+    const failure = await f.waitFor(
+      'the refused range copy to fail',
+      async () => {
+        for await (const wf of f.client.workflow.list({
+          query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'`,
+        })) {
+          for (const e of (await f.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory()).events ?? []) {
+            const failed = e.activityTaskFailedEventAttributes?.failure;
+            if (failed?.applicationFailureInfo?.type === 'DataRefused') return { failed };
+          }
         }
-      }
-      return undefined;
-    }, 60_000);
+        return undefined;
+      },
+      60_000,
+    );
     const info = failure.failed.applicationFailureInfo!;
     assert.equal(info.nonRetryable, true);
-    const details = (info.details?.payloads ?? []).map((p) => defaultPayloadConverter.fromPayload<DataRefusedDetails>(p));
+    const details = (info.details?.payloads ?? []).map((p) =>
+      defaultPayloadConverter.fromPayload<DataRefusedDetails>(p),
+    );
     assert.equal(details.length, 1);
     const [d] = details;
     assert.deepEqual([d!.table, d!.column, d!.valueClass], ['ta', 'd', 'infinity']);
-    assert.match(d!.reason, /^destination clickhouse \S+: refused the data of table public\.ta, column d: public\.ta\.d: infinity is outside ClickHouse's date range/);
+    assert.match(
+      d!.reason,
+      /^destination clickhouse \S+: refused the data of table public\.ta, column d: public\.ta\.d: infinity is outside ClickHouse's date range/,
+    );
     assert.equal(failure.failed.message, d!.reason);
 
-    const status = await f.waitFor('ta errored, tb streaming', async () => {
-      const s = await f.status();
-      return s.tables.ta?.state === 'errored' && s.tables.tb?.state === 'streaming' && s.phase === 'streaming' && s;
-    }, 60_000);
+    const status = await f.waitFor(
+      'ta errored, tb streaming',
+      async () => {
+        const s = await f.status();
+        return s.tables.ta?.state === 'errored' && s.tables.tb?.state === 'streaming' && s.phase === 'streaming' && s;
+      },
+      60_000,
+    );
     const error = status.tables.ta!.error!;
     assert.equal(error.column, 'd');
     assert.equal(error.valueClass, 'infinity');
@@ -241,13 +333,19 @@ describe('a backfill range ClickHouse refuses', () => {
     // Not copied again and again: seconds later still the one copy workflow.
     await new Promise((r) => setTimeout(r, 5_000));
     let copies = 0;
-    for await (const _ of f.client.workflow.list({ query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'` })) copies++;
+    for await (const _ of f.client.workflow.list({
+      query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'`,
+    }))
+      copies++;
     assert.equal(copies, 1, 'the refused table is held, not re-copied');
     assert.equal((await f.status()).tables.ta!.state, 'errored');
 
     // The way out: fix the row in the source, retry the table with the CLI (not spawnSync: the worker runs here).
     await f.sql(`UPDATE ta SET d = '2024-06-01' WHERE id = 2`);
-    await assert.rejects(walflow('tables', 'retry', f.config.id, 'tb', '--config', f.configFile), /not errored in pipeline .*: tb/);
+    await assert.rejects(
+      walflow('tables', 'retry', f.config.id, 'tb', '--config', f.configFile),
+      /not errored in pipeline .*: tb/,
+    );
     const { stdout } = await walflow('tables', 'retry', f.config.id, 'ta', '--config', f.configFile);
     assert.match(stdout, /retrying table\(s\) ta of /);
     await f.waitFor('ta to stream again', async () => (await f.status()).tables.ta?.state === 'streaming', 120_000);

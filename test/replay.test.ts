@@ -15,8 +15,17 @@ const dir = join(projectRoot, 'test', 'histories');
 const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
 
 test('recorded histories exist for every kind of run', () => {
-  for (const kind of ['pipeline-backfill-paused-resumed', 'pipeline-continued-as-new', 'pipeline-snapshot-lost', 'copy-ranges', 'resync',
-    'pipeline-config-applied-dropped', 'resync-published', 'session-ended', 'session-idle']) {
+  for (const kind of [
+    'pipeline-backfill-paused-resumed',
+    'pipeline-continued-as-new',
+    'pipeline-snapshot-lost',
+    'copy-ranges',
+    'resync',
+    'pipeline-config-applied-dropped',
+    'resync-published',
+    'session-ended',
+    'session-idle',
+  ]) {
     assert.ok(files.includes(`${kind}.json`), `test/histories/${kind}.json`);
   }
 });
@@ -25,6 +34,10 @@ for (const file of files) {
   test(`replays ${file}`, async () => {
     const { workflowId, history } = JSON.parse(readFileSync(join(dir, file), 'utf8'));
     // The bundle the workers run, so the replayed code is exactly what production executes.
-    await Worker.runReplayHistory({ workflowBundle: { codePath: workflowBundlePath() }, replayName: file }, history, workflowId);
+    await Worker.runReplayHistory(
+      { workflowBundle: { codePath: workflowBundlePath() }, replayName: file },
+      history,
+      workflowId,
+    );
   });
 }

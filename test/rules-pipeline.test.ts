@@ -15,15 +15,28 @@ import { PipelineFixture } from './support/pipeline.ts';
 import { requireEnv } from './support/env.ts';
 
 const SALT = 'salt-that-never-leaves-the-worker-7f3a';
-const emails = ['alice.wonder@example.com', 'bob.builder@example.com', 'carol.singer@example.com', 'dave.diver@example.com', 'erin.e@example.com', 'frank.f@example.com', 'dave.new@example.com'];
+const emails = [
+  'alice.wonder@example.com',
+  'bob.builder@example.com',
+  'carol.singer@example.com',
+  'dave.diver@example.com',
+  'erin.e@example.com',
+  'frank.f@example.com',
+  'dave.new@example.com',
+];
 const ssns = ['111-11-1111', '222-22-2222', '333-33-3333', '444-44-4444', '555-55-5555', '666-66-6666'];
-const run = (args: string[]) => new Promise<{ status: number | null; output: string }>((resolve) => {
-  const child = spawn(process.execPath, ['bin/walflow.js', ...args]);
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => { output += d; });
-  child.stderr.on('data', (d: Buffer) => { output += d; });
-  child.on('close', (status) => resolve({ status, output }));
-});
+const run = (args: string[]) =>
+  new Promise<{ status: number | null; output: string }>((resolve) => {
+    const child = spawn(process.execPath, ['bin/walflow.js', ...args]);
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => {
+      output += d;
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      output += d;
+    });
+    child.on('close', (status) => resolve({ status, output }));
+  });
 const hmac = (s: string) => createHmac('sha256', SALT).update(s).digest('hex');
 
 describe('rules into ClickHouse', () => {
@@ -44,7 +57,14 @@ describe('rules into ClickHouse', () => {
       rules: {
         customers: {
           // 9007199254740992 and ...993 are one float: only an exact comparison tells them apart.
-          filter: { where: { all: [{ column: 'country', in: ['FR', 'DE'] }, { column: 'big', gt: '9007199254740992' }] } },
+          filter: {
+            where: {
+              all: [
+                { column: 'country', in: ['FR', 'DE'] },
+                { column: 'big', gt: '9007199254740992' },
+              ],
+            },
+          },
           transform: [
             { column: 'email', mask: { keepFirst: 2, keepLast: 4, char: '*' } },
             { column: 'ssn', hash: { salt: 'env:WALFLOW_TEST_RULES_SALT' } },
@@ -72,7 +92,12 @@ describe('rules into ClickHouse', () => {
     const ch = createClient({ url: requireEnv('CLICKHOUSE_URL') });
     const db = f.target.name;
     const rows = async <T>(query: string) => (await (await ch.query({ query, format: 'JSONEachRow' })).json()) as T[];
-    const live = async (table: string) => (await rows<{ id: string | number }>(`SELECT id FROM ${db}.${table} FINAL WHERE NOT _walflow_deleted ORDER BY id`)).map((r) => String(r.id));
+    const live = async (table: string) =>
+      (
+        await rows<{ id: string | number }>(
+          `SELECT id FROM ${db}.${table} FINAL WHERE NOT _walflow_deleted ORDER BY id`,
+        )
+      ).map((r) => String(r.id));
     try {
       assert.deepEqual(await live('clients'), ['1', '4'], 'backfill (read): only rows in the filter');
       assert.deepEqual(await live('accounts'), ['1', '3']);
@@ -94,30 +119,65 @@ describe('rules into ClickHouse', () => {
       assert.deepEqual(await live('clients'), ['2', '5']);
       assert.deepEqual(await live('accounts'), ['2', '3']);
 
-      const clients = await rows<Record<string, string>>(`SELECT id, contact, ssn, phone, toString(created) AS created FROM ${db}.clients FINAL WHERE NOT _walflow_deleted ORDER BY id`);
+      const clients = await rows<Record<string, string>>(
+        `SELECT id, contact, ssn, phone, toString(created) AS created FROM ${db}.clients FINAL WHERE NOT _walflow_deleted ORDER BY id`,
+      );
       assert.deepEqual(clients, [
-        { id: '2', contact: 'bo*****************.com', ssn: hmac(ssns[1]!), phone: '###-####', created: '2000-01-01 00:00:00.000000' },
-        { id: '5', contact: 'er************.com', ssn: hmac(ssns[4]!), phone: '###-####', created: '2000-01-01 00:00:00.000000' },
+        {
+          id: '2',
+          contact: 'bo*****************.com',
+          ssn: hmac(ssns[1]!),
+          phone: '###-####',
+          created: '2000-01-01 00:00:00.000000',
+        },
+        {
+          id: '5',
+          contact: 'er************.com',
+          ssn: hmac(ssns[4]!),
+          phone: '###-####',
+          created: '2000-01-01 00:00:00.000000',
+        },
       ]);
-      const columns = async (table: string) => (await rows<{ name: string }>(`DESCRIBE TABLE ${db}.${table}`)).map((c) => c.name).filter((c) => !c.startsWith('_walflow'));
+      const columns = async (table: string) =>
+        (await rows<{ name: string }>(`DESCRIBE TABLE ${db}.${table}`))
+          .map((c) => c.name)
+          .filter((c) => !c.startsWith('_walflow'));
       assert.deepEqual(await columns('clients'), ['id', 'contact', 'ssn', 'phone', 'country', 'big', 'created']);
       assert.deepEqual(await columns('accounts'), ['id', 'holder', 'status', 'score']);
       assert.deepEqual(await rows(`EXISTS TABLE ${db}.customers`), [{ result: 0 }], 'the source name is not used');
 
       // Every version ClickHouse holds (not only the live ones): no clear e-mail, SSN, note or secret ever arrived.
-      const stored = JSON.stringify([...await rows(`SELECT * FROM ${db}.clients`), ...await rows(`SELECT * FROM ${db}.accounts`)]);
-      for (const clear of [...emails, ...ssns, 'n1', 'n5', 's1', 's3', 'changed']) assert.ok(!stored.includes(clear), `${clear} reached ClickHouse in clear`);
+      const stored = JSON.stringify([
+        ...(await rows(`SELECT * FROM ${db}.clients`)),
+        ...(await rows(`SELECT * FROM ${db}.accounts`)),
+      ]);
+      for (const clear of [...emails, ...ssns, 'n1', 'n5', 's1', 's3', 'changed'])
+        assert.ok(!stored.includes(clear), `${clear} reached ClickHouse in clear`);
       assert.ok(stored.includes(`da${'*'.repeat(14)}.com`), 'the update of a row in the filter arrived, masked');
 
-      const verify = spawnSync(process.execPath, ['bin/walflow.js', 'verify', f.config.id, '--config', f.configFile, '--json'], { encoding: 'utf8' });
+      const verify = spawnSync(
+        process.execPath,
+        ['bin/walflow.js', 'verify', f.config.id, '--config', f.configFile, '--json'],
+        { encoding: 'utf8' },
+      );
       assert.equal(verify.status, 0, verify.stdout + verify.stderr);
-      const report = JSON.parse(verify.stdout) as { equal: boolean; tables: { table: string; destinationTable?: string; sourceRows: number; destinationRows: number }[] };
+      const report = JSON.parse(verify.stdout) as {
+        equal: boolean;
+        tables: { table: string; destinationTable?: string; sourceRows: number; destinationRows: number }[];
+      };
       assert.equal(report.equal, true);
-      assert.deepEqual(report.tables.map((t) => [t.table, t.destinationTable, t.sourceRows, t.destinationRows]),
-        [['public.customers', 'public.clients', 2, 2], ['public.accounts', undefined, 2, 2]]);
+      assert.deepEqual(
+        report.tables.map((t) => [t.table, t.destinationTable, t.sourceRows, t.destinationRows]),
+        [
+          ['public.customers', 'public.clients', 2, 2],
+          ['public.accounts', undefined, 2, 2],
+        ],
+      );
       // A row ClickHouse has that the source lost without a change event: a resync (through the rules, into
       // the renamed table) removes it and rewrites only rows in the filter.
-      await ch.command({ query: `INSERT INTO ${db}.clients (id, contact, _walflow_version, _walflow_deleted) VALUES (99, 'ghost', 1, false)` });
+      await ch.command({
+        query: `INSERT INTO ${db}.clients (id, contact, _walflow_version, _walflow_deleted) VALUES (99, 'ghost', 1, false)`,
+      });
       assert.deepEqual(await live('clients'), ['2', '5', '99']);
       // Not spawnSync: the worker runs in this process and must keep running while the CLI waits.
       const resync = await run(['resync', f.config.id, '--config', f.configFile, '--wait']);
@@ -129,21 +189,33 @@ describe('rules into ClickHouse', () => {
       // The rules also make verify see a drift in a column they keep (and only there).
       await f.handle.signal('pause');
       await f.waitFor('paused', async () => (await f.status()).phase === 'paused');
-      await f.sql(`UPDATE customers SET note = 'not replicated' WHERE id = 2; UPDATE customers SET phone = '1' WHERE id = 5`);
-      const drift = spawnSync(process.execPath, ['bin/walflow.js', 'verify', f.config.id, '--config', f.configFile], { encoding: 'utf8' });
+      await f.sql(
+        `UPDATE customers SET note = 'not replicated' WHERE id = 2; UPDATE customers SET phone = '1' WHERE id = 5`,
+      );
+      const drift = spawnSync(process.execPath, ['bin/walflow.js', 'verify', f.config.id, '--config', f.configFile], {
+        encoding: 'utf8',
+      });
       assert.equal(drift.status, 1, drift.stdout);
-      assert.match(drift.stdout, /DIFF public\.customers -> public\.clients: source 2 rows, destination 2 rows\n\s+values differ: key \["5"\]\n/);
+      assert.match(
+        drift.stdout,
+        /DIFF public\.customers -> public\.clients: source 2 rows, destination 2 rows\n\s+values differ: key \["5"\]\n/,
+      );
 
       // Histories of the pipeline and its copy workflows: the salt's reference only, never the salt or a row.
       const histories: string[] = [];
       for await (const wf of f.client.workflow.list({ query: `WorkflowId STARTS_WITH '${f.handle.workflowId}'` })) {
         const history = await f.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
-        histories.push(JSON.stringify(history, (k, v) => (k === 'data' && typeof v === 'string' ? Buffer.from(v, 'base64').toString('utf8') : v)));
+        histories.push(
+          JSON.stringify(history, (k, v) =>
+            k === 'data' && typeof v === 'string' ? Buffer.from(v, 'base64').toString('utf8') : v,
+          ),
+        );
       }
       const all = histories.join('\n');
       assert.ok(histories.length >= 2, `histories read: ${histories.length}`);
       assert.ok(all.includes('env:WALFLOW_TEST_RULES_SALT'), 'the reference is in the history');
-      for (const secret of [SALT, ...emails, ...ssns]) assert.ok(!all.includes(secret), `${secret} is in a workflow history`);
+      for (const secret of [SALT, ...emails, ...ssns])
+        assert.ok(!all.includes(secret), `${secret} is in a workflow history`);
     } finally {
       await ch.close();
     }
@@ -154,9 +226,16 @@ describe('rules into ClickHouse', () => {
     raw.pipelines[0]!.rules.accounts = { transform: [{ column: 'secrett', mask: {} }] };
     const file = `${f.configFile}.bad.yaml`;
     writeFileSync(file, stringify(raw));
-    const check = spawnSync(process.execPath, ['bin/walflow.js', 'check', f.config.id, '--config', file], { encoding: 'utf8' });
+    const check = spawnSync(process.execPath, ['bin/walflow.js', 'check', f.config.id, '--config', file], {
+      encoding: 'utf8',
+    });
     assert.equal(check.status, 1, check.stdout + check.stderr);
-    assert.match(check.stdout, new RegExp(`- pipeline ${f.config.id}, table accounts, rule transform\\[0\\]: column "secrett" does not exist in public\\.accounts \\(columns: id, owner, status, secret, score\\)`));
+    assert.match(
+      check.stdout,
+      new RegExp(
+        `- pipeline ${f.config.id}, table accounts, rule transform\\[0\\]: column "secrett" does not exist in public\\.accounts \\(columns: id, owner, status, secret, score\\)`,
+      ),
+    );
   });
 });
 
@@ -164,7 +243,7 @@ describe('a rule on a missing column stops the pipeline for the operator', () =>
   const f = new PipelineFixture({
     name: 'rulesbad',
     destination: 'clickhouse',
-    setup: 'CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, \'a\');',
+    setup: "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a');",
     tables: ['items'],
     pipeline: { rules: { items: { filter: { where: { column: 'nmae', eq: 'a' } } } } },
   });
@@ -177,6 +256,11 @@ describe('a rule on a missing column stops the pipeline for the operator', () =>
       const s = await f.status();
       return s.phase === 'failed' && s;
     });
-    assert.match(status.lastError ?? '', new RegExp(`pipeline ${f.config.id}, table items, rule filter\\.where: column "nmae" does not exist in public\\.items \\(columns: id, name\\)`));
+    assert.match(
+      status.lastError ?? '',
+      new RegExp(
+        `pipeline ${f.config.id}, table items, rule filter\\.where: column "nmae" does not exist in public\\.items \\(columns: id, name\\)`,
+      ),
+    );
   });
 });

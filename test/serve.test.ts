@@ -16,7 +16,14 @@ import pg from 'pg';
 import { stringify } from 'yaml';
 import { jsonRow, type JsonRow } from '../lib/envelope.ts';
 import { parseLsn, type Lsn } from '../lib/lsn.ts';
-import { ServeClient, ServeError, TableReplica, type ChangeMessage, type StreamConnection, type StreamMessage } from '../lib/serve-client.ts';
+import {
+  ServeClient,
+  ServeError,
+  TableReplica,
+  type ChangeMessage,
+  type StreamConnection,
+  type StreamMessage,
+} from '../lib/serve-client.ts';
 import { loadTableSchemas } from '../activities/postgres/schema.ts';
 import { readTable } from '../activities/postgres/read.ts';
 import { connect } from '../activities/postgres/session.ts';
@@ -73,10 +80,20 @@ function startWriter(url: string): { stop(): Promise<number> } {
     let next = 100_000;
     while (running) {
       await c.query('BEGIN');
-      await c.query(`INSERT INTO items (id, name, price, big, tags) VALUES ($1::int, 'new ' || $1, $1::int * 0.01, $1::int, ARRAY['x'])`, [next++]);
-      await c.query(`UPDATE items SET name = name || '+', price = price + 1 WHERE id = (SELECT id FROM items ORDER BY random() LIMIT 1)`);
-      await c.query(`UPDATE items SET name = 'toasted ' || id WHERE id = (SELECT id FROM items WHERE doc IS NOT NULL ORDER BY random() LIMIT 1)`);
-      if (transactions % 7 === 0) await c.query(`UPDATE items SET id = id + 1000000 WHERE id = (SELECT id FROM items WHERE id < 1000000 ORDER BY random() LIMIT 1)`);
+      await c.query(
+        `INSERT INTO items (id, name, price, big, tags) VALUES ($1::int, 'new ' || $1, $1::int * 0.01, $1::int, ARRAY['x'])`,
+        [next++],
+      );
+      await c.query(
+        `UPDATE items SET name = name || '+', price = price + 1 WHERE id = (SELECT id FROM items ORDER BY random() LIMIT 1)`,
+      );
+      await c.query(
+        `UPDATE items SET name = 'toasted ' || id WHERE id = (SELECT id FROM items WHERE doc IS NOT NULL ORDER BY random() LIMIT 1)`,
+      );
+      if (transactions % 7 === 0)
+        await c.query(
+          `UPDATE items SET id = id + 1000000 WHERE id = (SELECT id FROM items WHERE id < 1000000 ORDER BY random() LIMIT 1)`,
+        );
       await c.query(`DELETE FROM items WHERE id = (SELECT id FROM items ORDER BY random() LIMIT 1)`);
       await c.query('COMMIT');
       transactions++;
@@ -84,21 +101,39 @@ function startWriter(url: string): { stop(): Promise<number> } {
     }
     await c.end();
   })();
-  return { async stop() { running = false; await done; return transactions; } };
+  return {
+    async stop() {
+      running = false;
+      await done;
+      return transactions;
+    },
+  };
 }
 
 /** A `walflow serve` process on a fixed port (so it can be killed and started again at the same address). */
 class ServeProcess {
   child?: ChildProcess;
-  constructor(private readonly configFile: string, private readonly env: NodeJS.ProcessEnv) {}
+  constructor(
+    private readonly configFile: string,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {}
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, ['bin/walflow.js', 'serve', '--config', this.configFile], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['bin/walflow.js', 'serve', '--config', this.configFile], {
+      env: this.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.child = child;
     let output = '';
-    child.stderr!.on('data', (d: Buffer) => { output += d.toString(); process.stderr.write(`[serve] ${d.toString()}`); });
+    child.stderr!.on('data', (d: Buffer) => {
+      output += d.toString();
+      process.stderr.write(`[serve] ${d.toString()}`);
+    });
     await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d: Buffer) => { output += d.toString(); if (output.includes('listening on')) resolve(); });
+      child.stdout!.on('data', (d: Buffer) => {
+        output += d.toString();
+        if (output.includes('listening on')) resolve();
+      });
       child.once('exit', (code) => reject(new Error(`walflow serve exited (${code}): ${output}`)));
     });
   }
@@ -114,7 +149,12 @@ class ServeProcess {
 }
 
 /** Reads the stream into `replicas` until `until()` holds; returns every change message read. */
-async function pump(conn: StreamConnection, replicas: Record<string, TableReplica>, until: (m: StreamMessage | undefined) => boolean | Promise<boolean>, ms = 120_000): Promise<ChangeMessage[]> {
+async function pump(
+  conn: StreamConnection,
+  replicas: Record<string, TableReplica>,
+  until: (m: StreamMessage | undefined) => boolean | Promise<boolean>,
+  ms = 120_000,
+): Promise<ChangeMessage[]> {
   const seen: ChangeMessage[] = [];
   const end = deadline(ms);
   const it = conn[Symbol.asyncIterator]();
@@ -122,7 +162,10 @@ async function pump(conn: StreamConnection, replicas: Record<string, TableReplic
   for (;;) {
     const left = end - Date.now();
     assert.ok(left > 0, `stream did not reach the expected state in ${ms} ms (read ${seen.length} changes)`);
-    const r = await Promise.race([it.next(), new Promise<'quiet'>((res) => setTimeout(() => res('quiet'), Math.min(left, 1000)))]);
+    const r = await Promise.race([
+      it.next(),
+      new Promise<'quiet'>((res) => setTimeout(() => res('quiet'), Math.min(left, 1000))),
+    ]);
     if (r === 'quiet') {
       if (await until(undefined)) return seen;
       continue;
@@ -139,7 +182,10 @@ async function pump(conn: StreamConnection, replicas: Record<string, TableReplic
 }
 
 async function expectRefused(p: Promise<unknown>, status: number, field?: string): Promise<ServeError> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   assert.ok(e instanceof ServeError, `expected HTTP ${status}, got ${e instanceof Error ? e.message : 'success'}`);
   assert.equal(e.status, status, e.message);
   if (field) {
@@ -181,14 +227,21 @@ describe('walflow serve', { timeout: 600_000 }, () => {
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
     configFile = join(mkdtempSync(join(tmpdir(), 'walflow-serve-')), 'walflow.yaml');
-    writeFileSync(configFile, stringify({
-      temporal: { address: temporalAddress(), taskQueue },
-      pipelines: [],
-      serve: {
-        listen: `127.0.0.1:${port}`, source: { url: db.url }, tokens: ['env:WALFLOW_TEST_SERVE_TOKEN_A', 'env:WALFLOW_TEST_SERVE_TOKEN_B'],
-        sessionIdleTimeoutSeconds: 300, snapshotHoldSeconds: 300, maxPageSize: 200,
-      },
-    }));
+    writeFileSync(
+      configFile,
+      stringify({
+        temporal: { address: temporalAddress(), taskQueue },
+        pipelines: [],
+        serve: {
+          listen: `127.0.0.1:${port}`,
+          source: { url: db.url },
+          tokens: ['env:WALFLOW_TEST_SERVE_TOKEN_A', 'env:WALFLOW_TEST_SERVE_TOKEN_B'],
+          sessionIdleTimeoutSeconds: 300,
+          snapshotHoldSeconds: 300,
+          maxPageSize: 200,
+        },
+      }),
+    );
     env = { ...process.env, WALFLOW_TEST_SERVE_TOKEN_A: tokenA, WALFLOW_TEST_SERVE_TOKEN_B: tokenB };
     worker = await startWorker({ address: temporalAddress(), taskQueue });
     temporalConnection = await Connection.connect({ address: temporalAddress() });
@@ -223,7 +276,13 @@ describe('walflow serve', { timeout: 600_000 }, () => {
       for await (const row of client.snapshotRows(init.slotName, 'items', 37)) keyset.push(row);
       const byOffset: JsonRow[] = [];
       for (let offset = 0; ; offset += 150) {
-        const page = await client.page({ slotName: init.slotName, table: 'public.items', offset, limit: 150, order_by: { column: 'id', order: 'ASC' } });
+        const page = await client.page({
+          slotName: init.slotName,
+          table: 'public.items',
+          offset,
+          limit: 150,
+          order_by: { column: 'id', order: 'ASC' },
+        });
         byOffset.push(...page.rows);
         if (page.rows.length < 150) break;
       }
@@ -231,10 +290,25 @@ describe('walflow serve', { timeout: 600_000 }, () => {
       for await (const row of client.snapshotNdjson(init.slotName, 'items')) ndjson.push(row);
       assert.equal(keyset.length, 500);
       assert.deepEqual(byOffset, keyset);
-      assert.deepEqual(new Map(ndjson.map((r) => [JSON.stringify([r.id]), r])), new Map(keyset.map((r) => [JSON.stringify([r.id]), r])));
-      assert.deepEqual(new Map(keyset.map((r) => [JSON.stringify([r.id]), r])), atInit, 'the snapshot is the table as of init, values exact');
-      const desc = await client.page({ slotName: init.slotName, table: 'items', limit: 3, order_by: [{ column: 'price', order: 'DESC' }] });
-      assert.deepEqual(desc.rows.map((r) => r.id), [500, 499, 498]);
+      assert.deepEqual(
+        new Map(ndjson.map((r) => [JSON.stringify([r.id]), r])),
+        new Map(keyset.map((r) => [JSON.stringify([r.id]), r])),
+      );
+      assert.deepEqual(
+        new Map(keyset.map((r) => [JSON.stringify([r.id]), r])),
+        atInit,
+        'the snapshot is the table as of init, values exact',
+      );
+      const desc = await client.page({
+        slotName: init.slotName,
+        table: 'items',
+        limit: 3,
+        order_by: [{ column: 'price', order: 'DESC' }],
+      });
+      assert.deepEqual(
+        desc.rows.map((r) => r.id),
+        [500, 499, 498],
+      );
       assert.deepEqual(desc.rows[0]!.big, '9007199254741493', 'int8 exact as a string');
 
       const replica = new TableReplica(init.keys['public.items']!);
@@ -272,7 +346,11 @@ describe('walflow serve', { timeout: 600_000 }, () => {
           return afterAck >= 10;
         });
         const resent = seen.filter((m) => before.has(m.version));
-        assert.equal(new Set(resent.map((m) => m.version)).size, before.size, 'every change received but not ACKed before the connection died is sent again');
+        assert.equal(
+          new Set(resent.map((m) => m.version)).size,
+          before.size,
+          'every change received but not ACKed before the connection died is sent again',
+        );
       };
       const resume = async (): Promise<StreamConnection> => {
         const end = deadline(60_000);
@@ -305,7 +383,14 @@ describe('walflow serve', { timeout: 600_000 }, () => {
       const transactions = await writer.stop();
       assert.ok(transactions > 20, `writer committed ${transactions} transactions`);
       const final = await sourceRows(db.url, 'public.items');
-      const same = () => { try { assert.deepEqual(replica.current(), final); return true; } catch { return false; } };
+      const same = () => {
+        try {
+          assert.deepEqual(replica.current(), final);
+          return true;
+        } catch {
+          return false;
+        }
+      };
       let lastNext: string | undefined;
       await pump(conn3, replicas, (m) => {
         if (m && 'nextlsn' in m) lastNext = m.nextlsn;
@@ -348,9 +433,17 @@ describe('walflow serve', { timeout: 600_000 }, () => {
     await expectRefused(a.page({ slotName: sa.slotName, table: 'nope' }), 400, 'table');
     await expectRefused(a.page({ slotName: sa.slotName, table: 'items', limit: 201 }), 400, 'limit');
     await expectRefused(a.page({ slotName: sa.slotName, table: 'items', offset: -1 }), 400, 'offset');
-    await expectRefused(a.page({ slotName: sa.slotName, table: 'items', order_by: { column: 'id; DROP TABLE items' } }), 400, 'order_by.column');
+    await expectRefused(
+      a.page({ slotName: sa.slotName, table: 'items', order_by: { column: 'id; DROP TABLE items' } }),
+      400,
+      'order_by.column',
+    );
     await expectRefused(a.page({ slotName: sa.slotName, table: 'items', after: { name: 'x' } }), 400, 'after.id');
-    await expectRefused(a.page({ slotName: sa.slotName, table: 'items', after: { id: 3 }, order_by: { column: 'name' } }), 400, 'after');
+    await expectRefused(
+      a.page({ slotName: sa.slotName, table: 'items', after: { id: 3 }, order_by: { column: 'name' } }),
+      400,
+      'after',
+    );
     await expectRefused(a.stream('walflow_session_0000000000'), 404, 'slotName');
 
     // Each session's copy of its own table, from its own snapshot.
@@ -367,26 +460,43 @@ describe('walflow serve', { timeout: 600_000 }, () => {
     await c.query(`BEGIN; UPDATE others SET v = v + 1 WHERE k IN ('k1', 'k2'); DELETE FROM others WHERE k = 'k3';
       UPDATE items SET name = 'both' WHERE id = (SELECT min(id) FROM items); COMMIT`);
     await c.query(`INSERT INTO others VALUES ('new', 1)`);
-    await c.query(`BEGIN; TRUNCATE others; INSERT INTO others SELECT 'after' || i, i FROM generate_series(1, 5) i; COMMIT`);
+    await c.query(
+      `BEGIN; TRUNCATE others; INSERT INTO others SELECT 'after' || i, i FROM generate_series(1, 5) i; COMMIT`,
+    );
     await c.query(`DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY id DESC LIMIT 3)`);
     await c.end();
 
     const wantItems = await sourceRows(db.url, 'public.items');
     const wantOthers = await sourceRows(db.url, 'public.others');
-    const same = (r: TableReplica, want: Map<string, JsonRow>) => { try { assert.deepEqual(r.current(), want); return true; } catch { return false; } };
+    const same = (r: TableReplica, want: Map<string, JsonRow>) => {
+      try {
+        assert.deepEqual(r.current(), want);
+        return true;
+      } catch {
+        return false;
+      }
+    };
     const [seenA, seenB] = await Promise.all([
       pump(ca, { 'public.items': items }, (m) => !m && same(items, wantItems)),
       pump(cb, { 'public.others': others }, (m) => !m && same(others, wantOthers)),
     ]);
     assert.deepEqual(items.current(), wantItems);
     assert.deepEqual(others.current(), wantOthers);
-    assert.ok(seenA.every((m) => m.table.name === 'items') && seenB.every((m) => m.table.name === 'others'), 'each session streams only its tables');
+    assert.ok(
+      seenA.every((m) => m.table.name === 'items') && seenB.every((m) => m.table.name === 'others'),
+      'each session streams only its tables',
+    );
     assert.ok(seenB.some((m) => m.op === 'truncate'));
 
     // Both sessions show in `walflow status --sessions` (JSON).
     // (Not spawnSync: the worker answering the CLI's queries runs in this process.)
-    const status = await execFileAsync(process.execPath, ['bin/walflow.js', 'status', '--sessions', '--json', '--config', configFile], { env, encoding: 'utf8' });
-    const listed = (JSON.parse(status.stdout) as { sessions: { slot: string; tables: string[]; connected: boolean }[] }).sessions;
+    const status = await execFileAsync(
+      process.execPath,
+      ['bin/walflow.js', 'status', '--sessions', '--json', '--config', configFile],
+      { env, encoding: 'utf8' },
+    );
+    const listed = (JSON.parse(status.stdout) as { sessions: { slot: string; tables: string[]; connected: boolean }[] })
+      .sessions;
     assert.deepEqual(listed.find((s) => s.slot === sa.slotName)?.tables, ['public.items']);
     assert.deepEqual(listed.find((s) => s.slot === sb.slotName)?.tables, ['public.others']);
 
@@ -418,7 +528,7 @@ describe('walflow serve', { timeout: 600_000 }, () => {
       assert.ok(Date.now() < end, `slot ${s.slotName} still exists 120 s after its 2 s idle timeout`);
       await new Promise((r) => setTimeout(r, 500));
     }
-    const result = await temporal.workflow.getHandle(sessionWorkflowId(s.slotName)).result() as { reason: string };
+    const result = (await temporal.workflow.getHandle(sessionWorkflowId(s.slotName)).result()) as { reason: string };
     assert.match(result.reason, /idle for 2 s/);
     const c = new pg.Client({ connectionString: db.url });
     await c.connect();

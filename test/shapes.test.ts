@@ -2,4 +2,5 @@
 import { describeShapeChangesInto } from './support/shapes.ts';
 
 const only = process.env.WALFLOW_SHAPE_DESTINATION as 'clickhouse' | 'snowflake' | 'postgres' | undefined;
-for (const destination of only ? [only] : (['clickhouse', 'snowflake', 'postgres'] as const)) describeShapeChangesInto(destination);
+for (const destination of only ? [only] : (['clickhouse', 'snowflake', 'postgres'] as const))
+  describeShapeChangesInto(destination);

@@ -21,7 +21,9 @@ async function loseSlot(f: PipelineFixture): Promise<void> {
       await f.sql(`INSERT INTO filler SELECT repeat(md5(g::text), 30) FROM generate_series(1, 2000) g`);
       await f.sql('SELECT pg_switch_wal()');
       await f.sql('CHECKPOINT');
-      const { rows } = await f.sql<{ wal_status: string }>(`SELECT wal_status FROM pg_replication_slots WHERE database = current_database() AND NOT temporary`);
+      const { rows } = await f.sql<{ wal_status: string }>(
+        `SELECT wal_status FROM pg_replication_slots WHERE database = current_database() AND NOT temporary`,
+      );
       return rows[0]?.wal_status === 'lost';
     });
   } finally {
@@ -52,7 +54,10 @@ for (const onSlotLost of ['fail', 'resync'] as const) {
           const s = await f.status();
           return s.phase === 'failed' && s;
         });
-        assert.match(failed.lastError!, /replication slot \S+ was invalidated by Postgres \(wal_status lost\): the WAL it needed is gone; changes after \S+ cannot be streamed\. Run `walflow resume \S+` to recreate the slot and resync every table/);
+        assert.match(
+          failed.lastError!,
+          /replication slot \S+ was invalidated by Postgres \(wal_status lost\): the WAL it needed is gone; changes after \S+ cannot be streamed\. Run `walflow resume \S+` to recreate the slot and resync every table/,
+        );
         assert.match(failed.errors!.pipeline!.message, /max_slot_wal_keep_size/);
         await f.handle.signal('resume');
       }
@@ -65,8 +70,13 @@ for (const onSlotLost of ['fail', 'resync'] as const) {
         return st.lastError === null && st;
       });
       assert.equal(s.phase, 'streaming');
-      const { rows } = await f.sql<{ wal_status: string }>(`SELECT wal_status FROM pg_replication_slots WHERE database = current_database() AND NOT temporary`);
-      assert.deepEqual(rows.map((r) => r.wal_status), ['reserved']);
+      const { rows } = await f.sql<{ wal_status: string }>(
+        `SELECT wal_status FROM pg_replication_slots WHERE database = current_database() AND NOT temporary`,
+      );
+      assert.deepEqual(
+        rows.map((r) => r.wal_status),
+        ['reserved'],
+      );
     });
   });
 }

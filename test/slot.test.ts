@@ -30,7 +30,10 @@ function clickhouseProxy(port: number) {
       server = createServer((client) => {
         const upstream = createConnection(Number(target.port), target.hostname);
         client.pipe(upstream).pipe(client);
-        const end = () => { client.destroy(); upstream.destroy(); };
+        const end = () => {
+          client.destroy();
+          upstream.destroy();
+        };
         client.on('error', end);
         upstream.on('error', end);
       });
@@ -41,11 +44,17 @@ function clickhouseProxy(port: number) {
 }
 
 /** The walflow CLI, run without blocking this process (whose in-process worker must answer the CLI's queries). */
-const cli = (f: PipelineFixture, ...args: string[]) => new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
-  execFile(process.execPath, ['bin/walflow.js', ...args, f.config.id, '--config', f.configFile], { encoding: 'utf8' }, (e, stdout, stderr) => {
-    resolve({ status: e ? Number((e as { code?: number }).code ?? 1) : 0, stdout, stderr });
+const cli = (f: PipelineFixture, ...args: string[]) =>
+  new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      ['bin/walflow.js', ...args, f.config.id, '--config', f.configFile],
+      { encoding: 'utf8' },
+      (e, stdout, stderr) => {
+        resolve({ status: e ? Number((e as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
-});
 
 async function liveStatus(f: PipelineFixture): Promise<PipelineStatus> {
   const r = await cli(f, 'status', '--json');
@@ -56,7 +65,10 @@ async function liveStatus(f: PipelineFixture): Promise<PipelineStatus> {
 /** One sample of a metric with exactly these labels, from the Prometheus text format. */
 async function metric(port: number, name: string, labels: Record<string, string>): Promise<number | undefined> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',');
+  const want = Object.entries(labels)
+    .map(([k, v]) => `${k}="${v}"`)
+    .sort()
+    .join(',');
   for (const line of text.split('\n')) {
     const m = /^(\w+)\{([^}]*)\} (\S+)$/.exec(line);
     if (m?.[1] === name && m[2]!.split(',').sort().join(',') === want) return Number(m[3]);
@@ -83,7 +95,8 @@ describe('a destination that is down while WAL grows', async () => {
     await f.teardown();
     await proxy.stop();
   });
-  const grow = (from: number) => f.sql(`INSERT INTO events SELECT g, repeat(md5(g::text), 20) FROM generate_series(${from}, ${from + 9999}) g`);
+  const grow = (from: number) =>
+    f.sql(`INSERT INTO events SELECT g, repeat(md5(g::text), 20) FROM generate_series(${from}, ${from + 9999}) g`);
 
   test('status shows the lag growing, wal_status and a warning naming the destination; check and /metrics too', async () => {
     await f.setup();
@@ -98,15 +111,27 @@ describe('a destination that is down while WAL grows', async () => {
     assert.equal(first.slot?.safeWalSize, null, 'the stack runs with max_slot_wal_keep_size = -1');
     assert.ok(first.lagBytes! > MiB, `lag ${first.lagBytes}`);
     const warning = first.warnings!.find((w) => w.includes('destination clickhouse'))!;
-    assert.match(warning, /^replication slot \S+ is [\d.]+ MiB behind the server's WAL \(alerts\.lagBytes 1\.0 MiB\), retaining .*wal_status reserved, nothing limits the WAL it keeps \(max_slot_wal_keep_size = -1\)/);
+    assert.match(
+      warning,
+      /^replication slot \S+ is [\d.]+ MiB behind the server's WAL \(alerts\.lagBytes 1\.0 MiB\), retaining .*wal_status reserved, nothing limits the WAL it keeps \(max_slot_wal_keep_size = -1\)/,
+    );
     assert.match(warning, /the stream is failing: destination clickhouse http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
     // Each component keeps its own error, saying where and since when.
     assert.match(first.errors!.stream!.message, /^destination clickhouse http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
-    assert.match(first.lastError!, /^(stream: |backfill: planning the backfill of events failed \(attempt \d+\): )destination clickhouse .*\(since \d{4}-\d\d-\d\dT/);
-    await f.waitFor('the backfill error too', async () => (await liveStatus(f)).errors?.backfill?.message.match(/^planning the backfill of events failed \(attempt \d+\): destination clickhouse/));
+    assert.match(
+      first.lastError!,
+      /^(stream: |backfill: planning the backfill of events failed \(attempt \d+\): )destination clickhouse .*\(since \d{4}-\d\d-\d\dT/,
+    );
+    await f.waitFor('the backfill error too', async () =>
+      (await liveStatus(f)).errors?.backfill?.message.match(
+        /^planning the backfill of events failed \(attempt \d+\): destination clickhouse/,
+      ),
+    );
 
     // The lag keeps growing while the destination stays down, in status and in the metrics.
-    const lagMetric = await f.waitFor('lag in the metrics', () => metric(metricsPort, 'walflow_lag_bytes', { pipeline: f.config.id }));
+    const lagMetric = await f.waitFor('lag in the metrics', () =>
+      metric(metricsPort, 'walflow_lag_bytes', { pipeline: f.config.id }),
+    );
     assert.ok(lagMetric > MiB, `walflow_lag_bytes ${lagMetric}`);
     await grow(200_000);
     const later = await f.waitFor('lag to grow', async () => {
@@ -114,9 +139,16 @@ describe('a destination that is down while WAL grows', async () => {
       return s.lagBytes! > first.lagBytes! + MiB && s;
     });
     assert.equal(later.slot?.walStatus, 'reserved');
-    await f.waitFor('the metric to grow', async () => (await metric(metricsPort, 'walflow_lag_bytes', { pipeline: f.config.id }))! > lagMetric + MiB, 60_000);
+    await f.waitFor(
+      'the metric to grow',
+      async () => (await metric(metricsPort, 'walflow_lag_bytes', { pipeline: f.config.id }))! > lagMetric + MiB,
+      60_000,
+    );
     assert.ok((await metric(metricsPort, 'walflow_wal_retained_bytes', { pipeline: f.config.id }))! >= lagMetric);
-    assert.ok((await metric(metricsPort, 'walflow_errors_total', { pipeline: f.config.id, component: 'stream', table: '' }))! > 0);
+    assert.ok(
+      (await metric(metricsPort, 'walflow_errors_total', { pipeline: f.config.id, component: 'stream', table: '' }))! >
+        0,
+    );
 
     const text = await cli(f, 'status');
     assert.match(text.stdout, /slot \S+: wal_status reserved, .*no WAL limit \(max_slot_wal_keep_size = -1\)/);
@@ -125,7 +157,10 @@ describe('a destination that is down while WAL grows', async () => {
 
     const check = await cli(f, 'check');
     assert.equal(check.status, 1, check.stderr);
-    assert.match(check.stdout, /- destination clickhouse http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED.*: check that the destination is up/);
+    assert.match(
+      check.stdout,
+      /- destination clickhouse http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED.*: check that the destination is up/,
+    );
     assert.match(check.stdout, /warning: max_slot_wal_keep_size is -1: .*ALTER SYSTEM SET max_slot_wal_keep_size/);
   });
 
@@ -136,14 +171,26 @@ describe('a destination that is down while WAL grows', async () => {
       const n = await metric(metricsPort, 'walflow_rows_copied_total', { pipeline: f.config.id, table: 'events' });
       return n !== undefined && n >= 5000 && n;
     });
-    const applied = (await metric(metricsPort, 'walflow_changes_applied_total', { pipeline: f.config.id, table: 'events' })) ?? 0;
+    const applied =
+      (await metric(metricsPort, 'walflow_changes_applied_total', { pipeline: f.config.id, table: 'events' })) ?? 0;
     await f.sql(`UPDATE events SET payload = 'changed' WHERE id <= 100`);
     await f.waitForConvergence();
-    await f.waitFor('changes applied counted', async () => (await metric(metricsPort, 'walflow_changes_applied_total', { pipeline: f.config.id, table: 'events' }))! >= applied + 100);
+    await f.waitFor(
+      'changes applied counted',
+      async () =>
+        (await metric(metricsPort, 'walflow_changes_applied_total', { pipeline: f.config.id, table: 'events' }))! >=
+        applied + 100,
+    );
     assert.ok(copied >= 5000);
-    const latency = await metric(metricsPort, 'walflow_apply_latency_seconds_count', { pipeline: f.config.id, table: 'events' });
+    const latency = await metric(metricsPort, 'walflow_apply_latency_seconds_count', {
+      pipeline: f.config.id,
+      table: 'events',
+    });
     assert.ok(latency! > 0, 'apply latency observed');
-    await f.waitFor('lag to drop', async () => (await metric(metricsPort, 'walflow_lag_bytes', { pipeline: f.config.id }))! < MiB);
+    await f.waitFor(
+      'lag to drop',
+      async () => (await metric(metricsPort, 'walflow_lag_bytes', { pipeline: f.config.id }))! < MiB,
+    );
 
     const s = await f.waitFor('errors and warnings cleared', async () => {
       const st = await liveStatus(f);

@@ -19,29 +19,56 @@ const schemaName = (what: string) => `${what}_${randomBytes(3).toString('hex')}`
 async function dropSchema(schema: string): Promise<void> {
   const d = snowflakeTestDestination(schema) as Record<string, string | number | undefined>;
   const conn = snowflake.createConnection({
-    account: String(d.account), username: String(d.username), database: String(d.database), warehouse: String(d.warehouse),
+    account: String(d.account),
+    username: String(d.username),
+    database: String(d.database),
+    warehouse: String(d.warehouse),
     password: process.env[String(d.password).replace(/^env:/, '')] ?? '',
     ...(d.host ? { accessUrl: `${d.protocol}://${d.host}:${d.port}` } : {}),
   });
   await new Promise<void>((res, rej) => conn.connect((e) => (e ? rej(e) : res())));
-  await new Promise<void>((res, rej) => conn.execute({ sqlText: `DROP SCHEMA IF EXISTS ${quoteIdent(snowflakeName(schema))} CASCADE`, complete: (e) => (e ? rej(e) : res()) }));
+  await new Promise<void>((res, rej) =>
+    conn.execute({
+      sqlText: `DROP SCHEMA IF EXISTS ${quoteIdent(snowflakeName(schema))} CASCADE`,
+      complete: (e) => (e ? rej(e) : res()),
+    }),
+  );
   await new Promise<void>((res) => conn.destroy(() => res()));
 }
 const destinationFor = async (schema: string, overrides: Record<string, unknown> = {}) =>
-  createDestination(DestinationConfig.parse({ ...snowflakeTestDestination(schema), ...overrides }), { pipeline: 'test' });
-
-test('the emulator answers the unchanged driver: login, DDL, array binding, typed results, errors with codes', { skip: !!process.env.SNOWFLAKE_ACCOUNT }, async () => {
-  const url = new URL(requireEnv('WALFLOW_SNOWFLAKE_URL'));
-  const conn = snowflake.createConnection({ account: 'walflow', username: 'walflow', password: 'x', database: 'PROTO', schema: 'PUBLIC', accessUrl: url.origin });
-  await new Promise<void>((res, rej) => conn.connect((e) => (e ? rej(e) : res())));
-  const run = (sqlText: string, binds?: snowflake.Binds) => new Promise<Record<string, unknown>[]>((res, rej) => {
-    conn.execute({ sqlText, binds, complete: (e, _s, rows) => (e ? rej(e) : res(rows ?? [])) });
+  createDestination(DestinationConfig.parse({ ...snowflakeTestDestination(schema), ...overrides }), {
+    pipeline: 'test',
   });
+
+test('the emulator answers the unchanged driver: login, DDL, array binding, typed results, errors with codes', {
+  skip: !!process.env.SNOWFLAKE_ACCOUNT,
+}, async () => {
+  const url = new URL(requireEnv('WALFLOW_SNOWFLAKE_URL'));
+  const conn = snowflake.createConnection({
+    account: 'walflow',
+    username: 'walflow',
+    password: 'x',
+    database: 'PROTO',
+    schema: 'PUBLIC',
+    accessUrl: url.origin,
+  });
+  await new Promise<void>((res, rej) => conn.connect((e) => (e ? rej(e) : res())));
+  const run = (sqlText: string, binds?: snowflake.Binds) =>
+    new Promise<Record<string, unknown>[]>((res, rej) => {
+      conn.execute({ sqlText, binds, complete: (e, _s, rows) => (e ? rej(e) : res(rows ?? [])) });
+    });
   try {
-    await run('CREATE OR REPLACE TABLE t (id NUMBER(38,0), n NUMBER(12,4), b BOOLEAN, d DATE, ts TIMESTAMP_NTZ(6), v VARIANT, bin BINARY, s VARCHAR)');
-    await run(`INSERT INTO t (id, n, b, d, ts, v, bin, s) SELECT ?, ?, ?, ?, ?, PARSE_JSON(?), TO_BINARY(?, 'HEX'), ?`,
-      ['1', '12.3400', true, '2024-02-29', '2024-02-29 01:02:03.456789', '{"a":[1,2]}', 'DEADBEEF', `quote ' "`]);
-    await run('INSERT INTO t (id, s) VALUES (?, ?)', [['2', 'a'], ['3', 'b']]);
+    await run(
+      'CREATE OR REPLACE TABLE t (id NUMBER(38,0), n NUMBER(12,4), b BOOLEAN, d DATE, ts TIMESTAMP_NTZ(6), v VARIANT, bin BINARY, s VARCHAR)',
+    );
+    await run(
+      `INSERT INTO t (id, n, b, d, ts, v, bin, s) SELECT ?, ?, ?, ?, ?, PARSE_JSON(?), TO_BINARY(?, 'HEX'), ?`,
+      ['1', '12.3400', true, '2024-02-29', '2024-02-29 01:02:03.456789', '{"a":[1,2]}', 'DEADBEEF', `quote ' "`],
+    );
+    await run('INSERT INTO t (id, s) VALUES (?, ?)', [
+      ['2', 'a'],
+      ['3', 'b'],
+    ]);
     const [row] = await run('SELECT * FROM t WHERE id = 1');
     assert.equal(row!.ID, 1);
     assert.equal(row!.N, 12.34);
@@ -63,7 +90,9 @@ test('the emulator answers the unchanged driver: login, DDL, array binding, type
 });
 
 const conformanceSchema = schemaName('DEST_TEST');
-describeDestination('SnowflakeDestination', await destinationFor(conformanceSchema), () => dropSchema(conformanceSchema));
+describeDestination('SnowflakeDestination', await destinationFor(conformanceSchema), () =>
+  dropSchema(conformanceSchema),
+);
 
 test('a warehouse the role cannot see is refused with the setting to change', async () => {
   const dest = await destinationFor(schemaName('WH_TEST'), { warehouse: 'NO_SUCH_WAREHOUSE' });
@@ -72,7 +101,11 @@ test('a warehouse the role cannot see is refused with the setting to change', as
 });
 
 test('key-pair authentication: the private key comes from a secret reference and signs the login', async () => {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  const { privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
   process.env.WALFLOW_TEST_SNOWFLAKE_KEY = privateKey;
   const keySchema = schemaName('KEY_TEST');
   const base = snowflakeTestDestination(keySchema);

@@ -10,7 +10,13 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { embeddedPostgresBinDir, postgresUrl, startPostgres, stopPostgres, type PostgresInstance } from '../stack/postgres.ts';
+import {
+  embeddedPostgresBinDir,
+  postgresUrl,
+  startPostgres,
+  stopPostgres,
+  type PostgresInstance,
+} from '../stack/postgres.ts';
 import { ensureTemporalCli } from '../stack/temporal.ts';
 import { isAlive } from '../stack/process.ts';
 
@@ -33,13 +39,20 @@ const env = {
 };
 
 function walflow(args: string[], extraEnv: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['bin/walflow.js', ...args], { env: { ...env, ...extraEnv }, encoding: 'utf8', timeout: 180_000 });
+  const r = spawnSync(process.execPath, ['bin/walflow.js', ...args], {
+    env: { ...env, ...extraEnv },
+    encoding: 'utf8',
+    timeout: 180_000,
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
 function pids(): number[] {
   const ps = spawnSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).stdout;
-  return ps.split('\n').filter((l) => l.includes(home)).map((l) => Number(l.trim().split(/\s+/)[0]));
+  return ps
+    .split('\n')
+    .filter((l) => l.includes(home))
+    .map((l) => Number(l.trim().split(/\s+/)[0]));
 }
 
 after(() => {
@@ -96,7 +109,10 @@ test('a port already in use fails fast with the port, the component and the sett
     const started = Date.now();
     const up = walflow(['stack', 'up']);
     assert.equal(up.code, 1);
-    assert.match(up.err, /temporal: port 27233 on 127\.0\.0\.1 is already in use by another process.*WALFLOW_TEMPORAL_PORT/);
+    assert.match(
+      up.err,
+      /temporal: port 27233 on 127\.0\.0\.1 is already in use by another process.*WALFLOW_TEMPORAL_PORT/,
+    );
     assert.ok(Date.now() - started < 60_000, 'no hang');
   } finally {
     blocker.close();
@@ -106,14 +122,20 @@ test('a port already in use fails fast with the port, the component and the sett
 
 test('a Postgres given by URL without wal_level=logical is refused with the setting to change', async () => {
   const replica: PostgresInstance = {
-    name: 'postgres-wal-replica', binDir: await embeddedPostgresBinDir(), port: 26499, portEnv: 'TEST_PORT',
+    name: 'postgres-wal-replica',
+    binDir: await embeddedPostgresBinDir(),
+    port: 26499,
+    portEnv: 'TEST_PORT',
     settings: { wal_level: 'replica' },
   };
   await startPostgres(replica);
   try {
     const up = walflow(['stack', 'up'], { WALFLOW_PG_URL: postgresUrl(replica) });
     assert.equal(up.code, 1);
-    assert.match(up.err, /wal_level=replica; walflow needs logical decoding\. Run "ALTER SYSTEM SET wal_level = logical;".*restart Postgres/);
+    assert.match(
+      up.err,
+      /wal_level=replica; walflow needs logical decoding\. Run "ALTER SYSTEM SET wal_level = logical;".*restart Postgres/,
+    );
   } finally {
     await stopPostgres(replica);
     walflow(['stack', 'down']);

@@ -23,7 +23,9 @@ before(async () => {
   db = await createTestDatabase('stream_activity');
   sql = new pg.Client({ connectionString: db.url });
   await sql.connect();
-  await sql.query('CREATE TABLE items (id int PRIMARY KEY, note text); CREATE PUBLICATION walflow_items FOR TABLE items');
+  await sql.query(
+    'CREATE TABLE items (id int PRIMARY KEY, note text); CREATE PUBLICATION walflow_items FOR TABLE items',
+  );
   await sql.query("SELECT pg_create_logical_replication_slot('walflow_unit', 'pgoutput')"); // not in the same transaction as writes
 });
 after(async () => {
@@ -34,14 +36,28 @@ after(async () => {
 test('a cancelled stream writes and confirms the batch in hand; heartbeat, slot and destination agree', async () => {
   // A long flush interval and a large batch: nothing is written before the cancellation asks for it.
   const config = parsePipelineConfig({
-    id: 'unit', source: { url: db.url, publication: 'walflow_items', createPublication: false, slot: 'walflow_unit', tables: ['items'] },
-    destination: { type: 'null' }, cdc: { flushIntervalMs: 60_000, maxBatchRows: 100_000 },
+    id: 'unit',
+    source: {
+      url: db.url,
+      publication: 'walflow_items',
+      createPublication: false,
+      slot: 'walflow_unit',
+      tables: ['items'],
+    },
+    destination: { type: 'null' },
+    cdc: { flushIntervalMs: 60_000, maxBatchRows: 100_000 },
   });
   const destination = new MemoryDestination();
   const signals: { name: string; arg: unknown }[] = [];
   const client = {
     connection: { withDeadline: <T>(_deadline: number, fn: () => Promise<T>) => fn() },
-    workflow: { getHandle: () => ({ signal: async (def: { name: string }, arg: unknown) => { signals.push({ name: def.name, arg }); } }) },
+    workflow: {
+      getHandle: () => ({
+        signal: async (def: { name: string }, arg: unknown) => {
+          signals.push({ name: def.name, arg });
+        },
+      }),
+    },
   } as unknown as Client;
   const { streamChanges } = createStreamActivities({ client, destination: async () => destination });
 
@@ -49,14 +65,23 @@ test('a cancelled stream writes and confirms the batch in hand; heartbeat, slot 
   const beats: StreamHeartbeat[] = [];
   env.on('heartbeat', (d: StreamHeartbeat) => beats.push(d));
   const run = env.run(streamChanges, { config, tables: ['items'], startLsn: null, workflowId: 'walflow-unit' });
-  const settled = run.then(() => undefined, (e: unknown) => e);
+  const settled = run.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
 
   await sql.query(`INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 500) g`);
   await sql.query(`UPDATE items SET note = 'changed' WHERE id <= 10; DELETE FROM items WHERE id > 490`);
-  const { rows: [{ lsn: end }] } = await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+  const {
+    rows: [{ lsn: end }],
+  } = await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
   // The changes are received (heartbeats keep coming) but not written: the flush interval has not passed.
   await new Promise((r) => setTimeout(r, 3_000));
-  const unconfirmed = (await sql.query<{ lsn: string | null }>("SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'walflow_unit'")).rows[0]!.lsn;
+  const unconfirmed = (
+    await sql.query<{ lsn: string | null }>(
+      "SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'walflow_unit'",
+    )
+  ).rows[0]!.lsn;
   assert.ok(parseLsn(unconfirmed!) < parseLsn(end), 'nothing confirmed before the write');
 
   env.cancel();
@@ -67,18 +92,31 @@ test('a cancelled stream writes and confirms the batch in hand; heartbeat, slot 
   const [schema] = await loadTableSchemas(sql, ['public.items']);
   for await (const r of destination.readLive(schema!)) live.push(r);
   const { rows: source } = await sql.query<{ id: number; note: string }>('SELECT id, note FROM items ORDER BY id');
-  assert.deepEqual(live.map((r) => r as { id: number; note: string }).sort((a, b) => a.id - b.id), source, 'the destination holds the source');
+  assert.deepEqual(
+    live.map((r) => r as { id: number; note: string }).sort((a, b) => a.id - b.id),
+    source,
+    'the destination holds the source',
+  );
 
   const last = beats.at(-1)!;
-  assert.ok(last.confirmedLsn && parseLsn(last.confirmedLsn) >= parseLsn(end), `the last heartbeat (${last.confirmedLsn}) covers the changes (${end})`);
+  assert.ok(
+    last.confirmedLsn && parseLsn(last.confirmedLsn) >= parseLsn(end),
+    `the last heartbeat (${last.confirmedLsn}) covers the changes (${end})`,
+  );
   // The walsender records the confirmation as it reads it: give it a moment.
   let slotLsn: string | null = null;
   for (let i = 0; i < 50 && slotLsn !== last.confirmedLsn; i++) {
-    slotLsn = (await sql.query<{ lsn: string | null }>("SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'walflow_unit'")).rows[0]!.lsn;
+    slotLsn = (
+      await sql.query<{ lsn: string | null }>(
+        "SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'walflow_unit'",
+      )
+    ).rows[0]!.lsn;
     if (slotLsn !== last.confirmedLsn) await new Promise((r) => setTimeout(r, 100));
   }
   assert.equal(slotLsn, last.confirmedLsn, 'the slot is confirmed exactly as far as the heartbeat says');
   assert.deepEqual(last.counters.items, { inserts: 500, updates: 10, deletes: 10, truncates: 0 });
-  const progress = signals.filter((s) => s.name === 'streamProgress').at(-1)?.arg as { confirmedLsn: string } | undefined;
+  const progress = signals.filter((s) => s.name === 'streamProgress').at(-1)?.arg as
+    | { confirmedLsn: string }
+    | undefined;
   assert.equal(progress?.confirmedLsn, last.confirmedLsn, 'the final report says the same');
 });

@@ -27,11 +27,55 @@ const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir,
 
 /** A CA, a server certificate for localhost/127.0.0.1 and a client certificate, all signed by the CA. */
 function makeCertificates(): void {
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=walflow test CA');
-  for (const [name, ext] of [['server', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth'], ['client', 'extendedKeyUsage=clientAuth']] as const) {
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=walflow test CA',
+  );
+  for (const [name, ext] of [
+    ['server', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth'],
+    ['client', 'extendedKeyUsage=clientAuth'],
+  ] as const) {
     writeFileSync(file(`${name}.ext`), `${ext}\n`);
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=walflow ${name}`);
-    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
+    openssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      `/CN=walflow ${name}`,
+    );
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    );
   }
 }
 
@@ -42,16 +86,26 @@ let worker: RunningWorker | undefined;
 before(async () => {
   makeCertificates();
   const [host, port] = temporalAddress().split(':');
-  proxy = tls.createServer({
-    key: readFileSync(file('server.key')), cert: readFileSync(file('server.pem')), ca: readFileSync(file('ca.pem')),
-    requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'],
-  }, (socket) => {
-    const upstream = net.connect(Number(port), host!);
-    socket.pipe(upstream).pipe(socket);
-    const end = () => { socket.destroy(); upstream.destroy(); };
-    socket.on('error', end);
-    upstream.on('error', end);
-  });
+  proxy = tls.createServer(
+    {
+      key: readFileSync(file('server.key')),
+      cert: readFileSync(file('server.pem')),
+      ca: readFileSync(file('ca.pem')),
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: ['h2'],
+    },
+    (socket) => {
+      const upstream = net.connect(Number(port), host!);
+      socket.pipe(upstream).pipe(socket);
+      const end = () => {
+        socket.destroy();
+        upstream.destroy();
+      };
+      socket.on('error', end);
+      upstream.on('error', end);
+    },
+  );
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   address = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
 });
@@ -61,8 +115,17 @@ after(async () => {
   proxy.close();
 });
 
-const temporalConfig = (tlsConfig: Record<string, string>) => ({ address, taskQueue: `tls-${process.pid}`, tls: tlsConfig });
-const mtls = { serverCa: `file:${file('ca.pem')}`, clientCert: `file:${file('client.pem')}`, clientKey: 'env:WALFLOW_TEST_TLS_CLIENT_KEY', serverName: 'localhost' };
+const temporalConfig = (tlsConfig: Record<string, string>) => ({
+  address,
+  taskQueue: `tls-${process.pid}`,
+  tls: tlsConfig,
+});
+const mtls = {
+  serverCa: `file:${file('ca.pem')}`,
+  clientCert: `file:${file('client.pem')}`,
+  clientKey: 'env:WALFLOW_TEST_TLS_CLIENT_KEY',
+  serverName: 'localhost',
+};
 
 /** The settings as the CLI and worker resolve them, without the harness's WALFLOW_TEMPORAL_ADDRESS override. */
 function settings(tlsConfig: Record<string, string>) {
@@ -82,7 +145,9 @@ test('a worker and a client reach Temporal over mTLS, from secret references', a
   const connection = await Connection.connect({ address: s.address, tls: s.tls });
   try {
     const result = await new Client({ connection, namespace: s.namespace }).workflow.execute(probeWorkflow, {
-      workflowId: `tls-probe-${Date.now()}`, taskQueue: s.taskQueue, args: [pgAdminUrl()],
+      workflowId: `tls-probe-${Date.now()}`,
+      taskQueue: s.taskQueue,
+      args: [pgAdminUrl()],
     });
     assert.equal(result.walLevel, 'logical');
   } finally {
@@ -102,14 +167,26 @@ test('without the client certificate the TLS terminator refuses the connection',
 test('the CLI connects with the same `temporal.tls` settings', async () => {
   settings(mtls); // sets the key's environment variable
   const configFile = file('walflow.yaml');
-  writeFileSync(configFile, stringify({
-    temporal: temporalConfig(mtls),
-    pipelines: [{ id: 'tls-none', source: { url: 'postgres://x@127.0.0.1/x', publication: 'p', tables: ['t'] }, destination: { type: 'null' } }],
-  }));
+  writeFileSync(
+    configFile,
+    stringify({
+      temporal: temporalConfig(mtls),
+      pipelines: [
+        {
+          id: 'tls-none',
+          source: { url: 'postgres://x@127.0.0.1/x', publication: 'p', tables: ['t'] },
+          destination: { type: 'null' },
+        },
+      ],
+    }),
+  );
   const env = { ...process.env };
   delete env.WALFLOW_TEMPORAL_ADDRESS;
-  const r = await promisify(execFile)(process.execPath, ['bin/walflow.js', 'status', 'tls-none', '--config', configFile], { env, encoding: 'utf8' })
-    .catch((e: { stderr: string }) => ({ stderr: e.stderr }));
+  const r = await promisify(execFile)(
+    process.execPath,
+    ['bin/walflow.js', 'status', 'tls-none', '--config', configFile],
+    { env, encoding: 'utf8' },
+  ).catch((e: { stderr: string }) => ({ stderr: e.stderr }));
   // An answer from the server itself: the TLS connection worked, the workflow simply does not exist.
   assert.match(r.stderr, /no workflow walflow-tls-none in namespace default/);
 });

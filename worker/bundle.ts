@@ -25,7 +25,9 @@ function sourceKey(): string {
   const sdk = createRequire(import.meta.url)('@temporalio/workflow/package.json') as { version: string };
   hash.update(`sdk ${sdk.version}\n`);
   for (const dir of [workflowsDir, libDir]) {
-    for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts')).sort()) {
+    for (const file of readdirSync(dir)
+      .filter((f) => f.endsWith('.ts'))
+      .sort()) {
       hash.update(`${dir} ${file}\n`).update(readFileSync(join(dir, file)));
     }
   }
@@ -41,8 +43,12 @@ export function workflowBundlePath(): string {
   const path = join(cacheDir(), `workflows-${sourceKey()}.js`);
   if (existsSync(path)) return path;
   mkdirSync(dirname(path), { recursive: true });
-  const built = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), path], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-  if (built.status !== 0) throw new Error(`building the workflow bundle failed (exit ${built.status}):\n${built.stderr}`);
+  const built = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), path], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    encoding: 'utf8',
+  });
+  if (built.status !== 0)
+    throw new Error(`building the workflow bundle failed (exit ${built.status}):\n${built.stderr}`);
   return path;
 }
 

@@ -47,7 +47,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   installRuntime();
   const namespace = opts.namespace ?? 'default';
   const metrics = opts.metricsPort === undefined ? undefined : new WalflowMetrics();
-  const metricsServer = metrics && await serveMetrics(metrics, opts.metricsPort!);
+  const metricsServer = metrics && (await serveMetrics(metrics, opts.metricsPort!));
   const { address, tls, apiKey } = opts;
   const clientConnection = await Connection.connect({ address, tls, apiKey });
   const connection = await NativeConnection.connect({ address, tls, apiKey });
@@ -56,7 +56,11 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     namespace,
     taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
     workflowBundle: { codePath: workflowBundlePath() },
-    activities: createActivities({ client: new Client({ connection: clientConnection, namespace }), metrics, faults: opts.faults ?? FaultPoints.fromEnv() }),
+    activities: createActivities({
+      client: new Client({ connection: clientConnection, namespace }),
+      metrics,
+      faults: opts.faults ?? FaultPoints.fromEnv(),
+    }),
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 32,
     shutdownGraceTime: '30 seconds',
     // Cancellation reaches an activity only in a heartbeat's answer, and heartbeats are sent at most once

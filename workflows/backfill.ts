@@ -5,7 +5,15 @@
  * lost (its session died), the copy restarts on a fresh snapshot and says so.
  */
 import {
-  ApplicationFailure, CancellationScope, condition, isCancellation, log, patched, proxyActivities, setHandler, sleep,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  isCancellation,
+  log,
+  patched,
+  proxyActivities,
+  setHandler,
+  sleep,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
@@ -58,8 +66,9 @@ export async function backfillTables(opts: BackfillOptions): Promise<string> {
       if (!backoff && attempt >= LEGACY_MAX_SNAPSHOT_ATTEMPTS) throw e;
       if (outcome.snapshotTaken) delayMs = SNAPSHOT_RETRY_FIRST_MS;
       const tables = opts.tables.join(', ');
-      const message = `backfill snapshot lost (${rootMessage(e)}); restarting the copy of ${tables} on a fresh snapshot`
-        + (backoff ? ` in ${Math.round(delayMs / 1000)} s` : '');
+      const message =
+        `backfill snapshot lost (${rootMessage(e)}); restarting the copy of ${tables} on a fresh snapshot` +
+        (backoff ? ` in ${Math.round(delayMs / 1000)} s` : '');
       log.warn(message);
       opts.onError?.(message);
       if (backoff) {
@@ -70,7 +79,12 @@ export async function backfillTables(opts: BackfillOptions): Promise<string> {
   }
 }
 
-async function backfillOnce(opts: BackfillOptions, attempt: number, stopOnLoss: boolean, outcome: { snapshotTaken: boolean }): Promise<string> {
+async function backfillOnce(
+  opts: BackfillOptions,
+  attempt: number,
+  stopOnLoss: boolean,
+  outcome: { snapshotTaken: boolean },
+): Promise<string> {
   const { config, tables } = opts;
   const token = `${workflowInfo().runId}-${attempt}`;
   let snapshot: SnapshotReady | undefined;
@@ -79,14 +93,21 @@ async function backfillOnce(opts: BackfillOptions, attempt: number, stopOnLoss: 
   });
 
   const holderScope = new CancellationScope();
-  const holder = holderScope.run(() => holdSnapshot.executeWithOptions(
-    { summary: `hold backfill snapshot for ${tables.join(', ')}` },
-    [{ config, notify: { workflowId: workflowInfo().workflowId, token } }],
-  ));
+  const holder = holderScope.run(() =>
+    holdSnapshot.executeWithOptions({ summary: `hold backfill snapshot for ${tables.join(', ')}` }, [
+      { config, notify: { workflowId: workflowInfo().workflowId, token } },
+    ]),
+  );
   // The holder never returns on its own while we need it: any settlement means the snapshot is gone.
   const lost = holder.then(
-    () => { throw ApplicationFailure.nonRetryable('snapshot holder stopped', ErrorType.SnapshotLost); },
-    (e) => { throw isCancellation(e) ? e : ApplicationFailure.nonRetryable(`snapshot holder failed: ${rootMessage(e)}`, ErrorType.SnapshotLost); },
+    () => {
+      throw ApplicationFailure.nonRetryable('snapshot holder stopped', ErrorType.SnapshotLost);
+    },
+    (e) => {
+      throw isCancellation(e)
+        ? e
+        : ApplicationFailure.nonRetryable(`snapshot holder failed: ${rootMessage(e)}`, ErrorType.SnapshotLost);
+    },
   );
   lost.catch(() => undefined); // observed below; avoid an unhandled rejection once we cancel it
   const raceLost = <T>(p: Promise<T>) => Promise.race([p, lost]);

@@ -4,12 +4,17 @@
  * The batch is bounded so a table of thousands of ranges spreads over several
  * of these child workflows instead of one unbounded history.
  */
-import {
-  ApplicationFailure, getExternalWorkflowHandle, proxyActivities,
-} from '@temporalio/workflow';
+import { ApplicationFailure, getExternalWorkflowHandle, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
-import { ErrorType, failureOfType, hasFailureType, NEEDS_OPERATOR, rootMessage, type DataRefusedDetails } from '../lib/errors.ts';
+import {
+  ErrorType,
+  failureOfType,
+  hasFailureType,
+  NEEDS_OPERATOR,
+  rootMessage,
+  type DataRefusedDetails,
+} from '../lib/errors.ts';
 import type { TableRange } from '../activities/backfill.ts';
 import { copyProgressSignal, describeRange, type CopyProgress } from '../lib/contract/pipeline.ts';
 
@@ -17,7 +22,11 @@ import { copyProgressSignal, describeRange, type CopyProgress } from '../lib/con
 const { copyRange } = proxyActivities<Activities>({
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '60 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: [ErrorType.SnapshotLost, ...NEEDS_OPERATOR] },
+  retry: {
+    initialInterval: '1 second',
+    maximumInterval: '1 minute',
+    nonRetryableErrorTypes: [ErrorType.SnapshotLost, ...NEEDS_OPERATOR],
+  },
 });
 
 export interface CopyRangesInput {
@@ -58,16 +67,23 @@ export async function copyRangesWorkflow(input: CopyRangesInput): Promise<CopyRa
   const worker = async () => {
     for (let range = queue.shift(); range; range = queue.shift()) {
       if (refused[range.table]) continue;
-      const copied = await copyRange.executeWithOptions(
-        { summary: `copy ${range.table} ${describeRange(range)}` },
-        [{ config: input.config, snapshotName: input.snapshotName, snapshotLsn: input.snapshotLsn, range, reportTo: input.reportTo }],
-      ).catch((e: unknown) => {
-        // The same rows under the same snapshot would be refused again: that table stops, the others go on.
-        const refusal = failureOfType(e, ErrorType.DataRefused)?.details?.[0] as DataRefusedDetails | undefined;
-        if (!refusal) throw e;
-        refused[range.table] ??= refusal;
-        return undefined;
-      });
+      const copied = await copyRange
+        .executeWithOptions({ summary: `copy ${range.table} ${describeRange(range)}` }, [
+          {
+            config: input.config,
+            snapshotName: input.snapshotName,
+            snapshotLsn: input.snapshotLsn,
+            range,
+            reportTo: input.reportTo,
+          },
+        ])
+        .catch((e: unknown) => {
+          // The same rows under the same snapshot would be refused again: that table stops, the others go on.
+          const refusal = failureOfType(e, ErrorType.DataRefused)?.details?.[0] as DataRefusedDetails | undefined;
+          if (!refusal) throw e;
+          refused[range.table] ??= refusal;
+          return undefined;
+        });
       if (!copied) continue;
       rows += copied.rows;
       const t = (pending[range.table] ??= { ranges: 0, rows: 0 });

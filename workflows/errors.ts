@@ -15,7 +15,9 @@ export function noteError(state: PipelineState, component: string, message: stri
   const now = new Date().toISOString();
   const errors = (state.errors ??= {});
   const known = errors[component];
-  errors[component] = known ? { ...known, message, last: now, count: known.count + 1 } : { message, since: now, last: now, count: 1 };
+  errors[component] = known
+    ? { ...known, message, last: now, count: known.count + 1 }
+    : { message, since: now, last: now, count: 1 };
   refresh(state);
 }
 
@@ -34,7 +36,9 @@ export function setWarnings(state: PipelineState, warnings: string[] | undefined
 
 /** The newest error as `lastError` (no failure count: the summary changes only when the error does). */
 function refresh(state: PipelineState): void {
-  const entries = Object.entries(state.errors ?? {}).sort(([, a], [, b]) => (a.last < b.last ? 1 : a.last > b.last ? -1 : 0));
+  const entries = Object.entries(state.errors ?? {}).sort(([, a], [, b]) =>
+    a.last < b.last ? 1 : a.last > b.last ? -1 : 0,
+  );
   const newest = entries[0];
   state.lastError = newest ? `${newest[0]}: ${newest[1].message} (since ${newest[1].since})` : null;
 }

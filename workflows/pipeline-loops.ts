@@ -19,13 +19,17 @@ export async function runStream(m: PipelineManager): Promise<never> {
     const scope = new CancellationScope();
     const from = state.confirmedLsn ?? 'slot start';
     const input = {
-      config: m.config, tables: state.tables, startLsn: state.confirmedLsn, workflowId: workflowInfo().workflowId,
+      config: m.config,
+      tables: state.tables,
+      startLsn: state.confirmedLsn,
+      workflowId: workflowInfo().workflowId,
       ...streamShapeInput(state),
     };
-    const run = scope.run(() => streamChanges.executeWithOptions(
-      { summary: `stream changes of ${state.tables.length} table(s) from ${from}` },
-      [input],
-    ));
+    const run = scope.run(() =>
+      streamChanges.executeWithOptions({ summary: `stream changes of ${state.tables.length} table(s) from ${from}` }, [
+        input,
+      ]),
+    );
     await Promise.race([run, condition(() => m.restartStream)]);
     scope.cancel();
     await run.catch((e) => {

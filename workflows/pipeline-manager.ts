@@ -6,7 +6,11 @@
 import { condition, log, patched, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { PipelineConfig } from '../lib/config.ts';
 import {
-  phaseKey, type CopyProgress, type PipelineInput, type PipelineState, type StreamProgress,
+  phaseKey,
+  type CopyProgress,
+  type PipelineInput,
+  type PipelineState,
+  type StreamProgress,
 } from '../lib/contract/pipeline.ts';
 import type { Phase, PipelineStatus } from '../lib/contract/status.ts';
 import { noteError, PIPELINE } from './errors.ts';
@@ -67,12 +71,23 @@ export class PipelineManager {
     this.publish();
   }
 
-  pause(): void { this.state.paused = true; }
-  resume(): void { this.state.paused = false; }
-  onStreamProgress(p: StreamProgress): void { recordStreamProgress(this.state, p); this.publish(); }
-  onCopyProgress(p: CopyProgress): void { recordCopyProgress(this.state, p); this.publish(); }
+  pause(): void {
+    this.state.paused = true;
+  }
+  resume(): void {
+    this.state.paused = false;
+  }
+  onStreamProgress(p: StreamProgress): void {
+    recordStreamProgress(this.state, p);
+    this.publish();
+  }
+  onCopyProgress(p: CopyProgress): void {
+    recordCopyProgress(this.state, p);
+    this.publish();
+  }
 
-  async drop(): Promise<void> { // resolves once the slot (and an owned publication) is dropped
+  async drop(): Promise<void> {
+    // resolves once the slot (and an owned publication) is dropped
     this.dropRequested = true;
     await condition(() => this.phase === 'dropped');
   }
@@ -89,15 +104,24 @@ export class PipelineManager {
   /** Tables to copy; an errored one waits for its retry (which re-copies it). */
   needsBackfill(): string[] {
     const { progress, tableErrors } = this.state;
-    return this.state.tables.filter((t) => progress[t]?.backfill !== 'done' && !(this.erroredTablesWait && tableErrors?.[t]));
+    return this.state.tables.filter(
+      (t) => progress[t]?.backfill !== 'done' && !(this.erroredTablesWait && tableErrors?.[t]),
+    );
   }
 
   shouldContinueAsNew(): boolean {
     const info = workflowInfo();
-    return !this.backfilling && (info.continueAsNewSuggested || info.historyLength > this.maxEvents || this.streamRuns >= MAX_STREAM_RUNS);
+    return (
+      !this.backfilling &&
+      (info.continueAsNewSuggested || info.historyLength > this.maxEvents || this.streamRuns >= MAX_STREAM_RUNS)
+    );
   }
 
   nextRunInput(): PipelineInput {
-    return { ...this.input, config: this.config, state: { ...this.state, continuedAsNew: this.state.continuedAsNew + 1 } };
+    return {
+      ...this.input,
+      config: this.config,
+      state: { ...this.state, continuedAsNew: this.state.continuedAsNew + 1 },
+    };
   }
 }

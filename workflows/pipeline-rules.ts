@@ -14,7 +14,8 @@ export function refuseAdd(state: PipelineState, config: PipelineConfig, tables: 
 export function refuseRemove(state: PipelineState, config: PipelineConfig, tables: string[]): void {
   const unknown = tables.filter((t) => !state.tables.includes(t));
   if (unknown.length) throw new Error(`not in pipeline ${config.id}: ${unknown.join(', ')}`);
-  if (tables.length >= state.tables.length) throw new Error('a pipeline keeps at least one table; use `walflow drop` to end it');
+  if (tables.length >= state.tables.length)
+    throw new Error('a pipeline keeps at least one table; use `walflow drop` to end it');
 }
 
 export function refuseConfig(config: PipelineConfig, raw: PipelineConfig): void {
@@ -25,5 +26,6 @@ export function refuseConfig(config: PipelineConfig, raw: PipelineConfig): void 
 /** Only errored tables are resynced in place; any table can be re-copied by `walflow resync` (a resync workflow). */
 export function refuseResync(state: PipelineState, config: PipelineConfig, tables: string[]): void {
   const notErrored = tables.filter((t) => !state.tableErrors?.[t]);
-  if (!tables.length || notErrored.length) throw new Error(`not errored in pipeline ${config.id}: ${notErrored.join(', ') || '(no tables named)'}`);
+  if (!tables.length || notErrored.length)
+    throw new Error(`not errored in pipeline ${config.id}: ${notErrored.join(', ') || '(no tables named)'}`);
 }

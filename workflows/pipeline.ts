@@ -7,11 +7,27 @@
  * state and rules live in PipelineManager (pipeline-manager.ts), the loops in pipeline-loops.ts.
  */
 import {
-  allHandlersFinished, CancellationScope, condition, continueAsNew, isCancellation, patched, setHandler,
+  allHandlersFinished,
+  CancellationScope,
+  condition,
+  continueAsNew,
+  isCancellation,
+  patched,
+  setHandler,
 } from '@temporalio/workflow';
 import {
-  addTablesUpdate, applyConfigUpdate, copyProgressSignal, dropUpdate, pauseSignal, removeTablesUpdate, resumeSignal,
-  resyncTablesUpdate, statusQuery, streamProgressSignal, tableShapeSignal, type PipelineInput,
+  addTablesUpdate,
+  applyConfigUpdate,
+  copyProgressSignal,
+  dropUpdate,
+  pauseSignal,
+  removeTablesUpdate,
+  resumeSignal,
+  resyncTablesUpdate,
+  statusQuery,
+  streamProgressSignal,
+  tableShapeSignal,
+  type PipelineInput,
 } from '../lib/contract/pipeline.ts';
 import { rootMessage } from '../lib/errors.ts';
 import { clearError, PIPELINE } from './errors.ts';
@@ -33,7 +49,9 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
   setHandler(copyProgressSignal, (p) => m.onCopyProgress(p));
   setHandler(addTablesUpdate, (t) => m.tables.add(t), { validator: (t) => refuseAdd(state, m.config, t) });
   setHandler(removeTablesUpdate, (t) => m.tables.remove(t), { validator: (t) => refuseRemove(state, m.config, t) });
-  setHandler(applyConfigUpdate, (raw) => m.tables.applyConfig(raw), { validator: (raw) => refuseConfig(m.config, raw) });
+  setHandler(applyConfigUpdate, (raw) => m.tables.applyConfig(raw), {
+    validator: (raw) => refuseConfig(m.config, raw),
+  });
   setHandler(resyncTablesUpdate, (t) => m.tables.resync(t), { validator: (t) => refuseResync(state, m.config, t) });
   setHandler(dropUpdate, () => m.drop());
   m.publish();
@@ -66,12 +84,17 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
     let slotLost = false;
     const scope = new CancellationScope();
     let cancelled = false;
-    const work = scope.run(() => Promise.all([runStream(m), runBackfills(m)])).catch((e) => {
-      if (!isCancellation(e) && !(cancelled && patched(Patch.CancelledRunEnds))) failure = rootMessage(e);
-      slotLost = isSlotLost(e);
-    });
+    const work = scope
+      .run(() => Promise.all([runStream(m), runBackfills(m)]))
+      .catch((e) => {
+        if (!isCancellation(e) && !(cancelled && patched(Patch.CancelledRunEnds))) failure = rootMessage(e);
+        slotLost = isSlotLost(e);
+      });
     m.reconfigure = false;
-    await Promise.race([work, condition(() => state.paused || m.dropRequested || m.reconfigure || m.shouldContinueAsNew())]);
+    await Promise.race([
+      work,
+      condition(() => state.paused || m.dropRequested || m.reconfigure || m.shouldContinueAsNew()),
+    ]);
     cancelled = true;
     scope.cancel();
     await work;

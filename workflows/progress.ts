@@ -16,12 +16,15 @@ export function recordStreamProgress(state: PipelineState, p: StreamProgress): v
   state.confirmedLsn = p.confirmedLsn;
   state.lagBytes = p.lagBytes;
   clearError(state, STREAM, PIPELINE);
-  for (const [table, c] of Object.entries(p.changes)) addChangeCounters((state.progress[table] ??= newTableProgress()).changes, c);
+  for (const [table, c] of Object.entries(p.changes))
+    addChangeCounters((state.progress[table] ??= newTableProgress()).changes, c);
 }
 
 export function recordCopyProgress(state: PipelineState, p: CopyProgress): void {
   const error = addCopyProgress(state.progress, p);
-  const copied = Object.entries(p.tables).filter(([, c]) => c.ranges > 0).map(([t]) => backfillOf(t));
+  const copied = Object.entries(p.tables)
+    .filter(([, c]) => c.ranges > 0)
+    .map(([t]) => backfillOf(t));
   if (copied.length) clearError(state, 'backfill', ...copied); // a range copied: planning worked, and so did that table
   if (error) noteError(state, p.errorTable ? backfillOf(p.errorTable) : 'backfill', error);
 }

@@ -4,7 +4,13 @@
  * (`WalflowPipeline`, `WalflowPhase`), the UI's current details, and the last status in the memo,
  * which `walflow status` reads when no worker can answer a query.
  */
-import { ApplicationFailure, patched, setCurrentDetails, upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  patched,
+  setCurrentDetails,
+  upsertMemo,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
 import { parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
 import { ErrorType } from '../lib/errors.ts';
 import { phaseKey, pipelineKey } from '../lib/contract/pipeline.ts';
@@ -33,13 +39,21 @@ export function statusPublisher(status: () => PipelineStatus, fixedPhase?: strin
   let published = '';
   let publishedAt = -Infinity;
   if (enabled) {
-    upsertSearchAttributes([{ key: pipelineKey, value: status().pipeline }, ...(fixedPhase ? [{ key: phaseKey, value: fixedPhase }] : [])]);
+    upsertSearchAttributes([
+      { key: pipelineKey, value: status().pipeline },
+      ...(fixedPhase ? [{ key: phaseKey, value: fixedPhase }] : []),
+    ]);
   }
   return () => {
     const s = status();
     setCurrentDetails(currentDetails(s));
     if (!enabled) return;
-    const key = JSON.stringify([s.phase, s.paused, s.lastError, Object.entries(s.tables).map(([t, p]) => [t, p.backfill])]);
+    const key = JSON.stringify([
+      s.phase,
+      s.paused,
+      s.lastError,
+      Object.entries(s.tables).map(([t, p]) => [t, p.backfill]),
+    ]);
     if (key === published && Date.now() - publishedAt < REPUBLISH_MS) return;
     published = key;
     publishedAt = Date.now();
@@ -49,8 +63,13 @@ export function statusPublisher(status: () => PipelineStatus, fixedPhase?: strin
 
 /** The Temporal UI's "current details" (Markdown): what an operator looks for first. */
 function currentDetails(s: PipelineStatus): string {
-  const tables = Object.entries(s.tables).map(([t, p]) => (p.backfill === 'copying'
-    ? `${t} (backfill ${p.rangesDone}/${p.rangesTotal} ranges)` : p.backfill === 'pending' ? `${t} (backfill pending)` : t));
+  const tables = Object.entries(s.tables).map(([t, p]) =>
+    p.backfill === 'copying'
+      ? `${t} (backfill ${p.rangesDone}/${p.rangesTotal} ranges)`
+      : p.backfill === 'pending'
+        ? `${t} (backfill pending)`
+        : t,
+  );
   const paused = s.paused && s.phase !== 'paused' ? ' (paused)' : '';
   const snapshot = s.snapshotLsn ? ` · snapshot ${s.snapshotLsn}` : '';
   return [
@@ -58,7 +77,11 @@ function currentDetails(s: PipelineStatus): string {
     `confirmed LSN ${s.confirmedLsn ?? '-'} · lag ${s.lagBytes ?? '-'} bytes${snapshot}`,
     ...(s.warnings ?? []).map((w) => `warning: ${w}`),
     ...(Object.keys(s.errors ?? {}).length
-      ? Object.entries(s.errors!).map(([c, e]) => `error in ${c} since ${e.since} (${e.count} failure(s)): ${e.message}`)
-      : s.lastError ? [`last error: ${s.lastError}`] : []),
+      ? Object.entries(s.errors!).map(
+          ([c, e]) => `error in ${c} since ${e.since} (${e.count} failure(s)): ${e.message}`,
+        )
+      : s.lastError
+        ? [`last error: ${s.lastError}`]
+        : []),
   ].join('\n\n');
 }

@@ -38,8 +38,15 @@ export async function resyncWorkflow(input: ResyncInput): Promise<ResyncResult> 
   let lastError: string | null = null;
 
   const status = (): PipelineStatus => ({
-    pipeline: config.id, phase: 'backfilling', paused: false, confirmedLsn: null, lagBytes: null, snapshotLsn,
-    tables: progress, lastError, continuedAsNew: 0,
+    pipeline: config.id,
+    phase: 'backfilling',
+    paused: false,
+    confirmedLsn: null,
+    lagBytes: null,
+    snapshotLsn,
+    tables: progress,
+    lastError,
+    continuedAsNew: 0,
   });
   const publish = statusPublisher(status, 'resync');
   setHandler(copyProgressSignal, (p) => {
@@ -50,9 +57,17 @@ export async function resyncWorkflow(input: ResyncInput): Promise<ResyncResult> 
   publish();
 
   const lsn = await backfillTables({
-    config, tables, progress,
-    onSnapshot: (l) => { snapshotLsn = l ?? snapshotLsn; publish(); },
-    onError: (m) => { lastError = m; publish(); },
+    config,
+    tables,
+    progress,
+    onSnapshot: (l) => {
+      snapshotLsn = l ?? snapshotLsn;
+      publish();
+    },
+    onError: (m) => {
+      lastError = m;
+      publish();
+    },
   });
   for (const table of tables) await removeStaleRows(config, table, lsn);
   return { tables, snapshotLsn: lsn, rowsCopied: Object.values(progress).reduce((n, t) => n + t.rowsCopied, 0) };

@@ -23,8 +23,8 @@ export const isSlotLost = (e: unknown): boolean => hasFailureType(e, ErrorType.S
 
 /** What the operator reads when the slot is lost and walflow waits for their word. */
 export const slotLostHelp = (pipeline: string, failure: string): string =>
-  `${failure}. Run \`walflow resume ${pipeline}\` to recreate the slot and resync every table `
-  + '(or set onSlotLost: resync to have walflow do it), and raise max_slot_wal_keep_size';
+  `${failure}. Run \`walflow resume ${pipeline}\` to recreate the slot and resync every table ` +
+  '(or set onSlotLost: resync to have walflow do it), and raise max_slot_wal_keep_size';
 
 /** Recreates the slot (the stream restarts from its consistent point) and starts a resync of every table. */
 export async function recoverLostSlot(config: PipelineConfig, state: PipelineState, failure: string): Promise<void> {
@@ -38,6 +38,8 @@ export async function recoverLostSlot(config: PipelineConfig, state: PipelineSta
     parentClosePolicy: ParentClosePolicy.ABANDON,
   });
   const tables = state.tables.join(', ');
-  log.warn(`pipeline ${config.id}: slot recreated at ${slot.confirmedLsn}; resync ${resync.workflowId} re-copies ${tables}`);
+  log.warn(
+    `pipeline ${config.id}: slot recreated at ${slot.confirmedLsn}; resync ${resync.workflowId} re-copies ${tables}`,
+  );
   clearError(state, SLOT, PIPELINE);
 }

@@ -21,21 +21,42 @@ const RANGES_PER_CHILD = 256;
 
 /** Copies `opts.tables` under `snap`; `raceLost` stops the wait as soon as the snapshot is lost. */
 export async function copyFromSnapshot(
-  opts: BackfillOptions, snap: SnapshotReady, token: string, raceLost: <T>(p: Promise<T>) => Promise<T>,
+  opts: BackfillOptions,
+  snap: SnapshotReady,
+  token: string,
+  raceLost: <T>(p: Promise<T>) => Promise<T>,
 ): Promise<void> {
   const { config, tables, progress } = opts;
   const planned = await planRanges(config, tables);
   for (const t of planned.tables) {
-    progress[t.table] = { ...progress[t.table]!, backfill: 'copying', rangesDone: 0, rangesTotal: t.ranges, rowsCopied: 0, rowsEstimate: t.rowsEstimate };
+    progress[t.table] = {
+      ...progress[t.table]!,
+      backfill: 'copying',
+      rangesDone: 0,
+      rangesTotal: t.ranges,
+      rowsCopied: 0,
+      rowsEstimate: t.rowsEstimate,
+    };
   }
   const refused: Record<string, DataRefusedDetails> = {};
   for (let i = 0; i < planned.ranges.length; i += RANGES_PER_CHILD) {
     const ranges = planned.ranges.slice(i, i + RANGES_PER_CHILD).filter((r) => !refused[r.table]);
     if (!ranges.length) continue;
-    const copied = await raceLost(executeChild(copyRangesWorkflow, {
-      workflowId: `${workflowInfo().workflowId}-copy-${token}-${i / RANGES_PER_CHILD}`,
-      args: [{ config, snapshotName: snap.snapshotName, snapshotLsn: snap.lsn, ranges, parallelism: config.backfill.parallelism, reportTo: workflowInfo().workflowId }],
-    }));
+    const copied = await raceLost(
+      executeChild(copyRangesWorkflow, {
+        workflowId: `${workflowInfo().workflowId}-copy-${token}-${i / RANGES_PER_CHILD}`,
+        args: [
+          {
+            config,
+            snapshotName: snap.snapshotName,
+            snapshotLsn: snap.lsn,
+            ranges,
+            parallelism: config.backfill.parallelism,
+            reportTo: workflowInfo().workflowId,
+          },
+        ],
+      }),
+    );
     Object.assign(refused, copied.refused);
   }
   for (const refusal of Object.values(refused)) {

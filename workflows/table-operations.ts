@@ -11,7 +11,13 @@ import type { DataRefusedDetails } from '../lib/errors.ts';
 import { alterPublication, rebuildTables } from './pipeline-activities.ts';
 import type { PipelineManager } from './pipeline-manager.ts';
 import {
-  backfillRefusal, recordTableShapes, restartBackfill, setTables, startResync, tableErrorSummary, tablesToRecopy,
+  backfillRefusal,
+  recordTableShapes,
+  restartBackfill,
+  setTables,
+  startResync,
+  tableErrorSummary,
+  tablesToRecopy,
 } from './tables.ts';
 
 export class TableOperations {
@@ -48,7 +54,11 @@ export class TableOperations {
     const changed = configDifferences({ ...m.config, source: { ...m.config.source, tables: current } }, next);
     if (changed.length === 0) return { changed, tables: current };
     const add = next.source.tables.filter((t) => !current.includes(t));
-    const tables = await this.change(add, current.filter((t) => !next.source.tables.includes(t)), next);
+    const tables = await this.change(
+      add,
+      current.filter((t) => !next.source.tables.includes(t)),
+      next,
+    );
     m.config = next;
     m.reconfigure = true;
     return { changed, tables };

@@ -5,15 +5,27 @@
  */
 import type { PipelineState } from '../lib/contract/pipeline.ts';
 import { refusedDataFix, type DataRefusedDetails } from '../lib/errors.ts';
-import { newTableProgress, type TableError, type TableProgress, type TableShapeReport, type TableState } from '../lib/contract/status.ts';
+import {
+  newTableProgress,
+  type TableError,
+  type TableProgress,
+  type TableShapeReport,
+  type TableState,
+} from '../lib/contract/status.ts';
 import type { TableSchema } from '../lib/model.ts';
 import { backfillOf, clearError } from './errors.ts';
 
 /** A new pipeline's state: nothing copied, nothing confirmed. */
 export function initialState(tables: string[]): PipelineState {
   return {
-    initialized: false, paused: false, tables: [...tables], confirmedLsn: null, lagBytes: null,
-    progress: Object.fromEntries(tables.map((t) => [t, newTableProgress()])), lastError: null, continuedAsNew: 0,
+    initialized: false,
+    paused: false,
+    tables: [...tables],
+    confirmedLsn: null,
+    lagBytes: null,
+    progress: Object.fromEntries(tables.map((t) => [t, newTableProgress()])),
+    lastError: null,
+    continuedAsNew: 0,
   };
 }
 
@@ -29,16 +41,19 @@ export function recordTableShapes(state: PipelineState, report: TableShapeReport
 
 /** Tables of `report` newly errored that walflow re-copies itself (their first error is one a re-copy cures). */
 export function tablesToRecopy(state: PipelineState, report: TableShapeReport): string[] {
-  return Object.entries(report.errors ?? {}).filter(([t, e]) => e.recopy && state.tableErrors?.[t] === e).map(([t]) => t);
+  return Object.entries(report.errors ?? {})
+    .filter(([t, e]) => e.recopy && state.tableErrors?.[t] === e)
+    .map(([t]) => t);
 }
 
 /** The errored tables, as lastError shows them (kept while they stay errored, whatever else progresses). */
 export function tableErrorSummary(state: PipelineState): string | null {
   const errors = Object.entries(state.tableErrors ?? {});
   if (!errors.length) return null;
-  const line = (table: string, e: TableError) => `table ${table} stopped at LSN ${e.lsn}: ${e.reason}`
-    + `${e.statement ? ` (source: ${e.statement})` : ''}; its changes are not written, `
-    + `the other tables keep streaming; fix: ${e.fix}`;
+  const line = (table: string, e: TableError) =>
+    `table ${table} stopped at LSN ${e.lsn}: ${e.reason}` +
+    `${e.statement ? ` (source: ${e.statement})` : ''}; its changes are not written, ` +
+    `the other tables keep streaming; fix: ${e.fix}`;
   return errors.map(([table, e]) => line(table, e)).join('\n');
 }
 
@@ -51,15 +66,29 @@ function tableState(state: PipelineState, table: string, p: TableProgress): Tabl
 
 /** Per-table progress with each table's state (and error), for the status query. */
 export function tablesStatus(state: PipelineState): Record<string, TableProgress> {
-  return Object.fromEntries(Object.entries(state.progress).map(([t, p]) => {
-    const error = state.tableErrors?.[t];
-    const dropped = state.schemas?.[t]?.columns.filter((c) => c.dropped).map((c) => c.name) ?? [];
-    return [t, { ...p, state: tableState(state, t, p), ...(error ? { error } : {}), ...(dropped.length ? { droppedColumns: dropped } : {}) }];
-  }));
+  return Object.fromEntries(
+    Object.entries(state.progress).map(([t, p]) => {
+      const error = state.tableErrors?.[t];
+      const dropped = state.schemas?.[t]?.columns.filter((c) => c.dropped).map((c) => c.name) ?? [];
+      return [
+        t,
+        {
+          ...p,
+          state: tableState(state, t, p),
+          ...(error ? { error } : {}),
+          ...(dropped.length ? { droppedColumns: dropped } : {}),
+        },
+      ];
+    }),
+  );
 }
 
 /** What the stream activity needs to follow shapes: only the fields that are set (older histories carry none). */
-export function streamShapeInput(state: PipelineState): { schemas?: PipelineState['schemas']; stopped?: string[]; copyFrom?: Record<string, string> } {
+export function streamShapeInput(state: PipelineState): {
+  schemas?: PipelineState['schemas'];
+  stopped?: string[];
+  copyFrom?: Record<string, string>;
+} {
   const stopped = Object.keys(state.tableErrors ?? {});
   return {
     ...(state.schemas ? { schemas: state.schemas } : {}),
@@ -82,7 +111,11 @@ export function setTables(state: PipelineState, tables: string[], add: string[],
 }
 
 /** Errored tables rebuilt with the source's shape: the stream writes their changes committed from `lsn` on. */
-export function startResync(state: PipelineState, tables: string[], rebuilt: { schemas: Record<string, TableSchema>; lsn: string }): void {
+export function startResync(
+  state: PipelineState,
+  tables: string[],
+  rebuilt: { schemas: Record<string, TableSchema>; lsn: string },
+): void {
   state.schemas = { ...state.schemas, ...rebuilt.schemas };
   state.copyFrom = { ...state.copyFrom, ...Object.fromEntries(tables.map((t) => [t, rebuilt.lsn])) };
   for (const t of tables) delete state.tableErrors?.[t];
@@ -90,13 +123,21 @@ export function startResync(state: PipelineState, tables: string[], rebuilt: { s
 
 /** Tables to be copied again (their change counts kept). */
 export function restartBackfill(state: PipelineState, tables: string[]): void {
-  for (const t of tables) state.progress[t] = { ...newTableProgress(), changes: state.progress[t]?.changes ?? newTableProgress().changes };
+  for (const t of tables)
+    state.progress[t] = { ...newTableProgress(), changes: state.progress[t]?.changes ?? newTableProgress().changes };
 }
 
 /** A table whose backfill the destination refused, as an errored table: held until `tables retry` re-copies it. */
-export function backfillRefusal(pipeline: string, { table, reason, ...where }: DataRefusedDetails, snapshotLsn: string): TableError {
+export function backfillRefusal(
+  pipeline: string,
+  { table, reason, ...where }: DataRefusedDetails,
+  snapshotLsn: string,
+): TableError {
   return {
-    reason, ...where, lsn: snapshotLsn, since: new Date().toISOString(),
+    reason,
+    ...where,
+    lsn: snapshotLsn,
+    since: new Date().toISOString(),
     fix: refusedDataFix(pipeline, table, where.column),
   };
 }

@@ -17,18 +17,23 @@ const isDigit = (code: number) => code >= 48 && code <= 57;
 function rewrite(c: ColumnSchema, decimalType: string): FieldRewrite | undefined {
   switch (c.kind) {
     // COPY writes bytea as \\x<hex> (its backslash escaped); the destination keeps the hex.
-    case 'bytes': return (f) => f.slice(3);
+    case 'bytes':
+      return (f) => f.slice(3);
     case 'date':
-    case 'timestamp': return (f, at) => checkDateRange(f, f, at);
-    case 'timestamptz': return (f, at) => checkDateRange(f.endsWith('+00') ? f.slice(0, -3) : f, f, at);
+    case 'timestamp':
+      return (f, at) => checkDateRange(f, f, at);
+    case 'timestamptz':
+      return (f, at) => checkDateRange(f.endsWith('+00') ? f.slice(0, -3) : f, f, at);
     case 'decimal':
       if (decimalType === 'String') return undefined;
       return (f, at) => {
         const first = f.charCodeAt(0);
-        if (!isDigit(first) && !(first === 45 && isDigit(f.charCodeAt(1)))) throw new ClickHouseValueError(at, `${f} cannot be stored in ${decimalType}`, f);
+        if (!isDigit(first) && !(first === 45 && isDigit(f.charCodeAt(1))))
+          throw new ClickHouseValueError(at, `${f} cannot be stored in ${decimalType}`, f);
         return f;
       };
-    default: return undefined;
+    default:
+      return undefined;
   }
 }
 
@@ -40,7 +45,10 @@ export const acceptsCopyText = (table: TableSchema): boolean => table.columns.ev
  * deleted columns appended, in the order of `columns` (the table's columns, then version, deleted).
  * Text between rewritten fields is copied as one slice, so a row costs a few strings, not one per field.
  */
-export function copyTextToTsv(table: TableSchema, decimalType: (c: ColumnSchema) => string): (text: string, version: Version) => string {
+export function copyTextToTsv(
+  table: TableSchema,
+  decimalType: (c: ColumnSchema) => string,
+): (text: string, version: Version) => string {
   const rewrites = table.columns.map((c) => rewrite(c, decimalType(c)));
   const lastRewrite = rewrites.reduce((last, r, i) => (r ? i : last), -1);
   const wheres = table.columns.map((c): ValueAt => ({ table: `${table.schema}.${table.name}`, column: c.name }));

@@ -14,7 +14,11 @@ export class ClickHouseValueError extends Error {
   /** The refused row's key (`id=42`), added by the row path; the COPY-text path does not parse rows. */
   key?: string;
 
-  constructor(readonly at: ValueAt, problem: string, readonly valueClass: string) {
+  constructor(
+    readonly at: ValueAt,
+    problem: string,
+    readonly valueClass: string,
+  ) {
     super(`${describeAt(at)}: ${problem}`);
   }
 }
@@ -27,9 +31,19 @@ export function checkDateRange(text: string, original: string, at: ValueAt): str
   // ISO days compare as text; "infinity", "-infinity" and years past 9999 fall outside too.
   const day = text.slice(0, 10);
   if (day < DATE_RANGE.min || day > DATE_RANGE.max || text.endsWith(' BC')) {
-    const valueClass = text === 'infinity' || text === '-infinity' ? text
-      : text.endsWith(' BC') ? 'BC date' : day < DATE_RANGE.min ? `date before ${DATE_RANGE.min}` : `date after ${DATE_RANGE.max}`;
-    throw new ClickHouseValueError(at, `${original} is outside ClickHouse's date range ${DATE_RANGE.min}..${DATE_RANGE.max}`, valueClass);
+    const valueClass =
+      text === 'infinity' || text === '-infinity'
+        ? text
+        : text.endsWith(' BC')
+          ? 'BC date'
+          : day < DATE_RANGE.min
+            ? `date before ${DATE_RANGE.min}`
+            : `date after ${DATE_RANGE.max}`;
+    throw new ClickHouseValueError(
+      at,
+      `${original} is outside ClickHouse's date range ${DATE_RANGE.min}..${DATE_RANGE.max}`,
+      valueClass,
+    );
   }
   return text;
 }

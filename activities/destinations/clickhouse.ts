@@ -8,12 +8,29 @@
 import { Readable } from 'node:stream';
 import { ClickHouseError, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Version } from '../../lib/lsn.ts';
-import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
+import {
+  tableKey,
+  type Change,
+  type ColumnSchema,
+  type Row,
+  type RowChange,
+  type SchemaChange,
+  type TableId,
+  type TableSchema,
+  type Value,
+} from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';
 import { parseColumnText } from '../../lib/pgvalues.ts';
 import type { Destination } from './destination.ts';
 import {
-  applyVersioned, DELETED_COLUMN, liveViewName, PreparedTables, SYNCED_AT_COLUMN, targetName, VERSION_COLUMN, WATERMARKS_TABLE as WATERMARKS,
+  applyVersioned,
+  DELETED_COLUMN,
+  liveViewName,
+  PreparedTables,
+  SYNCED_AT_COLUMN,
+  targetName,
+  VERSION_COLUMN,
+  WATERMARKS_TABLE as WATERMARKS,
 } from './versioned.ts';
 import { checkDateRange, ClickHouseValueError, type ValueAt } from './clickhouse-values.ts';
 import { describeKey, refusing, type Refusal } from './refused.ts';
@@ -36,7 +53,8 @@ const SCALAR: Record<ColumnSchema['kind'], (c: ColumnSchema) => string> = {
   bigint: () => 'Int64',
   float: (c) => (c.typeOid === 700 ? 'Float32' : 'Float64'),
   // Declared numeric(p,s) is exact in Decimal; unconstrained numeric (any precision, NaN) stays exact as text.
-  decimal: (c) => (c.precision !== undefined && c.precision <= 76 ? `Decimal(${c.precision}, ${c.scale ?? 0})` : 'String'),
+  decimal: (c) =>
+    c.precision !== undefined && c.precision <= 76 ? `Decimal(${c.precision}, ${c.scale ?? 0})` : 'String',
   bool: () => 'Bool',
   bytes: () => 'String',
   json: () => 'String',
@@ -52,7 +70,8 @@ const SCALAR: Record<ColumnSchema['kind'], (c: ColumnSchema) => string> = {
 /** ClickHouse type for a source column: Nullable only where the source column is. */
 export function clickhouseType(c: ColumnSchema, key: boolean): string {
   const scalar = SCALAR[c.kind](c);
-  const nullable = (t: string) => (t === 'LowCardinality(String)' ? 'LowCardinality(Nullable(String))' : `Nullable(${t})`);
+  const nullable = (t: string) =>
+    t === 'LowCardinality(String)' ? 'LowCardinality(Nullable(String))' : `Nullable(${t})`;
   if (arrayAsText(c)) return 'Nullable(String)';
   if (c.arrayDims > 0) return `${'Array('.repeat(c.arrayDims)}${nullable(scalar)}${')'.repeat(c.arrayDims)}`;
   return c.nullable && !key ? nullable(scalar) : scalar;
@@ -67,7 +86,6 @@ function arrayAsText(c: ColumnSchema): boolean {
   return c.arrayDims > 0 && c.nullable;
 }
 
-
 /** A canonical value as ClickHouse's JSONEachRow input reads it for the column. */
 function toClickHouse(c: ColumnSchema, v: Value, at: ValueAt): unknown {
   if (v === null) return null;
@@ -76,8 +94,12 @@ function toClickHouse(c: ColumnSchema, v: Value, at: ValueAt): unknown {
     // Postgres does not enforce declared dimensions; a ClickHouse column has exactly its own.
     const dims = arrayDepth(v);
     if (v.length && dims !== c.arrayDims) {
-      throw new ClickHouseValueError(at, `a ${dims}-dimensional array does not fit ${clickhouseType(c, false)}, made for the ${c.arrayDims} dimension(s) the column declares: `
-        + `declare its dimensions in the source (e.g. ${c.type.replace(/(\[\])+$/, '')}${'[]'.repeat(dims)}) and recreate the ClickHouse table`, `${dims}-dimensional array`);
+      throw new ClickHouseValueError(
+        at,
+        `a ${dims}-dimensional array does not fit ${clickhouseType(c, false)}, made for the ${c.arrayDims} dimension(s) the column declares: ` +
+          `declare its dimensions in the source (e.g. ${c.type.replace(/(\[\])+$/, '')}${'[]'.repeat(dims)}) and recreate the ClickHouse table`,
+        `${dims}-dimensional array`,
+      );
     }
     return mapLeaves(v, (e) => toClickHouse({ ...c, arrayDims: 0, nullable: true }, e, at));
   }
@@ -88,7 +110,8 @@ function toClickHouse(c: ColumnSchema, v: Value, at: ValueAt): unknown {
       if (Object.is(v, -0)) return '-0'; // JSON.stringify(-0) is "0"
       return typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf') : v;
     case 'decimal':
-      if (SCALAR.decimal(c) !== 'String' && !/^-?\d/.test(v as string)) throw new ClickHouseValueError(at, `${v} cannot be stored in ${SCALAR.decimal(c)}`, v as string);
+      if (SCALAR.decimal(c) !== 'String' && !/^-?\d/.test(v as string))
+        throw new ClickHouseValueError(at, `${v} cannot be stored in ${SCALAR.decimal(c)}`, v as string);
       return v;
     case 'date':
     case 'timestamp':
@@ -106,7 +129,8 @@ function arrayDepth(v: Value): number {
   return depth;
 }
 
-const mapLeaves = (v: Value[], f: (leaf: Value) => unknown): unknown[] => v.map((e) => (Array.isArray(e) ? mapLeaves(e, f) : f(e)));
+const mapLeaves = (v: Value[], f: (leaf: Value) => unknown): unknown[] =>
+  v.map((e) => (Array.isArray(e) ? mapLeaves(e, f) : f(e)));
 
 /** A value read back (JSONEachRow output with quoted 64-bit ints and decimals) as the canonical value. */
 function fromClickHouse(c: ColumnSchema, v: unknown): Value {
@@ -117,7 +141,9 @@ function fromClickHouse(c: ColumnSchema, v: unknown): Value {
     case 'bytes':
       return Buffer.from(v as string, 'hex');
     case 'float':
-      return typeof v === 'string' ? Number(v.replace(/^(-?)inf$/, '$1Infinity').replace(/^nan$/, 'NaN')) : (v as number);
+      return typeof v === 'string'
+        ? Number(v.replace(/^(-?)inf$/, '$1Infinity').replace(/^nan$/, 'NaN'))
+        : (v as number);
     case 'int':
       return Number(v);
     case 'bigint':
@@ -141,20 +167,38 @@ function fromClickHouse(c: ColumnSchema, v: unknown): Value {
  * else (network, memory, too many parts, a server restarting) is no refusal and is retried.
  */
 export const CLICKHOUSE_DATA_ERRORS: Record<string, number> = {
-  CANNOT_PARSE_TEXT: 6, CANNOT_PARSE_ESCAPE_SEQUENCE: 25, CANNOT_PARSE_QUOTED_STRING: 26, CANNOT_PARSE_INPUT_ASSERTION_FAILED: 27,
-  CANNOT_PARSE_DATE: 38, CANNOT_PARSE_DATETIME: 41, TYPE_MISMATCH: 53, ARGUMENT_OUT_OF_BOUND: 69, CANNOT_CONVERT_TYPE: 70,
-  CANNOT_PARSE_NUMBER: 72, INCORRECT_DATA: 117, CANNOT_READ_ARRAY_FROM_TEXT: 130, TOO_LARGE_STRING_SIZE: 131,
-  SIZES_OF_ARRAYS_DOESNT_MATCH: 190, VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE: 321, CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN: 349,
-  CANNOT_PARSE_UUID: 376, DECIMAL_OVERFLOW: 407, CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING: 441, VIOLATED_CONSTRAINT: 469,
+  CANNOT_PARSE_TEXT: 6,
+  CANNOT_PARSE_ESCAPE_SEQUENCE: 25,
+  CANNOT_PARSE_QUOTED_STRING: 26,
+  CANNOT_PARSE_INPUT_ASSERTION_FAILED: 27,
+  CANNOT_PARSE_DATE: 38,
+  CANNOT_PARSE_DATETIME: 41,
+  TYPE_MISMATCH: 53,
+  ARGUMENT_OUT_OF_BOUND: 69,
+  CANNOT_CONVERT_TYPE: 70,
+  CANNOT_PARSE_NUMBER: 72,
+  INCORRECT_DATA: 117,
+  CANNOT_READ_ARRAY_FROM_TEXT: 130,
+  TOO_LARGE_STRING_SIZE: 131,
+  SIZES_OF_ARRAYS_DOESNT_MATCH: 190,
+  VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE: 321,
+  CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN: 349,
+  CANNOT_PARSE_UUID: 376,
+  DECIMAL_OVERFLOW: 407,
+  CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING: 441,
+  VIOLATED_CONSTRAINT: 469,
 };
 const DATA_ERROR_CODES = new Set(Object.values(CLICKHOUSE_DATA_ERRORS).map(String));
 
 /** A refusal of the data: walflow's own check of a value (ClickHouseValueError) or one of ClickHouse's data errors. */
 export function clickhouseRefusal(e: unknown): Refusal | undefined {
-  if (e instanceof ClickHouseValueError) return { column: e.at.column, valueClass: e.valueClass, ...(e.key ? { key: e.key } : {}) };
-  if (!(e instanceof ClickHouseError) || !((e.type ?? '') in CLICKHOUSE_DATA_ERRORS || DATA_ERROR_CODES.has(e.code))) return undefined;
+  if (e instanceof ClickHouseValueError)
+    return { column: e.at.column, valueClass: e.valueClass, ...(e.key ? { key: e.key } : {}) };
+  if (!(e instanceof ClickHouseError) || !((e.type ?? '') in CLICKHOUSE_DATA_ERRORS || DATA_ERROR_CODES.has(e.code)))
+    return undefined;
   // JSONEachRow says "(while reading the value of key d)", TabSeparated "Column 2, name: d, type: Date32".
-  const column = /while reading the value of key ([^)\s]+)\)/.exec(e.message)?.[1] ?? /\bname: ([^,]+), type:/.exec(e.message)?.[1];
+  const column =
+    /while reading the value of key ([^)\s]+)\)/.exec(e.message)?.[1] ?? /\bname: ([^,]+), type:/.exec(e.message)?.[1];
   return { ...(column ? { column } : {}), valueClass: e.type?.toLowerCase() ?? `ClickHouse error ${e.code}` };
 }
 
@@ -167,10 +211,14 @@ export class ClickHouseDestination implements Destination {
 
   constructor(private readonly opts: ClickHouseOptions) {
     this.client = createClient({
-      url: opts.url, username: opts.username, password: opts.password,
+      url: opts.url,
+      username: opts.username,
+      password: opts.password,
       clickhouse_settings: {
-        output_format_json_quote_64bit_integers: 1, output_format_json_quote_decimals: 1,
-        output_format_decimal_trailing_zeros: 1, output_format_json_quote_denormals: 1,
+        output_format_json_quote_64bit_integers: 1,
+        output_format_json_quote_decimals: 1,
+        output_format_decimal_trailing_zeros: 1,
+        output_format_json_quote_denormals: 1,
       },
     });
   }
@@ -181,7 +229,10 @@ export class ClickHouseDestination implements Destination {
 
   private async loadWatermarks(): Promise<Map<string, bigint>> {
     if (!this.watermarks) {
-      const rs = await this.client.query({ query: `SELECT table, max(version) AS v FROM ${id(this.opts.database)}.${id(WATERMARKS)} GROUP BY table`, format: 'JSONEachRow' });
+      const rs = await this.client.query({
+        query: `SELECT table, max(version) AS v FROM ${id(this.opts.database)}.${id(WATERMARKS)} GROUP BY table`,
+        format: 'JSONEachRow',
+      });
       this.watermarks = new Map((await rs.json<{ table: string; v: string }>()).map((r) => [r.table, BigInt(r.v)]));
     }
     return this.watermarks;
@@ -189,20 +240,28 @@ export class ClickHouseDestination implements Destination {
 
   async prepare(tables: TableSchema[]): Promise<void> {
     await this.client.command({ query: `CREATE DATABASE IF NOT EXISTS ${id(this.opts.database)}` });
-    await this.client.command({ query: `CREATE TABLE IF NOT EXISTS ${id(this.opts.database)}.${id(WATERMARKS)}
-      (table String, version UInt128) ENGINE = ReplacingMergeTree(version) ORDER BY table` });
+    await this.client.command({
+      query: `CREATE TABLE IF NOT EXISTS ${id(this.opts.database)}.${id(WATERMARKS)}
+      (table String, version UInt128) ENGINE = ReplacingMergeTree(version) ORDER BY table`,
+    });
     for (const t of tables) {
       const cols = t.columns.map((c) => `${id(c.name)} ${clickhouseType(c, t.key.includes(c.name))}`);
-      await this.client.command({ query: `CREATE TABLE IF NOT EXISTS ${this.target(t)} (${cols.join(', ')},
+      await this.client.command({
+        query: `CREATE TABLE IF NOT EXISTS ${this.target(t)} (${cols.join(', ')},
         ${id(VERSION_COLUMN)} UInt128, ${id(DELETED_COLUMN)} UInt8 DEFAULT 0,
         ${id(SYNCED_AT_COLUMN)} DateTime64(6, 'UTC') DEFAULT now64(6))
-        ENGINE = ReplacingMergeTree(${id(VERSION_COLUMN)}, ${id(DELETED_COLUMN)}) ORDER BY (${t.key.map(id).join(', ')})` });
+        ENGINE = ReplacingMergeTree(${id(VERSION_COLUMN)}, ${id(DELETED_COLUMN)}) ORDER BY (${t.key.map(id).join(', ')})`,
+      });
       for (const c of t.columns) {
-        await this.client.command({ query: `ALTER TABLE ${this.target(t)} ADD COLUMN IF NOT EXISTS ${id(c.name)} ${clickhouseType(c, false)}` });
+        await this.client.command({
+          query: `ALTER TABLE ${this.target(t)} ADD COLUMN IF NOT EXISTS ${id(c.name)} ${clickhouseType(c, false)}`,
+        });
       }
       if (this.opts.views) {
-        await this.client.command({ query: `CREATE OR REPLACE VIEW ${id(this.opts.database)}.${id(liveViewName(t))} AS
-          SELECT ${t.columns.map((c) => id(c.name)).join(', ')} FROM ${this.target(t)} FINAL WHERE ${id(DELETED_COLUMN)} = 0` });
+        await this.client.command({
+          query: `CREATE OR REPLACE VIEW ${id(this.opts.database)}.${id(liveViewName(t))} AS
+          SELECT ${t.columns.map((c) => id(c.name)).join(', ')} FROM ${this.target(t)} FINAL WHERE ${id(DELETED_COLUMN)} = 0`,
+        });
       }
       this.tables.add(t);
     }
@@ -210,11 +269,15 @@ export class ClickHouseDestination implements Destination {
   }
 
   async apply(changes: Change[]): Promise<void> {
-    await applyVersioned(changes, {
-      rows: (rows) => this.insert(rows),
-      schema: (change) => this.evolve(change),
-      truncate: (change) => this.truncate(change.table, change.version),
-    }, clickhouseRefusal);
+    await applyVersioned(
+      changes,
+      {
+        rows: (rows) => this.insert(rows),
+        schema: (change) => this.evolve(change),
+        truncate: (change) => this.truncate(change.table, change.version),
+      },
+      clickhouseRefusal,
+    );
   }
 
   /** Integer and float widths, and Decimal precision/scale, change in place; key columns never (they order the table). */
@@ -233,12 +296,15 @@ export class ClickHouseDestination implements Destination {
   private async evolve(change: SchemaChange): Promise<void> {
     const target = this.target(change.table);
     for (const r of change.renamed ?? []) {
-      await this.client.command({ query: `ALTER TABLE ${target} RENAME COLUMN IF EXISTS ${id(r.from)} TO ${id(r.to)}` });
+      await this.client.command({
+        query: `ALTER TABLE ${target} RENAME COLUMN IF EXISTS ${id(r.from)} TO ${id(r.to)}`,
+      });
     }
     for (const r of change.retyped ?? []) {
       if (clickhouseType(r.from, false) === clickhouseType(r.to, false)) continue;
       await this.client.command({
-        query: `ALTER TABLE ${target} MODIFY COLUMN ${id(r.to.name)} ${clickhouseType(r.to, false)}`, clickhouse_settings: { mutations_sync: '1' },
+        query: `ALTER TABLE ${target} MODIFY COLUMN ${id(r.to.name)} ${clickhouseType(r.to, false)}`,
+        clickhouse_settings: { mutations_sync: '1' },
       });
     }
     await this.prepare([change.schema]);
@@ -273,7 +339,12 @@ export class ClickHouseDestination implements Destination {
       if (c.kind === 'delete') add(c.old, c.version, true);
       else {
         // A key change moves the row: the old key becomes a tombstone at the same version.
-        if (c.kind === 'update' && c.old && schema.key.some((k) => JSON.stringify(c.old![k]) !== JSON.stringify(c.row[k]))) add(c.old, c.version, true);
+        if (
+          c.kind === 'update' &&
+          c.old &&
+          schema.key.some((k) => JSON.stringify(c.old![k]) !== JSON.stringify(c.row[k]))
+        )
+          add(c.old, c.version, true);
         add(c.row, c.version, false);
       }
     }
@@ -288,21 +359,35 @@ export class ClickHouseDestination implements Destination {
     this.tables.get(table); // refuses a table that was not prepared
     if (version < ((await this.loadWatermarks()).get(tableKey(table)) ?? -1n)) return; // a truncate came after the snapshot
     let convert = this.tsv.get(tableKey(table));
-    if (!convert) this.tsv.set(tableKey(table), convert = copyTextToTsv(table, SCALAR.decimal));
-    await refusing(table, clickhouseRefusal, () => this.client.insert({
-      table: this.target(table), format: 'TabSeparated', values: Readable.from([convert(text.toString('utf8'), version)], { objectMode: false }),
-      columns: [id(table.columns[0]!.name), ...table.columns.slice(1).map((c) => id(c.name)), id(VERSION_COLUMN), id(DELETED_COLUMN)],
-    }));
+    if (!convert) this.tsv.set(tableKey(table), (convert = copyTextToTsv(table, SCALAR.decimal)));
+    await refusing(table, clickhouseRefusal, () =>
+      this.client.insert({
+        table: this.target(table),
+        format: 'TabSeparated',
+        values: Readable.from([convert(text.toString('utf8'), version)], { objectMode: false }),
+        columns: [
+          id(table.columns[0]!.name),
+          ...table.columns.slice(1).map((c) => id(c.name)),
+          id(VERSION_COLUMN),
+          id(DELETED_COLUMN),
+        ],
+      }),
+    );
   }
 
   private async truncate(table: TableId, version: Version): Promise<void> {
     const key = tableKey(table);
-    await this.client.insert({ table: `${id(this.opts.database)}.${id(WATERMARKS)}`, values: [{ table: key, version: version.toString() }], format: 'JSONEachRow' });
+    await this.client.insert({
+      table: `${id(this.opts.database)}.${id(WATERMARKS)}`,
+      values: [{ table: key, version: version.toString() }],
+      format: 'JSONEachRow',
+    });
     const marks = await this.loadWatermarks();
     if ((marks.get(key) ?? -1n) < version) marks.set(key, version);
     await this.client.command({
       query: `ALTER TABLE ${this.target(table)} DELETE WHERE ${id(VERSION_COLUMN)} < {v:UInt128}`,
-      query_params: { v: version.toString() }, clickhouse_settings: { mutations_sync: '1' },
+      query_params: { v: version.toString() },
+      clickhouse_settings: { mutations_sync: '1' },
     });
   }
 

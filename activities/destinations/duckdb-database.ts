@@ -49,7 +49,10 @@ export class DuckDBDatabase {
   private open?: { instance: DuckDBInstance; connection: DuckDBConnection };
   private idle?: NodeJS.Timeout;
 
-  private constructor(readonly path: string, private readonly token?: string) {}
+  private constructor(
+    readonly path: string,
+    private readonly token?: string,
+  ) {}
 
   /** Waits for the database (at most `lockWaitMs` for another process to let go of the file), exclusively. */
   acquire(lockWaitMs: number): Promise<Lease> {
@@ -57,7 +60,9 @@ export class DuckDBDatabase {
     clearTimeout(this.idle);
     const previous = this.tail;
     let next!: () => void;
-    this.tail = new Promise<void>((r) => { next = r; });
+    this.tail = new Promise<void>((r) => {
+      next = r;
+    });
     let released = false;
     const release = () => {
       if (released) return;
@@ -100,7 +105,10 @@ export class DuckDBDatabase {
     if (!md) mkdirSync(dirname(this.path), { recursive: true });
     for (;;) {
       try {
-        const instance = await DuckDBInstance.create(this.path, md && this.token ? { motherduck_token: this.token } : {});
+        const instance = await DuckDBInstance.create(
+          this.path,
+          md && this.token ? { motherduck_token: this.token } : {},
+        );
         const connection = await instance.connect();
         this.open = { instance, connection };
         await connection.run(`SET TimeZone = 'UTC'`);
@@ -110,8 +118,11 @@ export class DuckDBDatabase {
         if (!held) throw e;
         if (Date.now() >= deadline) {
           const holder = /Conflicting lock is held in ([^.]*)/.exec((e as Error).message)?.[1];
-          throw new DuckDBFileBusyError(`DuckDB file ${this.path} is held by another process${holder ? ` (${holder})` : ''}: `
-            + 'DuckDB lets one process at a time open a file; walflow retries until it is free (close the other program)', { cause: e });
+          throw new DuckDBFileBusyError(
+            `DuckDB file ${this.path} is held by another process${holder ? ` (${holder})` : ''}: ` +
+              'DuckDB lets one process at a time open a file; walflow retries until it is free (close the other program)',
+            { cause: e },
+          );
         }
         await new Promise((r) => setTimeout(r, LOCK_RETRY_MS));
       }
@@ -125,7 +136,9 @@ export class DuckDBDatabase {
       this.close();
       DuckDBDatabase.byPath.delete(this.path);
     } else if (!isMotherDuck(this.path)) {
-      this.idle = setTimeout(() => { if (this.pending === 0) this.close(); }, IDLE_CLOSE_MS);
+      this.idle = setTimeout(() => {
+        if (this.pending === 0) this.close();
+      }, IDLE_CLOSE_MS);
       this.idle.unref();
     }
   }

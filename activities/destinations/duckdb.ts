@@ -15,7 +15,15 @@ import { DuckDBDatabase } from './duckdb-database.ts';
 import { columnMapping, DuckDBValueError } from './duckdb-types.ts';
 import { newestPerKey } from './newest.ts';
 import {
-  applyVersioned, DELETED_COLUMN, liveViewName, PreparedTables, storedValues, SYNCED_AT_COLUMN, targetName, VERSION_COLUMN, WATERMARKS_TABLE,
+  applyVersioned,
+  DELETED_COLUMN,
+  liveViewName,
+  PreparedTables,
+  storedValues,
+  SYNCED_AT_COLUMN,
+  targetName,
+  VERSION_COLUMN,
+  WATERMARKS_TABLE,
 } from './versioned.ts';
 
 export interface DuckDBDestinationOptions {
@@ -64,22 +72,30 @@ export class DuckDBDestination implements Destination {
   async prepare(tables: TableSchema[]): Promise<void> {
     await this.db.run(this.lockWaitMs, async (conn) => {
       await conn.run(`CREATE SCHEMA IF NOT EXISTS ${q(this.opts.schema)}`);
-      await conn.run(`CREATE TABLE IF NOT EXISTS ${this.name(WATERMARKS_TABLE)} (table_name VARCHAR PRIMARY KEY, version HUGEINT NOT NULL)`);
+      await conn.run(
+        `CREATE TABLE IF NOT EXISTS ${this.name(WATERMARKS_TABLE)} (table_name VARCHAR PRIMARY KEY, version HUGEINT NOT NULL)`,
+      );
       for (const t of tables) await this.create(conn, t);
     });
   }
 
   /** Creates the table, adds the columns it lacks, and (re)creates its live view. */
   private async create(conn: DuckDBConnection, t: TableSchema): Promise<void> {
-    const cols = t.columns.map((c) => `${q(c.name)} ${columnMapping(c).type}${t.key.includes(c.name) ? ' NOT NULL' : ''}`);
+    const cols = t.columns.map(
+      (c) => `${q(c.name)} ${columnMapping(c).type}${t.key.includes(c.name) ? ' NOT NULL' : ''}`,
+    );
     await conn.run(`CREATE TABLE IF NOT EXISTS ${this.target(t)} (${cols.join(', ')},
       ${q(VERSION_COLUMN)} HUGEINT NOT NULL, ${q(DELETED_COLUMN)} BOOLEAN NOT NULL DEFAULT false,
       ${q(SYNCED_AT_COLUMN)} TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (${t.key.map(q).join(', ')}))`);
-    const existing = await conn.runAndReadAll(`SELECT column_name FROM duckdb_columns()
-      WHERE database_name = current_database() AND schema_name = $1 AND table_name = $2`, [this.opts.schema, targetName(t)]);
+    const existing = await conn.runAndReadAll(
+      `SELECT column_name FROM duckdb_columns()
+      WHERE database_name = current_database() AND schema_name = $1 AND table_name = $2`,
+      [this.opts.schema, targetName(t)],
+    );
     const have = new Set(existing.getRows().map((r) => r[0]));
     for (const c of t.columns) {
-      if (!have.has(c.name)) await conn.run(`ALTER TABLE ${this.target(t)} ADD COLUMN ${q(c.name)} ${columnMapping(c).type}`);
+      if (!have.has(c.name))
+        await conn.run(`ALTER TABLE ${this.target(t)} ADD COLUMN ${q(c.name)} ${columnMapping(c).type}`);
     }
     await conn.run(`CREATE OR REPLACE VIEW ${this.name(liveViewName(t))} AS
       SELECT ${t.columns.map((c) => q(c.name)).join(', ')} FROM ${this.target(t)} WHERE NOT ${q(DELETED_COLUMN)}`);
@@ -90,11 +106,15 @@ export class DuckDBDestination implements Destination {
     await this.db.run(this.lockWaitMs, async (conn) => {
       await conn.run('BEGIN TRANSACTION');
       try {
-        await applyVersioned(changes, {
-          rows: (rows) => this.upsert(conn, rows),
-          schema: (change) => this.create(conn, change.schema),
-          truncate: (change) => this.truncate(conn, change.table, change.version),
-        }, duckdbRefusal);
+        await applyVersioned(
+          changes,
+          {
+            rows: (rows) => this.upsert(conn, rows),
+            schema: (change) => this.create(conn, change.schema),
+            truncate: (change) => this.truncate(conn, change.table, change.version),
+          },
+          duckdbRefusal,
+        );
         await conn.run('COMMIT');
       } catch (e) {
         await conn.run('ROLLBACK').catch(() => undefined);
@@ -114,11 +134,15 @@ export class DuckDBDestination implements Destination {
     try {
       for (const c of newestPerKey(schema, changes)) {
         storedValues(schema, c).forEach((v, i) => {
-          let staged: ReturnType<typeof columns[number]['stage']>;
+          let staged: ReturnType<(typeof columns)[number]['stage']>;
           try {
             staged = columns[i]!.stage(v, () => `${tableKey(schema)}.${schema.columns[i]!.name}`);
           } catch (e) {
-            if (e instanceof DuckDBValueError) Object.assign(e, { column: schema.columns[i]!.name, key: describeKey(schema, c.kind === 'delete' ? c.old : c.row) });
+            if (e instanceof DuckDBValueError)
+              Object.assign(e, {
+                column: schema.columns[i]!.name,
+                key: describeKey(schema, c.kind === 'delete' ? c.old : c.row),
+              });
             throw e;
           }
           if (staged === null) appender.appendNull();
@@ -135,31 +159,45 @@ export class DuckDBDestination implements Destination {
     }
     const walflow = [VERSION_COLUMN, DELETED_COLUMN, SYNCED_AT_COLUMN].map(q);
     const updated = [...schema.columns.filter((c) => !schema.key.includes(c.name)).map((c) => q(c.name)), ...walflow];
-    await conn.run(`INSERT INTO ${this.target(schema)} AS t (${[...names, ...walflow].join(', ')})
+    await conn.run(
+      `INSERT INTO ${this.target(schema)} AS t (${[...names, ...walflow].join(', ')})
       SELECT ${names.map((n, i) => `CAST(s.${n} AS ${columns[i]!.type})`).join(', ')}, s.${walflow[0]}, s.${walflow[1]}, now()
       FROM temp.${q(STAGE)} s
       WHERE s.${walflow[0]} > COALESCE((SELECT version FROM ${this.name(WATERMARKS_TABLE)} WHERE table_name = $1), -1)
       ON CONFLICT (${schema.key.map(q).join(', ')}) DO UPDATE SET ${updated.map((n) => `${n} = excluded.${n}`).join(', ')}
-      WHERE excluded.${walflow[0]} > t.${walflow[0]}`, [tableKey(schema)]);
+      WHERE excluded.${walflow[0]} > t.${walflow[0]}`,
+      [tableKey(schema)],
+    );
   }
 
   private async truncate(conn: DuckDBConnection, table: TableId, version: Version): Promise<void> {
-    await conn.run(`INSERT INTO ${this.name(WATERMARKS_TABLE)} VALUES ($1, CAST($2 AS HUGEINT))
-      ON CONFLICT (table_name) DO UPDATE SET version = greatest(version, excluded.version)`, [tableKey(table), version.toString()]);
-    await conn.run(`DELETE FROM ${this.target(table)} WHERE ${q(VERSION_COLUMN)} < CAST($1 AS HUGEINT)`, [version.toString()]);
+    await conn.run(
+      `INSERT INTO ${this.name(WATERMARKS_TABLE)} VALUES ($1, CAST($2 AS HUGEINT))
+      ON CONFLICT (table_name) DO UPDATE SET version = greatest(version, excluded.version)`,
+      [tableKey(table), version.toString()],
+    );
+    await conn.run(`DELETE FROM ${this.target(table)} WHERE ${q(VERSION_COLUMN)} < CAST($1 AS HUGEINT)`, [
+      version.toString(),
+    ]);
   }
 
   async removeStale(table: TableSchema, before: Version): Promise<void> {
-    await this.db.run(this.lockWaitMs, (conn) => conn.run(`UPDATE ${this.target(table)}
+    await this.db.run(this.lockWaitMs, (conn) =>
+      conn.run(
+        `UPDATE ${this.target(table)}
       SET ${q(DELETED_COLUMN)} = true, ${q(VERSION_COLUMN)} = CAST($1 AS HUGEINT), ${q(SYNCED_AT_COLUMN)} = now()
-      WHERE ${q(VERSION_COLUMN)} < CAST($1 AS HUGEINT) AND NOT ${q(DELETED_COLUMN)}`, [before.toString()]));
+      WHERE ${q(VERSION_COLUMN)} < CAST($1 AS HUGEINT) AND NOT ${q(DELETED_COLUMN)}`,
+        [before.toString()],
+      ),
+    );
   }
 
   async *readLive(table: TableSchema): AsyncIterable<Row> {
     const columns = table.columns.map(columnMapping);
     const lease = await this.db.acquire(this.lockWaitMs);
     try {
-      const result = await lease.connection.stream(`SELECT ${columns.map((m, i) => m.read(q(table.columns[i]!.name))).join(', ')}
+      const result =
+        await lease.connection.stream(`SELECT ${columns.map((m, i) => m.read(q(table.columns[i]!.name))).join(', ')}
         FROM ${this.target(table)} WHERE NOT ${q(DELETED_COLUMN)}`);
       for await (const rows of result.yieldRowsJs()) {
         for (const r of rows) yield Object.fromEntries(table.columns.map((c, i) => [c.name, columns[i]!.value(r[i])]));
@@ -181,7 +219,8 @@ const DATA_ERRORS = /^(Conversion|Constraint|Out of Range) Error: /;
 
 /** A refusal of the data: walflow's own check of a value (DuckDBValueError) or one of DuckDB's data error classes; file locks and I/O are retried. */
 export function duckdbRefusal(e: unknown): Refusal | undefined {
-  if (e instanceof DuckDBValueError) return { valueClass: e.valueClass, ...(e.column ? { column: e.column } : {}), ...(e.key ? { key: e.key } : {}) };
+  if (e instanceof DuckDBValueError)
+    return { valueClass: e.valueClass, ...(e.column ? { column: e.column } : {}), ...(e.key ? { key: e.key } : {}) };
   const kind = e instanceof Error ? DATA_ERRORS.exec(e.message)?.[1] : undefined;
   return kind ? { valueClass: `${kind.toLowerCase()} error` } : undefined;
 }

@@ -49,11 +49,18 @@ export class FileDestination implements Destination {
   private readonly writer = randomBytes(4).toString('hex');
   private opened = 0;
 
-  constructor(private readonly opts: FileDestinationOptions, private readonly envelopes: Envelopes) {}
+  constructor(
+    private readonly opts: FileDestinationOptions,
+    private readonly envelopes: Envelopes,
+  ) {}
 
   /** A change stream passes every widening and rename on as a schema envelope: there is no table to alter. */
-  canRetype(): boolean { return true; }
-  canRename(): boolean { return true; }
+  canRetype(): boolean {
+    return true;
+  }
+  canRename(): boolean {
+    return true;
+  }
 
   async prepare(tables: TableSchema[]): Promise<void> {
     this.envelopes.learn(tables);
@@ -69,7 +76,7 @@ export class FileDestination implements Destination {
       else groups.set(folder, [c]);
     }
     for (const [folder, group] of groups) {
-      for (let start = 0; start < group.length;) {
+      for (let start = 0; start < group.length; ) {
         const file = await this.fileFor(folder, group[start]!.version);
         // Lines up to the file's size limit (at least one); the rest go to the next file.
         let text = '';
@@ -89,7 +96,8 @@ export class FileDestination implements Destination {
   /** The folder's open file, or a new one (durably created) when there is none or it is due for rotation. */
   private async fileFor(folder: string, firstVersion: bigint): Promise<OpenFile> {
     const current = this.files.get(folder);
-    if (current && current.bytes < this.opts.maxBytes && Date.now() - current.openedAt < this.opts.maxAgeMs) return current;
+    if (current && current.bytes < this.opts.maxBytes && Date.now() - current.openedAt < this.opts.maxAgeMs)
+      return current;
     if (current) {
       this.files.delete(folder);
       await current.handle.close();

@@ -19,7 +19,12 @@ import { RuledDestination } from './ruled.ts';
 /** The pipeline's destination behind its rules (filters, transforms, renames), resolving hash salts here. */
 export async function pipelineDestination(pipeline: PipelineConfig): Promise<Destination> {
   const destination = await createDestination(pipeline.destination, { pipeline: pipeline.id });
-  return pipeline.rules ? new RuledDestination(destination, compileRules(pipeline, (ref) => resolveSecret(ref)!)) : destination;
+  return pipeline.rules
+    ? new RuledDestination(
+        destination,
+        compileRules(pipeline, (ref) => resolveSecret(ref)!),
+      )
+    : destination;
 }
 
 /** What a destination knows of the pipeline it serves (stream destinations put its id in every envelope). */
@@ -40,7 +45,11 @@ export async function createDestination(config: DestinationConfig, context: Dest
       if (typeof value !== 'function') return value;
       return (...args: unknown[]) => {
         const result = value.apply(target, args);
-        return result instanceof Promise ? result.catch((e: unknown) => { throw labelError(e, where); }) : result;
+        return result instanceof Promise
+          ? result.catch((e: unknown) => {
+              throw labelError(e, where);
+            })
+          : result;
       };
     },
   });
@@ -49,13 +58,16 @@ export async function createDestination(config: DestinationConfig, context: Dest
 /** Which destination, for error messages: never a secret (URLs carry none; passwords are references). */
 export function describeDestination(config: DestinationConfig): string {
   switch (config.type) {
-    case 'clickhouse': return `destination clickhouse ${config.url}`;
-    case 'snowflake': return `destination snowflake ${config.host ? `${config.host}${config.port ? `:${config.port}` : ''}` : config.account}`;
+    case 'clickhouse':
+      return `destination clickhouse ${config.url}`;
+    case 'snowflake':
+      return `destination snowflake ${config.host ? `${config.host}${config.port ? `:${config.port}` : ''}` : config.account}`;
     case 'postgres': {
       const c = parseIntoClientConfig(config.url);
       return `destination postgres ${c.host ?? 'localhost'}:${c.port ?? 5432}/${c.database ?? ''}`;
     }
-    default: return `destination ${config.type}`;
+    default:
+      return `destination ${config.type}`;
   }
 }
 
@@ -66,35 +78,69 @@ async function openDestination(config: DestinationConfig, context: DestinationCo
     case 'stdout':
       return new StdoutDestination(config.format === 'envelope' ? new Envelopes(context.pipeline) : undefined);
     case 'file':
-      return new FileDestination({
-        dir: join(config.path, context.pipeline), split: config.split, maxBytes: config.maxBytes, maxAgeMs: config.maxAgeSeconds * 1000, gzip: config.gzip,
-      }, new Envelopes(context.pipeline));
+      return new FileDestination(
+        {
+          dir: join(config.path, context.pipeline),
+          split: config.split,
+          maxBytes: config.maxBytes,
+          maxAgeMs: config.maxAgeSeconds * 1000,
+          gzip: config.gzip,
+        },
+        new Envelopes(context.pipeline),
+      );
     case 'webhook':
-      return new WebhookDestination({
-        url: config.url, format: config.format, secret: resolveSecret(config.secret), timeoutMs: config.timeoutMs,
-        maxBatchChanges: config.maxBatchChanges, retries: config.retries,
-        headers: Object.fromEntries(Object.entries(config.headers).map(([k, v]) => [k, isSecretRef(v) ? resolveSecret(v)! : v])),
-      }, new Envelopes(context.pipeline));
+      return new WebhookDestination(
+        {
+          url: config.url,
+          format: config.format,
+          secret: resolveSecret(config.secret),
+          timeoutMs: config.timeoutMs,
+          maxBatchChanges: config.maxBatchChanges,
+          retries: config.retries,
+          headers: Object.fromEntries(
+            Object.entries(config.headers).map(([k, v]) => [k, isSecretRef(v) ? resolveSecret(v)! : v]),
+          ),
+        },
+        new Envelopes(context.pipeline),
+      );
     case 'nats': {
       const { NatsDestination } = await import('./nats.ts');
       const { type: _, token, password, ...opts } = config;
-      return new NatsDestination({ ...opts, token: resolveSecret(token), password: resolveSecret(password) }, new Envelopes(context.pipeline));
+      return new NatsDestination(
+        { ...opts, token: resolveSecret(token), password: resolveSecret(password) },
+        new Envelopes(context.pipeline),
+      );
     }
     case 'clickhouse':
       return new ClickHouseDestination({
-        url: config.url, database: config.database, username: config.username, password: resolveSecret(config.password), views: config.views,
+        url: config.url,
+        database: config.database,
+        username: config.username,
+        password: resolveSecret(config.password),
+        views: config.views,
       });
     case 'snowflake': {
       // Loaded on demand: the Snowflake driver is heavy and only its users should pay for it.
       const { SnowflakeDestination } = await import('./snowflake.ts');
       return new SnowflakeDestination({
-        account: config.account, username: config.username, warehouse: config.warehouse, database: config.database, schema: config.schema,
-        role: config.role, host: config.host, port: config.port, protocol: config.protocol,
-        password: config.password && resolveSecret(config.password), privateKey: config.privateKey && resolveSecret(config.privateKey),
+        account: config.account,
+        username: config.username,
+        warehouse: config.warehouse,
+        database: config.database,
+        schema: config.schema,
+        role: config.role,
+        host: config.host,
+        port: config.port,
+        protocol: config.protocol,
+        password: config.password && resolveSecret(config.password),
+        privateKey: config.privateKey && resolveSecret(config.privateKey),
       });
     }
     case 'postgres':
-      return new PostgresDestination({ connection: postgresConnection(config.url, config.password), schema: config.schema });
+      return new PostgresDestination({
+        connection: postgresConnection(config.url, config.password),
+        schema: config.schema,
+      });
     case 'duckdb': {
       // Loaded on demand: the DuckDB engine is a large native library.
       const { DuckDBDestination } = await import('./duckdb.ts');

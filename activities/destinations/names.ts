@@ -9,7 +9,6 @@ import { targetName } from './versioned.ts';
 /** Plain lower-case Postgres names become Snowflake's upper case, so analysts query them unquoted; others keep their spelling. */
 export const snowflakeName = (name: string): string => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name.toUpperCase() : name);
 
-
 /** The destination table of `t` for a destination type. */
 export function destinationTableName(type: string, t: TableId): string {
   return type === 'snowflake' ? snowflakeName(targetName(t)) : targetName(t);
@@ -28,6 +27,10 @@ export function tableNameCollisions(type: string, tables: TableId[]): string[] {
     const name = destinationTableName(type, t);
     byName.set(name, [...(byName.get(name) ?? []), `${t.schema}.${t.name}`]);
   }
-  return [...byName].filter(([, sources]) => sources.length > 1).map(([name, sources]) =>
-    `tables ${sources.join(' and ')} would both be written to ${type} table ${name}: keep one of them in this pipeline and give the other a pipeline with its own destination database/schema`);
+  return [...byName]
+    .filter(([, sources]) => sources.length > 1)
+    .map(
+      ([name, sources]) =>
+        `tables ${sources.join(' and ')} would both be written to ${type} table ${name}: keep one of them in this pipeline and give the other a pipeline with its own destination database/schema`,
+    );
 }

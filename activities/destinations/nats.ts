@@ -6,14 +6,24 @@
  * the stack's server fsyncs before acknowledging). The stream is created if missing.
  */
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
+import {
+  jetstream,
+  jetstreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type PubAck,
+} from '@nats-io/jetstream';
 import { ConfigError, type NatsConfig } from '../../lib/config.ts';
 import { tableKey, type Change, type TableId, type TableSchema } from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
 import type { Envelopes } from './envelopes.ts';
 import type { z } from 'zod';
 
-export type NatsDestinationOptions = Omit<z.infer<typeof NatsConfig>, 'type' | 'token' | 'password'> & { token?: string; password?: string };
+export type NatsDestinationOptions = Omit<z.infer<typeof NatsConfig>, 'type' | 'token' | 'password'> & {
+  token?: string;
+  password?: string;
+};
 
 /** A subject token cannot hold whitespace, ".", "*" or ">". */
 const SUBJECT_TOKEN = /^[^\s.*>]+$/;
@@ -24,7 +34,10 @@ export class NatsDestination implements Destination {
   private readonly subjects = new Map<string, string>();
   readonly streamName: string;
 
-  constructor(private readonly opts: NatsDestinationOptions, private readonly envelopes: Envelopes) {
+  constructor(
+    private readonly opts: NatsDestinationOptions,
+    private readonly envelopes: Envelopes,
+  ) {
     this.streamName = opts.stream.name ?? `walflow-${envelopes.pipeline}`;
   }
 
@@ -33,12 +46,20 @@ export class NatsDestination implements Destination {
     const key = tableKey(table);
     let subject = this.subjects.get(key);
     if (subject === undefined) {
-      for (const [what, name] of [['schema', table.schema], ['table', table.name]] as const) {
+      for (const [what, name] of [
+        ['schema', table.schema],
+        ['table', table.name],
+      ] as const) {
         if (this.opts.subject.includes(`{${what}}`) && !SUBJECT_TOKEN.test(name)) {
-          throw new ConfigError(`table ${key}: the ${what} name ${JSON.stringify(name)} cannot be part of a NATS subject (no spaces, ".", "*" or ">"); set destination.subject without {${what}}`);
+          throw new ConfigError(
+            `table ${key}: the ${what} name ${JSON.stringify(name)} cannot be part of a NATS subject (no spaces, ".", "*" or ">"); set destination.subject without {${what}}`,
+          );
         }
       }
-      subject = this.opts.subject.replaceAll('{pipeline}', this.envelopes.pipeline).replaceAll('{schema}', table.schema).replaceAll('{table}', table.name);
+      subject = this.opts.subject
+        .replaceAll('{pipeline}', this.envelopes.pipeline)
+        .replaceAll('{schema}', table.schema)
+        .replaceAll('{table}', table.name);
       this.subjects.set(key, subject);
     }
     return subject;
@@ -46,15 +67,23 @@ export class NatsDestination implements Destination {
 
   /** What the created stream captures: the template with each token holding {schema} or {table} as "*". */
   subjectFilter(): string {
-    return this.opts.subject.split('.')
-      .map((token) => (/\{(schema|table)\}/.test(token) ? '*' : token.replaceAll('{pipeline}', this.envelopes.pipeline))).join('.');
+    return this.opts.subject
+      .split('.')
+      .map((token) =>
+        /\{(schema|table)\}/.test(token) ? '*' : token.replaceAll('{pipeline}', this.envelopes.pipeline),
+      )
+      .join('.');
   }
 
   private connect() {
     this.connection ??= (async () => {
       const nc = await connect({
-        servers: this.opts.servers, token: this.opts.token, user: this.opts.user, pass: this.opts.password,
-        name: `walflow ${this.envelopes.pipeline}`, maxReconnectAttempts: -1,
+        servers: this.opts.servers,
+        token: this.opts.token,
+        user: this.opts.user,
+        pass: this.opts.password,
+        name: `walflow ${this.envelopes.pipeline}`,
+        maxReconnectAttempts: -1,
       });
       return { nc, js: jetstream(nc, { timeout: this.opts.timeoutMs }) };
     })().catch((e: unknown) => {
@@ -65,8 +94,12 @@ export class NatsDestination implements Destination {
   }
 
   /** A change stream passes every widening and rename on as a schema envelope: there is no table to alter. */
-  canRetype(): boolean { return true; }
-  canRename(): boolean { return true; }
+  canRetype(): boolean {
+    return true;
+  }
+  canRename(): boolean {
+    return true;
+  }
 
   async prepare(tables: TableSchema[]): Promise<void> {
     this.envelopes.learn(tables);
@@ -80,8 +113,13 @@ export class NatsDestination implements Destination {
       if (!(e instanceof JetStreamApiError && e.code === JetStreamApiCodes.StreamNotFound)) throw e;
       const s = this.opts.stream;
       await jsm.streams.add({
-        name: this.streamName, subjects: [this.subjectFilter()], retention: s.retention, storage: s.storage, num_replicas: s.replicas,
-        max_age: nanos(s.maxAgeSeconds * 1000), duplicate_window: nanos(s.duplicateWindowSeconds * 1000),
+        name: this.streamName,
+        subjects: [this.subjectFilter()],
+        retention: s.retention,
+        storage: s.storage,
+        num_replicas: s.replicas,
+        max_age: nanos(s.maxAgeSeconds * 1000),
+        duplicate_window: nanos(s.duplicateWindowSeconds * 1000),
       });
     }
     this.streamReady = true;
@@ -95,12 +133,20 @@ export class NatsDestination implements Destination {
       const acks: Promise<PubAck>[] = [];
       for (const c of changes.slice(i, i + this.opts.maxInFlight)) {
         const envelope = this.envelopes.of(c);
-        acks.push(js.publish(this.subjectOf(c.table), encoder.encode(JSON.stringify(envelope)), { msgID: envelope.id, timeout: this.opts.timeoutMs }));
+        acks.push(
+          js.publish(this.subjectOf(c.table), encoder.encode(JSON.stringify(envelope)), {
+            msgID: envelope.id,
+            timeout: this.opts.timeoutMs,
+          }),
+        );
       }
       // Every publish awaited (none left unhandled), the first failure reported.
       const results = await Promise.allSettled(acks);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw new Error(`JetStream did not acknowledge a change of pipeline ${this.envelopes.pipeline}: ${(failed.reason as Error).message}`);
+      if (failed)
+        throw new Error(
+          `JetStream did not acknowledge a change of pipeline ${this.envelopes.pipeline}: ${(failed.reason as Error).message}`,
+        );
     }
   }
 

@@ -2,7 +2,6 @@
 import { keyText } from '../../lib/pgtext.ts';
 import type { RowChange, TableSchema } from '../../lib/model.ts';
 
-
 /**
  * The newest change per primary key. An update that changed the key also
  * yields a delete of the old key at the same version (the row moved).

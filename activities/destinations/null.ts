@@ -7,8 +7,12 @@ export class NullDestination implements Destination {
   changes = 0;
 
   /** Nothing is kept, so any shape change is fine. */
-  canRetype(): boolean { return true; }
-  canRename(): boolean { return true; }
+  canRetype(): boolean {
+    return true;
+  }
+  canRename(): boolean {
+    return true;
+  }
 
   async prepare(): Promise<void> {}
 

@@ -7,7 +7,17 @@
  */
 import pg from 'pg';
 import type { Version } from '../../lib/lsn.ts';
-import { SESSION_SETTINGS, tableKey, type Change, type ColumnSchema, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema } from '../../lib/model.ts';
+import {
+  SESSION_SETTINGS,
+  tableKey,
+  type Change,
+  type ColumnSchema,
+  type Row,
+  type RowChange,
+  type SchemaChange,
+  type TableId,
+  type TableSchema,
+} from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';
 import type { Destination } from './destination.ts';
 import { applySteps } from './steps.ts';
@@ -15,7 +25,13 @@ import { newestPerKey } from './newest.ts';
 import { isDataSqlState, refusing, type Refusal } from './refused.ts';
 import { outputTextSql, parseColumnText } from '../../lib/pgvalues.ts';
 import {
-  DELETED_COLUMN, PreparedTables, storedValues, SYNCED_AT_COLUMN, targetName, VERSION_COLUMN, WATERMARKS_TABLE as WATERMARKS,
+  DELETED_COLUMN,
+  PreparedTables,
+  storedValues,
+  SYNCED_AT_COLUMN,
+  targetName,
+  VERSION_COLUMN,
+  WATERMARKS_TABLE as WATERMARKS,
 } from './versioned.ts';
 /** Bind parameters per statement stay under Postgres's limit of 65,535. */
 const MAX_PARAMS = 60_000;
@@ -24,9 +40,20 @@ const MAX_PARAMS = 60_000;
 const LAST_BUILTIN_OID = 16383;
 
 const KIND_TYPES: Record<ColumnSchema['kind'], string> = {
-  int: 'integer', float: 'double precision', bigint: 'bigint', decimal: 'numeric', bool: 'boolean', bytes: 'bytea',
-  json: 'json', text: 'text', date: 'date', time: 'time', timestamp: 'timestamp', timestamptz: 'timestamptz',
-  interval: 'interval', uuid: 'uuid',
+  int: 'integer',
+  float: 'double precision',
+  bigint: 'bigint',
+  decimal: 'numeric',
+  bool: 'boolean',
+  bytes: 'bytea',
+  json: 'json',
+  text: 'text',
+  date: 'date',
+  time: 'time',
+  timestamp: 'timestamp',
+  timestamptz: 'timestamptz',
+  interval: 'interval',
+  uuid: 'uuid',
 };
 
 function columnType(c: ColumnSchema): string {
@@ -47,16 +74,26 @@ export function postgresRefusal(e: unknown): Refusal | undefined {
   const key = err.detail && /^Key \((.+?)\)=\((.*)\) /.exec(err.detail);
   return {
     ...(err.column ? { column: err.column } : {}),
-    valueClass: err.constraint ? `${PG_CONDITIONS[err.code!] ?? err.code} (${err.constraint})` : PG_CONDITIONS[err.code!] ?? `SQLSTATE ${err.code}`,
+    valueClass: err.constraint
+      ? `${PG_CONDITIONS[err.code!] ?? err.code} (${err.constraint})`
+      : (PG_CONDITIONS[err.code!] ?? `SQLSTATE ${err.code}`),
     ...(key ? { key: `${key[1]}=${key[2]}` } : {}),
   };
 }
 
 /** The condition names of the SQLSTATEs a destination write most often meets (the others show as their code). */
 const PG_CONDITIONS: Record<string, string> = {
-  22001: 'string_data_right_truncation', 22003: 'numeric_value_out_of_range', 22007: 'invalid_datetime_format',
-  22008: 'datetime_field_overflow', 22021: 'character_not_in_repertoire', '22P02': 'invalid_text_representation',
-  23502: 'not_null_violation', 23503: 'foreign_key_violation', 23505: 'unique_violation', 23514: 'check_violation', '23P01': 'exclusion_violation',
+  22001: 'string_data_right_truncation',
+  22003: 'numeric_value_out_of_range',
+  22007: 'invalid_datetime_format',
+  22008: 'datetime_field_overflow',
+  22021: 'character_not_in_repertoire',
+  '22P02': 'invalid_text_representation',
+  23502: 'not_null_violation',
+  23503: 'foreign_key_violation',
+  23505: 'unique_violation',
+  23514: 'check_violation',
+  '23P01': 'exclusion_violation',
 };
 
 export interface PostgresDestinationOptions {
@@ -72,7 +109,9 @@ export class PostgresDestination implements Destination {
   constructor(private readonly opts: PostgresDestinationOptions) {
     this.client = new pg.Client({
       ...opts.connection,
-      options: Object.entries(SESSION_SETTINGS).map(([k, v]) => `-c ${k}=${v.replace(/ /g, '\\ ')}`).join(' '),
+      options: Object.entries(SESSION_SETTINGS)
+        .map(([k, v]) => `-c ${k}=${v.replace(/ /g, '\\ ')}`)
+        .join(' '),
     });
   }
 
@@ -111,8 +150,12 @@ export class PostgresDestination implements Destination {
     try {
       // Each step is one table's: a refusal of its data is that table's alone (refused.ts).
       for (const step of applySteps(changes)) {
-        if (step.kind === 'rows') await refusing(step.changes[0]!.table, postgresRefusal, () => this.upsert(client, step.changes));
-        else if (step.kind === 'truncate') await refusing(step.change.table, postgresRefusal, () => this.truncate(client, step.change.table, step.change.version));
+        if (step.kind === 'rows')
+          await refusing(step.changes[0]!.table, postgresRefusal, () => this.upsert(client, step.changes));
+        else if (step.kind === 'truncate')
+          await refusing(step.change.table, postgresRefusal, () =>
+            this.truncate(client, step.change.table, step.change.version),
+          );
         else {
           await client.query('COMMIT');
           await refusing(step.change.table, postgresRefusal, () => this.evolve(client, step.change));
@@ -138,11 +181,15 @@ export class PostgresDestination implements Destination {
   private async evolve(client: pg.Client, change: SchemaChange): Promise<void> {
     const target = this.target(change.table);
     for (const r of change.renamed ?? []) {
-      const { rows } = await client.query(`SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped`, [target, r.from]);
+      const { rows } = await client.query(
+        `SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped`,
+        [target, r.from],
+      );
       if (rows.length) await client.query(`ALTER TABLE ${target} RENAME COLUMN ${q(r.from)} TO ${q(r.to)}`);
     }
     for (const r of change.retyped ?? []) {
-      if (columnType(r.from) !== columnType(r.to)) await client.query(`ALTER TABLE ${target} ALTER COLUMN ${q(r.to.name)} TYPE ${columnType(r.to)}`);
+      if (columnType(r.from) !== columnType(r.to))
+        await client.query(`ALTER TABLE ${target} ALTER COLUMN ${q(r.to.name)} TYPE ${columnType(r.to)}`);
     }
     await this.prepare([change.schema]);
   }
@@ -153,13 +200,13 @@ export class PostgresDestination implements Destination {
     this.tables.delete(table);
   }
 
-
   /** One statement per run of same-table row changes; the newest version per key wins inside the run too. */
   private async upsert(client: pg.Client, changes: RowChange[]): Promise<void> {
     const schema = this.tables.get(changes[0]!.table);
     const all = newestPerKey(schema, changes);
     const perStatement = Math.max(1, Math.floor(MAX_PARAMS / (schema.columns.length + 1)));
-    for (let i = 0; i < all.length; i += perStatement) await this.upsertRows(client, schema, all.slice(i, i + perStatement));
+    for (let i = 0; i < all.length; i += perStatement)
+      await this.upsertRows(client, schema, all.slice(i, i + perStatement));
   }
 
   private async upsertRows(client: pg.Client, schema: TableSchema, changes: RowChange[]): Promise<void> {
@@ -178,25 +225,34 @@ export class PostgresDestination implements Destination {
       rows.push(`(${values.join(', ')})`);
     }
     const names = [...cols.map((c) => q(c.name)), q(VERSION_COLUMN), q(DELETED_COLUMN)];
-    await client.query(`INSERT INTO ${this.target(schema)} AS t (${names.join(', ')})
+    await client.query(
+      `INSERT INTO ${this.target(schema)} AS t (${names.join(', ')})
       SELECT v.* FROM (VALUES ${rows.join(', ')}) AS v(${names.join(', ')})
       WHERE v.${q(VERSION_COLUMN)} > COALESCE((SELECT version FROM ${q(this.opts.schema)}.${q(WATERMARKS)} WHERE table_name = $${params.length + 1}), -1)
       ON CONFLICT (${schema.key.map(q).join(', ')}) DO UPDATE SET
         ${names.map((n) => `${n} = EXCLUDED.${n}`).join(', ')}, ${q(SYNCED_AT_COLUMN)} = now()
-      WHERE t.${q(VERSION_COLUMN)} < EXCLUDED.${q(VERSION_COLUMN)}`, [...params, tableKey(schema)]);
+      WHERE t.${q(VERSION_COLUMN)} < EXCLUDED.${q(VERSION_COLUMN)}`,
+      [...params, tableKey(schema)],
+    );
   }
 
   private async truncate(client: pg.Client, table: TableId, version: Version): Promise<void> {
     const v = version.toString();
-    await client.query(`INSERT INTO ${q(this.opts.schema)}.${q(WATERMARKS)} (table_name, version) VALUES ($1, $2::numeric)
-      ON CONFLICT (table_name) DO UPDATE SET version = GREATEST(${q(WATERMARKS)}.version, EXCLUDED.version)`, [tableKey(table), v]);
+    await client.query(
+      `INSERT INTO ${q(this.opts.schema)}.${q(WATERMARKS)} (table_name, version) VALUES ($1, $2::numeric)
+      ON CONFLICT (table_name) DO UPDATE SET version = GREATEST(${q(WATERMARKS)}.version, EXCLUDED.version)`,
+      [tableKey(table), v],
+    );
     await client.query(`DELETE FROM ${this.target(table)} WHERE ${q(VERSION_COLUMN)} < $1::numeric`, [v]);
   }
 
   async removeStale(table: TableSchema, before: Version): Promise<void> {
     const client = await this.ready();
-    await client.query(`UPDATE ${this.target(table)} SET ${q(DELETED_COLUMN)} = true, ${q(VERSION_COLUMN)} = $1::numeric, ${q(SYNCED_AT_COLUMN)} = now()
-      WHERE ${q(VERSION_COLUMN)} < $1::numeric AND NOT ${q(DELETED_COLUMN)}`, [before.toString()]);
+    await client.query(
+      `UPDATE ${this.target(table)} SET ${q(DELETED_COLUMN)} = true, ${q(VERSION_COLUMN)} = $1::numeric, ${q(SYNCED_AT_COLUMN)} = now()
+      WHERE ${q(VERSION_COLUMN)} < $1::numeric AND NOT ${q(DELETED_COLUMN)}`,
+      [before.toString()],
+    );
   }
 
   async *readLive(table: TableSchema): AsyncIterable<Row> {

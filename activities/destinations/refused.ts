@@ -27,14 +27,25 @@ export class DataRefused extends Error {
    * @param table the source table whose data was refused (a RuledDestination maps a renamed one back)
    * @param cause the destination's own error: its message is kept whole, it is what the operator reads
    */
-  constructor(public table: TableId, readonly refusal: Refusal, cause: unknown) {
+  constructor(
+    public table: TableId,
+    readonly refusal: Refusal,
+    cause: unknown,
+  ) {
     const column = refusal.column ? `, column ${refusal.column}` : '';
-    super(`refused the data of table ${tableKey(table)}${column}: ${(cause instanceof Error ? cause.message : String(cause)).trim()}`, { cause });
+    super(
+      `refused the data of table ${tableKey(table)}${column}: ${(cause instanceof Error ? cause.message : String(cause)).trim()}`,
+      { cause },
+    );
   }
 }
 
 /** `write` of `table`'s data, its failures that `classify` recognises as refusals thrown as DataRefused. */
-export async function refusing<T>(table: TableId, classify: RefusalClassifier | undefined, write: () => Promise<T>): Promise<T> {
+export async function refusing<T>(
+  table: TableId,
+  classify: RefusalClassifier | undefined,
+  write: () => Promise<T>,
+): Promise<T> {
   try {
     return await write();
   } catch (e) {

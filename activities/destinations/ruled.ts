@@ -20,7 +20,10 @@ export class RuledDestination implements Destination {
   /** (canRetype/canRename are not passed on: a shape change under rules stops the table, loudly.) */
   readonly dropTable?: Destination['dropTable'];
 
-  constructor(private readonly inner: Destination, private readonly rules: PipelineRules) {
+  constructor(
+    private readonly inner: Destination,
+    private readonly rules: PipelineRules,
+  ) {
     if (inner.removeStale) this.removeStale = (table, before) => inner.removeStale!(this.target(table), before);
     if (inner.readLive) this.readLive = (table) => inner.readLive!(this.target(table));
     if (inner.dropTable) this.dropTable = (table) => inner.dropTable!(this.target(table));

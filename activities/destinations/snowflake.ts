@@ -9,7 +9,17 @@
 import { randomUUID } from 'node:crypto';
 import snowflake from 'snowflake-sdk';
 import type { Version } from '../../lib/lsn.ts';
-import { tableKey, type Change, type ColumnSchema, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema, type Value } from '../../lib/model.ts';
+import {
+  tableKey,
+  type Change,
+  type ColumnSchema,
+  type Row,
+  type RowChange,
+  type SchemaChange,
+  type TableId,
+  type TableSchema,
+  type Value,
+} from '../../lib/model.ts';
 import type { Destination } from './destination.ts';
 import { snowflakeName } from './names.ts';
 import { newestPerKey } from './newest.ts';
@@ -45,19 +55,32 @@ function columnType(c: ColumnSchema): { type: string; load: (staged: string) => 
   const cast = (type: string) => ({ type, load: (s: string) => `CAST(${s} AS ${type})` });
   if (c.arrayDims > 0) return { type: 'VARIANT', load: (s) => `PARSE_JSON(${s})` };
   switch (c.kind) {
-    case 'int': case 'bigint': return cast('NUMBER(38,0)');
+    case 'int':
+    case 'bigint':
+      return cast('NUMBER(38,0)');
     case 'decimal':
       // Only a declared precision fits NUMBER exactly; unconstrained numeric keeps its exact text.
-      return c.precision !== undefined && c.precision <= 38 ? cast(`NUMBER(${c.precision},${c.scale ?? 0})`) : { type: 'VARCHAR', load: (s) => s };
-    case 'float': return cast('FLOAT');
-    case 'bool': return cast('BOOLEAN');
-    case 'bytes': return { type: 'BINARY', load: (s) => `TO_BINARY(${s}, 'HEX')` };
-    case 'json': return { type: 'VARIANT', load: (s) => `PARSE_JSON(${s})` };
-    case 'date': return cast('DATE');
-    case 'time': return c.typeOid === 1083 ? cast('TIME(6)') : { type: 'VARCHAR', load: (s) => s }; // timetz has no Snowflake type
-    case 'timestamp': return cast('TIMESTAMP_NTZ(6)');
-    case 'timestamptz': return cast('TIMESTAMP_TZ(6)');
-    default: return { type: 'VARCHAR', load: (s) => s };
+      return c.precision !== undefined && c.precision <= 38
+        ? cast(`NUMBER(${c.precision},${c.scale ?? 0})`)
+        : { type: 'VARCHAR', load: (s) => s };
+    case 'float':
+      return cast('FLOAT');
+    case 'bool':
+      return cast('BOOLEAN');
+    case 'bytes':
+      return { type: 'BINARY', load: (s) => `TO_BINARY(${s}, 'HEX')` };
+    case 'json':
+      return { type: 'VARIANT', load: (s) => `PARSE_JSON(${s})` };
+    case 'date':
+      return cast('DATE');
+    case 'time':
+      return c.typeOid === 1083 ? cast('TIME(6)') : { type: 'VARCHAR', load: (s) => s }; // timetz has no Snowflake type
+    case 'timestamp':
+      return cast('TIMESTAMP_NTZ(6)');
+    case 'timestamptz':
+      return cast('TIMESTAMP_TZ(6)');
+    default:
+      return { type: 'VARCHAR', load: (s) => s };
   }
 }
 
@@ -83,7 +106,8 @@ function stagedText(c: ColumnSchema, v: Value): string | null {
   if (v === null) return null;
   if (c.arrayDims > 0) return JSON.stringify(jsonElement(v));
   if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : v === Infinity ? 'inf' : v === -Infinity ? '-inf' : numberText(v);
+  if (typeof v === 'number')
+    return Number.isNaN(v) ? 'NaN' : v === Infinity ? 'inf' : v === -Infinity ? '-inf' : numberText(v);
   if (Buffer.isBuffer(v)) return v.toString('hex');
   if (c.kind === 'timestamptz' && typeof v === 'string') return v.replace(/([+-]\d\d)$/, '$1:00'); // "+00" -> "+00:00"
   return v as string;
@@ -93,11 +117,17 @@ function stagedText(c: ColumnSchema, v: Value): string | null {
 function readSql(c: ColumnSchema, col: string): string {
   if (c.arrayDims > 0 || c.kind === 'json') return `TO_JSON(${col})`;
   switch (columnType(c).type) {
-    case 'BINARY': return `HEX_ENCODE(${col})`;
-    case 'DATE': return `TO_VARCHAR(${col}, 'YYYY-MM-DD')`;
-    case 'TIME(6)': return `TO_VARCHAR(${col}, 'HH24:MI:SS.FF6')`;
-    case 'TIMESTAMP_NTZ(6)': case 'TIMESTAMP_TZ(6)': return `TO_VARCHAR(${col}, 'YYYY-MM-DD HH24:MI:SS.FF6')`;
-    default: return col;
+    case 'BINARY':
+      return `HEX_ENCODE(${col})`;
+    case 'DATE':
+      return `TO_VARCHAR(${col}, 'YYYY-MM-DD')`;
+    case 'TIME(6)':
+      return `TO_VARCHAR(${col}, 'HH24:MI:SS.FF6')`;
+    case 'TIMESTAMP_NTZ(6)':
+    case 'TIMESTAMP_TZ(6)':
+      return `TO_VARCHAR(${col}, 'YYYY-MM-DD HH24:MI:SS.FF6')`;
+    default:
+      return col;
   }
 }
 
@@ -164,7 +194,11 @@ export class SnowflakeDestination implements Destination {
   private async connect(): Promise<snowflake.Connection> {
     const o = this.opts;
     const conn = snowflake.createConnection({
-      account: o.account, username: o.username, warehouse: o.warehouse, database: o.database, role: o.role,
+      account: o.account,
+      username: o.username,
+      warehouse: o.warehouse,
+      database: o.database,
+      role: o.role,
       // host/port/protocol (an emulator, a private link) become the driver's access URL
       ...(o.host ? { accessUrl: `${o.protocol ?? 'https'}://${o.host}${o.port ? `:${o.port}` : ''}` } : {}),
       application: 'walflow',
@@ -176,26 +210,40 @@ export class SnowflakeDestination implements Destination {
       await Promise.race([
         new Promise<void>((resolve, reject) => conn.connect((e) => (e ? reject(e) : resolve()))),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${CONNECT_TIMEOUT_MS / 1000} s`)), CONNECT_TIMEOUT_MS);
+          timer = setTimeout(
+            () => reject(new Error(`no answer within ${CONNECT_TIMEOUT_MS / 1000} s`)),
+            CONNECT_TIMEOUT_MS,
+          );
         }),
       ]);
     } catch (e) {
       conn.destroy(() => undefined);
-      throw new Error(`cannot log in to ${this.where()}: ${(e as Error).message}. `
-        + 'Check destination.account, destination.username and destination.password (or privateKey).', { cause: e });
+      throw new Error(
+        `cannot log in to ${this.where()}: ${(e as Error).message}. ` +
+          'Check destination.account, destination.username and destination.password (or privateKey).',
+        { cause: e },
+      );
     } finally {
       clearTimeout(timer);
     }
     const wanted = o.warehouse.toUpperCase();
-    const warehouses = await this.run<{ name: string }>(conn, `SHOW WAREHOUSES LIKE '${o.warehouse.replace(/'/g, "''")}'`);
+    const warehouses = await this.run<{ name: string }>(
+      conn,
+      `SHOW WAREHOUSES LIKE '${o.warehouse.replace(/'/g, "''")}'`,
+    );
     if (!warehouses.some((w) => w.name.toUpperCase() === wanted)) {
       conn.destroy(() => undefined);
-      throw new Error(`Snowflake warehouse "${o.warehouse}" does not exist or the role of user ${o.username} cannot use it: `
-        + 'set destination.warehouse to a warehouse that SHOW WAREHOUSES lists (or grant USAGE on it).');
+      throw new Error(
+        `Snowflake warehouse "${o.warehouse}" does not exist or the role of user ${o.username} cannot use it: ` +
+          'set destination.warehouse to a warehouse that SHOW WAREHOUSES lists (or grant USAGE on it).',
+      );
     }
     await this.run(conn, `USE WAREHOUSE ${quoteIdent(o.warehouse)}`);
     await this.run(conn, `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(snowflakeName(o.schema))}`);
-    await this.run(conn, `CREATE TABLE IF NOT EXISTS ${this.watermarkTable} (TABLE_NAME VARCHAR NOT NULL, VERSION ${VERSION_TYPE} NOT NULL)`);
+    await this.run(
+      conn,
+      `CREATE TABLE IF NOT EXISTS ${this.watermarkTable} (TABLE_NAME VARCHAR NOT NULL, VERSION ${VERSION_TYPE} NOT NULL)`,
+    );
     return conn;
   }
 
@@ -207,10 +255,16 @@ export class SnowflakeDestination implements Destination {
     return this.connection;
   }
 
-  private run<T = Record<string, unknown>>(conn: snowflake.Connection, sqlText: string, binds?: snowflake.Binds): Promise<T[]> {
+  private run<T = Record<string, unknown>>(
+    conn: snowflake.Connection,
+    sqlText: string,
+    binds?: snowflake.Binds,
+  ): Promise<T[]> {
     return new Promise((resolve, reject) => {
       conn.execute({
-        sqlText, binds, fetchAsString: ['Number'],
+        sqlText,
+        binds,
+        fetchAsString: ['Number'],
         complete: (err, _stmt, rows) => (err ? reject(err) : resolve((rows ?? []) as T[])),
       });
     });
@@ -223,7 +277,9 @@ export class SnowflakeDestination implements Destination {
   async prepare(tables: TableSchema[]): Promise<void> {
     await this.ready(); // also for no tables: login, warehouse and schema are checked here
     for (const t of tables) {
-      const cols = t.columns.map((c) => `${quoteIdent(snowflakeName(c.name))} ${columnType(c).type}${t.key.includes(c.name) ? ' NOT NULL' : ''}`);
+      const cols = t.columns.map(
+        (c) => `${quoteIdent(snowflakeName(c.name))} ${columnType(c).type}${t.key.includes(c.name) ? ' NOT NULL' : ''}`,
+      );
       await this.exec(`CREATE TABLE IF NOT EXISTS ${this.target(t)} (${cols.join(', ')},
         ${VERSION_COLUMN} ${VERSION_TYPE} NOT NULL, ${DELETED_COLUMN} BOOLEAN NOT NULL, ${SYNCED_AT_COLUMN} TIMESTAMP_TZ NOT NULL)`);
       const stageCols = t.columns.map((c) => `${quoteIdent(snowflakeName(c.name))} VARCHAR`);
@@ -244,11 +300,15 @@ export class SnowflakeDestination implements Destination {
    * change (Snowflake charges every statement a fixed cost; a MERGE per run of rows would multiply it).
    */
   async apply(changes: Change[]): Promise<void> {
-    await applyVersioned(changes, {
-      rows: (rows) => this.merge(rows),
-      schema: (change) => this.evolve(change),
-      truncate: (change) => this.truncate(change.table, change.version),
-    }, snowflakeRefusal);
+    await applyVersioned(
+      changes,
+      {
+        rows: (rows) => this.merge(rows),
+        schema: (change) => this.evolve(change),
+        truncate: (change) => this.truncate(change.table, change.version),
+      },
+      snowflakeRefusal,
+    );
   }
 
   /** Snowflake changes a NUMBER's precision in place, never its scale; every other widening maps to the same type. */
@@ -267,20 +327,26 @@ export class SnowflakeDestination implements Destination {
   private async evolve(change: SchemaChange): Promise<void> {
     await this.ready();
     if (change.renamed?.length) {
-      const rows = await this.exec<{ COLUMN_NAME: string }>(`SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
-        [snowflakeName(this.opts.schema), this.baseName(change.table)]);
+      const rows = await this.exec<{ COLUMN_NAME: string }>(
+        `SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
+        [snowflakeName(this.opts.schema), this.baseName(change.table)],
+      );
       const present = new Set(rows.map((r) => r.COLUMN_NAME));
       for (const r of change.renamed) {
         if (!present.has(snowflakeName(r.from))) continue; // renamed by an earlier attempt of this batch
         for (const t of [this.target(change.table), this.stage(change.table)]) {
-          await this.exec(`ALTER TABLE ${t} RENAME COLUMN ${quoteIdent(snowflakeName(r.from))} TO ${quoteIdent(snowflakeName(r.to))}`);
+          await this.exec(
+            `ALTER TABLE ${t} RENAME COLUMN ${quoteIdent(snowflakeName(r.from))} TO ${quoteIdent(snowflakeName(r.to))}`,
+          );
         }
       }
     }
     for (const r of change.retyped ?? []) {
       const type = columnType(r.to).type;
       if (columnType(r.from).type === type) continue;
-      await this.exec(`ALTER TABLE ${this.target(change.table)} ALTER COLUMN ${quoteIdent(snowflakeName(r.to.name))} SET DATA TYPE ${type}`);
+      await this.exec(
+        `ALTER TABLE ${this.target(change.table)} ALTER COLUMN ${quoteIdent(snowflakeName(r.to.name))} SET DATA TYPE ${type}`,
+      );
     }
     await this.prepare([change.schema]);
   }
@@ -297,17 +363,26 @@ export class SnowflakeDestination implements Destination {
     const batch = randomUUID();
     const rows = newestPerKey(schema, changes).map((c) => {
       const stored = storedValues(schema, c);
-      return [batch, ...schema.columns.map((col, i) => stagedText(col, stored[i]!)), c.version.toString(), c.kind === 'delete'];
+      return [
+        batch,
+        ...schema.columns.map((col, i) => stagedText(col, stored[i]!)),
+        c.version.toString(),
+        c.kind === 'delete',
+      ];
     });
     const names = schema.columns.map((c) => quoteIdent(snowflakeName(c.name)));
     const placeholders = ['?', ...names.map(() => '?'), '?', '?'].join(', ');
     for (let i = 0; i < rows.length; i += STAGE_ROWS) {
-      await this.exec(`INSERT INTO ${this.stage(schema)} (${BATCH_COLUMN}, ${names.join(', ')}, ${VERSION_COLUMN}, ${DELETED_COLUMN})
-        VALUES (${placeholders})`, rows.slice(i, i + STAGE_ROWS) as snowflake.Binds);
+      await this.exec(
+        `INSERT INTO ${this.stage(schema)} (${BATCH_COLUMN}, ${names.join(', ')}, ${VERSION_COLUMN}, ${DELETED_COLUMN})
+        VALUES (${placeholders})`,
+        rows.slice(i, i + STAGE_ROWS) as snowflake.Binds,
+      );
     }
     const source = schema.columns.map((c, i) => `${columnType(c).load(`s.${names[i]}`)} AS ${names[i]}`);
     const all = [...names, VERSION_COLUMN, DELETED_COLUMN, SYNCED_AT_COLUMN];
-    await this.exec(`MERGE INTO ${this.target(schema)} t USING (
+    await this.exec(
+      `MERGE INTO ${this.target(schema)} t USING (
         SELECT ${source.join(', ')}, CAST(s.${VERSION_COLUMN} AS ${VERSION_TYPE}) AS ${VERSION_COLUMN}, s.${DELETED_COLUMN},
           CURRENT_TIMESTAMP() AS ${SYNCED_AT_COLUMN}
         FROM ${this.stage(schema)} s
@@ -315,20 +390,27 @@ export class SnowflakeDestination implements Destination {
           COALESCE((SELECT MAX(w.VERSION) FROM ${this.watermarkTable} w WHERE w.TABLE_NAME = ?), -1)
       ) u ON ${schema.key.map((k) => `t.${quoteIdent(snowflakeName(k))} = u.${quoteIdent(snowflakeName(k))}`).join(' AND ')}
       WHEN MATCHED AND u.${VERSION_COLUMN} > t.${VERSION_COLUMN} THEN UPDATE SET ${all.map((n) => `${n} = u.${n}`).join(', ')}
-      WHEN NOT MATCHED THEN INSERT (${all.join(', ')}) VALUES (${all.map((n) => `u.${n}`).join(', ')})`, [batch, tableKey(schema)]);
+      WHEN NOT MATCHED THEN INSERT (${all.join(', ')}) VALUES (${all.map((n) => `u.${n}`).join(', ')})`,
+      [batch, tableKey(schema)],
+    );
     await this.exec(`DELETE FROM ${this.stage(schema)} WHERE ${BATCH_COLUMN} = ?`, [batch]);
   }
 
   private async truncate(table: TableId, version: Version): Promise<void> {
     const v = version.toString();
-    await this.exec(`INSERT INTO ${this.watermarkTable} (TABLE_NAME, VERSION) SELECT ?, CAST(? AS ${VERSION_TYPE})`, [tableKey(table), v]);
+    await this.exec(`INSERT INTO ${this.watermarkTable} (TABLE_NAME, VERSION) SELECT ?, CAST(? AS ${VERSION_TYPE})`, [
+      tableKey(table),
+      v,
+    ]);
     await this.exec(`DELETE FROM ${this.target(table)} WHERE ${VERSION_COLUMN} < CAST(? AS ${VERSION_TYPE})`, [v]);
   }
 
   async removeStale(table: TableSchema, before: Version): Promise<void> {
-    await this.exec(`UPDATE ${this.target(table)} SET ${DELETED_COLUMN} = TRUE, ${VERSION_COLUMN} = CAST(? AS ${VERSION_TYPE}),
+    await this.exec(
+      `UPDATE ${this.target(table)} SET ${DELETED_COLUMN} = TRUE, ${VERSION_COLUMN} = CAST(? AS ${VERSION_TYPE}),
       ${SYNCED_AT_COLUMN} = CURRENT_TIMESTAMP() WHERE ${VERSION_COLUMN} < CAST(? AS ${VERSION_TYPE}) AND NOT ${DELETED_COLUMN}`,
-    [before.toString(), before.toString()]);
+      [before.toString(), before.toString()],
+    );
   }
 
   async *readLive(table: TableSchema): AsyncIterable<Row> {
@@ -336,7 +418,8 @@ export class SnowflakeDestination implements Destination {
     const cols = table.columns.map((c, i) => `${readSql(c, quoteIdent(snowflakeName(c.name)))} AS C${i}`);
     const stmt = conn.execute({
       sqlText: `SELECT ${cols.join(', ')} FROM ${this.target(table)} WHERE NOT ${DELETED_COLUMN}`,
-      streamResult: true, fetchAsString: ['Number'],
+      streamResult: true,
+      fetchAsString: ['Number'],
     });
     for await (const r of stmt.streamRows() as AsyncIterable<Record<string, unknown>>) {
       yield Object.fromEntries(table.columns.map((c, i) => [c.name, readValue(c, r[`C${i}`])]));
@@ -364,5 +447,7 @@ export function snowflakeRefusal(e: unknown): Refusal | undefined {
   const code = Number(err.code);
   if (!(code >= 100000 && code < 101000) && !isDataSqlState(err.sqlState)) return undefined;
   const kind = UNRECOGNIZED.exec(err.message ?? '')?.[1];
-  return { valueClass: kind ? `unrecognized ${kind.replace(/ value$/, '').toLowerCase()}` : `Snowflake error ${err.code}` };
+  return {
+    valueClass: kind ? `unrecognized ${kind.replace(/ value$/, '').toLowerCase()}` : `Snowflake error ${err.code}`,
+  };
 }

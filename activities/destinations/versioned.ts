@@ -4,7 +4,16 @@
  * there, the tables a destination has prepared, a batch dispatched as steps (steps.ts) to the
  * destination's own writes, and what a row change stores. A destination file holds its SQL and client.
  */
-import { tableKey, type Change, type RowChange, type SchemaChange, type TableId, type TableSchema, type TruncateChange, type Value } from '../../lib/model.ts';
+import {
+  tableKey,
+  type Change,
+  type RowChange,
+  type SchemaChange,
+  type TableId,
+  type TableSchema,
+  type TruncateChange,
+  type Value,
+} from '../../lib/model.ts';
 import { refusing, type RefusalClassifier } from './refused.ts';
 import { applySteps } from './steps.ts';
 
@@ -53,7 +62,11 @@ export interface VersionedWrites {
  * is one table's: an error `classify` recognises as a refusal of its data is thrown as DataRefused of that
  * table (refused.ts), so the stream can stop that table alone.
  */
-export async function applyVersioned(changes: Change[], writes: VersionedWrites, classify?: RefusalClassifier): Promise<void> {
+export async function applyVersioned(
+  changes: Change[],
+  writes: VersionedWrites,
+  classify?: RefusalClassifier,
+): Promise<void> {
   for (const step of applySteps(changes)) {
     if (step.kind === 'rows') await refusing(step.changes[0]!.table, classify, () => writes.rows(step.changes));
     else if (step.kind === 'schema') await refusing(step.change.table, classify, () => writes.schema(step.change));
@@ -64,5 +77,5 @@ export async function applyVersioned(changes: Change[], writes: VersionedWrites,
 /** What a row change stores per column of `schema`: the new row image, or for a delete a tombstone of the key alone. */
 export function storedValues(schema: TableSchema, c: RowChange): Value[] {
   if (c.kind !== 'delete') return schema.columns.map((col) => c.row[col.name] ?? null);
-  return schema.columns.map((col) => (schema.key.includes(col.name) ? c.old[col.name] ?? null : null));
+  return schema.columns.map((col) => (schema.key.includes(col.name) ? (c.old[col.name] ?? null) : null));
 }

@@ -43,14 +43,21 @@ export class WebhookDestination implements Destination {
   /** The URL without query or credentials, for messages. */
   private readonly where: string;
 
-  constructor(private readonly opts: WebhookDestinationOptions, private readonly envelopes: Envelopes) {
+  constructor(
+    private readonly opts: WebhookDestinationOptions,
+    private readonly envelopes: Envelopes,
+  ) {
     const u = new URL(opts.url);
     this.where = `${u.origin}${u.pathname}`;
   }
 
   /** A change stream passes every widening and rename on as a schema envelope: there is no table to alter. */
-  canRetype(): boolean { return true; }
-  canRename(): boolean { return true; }
+  canRetype(): boolean {
+    return true;
+  }
+  canRename(): boolean {
+    return true;
+  }
 
   async prepare(tables: TableSchema[]): Promise<void> {
     this.envelopes.learn(tables);
@@ -84,22 +91,34 @@ export class WebhookDestination implements Destination {
       if (attempt > 0) await sleep(Math.min((this.opts.backoffMs ?? 250) * 2 ** (attempt - 1), 30_000));
       let res: Response;
       try {
-        res = await fetch(this.opts.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.opts.timeoutMs) });
+        res = await fetch(this.opts.url, {
+          method: 'POST',
+          headers,
+          body,
+          signal: AbortSignal.timeout(this.opts.timeoutMs),
+        });
       } catch (e) {
         const err = e as Error & { cause?: Error };
-        lastError = err.name === 'TimeoutError' ? `no answer within ${this.opts.timeoutMs} ms` : `${err.message}${err.cause ? ` (${err.cause.message})` : ''}`;
+        lastError =
+          err.name === 'TimeoutError'
+            ? `no answer within ${this.opts.timeoutMs} ms`
+            : `${err.message}${err.cause ? ` (${err.cause.message})` : ''}`;
         continue;
       }
       const text = await res.text().catch(() => '');
       if (res.ok) return;
       const answer = `HTTP ${res.status} ${res.statusText}${text ? `: ${text.slice(0, 300)}` : ''}`;
       if (!retryable(res.status)) {
-        throw new ConfigError(`webhook ${this.where} refused ${envelopes.length} change(s) of table ${table} (ids ${headers['Idempotency-Key']}) with ${answer}. `
-          + 'Fix the endpoint or the destination config (url, headers, secret), then `walflow resume` the pipeline.');
+        throw new ConfigError(
+          `webhook ${this.where} refused ${envelopes.length} change(s) of table ${table} (ids ${headers['Idempotency-Key']}) with ${answer}. ` +
+            'Fix the endpoint or the destination config (url, headers, secret), then `walflow resume` the pipeline.',
+        );
       }
       lastError = answer;
     }
-    throw new Error(`webhook ${this.where}: ${this.opts.retries + 1} attempts to deliver ${envelopes.length} change(s) of table ${table} failed; last: ${lastError}`);
+    throw new Error(
+      `webhook ${this.where}: ${this.opts.retries + 1} attempts to deliver ${envelopes.length} change(s) of table ${table} failed; last: ${lastError}`,
+    );
   }
 
   async close(): Promise<void> {}

@@ -5,11 +5,26 @@
  */
 import type { Pgoutput } from 'pg-logical-replication';
 import { makeVersion, parseLsn, type Lsn } from '../../lib/lsn.ts';
-import { tableKey, type Change, type ColumnSchema, type Row, type TableId, type TableSchema, type Transaction, type Value } from '../../lib/model.ts';
+import {
+  tableKey,
+  type Change,
+  type ColumnSchema,
+  type Row,
+  type TableId,
+  type TableSchema,
+  type Transaction,
+  type Value,
+} from '../../lib/model.ts';
 import { formatCommitTime } from '../../lib/envelope.ts';
 import { columnParser, KIND_BY_OID } from '../../lib/pgvalues.ts';
 import { SchemaError } from './schema.ts';
-import { compareShape, type DestinationAbilities, type RelationColumn, type ShapeProblem, type ShapeVerdict } from './shape.ts';
+import {
+  compareShape,
+  type DestinationAbilities,
+  type RelationColumn,
+  type ShapeProblem,
+  type ShapeVerdict,
+} from './shape.ts';
 
 export type StreamEvent =
   | { type: 'begin'; commitLsn: Lsn }
@@ -19,7 +34,6 @@ export type StreamEvent =
   | { type: 'keepalive'; walEnd: Lsn }
   /** A shape change the destination cannot follow exactly: the table's changes from here on are not emitted. */
   | { type: 'stop'; table: TableId; problem: ShapeProblem; commitLsn: Lsn };
-
 
 /** Looks a table's current schema up in the catalog (for relations whose columns changed). */
 export type SchemaLookup = (table: TableId) => Promise<TableSchema>;
@@ -65,7 +79,11 @@ export class PgoutputDecoder {
    * @param known what each destination table holds, by "schema.table" (updated as the stream evolves them)
    * @param lookup catalog lookup, to tell renames and describe added columns
    */
-  constructor(private readonly known: Map<string, TableSchema>, private readonly lookup: SchemaLookup, tracking: ShapeTracking = {}) {
+  constructor(
+    private readonly known: Map<string, TableSchema>,
+    private readonly lookup: SchemaLookup,
+    tracking: ShapeTracking = {},
+  ) {
     this.abilities = tracking.abilities ?? NO_ABILITIES;
     this.stopped = tracking.stopped ?? new Set();
     this.from = tracking.from ?? new Map();
@@ -85,19 +103,38 @@ export class PgoutputDecoder {
         return this.relation(msg);
       case 'insert':
         return this.rowChange(msg.relation, (rel, version) => ({
-          kind: 'insert', table: rel.id, version, tx: this.tx, row: this.row(rel, msg.new), ...(rel.fill ? { unchanged: [...rel.fill] } : {}),
+          kind: 'insert',
+          table: rel.id,
+          version,
+          tx: this.tx,
+          row: this.row(rel, msg.new),
+          ...(rel.fill ? { unchanged: [...rel.fill] } : {}),
         }));
       case 'update':
         return this.rowChange(msg.relation, (rel, version) => {
-          const unchanged = [...rel.names.filter((_, i) => msg.new[rel.sourceNames[i]!] === undefined), ...(rel.fill ?? [])];
+          const unchanged = [
+            ...rel.names.filter((_, i) => msg.new[rel.sourceNames[i]!] === undefined),
+            ...(rel.fill ?? []),
+          ];
           const oldRaw = msg.old ?? msg.key;
           return {
-            kind: 'update', table: rel.id, version, tx: this.tx, row: this.row(rel, msg.new, true), unchanged,
+            kind: 'update',
+            table: rel.id,
+            version,
+            tx: this.tx,
+            row: this.row(rel, msg.new, true),
+            unchanged,
             ...(oldRaw ? { old: this.row(rel, oldRaw, true) } : {}),
           };
         });
       case 'delete':
-        return this.rowChange(msg.relation, (rel, version) => ({ kind: 'delete', table: rel.id, version, tx: this.tx, old: this.row(rel, (msg.old ?? msg.key)!, true) }));
+        return this.rowChange(msg.relation, (rel, version) => ({
+          kind: 'delete',
+          table: rel.id,
+          version,
+          tx: this.tx,
+          old: this.row(rel, (msg.old ?? msg.key)!, true),
+        }));
       case 'truncate': {
         const events: StreamEvent[] = [];
         for (const r of msg.relations) {
@@ -126,7 +163,10 @@ export class PgoutputDecoder {
   }
 
   /** A row change, after the deferred shape comparison of its table if one is due. */
-  private rowChange(r: Pgoutput.MessageRelation, build: (rel: Relation, version: ReturnType<typeof makeVersion>) => Change): StreamEvent[] | Promise<StreamEvent[]> {
+  private rowChange(
+    r: Pgoutput.MessageRelation,
+    build: (rel: Relation, version: ReturnType<typeof makeVersion>) => Change,
+  ): StreamEvent[] | Promise<StreamEvent[]> {
     const version = this.version(); // skipped changes keep their place, so versions never depend on what is skipped
     const rel = this.relations.get(r.relationOid)!;
     if (!this.emits(rel)) return [];
@@ -156,7 +196,13 @@ export class PgoutputDecoder {
     const byName = new Map(schema.columns.map((c) => [c.name, c]));
     // Values are parsed as the destination column's type: every widening keeps the older type's text valid.
     const fill = schema.columns.filter((c) => c.generated && !c.dropped && !names.includes(c.name)).map((c) => c.name);
-    this.relations.set(oid, { id, sourceNames, names, parsers: names.map((n) => columnParser(byName.get(n)!)), ...(fill.length ? { fill } : {}) });
+    this.relations.set(oid, {
+      id,
+      sourceNames,
+      names,
+      parsers: names.map((n) => columnParser(byName.get(n)!)),
+      ...(fill.length ? { fill } : {}),
+    });
   }
 
   /**
@@ -175,11 +221,14 @@ export class PgoutputDecoder {
       return [];
     }
     if (entry.oid !== undefined && entry.oid !== msg.relationOid) {
-      return this.stop(msg.relationOid, table, { reason: `table ${key} was dropped and created again (it has a new OID); the destination holds the old table's rows` });
+      return this.stop(msg.relationOid, table, {
+        reason: `table ${key} was dropped and created again (it has a new OID); the destination holds the old table's rows`,
+      });
     }
     if (key !== tableKey(id)) {
       return this.stop(msg.relationOid, table, {
-        reason: `table ${key} was renamed to ${tableKey(id)}; walflow does not follow renamed tables`, statement: `ALTER TABLE ${key} RENAME TO ${msg.name}`,
+        reason: `table ${key} was renamed to ${tableKey(id)}; walflow does not follow renamed tables`,
+        statement: `ALTER TABLE ${key} RENAME TO ${msg.name}`,
         renamedTo: tableKey(id),
       });
     }
@@ -195,20 +244,42 @@ export class PgoutputDecoder {
     const dest = this.known.get(key)!;
     const apply = (verdict: ShapeVerdict): StreamEvent[] | Promise<StreamEvent[]> => {
       if (verdict.kind === 'stop') return this.stop(oid, table, verdict.problem);
-      this.setRelation(oid, table, rel.map((c) => c.name), verdict.names, verdict.schema);
+      this.setRelation(
+        oid,
+        table,
+        rel.map((c) => c.name),
+        verdict.names,
+        verdict.schema,
+      );
       this.known.set(key, verdict.schema);
       if (!verdict.change) return [];
       const { added, dropped, retyped, renamed } = verdict.change;
-      return [{ type: 'change', change: {
-        kind: 'schema', table, version: makeVersion(this.commitLsn, this.seq), tx: this.tx, schema: verdict.schema, added, dropped, retyped, renamed,
-      } }];
+      return [
+        {
+          type: 'change',
+          change: {
+            kind: 'schema',
+            table,
+            version: makeVersion(this.commitLsn, this.seq),
+            tx: this.tx,
+            schema: verdict.schema,
+            added,
+            dropped,
+            retyped,
+            renamed,
+          },
+        },
+      ];
     };
     // Most relation messages repeat the known shape: answered without the catalog.
     const quick = compareShape(dest, rel, undefined, this.abilities);
     if (quick.kind === 'ok' && !quick.change) return apply(quick);
     // A table gone from the catalog (renamed, dropped) is compared without it; any other failure (the source
     // unreachable for a moment) fails the attempt, to be retried, rather than stop the table for good.
-    const catalog = this.lookup(table).catch((e: unknown) => { if (e instanceof SchemaError) return undefined; throw e; });
+    const catalog = this.lookup(table).catch((e: unknown) => {
+      if (e instanceof SchemaError) return undefined;
+      throw e;
+    });
     return catalog.then((c) => apply(compareShape(dest, rel, c, this.abilities)));
   }
 
@@ -222,9 +293,17 @@ export class PgoutputDecoder {
   private unknownRelation(msg: Pgoutput.MessageRelation, id: TableId): Promise<StreamEvent[]> {
     return this.lookup(id).then((schema) => {
       const byName = new Map(schema.columns.map((c) => [c.name, c]));
-      const columns = msg.columns.map((c): ColumnSchema => byName.get(c.name) ?? {
-        name: c.name, type: String(c.typeOid), typeOid: c.typeOid, kind: KIND_BY_OID[c.typeOid] ?? 'text', arrayDims: 0, nullable: true,
-      });
+      const columns = msg.columns.map(
+        (c): ColumnSchema =>
+          byName.get(c.name) ?? {
+            name: c.name,
+            type: String(c.typeOid),
+            typeOid: c.typeOid,
+            kind: KIND_BY_OID[c.typeOid] ?? 'text',
+            arrayDims: 0,
+            nullable: true,
+          },
+      );
       const names = columns.map((c) => c.name);
       this.setRelation(msg.relationOid, id, names, names, { ...schema, columns });
       return [];

@@ -34,7 +34,8 @@ interface LeafRelation {
 /** The relations that hold a table's rows: the table itself, or each leaf partition of a partitioned table. */
 export async function leafRelations(client: pg.Client, table: string): Promise<LeafRelation[]> {
   const { schema, name } = splitTableName(table);
-  const { rows } = await client.query<{ relation: string; pages: string; tuples: string; bytes: string }>(`
+  const { rows } = await client.query<{ relation: string; pages: string; tuples: string; bytes: string }>(
+    `
     WITH t AS (SELECT format('%I.%I', $1::text, $2::text)::regclass::oid AS oid)
     SELECT format('%s.%s', n.nspname, c.relname) AS relation,
            (pg_relation_size(c.oid) / current_setting('block_size')::int)::text AS pages,
@@ -42,12 +43,23 @@ export async function leafRelations(client: pg.Client, table: string): Promise<L
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind = 'r' AND (c.oid = (SELECT oid FROM t)
       OR c.oid IN (SELECT relid FROM pg_partition_tree((SELECT oid FROM t)) WHERE isleaf))
-    ORDER BY 1`, [schema, name]);
-  return rows.map((r) => ({ relation: r.relation, pages: Number(r.pages), tuples: Number(r.tuples), bytes: Number(r.bytes) }));
+    ORDER BY 1`,
+    [schema, name],
+  );
+  return rows.map((r) => ({
+    relation: r.relation,
+    pages: Number(r.pages),
+    tuples: Number(r.tuples),
+    bytes: Number(r.bytes),
+  }));
 }
 
 /** Plans `table` ("schema.table") into page ranges of about `rowsPerRange` rows. */
-export async function planTableRanges(client: pg.Client, table: string, opts: { rowsPerRange: number }): Promise<TablePlan> {
+export async function planTableRanges(
+  client: pg.Client,
+  table: string,
+  opts: { rowsPerRange: number },
+): Promise<TablePlan> {
   const ranges: PageRange[] = [];
   let rowsEstimate = 0;
   for (const r of await leafRelations(client, table)) {
@@ -86,7 +98,12 @@ const copyStream = (client: pg.Client, schema: TableSchema, range: PageRange): A
  * through COPY (text format), parsed incrementally: memory holds one batch and one network chunk, never
  * the range. Runs inside the caller's transaction (which has imported the snapshot).
  */
-export async function* copyTableRange(client: pg.Client, schema: TableSchema, range: PageRange, opts: { batchRows: number; batchBytes?: number }): AsyncGenerator<Row[]> {
+export async function* copyTableRange(
+  client: pg.Client,
+  schema: TableSchema,
+  range: PageRange,
+  opts: { batchRows: number; batchBytes?: number },
+): AsyncGenerator<Row[]> {
   const batchBytes = opts.batchBytes ?? COPY_BATCH_BYTES;
   let bytes = 0;
   const decoder = new StringDecoder('utf8');
@@ -130,7 +147,12 @@ export async function* copyTableRange(client: pg.Client, schema: TableSchema, ra
  * escapes newlines inside values, so a raw newline always ends a row): for destinations that take COPY
  * text (Destination.applyCopyText) without a row object per row.
  */
-export async function* copyTableRangeText(client: pg.Client, schema: TableSchema, range: PageRange, opts: { batchBytes?: number } = {}): AsyncGenerator<{ text: Buffer; rows: number }> {
+export async function* copyTableRangeText(
+  client: pg.Client,
+  schema: TableSchema,
+  range: PageRange,
+  opts: { batchBytes?: number } = {},
+): AsyncGenerator<{ text: Buffer; rows: number }> {
   const batchBytes = opts.batchBytes ?? COPY_BATCH_BYTES;
   let parts: Buffer[] = [];
   let size = 0;

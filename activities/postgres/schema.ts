@@ -45,10 +45,13 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
     const { schema, name } = splitTableName(table);
     const rel = await client.query<{ oid: number; relreplident: string }>(
       `SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, [schema, name]);
+       WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+      [schema, name],
+    );
     const r = rel.rows[0];
     if (!r) throw new SchemaError(`table ${schema}.${name} does not exist in the source`);
-    const cols = await client.query<ColumnRow>(`
+    const cols = await client.query<ColumnRow>(
+      `
       WITH RECURSIVE base(attnum, oid, depth) AS (
         SELECT a.attnum, a.atttypid, 0 FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
         UNION ALL
@@ -69,29 +72,53 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
              a.attnum::int, a.atttypmod::int, a.atthasdef OR a.atthasmissing AS has_default, a.attgenerated = 's' AS generated
       FROM pg_attribute a
       JOIN scalar s ON s.attnum = a.attnum JOIN pg_type st ON st.oid = s.oid JOIN arrays ar ON ar.attnum = a.attnum
-      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, [r.oid]);
-    const keyOrder = await client.query<{ attname: string }>(`
+      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+      [r.oid],
+    );
+    const keyOrder = await client.query<{ attname: string }>(
+      `
       SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
       WHERE i.indrelid = $1 AND i.indexrelid = (
         SELECT indexrelid FROM pg_index WHERE indrelid = $1 AND (indisprimary OR indisreplident)
         ORDER BY indisreplident DESC LIMIT 1)
-      ORDER BY k.ord`, [r.oid]);
+      ORDER BY k.ord`,
+      [r.oid],
+    );
     const columns: ColumnSchema[] = cols.rows.map((c) => {
       const known = KIND_BY_OID[c.scalar_oid];
-      if (!known && !TEXT_TYPES.has(c.scalar_name) && !['e', 'c', 'r', 'm'].includes(c.scalar_typtype) && !warned.has(c.scalar_name)) {
+      if (
+        !known &&
+        !TEXT_TYPES.has(c.scalar_name) &&
+        !['e', 'c', 'r', 'm'].includes(c.scalar_typtype) &&
+        !warned.has(c.scalar_name)
+      ) {
         warned.add(c.scalar_name);
-        console.warn(`walflow: column ${schema}.${name}.${c.attname} has type ${c.type}, which walflow does not know; it is carried as its Postgres text`);
+        console.warn(
+          `walflow: column ${schema}.${name}.${c.attname} has type ${c.type}, which walflow does not know; it is carried as its Postgres text`,
+        );
       }
       return {
-        name: c.attname, type: c.type, typeOid: c.atttypid, kind: known ?? 'text', arrayDims: c.is_array ? Math.max(1, c.attndims) : 0,
+        name: c.attname,
+        type: c.type,
+        typeOid: c.atttypid,
+        kind: known ?? 'text',
+        arrayDims: c.is_array ? Math.max(1, c.attndims) : 0,
         ...(c.enum_labels ? { enumLabels: c.enum_labels } : {}),
         ...(c.numeric_precision !== null ? { precision: c.numeric_precision, scale: c.numeric_scale ?? 0 } : {}),
-        nullable: !c.attnotnull, typeMod: c.atttypmod, attnum: c.attnum,
-        ...(c.has_default ? { hasDefault: true } : {}), ...(c.generated ? { generated: true } : {}),
+        nullable: !c.attnotnull,
+        typeMod: c.atttypmod,
+        attnum: c.attnum,
+        ...(c.has_default ? { hasDefault: true } : {}),
+        ...(c.generated ? { generated: true } : {}),
       };
     });
-    const identities: Record<string, TableSchema['replicaIdentity']> = { d: 'default', n: 'nothing', f: 'full', i: 'index' };
+    const identities: Record<string, TableSchema['replicaIdentity']> = {
+      d: 'default',
+      n: 'nothing',
+      f: 'full',
+      i: 'index',
+    };
     const replicaIdentity = identities[r.relreplident] ?? 'default';
     let key = keyOrder.rows.map((k) => k.attname);
     if (key.length === 0 && replicaIdentity === 'full') key = columns.map((c) => c.name);
@@ -103,6 +130,8 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
 /** The current "schema.name" of the table with this OID, or null once it is dropped. */
 export async function tableNameByOid(client: pg.Client, oid: number): Promise<string | null> {
   const { rows } = await client.query<{ name: string }>(
-    `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, [oid]);
+    `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`,
+    [oid],
+  );
   return rows[0]?.name ?? null;
 }

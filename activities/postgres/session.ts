@@ -9,7 +9,8 @@ import { SESSION_SETTINGS } from '../../lib/model.ts';
 
 /** `-c name=value` options, spaces escaped as libpq expects. */
 export const sessionOptions = Object.entries({ ...SESSION_SETTINGS, bytea_output: 'hex' })
-  .map(([k, v]) => `-c ${k}=${v.replace(/ /g, '\\ ')}`).join(' ');
+  .map(([k, v]) => `-c ${k}=${v.replace(/ /g, '\\ ')}`)
+  .join(' ');
 
 export function withSession(config: pg.ClientConfig): pg.ClientConfig {
   if (config.options?.includes(sessionOptions)) return config;
@@ -18,7 +19,9 @@ export function withSession(config: pg.ClientConfig): pg.ClientConfig {
 
 export async function connect(config: pg.ClientConfig): Promise<pg.Client> {
   const client = new pg.Client(withSession(config));
-  client.on('error', () => { /* surfaced by the next query */ });
+  client.on('error', () => {
+    /* surfaced by the next query */
+  });
   await client.connect();
   return client;
 }

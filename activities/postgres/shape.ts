@@ -40,8 +40,7 @@ export interface ShapeChange {
 
 export type ShapeVerdict =
   /** `names`: the destination column of each relation column; `change` unless nothing differs. */
-  | { kind: 'ok'; schema: TableSchema; names: string[]; change?: ShapeChange }
-  | { kind: 'stop'; problem: ShapeProblem };
+  { kind: 'ok'; schema: TableSchema; names: string[]; change?: ShapeChange } | { kind: 'stop'; problem: ShapeProblem };
 
 /** What the destination can do exactly (see Destination.canRetype / canRename). */
 export interface DestinationAbilities {
@@ -50,7 +49,14 @@ export interface DestinationAbilities {
 }
 
 const TYPE_NAMES: Record<number, string> = {
-  21: 'smallint', 23: 'integer', 20: 'bigint', 700: 'real', 701: 'double precision', 1700: 'numeric', 1043: 'character varying', 25: 'text',
+  21: 'smallint',
+  23: 'integer',
+  20: 'bigint',
+  700: 'real',
+  701: 'double precision',
+  1700: 'numeric',
+  1043: 'character varying',
+  25: 'text',
 };
 const INTS = [21, 23, 20];
 const numericParts = (mod: number) => ({ precision: ((mod - 4) >> 16) & 65535, scale: (mod - 4) & 65535 });
@@ -75,7 +81,11 @@ export function widens(from: { typeOid: number; typeMod: number }, to: { typeOid
     if (fm < 0) return false;
     const a = numericParts(fm);
     const b = numericParts(tm);
-    return b.scale >= a.scale && b.precision - b.scale >= a.precision - a.scale && (b.precision !== a.precision || b.scale !== a.scale);
+    return (
+      b.scale >= a.scale &&
+      b.precision - b.scale >= a.precision - a.scale &&
+      (b.precision !== a.precision || b.scale !== a.scale)
+    );
   }
   const texts = [1043, 25];
   if (texts.includes(f) && texts.includes(t)) {
@@ -86,13 +96,18 @@ export function widens(from: { typeOid: number; typeMod: number }, to: { typeOid
   return false;
 }
 
-const sameType = (c: ColumnSchema, r: RelationColumn) => c.typeOid === r.typeOid && (c.typeMod === undefined || c.typeMod === r.typeMod);
+const sameType = (c: ColumnSchema, r: RelationColumn) =>
+  c.typeOid === r.typeOid && (c.typeMod === undefined || c.typeMod === r.typeMod);
 
 function retypedColumn(d: ColumnSchema, r: RelationColumn, catalog: TableSchema | undefined): ColumnSchema {
   const cat = catalog?.columns.find((c) => c.attnum === d.attnum && c.typeOid === r.typeOid && c.typeMod === r.typeMod);
   const { precision: _p, scale: _s, ...rest } = d;
   return {
-    ...rest, type: cat?.type ?? typeName(r), typeOid: r.typeOid, typeMod: r.typeMod, kind: KIND_BY_OID[r.typeOid] ?? 'text',
+    ...rest,
+    type: cat?.type ?? typeName(r),
+    typeOid: r.typeOid,
+    typeMod: r.typeMod,
+    kind: KIND_BY_OID[r.typeOid] ?? 'text',
     ...(r.typeOid === 1700 && r.typeMod > 0 ? numericParts(r.typeMod) : {}),
     widenedFrom: [...(d.widenedFrom ?? []), { typeOid: d.typeOid, typeMod: d.typeMod ?? -1 }],
   };
@@ -103,7 +118,12 @@ function retypedColumn(d: ColumnSchema, r: RelationColumn, catalog: TableSchema 
  * the catalog has it now (it may be later than the message): used only to tell renames and to
  * describe added columns, and missing (undefined) when the table is gone from the catalog.
  */
-export function compareShape(dest: TableSchema, rel: RelationColumn[], catalog: TableSchema | undefined, can: DestinationAbilities): ShapeVerdict {
+export function compareShape(
+  dest: TableSchema,
+  rel: RelationColumn[],
+  catalog: TableSchema | undefined,
+  can: DestinationAbilities,
+): ShapeVerdict {
   const table = `${dest.schema}.${dest.name}`;
   const stop = (problem: ShapeProblem): ShapeVerdict => ({ kind: 'stop', problem });
   const live = dest.columns.filter((c) => !c.dropped);
@@ -111,17 +131,22 @@ export function compareShape(dest: TableSchema, rel: RelationColumn[], catalog: 
   for (const c of live) for (const old of c.renamedFrom ?? []) if (!byName.has(old)) byName.set(old, c);
   const matched = rel.map((r) => byName.get(r.name));
   if (new Set(matched.filter(Boolean)).size !== matched.filter(Boolean).length) {
-    return stop({ reason: `the columns of ${table} were renamed in a way walflow cannot follow (two columns map to one destination column)` });
+    return stop({
+      reason: `the columns of ${table} were renamed in a way walflow cannot follow (two columns map to one destination column)`,
+    });
   }
   const reAdded = matched.find((c) => c?.dropped);
   if (reAdded) {
     return stop({
       reason: `column ${reAdded.name} was dropped and added again; the destination kept the dropped column's values`,
-      column: reAdded.name, statement: `ALTER TABLE ${table} ADD COLUMN ${reAdded.name}`,
+      column: reAdded.name,
+      statement: `ALTER TABLE ${table} ADD COLUMN ${reAdded.name}`,
     });
   }
   let lastMatched = -1;
-  matched.forEach((m, i) => { if (m) lastMatched = i; });
+  matched.forEach((m, i) => {
+    if (m) lastMatched = i;
+  });
   const change: ShapeChange = { added: [], dropped: [], retyped: [], renamed: [] };
   const vanished = () => live.filter((c) => !matched.includes(c));
   for (let i = 0; i < rel.length; i++) {
@@ -133,7 +158,8 @@ export function compareShape(dest: TableSchema, rel: RelationColumn[], catalog: 
       if (!can.canRename(was, dest.key.includes(was.name))) {
         return stop({
           reason: `column ${was.name} was renamed to ${r.name}, which the destination cannot do for ${dest.key.includes(was.name) ? 'a key column' : 'this column'}`,
-          column: was.name, statement: `ALTER TABLE ${table} RENAME COLUMN ${was.name} TO ${r.name}`,
+          column: was.name,
+          statement: `ALTER TABLE ${table} RENAME COLUMN ${was.name} TO ${r.name}`,
         });
       }
       matched[i] = was;
@@ -149,7 +175,10 @@ export function compareShape(dest: TableSchema, rel: RelationColumn[], catalog: 
     if (cat.hasDefault || cat.generated) {
       return stop({
         reason: `column ${r.name} was added with a ${cat.generated ? 'generated value' : 'default'}: the values it gave existing rows are not in the WAL, so walflow re-copies the table`,
-        recopy: true, column: r.name, newType: cat.type, statement: `ALTER TABLE ${table} ADD COLUMN ${r.name} ${cat.type} ${cat.generated ? 'GENERATED ALWAYS AS (...) STORED' : 'DEFAULT ...'}`,
+        recopy: true,
+        column: r.name,
+        newType: cat.type,
+        statement: `ALTER TABLE ${table} ADD COLUMN ${r.name} ${cat.type} ${cat.generated ? 'GENERATED ALWAYS AS (...) STORED' : 'DEFAULT ...'}`,
       });
     }
     matched[i] = cat;
@@ -160,22 +189,42 @@ export function compareShape(dest: TableSchema, rel: RelationColumn[], catalog: 
     // A generated column Postgres does not publish (before 18, or publish_generated_columns off) is read by
     // key from the source with each change (decode.ts, unchanged.ts), like an untouched TOAST value.
     if (cat?.generated && cat.name === v.name) continue;
-    if (cat && cat.name === v.name) return stop({ reason: `column ${v.name} is in the table but not in the publication (a column list?)`, column: v.name });
+    if (cat && cat.name === v.name)
+      return stop({
+        reason: `column ${v.name} is in the table but not in the publication (a column list?)`,
+        column: v.name,
+      });
     change.dropped.push(v.name);
   }
   const retypes = new Map<ColumnSchema, ColumnSchema>();
   for (let i = 0; i < rel.length; i++) {
     const d = matched[i]!;
     const r = rel[i]!;
-    if (change.added.includes(d) || sameType(d, r) || d.widenedFrom?.some((w) => w.typeOid === r.typeOid && w.typeMod === r.typeMod)) continue;
+    if (
+      change.added.includes(d) ||
+      sameType(d, r) ||
+      d.widenedFrom?.some((w) => w.typeOid === r.typeOid && w.typeMod === r.typeMod)
+    )
+      continue;
     const to = retypedColumn(d, r, catalog);
     const name = change.renamed.find((x) => x.from === d.name)?.to ?? d.name;
-    const problem = { column: name, oldType: d.type, newType: to.type, statement: `ALTER TABLE ${table} ALTER COLUMN ${name} TYPE ${to.type}` };
+    const problem = {
+      column: name,
+      oldType: d.type,
+      newType: to.type,
+      statement: `ALTER TABLE ${table} ALTER COLUMN ${name} TYPE ${to.type}`,
+    };
     if (!widens({ typeOid: d.typeOid, typeMod: d.typeMod ?? -1 }, r)) {
-      return stop({ ...problem, reason: `column ${name} changed type from ${problem.oldType} to ${to.type}, which is not a widening walflow can apply exactly` });
+      return stop({
+        ...problem,
+        reason: `column ${name} changed type from ${problem.oldType} to ${to.type}, which is not a widening walflow can apply exactly`,
+      });
     }
     if (!can.canRetype(d, to, dest.key.includes(d.name))) {
-      return stop({ ...problem, reason: `column ${name} changed type from ${problem.oldType} to ${to.type}, which the destination cannot change in place` });
+      return stop({
+        ...problem,
+        reason: `column ${name} changed type from ${problem.oldType} to ${to.type}, which the destination cannot change in place`,
+      });
     }
     retypes.set(d, to);
     change.retyped.push({ from: { ...d, name }, to: { ...to, name } });
@@ -189,10 +238,12 @@ export function compareShape(dest: TableSchema, rel: RelationColumn[], catalog: 
     return to;
   };
   const schema: TableSchema = {
-    ...dest, ...(catalog?.oid !== undefined ? { oid: catalog.oid } : {}),
-    columns: [...dest.columns.map(evolve), ...change.added], key: dest.key.map((k) => renameOf.get(k) ?? k),
+    ...dest,
+    ...(catalog?.oid !== undefined ? { oid: catalog.oid } : {}),
+    columns: [...dest.columns.map(evolve), ...change.added],
+    key: dest.key.map((k) => renameOf.get(k) ?? k),
   };
-  const names = matched.map((m) => (change.added.includes(m!) ? m!.name : renameOf.get(m!.name) ?? m!.name));
+  const names = matched.map((m) => (change.added.includes(m!) ? m!.name : (renameOf.get(m!.name) ?? m!.name)));
   const changed = change.added.length + change.dropped.length + change.retyped.length + change.renamed.length > 0;
   return { kind: 'ok', schema, names, ...(changed ? { change } : {}) };
 }

@@ -11,8 +11,15 @@ export interface SlotInfo {
 }
 
 async function slotRow(client: pg.Client, slot: string) {
-  const { rows } = await client.query<{ plugin: string; database: string; confirmed: string | null; active_pid: number | null }>(
-    `SELECT plugin, database, confirmed_flush_lsn::text AS confirmed, active_pid FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+  const { rows } = await client.query<{
+    plugin: string;
+    database: string;
+    confirmed: string | null;
+    active_pid: number | null;
+  }>(
+    `SELECT plugin, database, confirmed_flush_lsn::text AS confirmed, active_pid FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
   return rows[0];
 }
 
@@ -24,8 +31,10 @@ export async function createSlot(connection: pg.ClientConfig, slot: string): Pro
     if (existing) {
       const db = (await client.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;
       if (existing.plugin !== 'pgoutput' || existing.database !== db) {
-        throw new Error(`replication slot "${slot}" exists but belongs to ${existing.database ?? 'no database'} with plugin ${existing.plugin}; `
-          + `choose another source.slot or drop it with SELECT pg_drop_replication_slot('${slot}')`);
+        throw new Error(
+          `replication slot "${slot}" exists but belongs to ${existing.database ?? 'no database'} with plugin ${existing.plugin}; ` +
+            `choose another source.slot or drop it with SELECT pg_drop_replication_slot('${slot}')`,
+        );
       }
       return { slot, confirmedLsn: existing.confirmed!, created: false };
     }
@@ -33,10 +42,14 @@ export async function createSlot(connection: pg.ClientConfig, slot: string): Pro
     await client.end();
   }
   const repl = new pg.Client({ ...withSession(connection), replication: 'database' } as pg.ClientConfig);
-  repl.on('error', () => { /* surfaced by the query below */ });
+  repl.on('error', () => {
+    /* surfaced by the query below */
+  });
   await repl.connect();
   try {
-    const { rows } = await repl.query<{ consistent_point: string }>(`CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} LOGICAL pgoutput`);
+    const { rows } = await repl.query<{ consistent_point: string }>(
+      `CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} LOGICAL pgoutput`,
+    );
     return { slot, confirmedLsn: rows[0]!.consistent_point, created: true };
   } finally {
     await repl.end();
@@ -72,22 +85,59 @@ const num = (v: string | null | undefined): number | null => (v === null || v ==
  * The slot as Postgres sees it now, and the backfill snapshot held by the session named
  * `snapshotApplication` (its temporary slot's walsender), if one is held.
  */
-export async function readSlotHealth(client: pg.Client, slot: string, snapshotApplication: string): Promise<SlotHealth> {
-  const { rows } = await client.query<{ active: boolean; confirmed: string | null; wal_status: string | null; safe: string | null; lag: string | null; retained: string | null }>(`
+export async function readSlotHealth(
+  client: pg.Client,
+  slot: string,
+  snapshotApplication: string,
+): Promise<SlotHealth> {
+  const { rows } = await client.query<{
+    active: boolean;
+    confirmed: string | null;
+    wal_status: string | null;
+    safe: string | null;
+    lag: string | null;
+    retained: string | null;
+  }>(
+    `
     SELECT active, confirmed_flush_lsn::text AS confirmed, wal_status, safe_wal_size::text AS safe,
            (pg_current_wal_lsn() - confirmed_flush_lsn)::text AS lag, (pg_current_wal_lsn() - restart_lsn)::text AS retained
-    FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
-  const snap = await client.query<{ slot: string; age: number; xmin: string | null; xmin_age: number | null }>(`
+    FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
+  const snap = await client.query<{ slot: string; age: number; xmin: string | null; xmin_age: number | null }>(
+    `
     SELECT s.slot_name AS slot, extract(epoch FROM now() - a.backend_start)::float8 AS age,
            coalesce(a.backend_xmin, s.xmin)::text AS xmin, age(coalesce(a.backend_xmin, s.xmin)) AS xmin_age
     FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
-    WHERE s.temporary AND a.application_name = $1 ORDER BY a.backend_start LIMIT 1`, [snapshotApplication]);
+    WHERE s.temporary AND a.application_name = $1 ORDER BY a.backend_start LIMIT 1`,
+    [snapshotApplication],
+  );
   const r = rows[0];
   const s = snap.rows[0];
-  const snapshot: SnapshotHealth | null = s ? { slot: s.slot, ageSeconds: Math.round(s.age), xmin: s.xmin, xminAge: s.xmin_age } : null;
-  if (!r) return { name: slot, exists: false, active: false, confirmedLsn: null, lagBytes: null, retainedBytes: null, walStatus: null, safeWalSize: null, snapshot };
+  const snapshot: SnapshotHealth | null = s
+    ? { slot: s.slot, ageSeconds: Math.round(s.age), xmin: s.xmin, xminAge: s.xmin_age }
+    : null;
+  if (!r)
+    return {
+      name: slot,
+      exists: false,
+      active: false,
+      confirmedLsn: null,
+      lagBytes: null,
+      retainedBytes: null,
+      walStatus: null,
+      safeWalSize: null,
+      snapshot,
+    };
   return {
-    name: slot, exists: true, active: r.active, confirmedLsn: r.confirmed, lagBytes: r.lag === null ? null : Math.max(0, Number(r.lag)),
-    retainedBytes: num(r.retained), walStatus: r.wal_status, safeWalSize: num(r.safe), snapshot,
+    name: slot,
+    exists: true,
+    active: r.active,
+    confirmedLsn: r.confirmed,
+    lagBytes: r.lag === null ? null : Math.max(0, Number(r.lag)),
+    retainedBytes: num(r.retained),
+    walStatus: r.wal_status,
+    safeWalSize: num(r.safe),
+    snapshot,
   };
 }

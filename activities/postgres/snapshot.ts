@@ -21,25 +21,40 @@ export interface ExportedSnapshot {
  * With `permanentSlot`, the exporting slot is that permanent slot instead of a temporary one: its
  * stream then starts exactly at the snapshot (what a `walflow serve` session reads).
  */
-export async function exportSnapshot(connection: pg.ClientConfig, permanentSlot?: string, applicationName?: string): Promise<ExportedSnapshot> {
+export async function exportSnapshot(
+  connection: pg.ClientConfig,
+  permanentSlot?: string,
+  applicationName?: string,
+): Promise<ExportedSnapshot> {
   // applicationName names the session, so `walflow status` can find the snapshot and report its age and xmin.
-  const client = new pg.Client({ ...withSession(connection), replication: 'database', application_name: applicationName } as pg.ClientConfig);
+  const client = new pg.Client({
+    ...withSession(connection),
+    replication: 'database',
+    application_name: applicationName,
+  } as pg.ClientConfig);
   let markLost!: (e: Error) => void;
-  const lost = new Promise<Error>((resolve) => { markLost = resolve; });
+  const lost = new Promise<Error>((resolve) => {
+    markLost = resolve;
+  });
   client.on('error', (e) => markLost(e));
   client.on('end', () => markLost(new Error('connection closed')));
   await client.connect();
   const slot = permanentSlot ?? `walflow_snapshot_${randomBytes(6).toString('hex')}`;
-  const version = Number((await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0]!.server_version_num);
+  const version = Number(
+    (await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0]!.server_version_num,
+  );
   // Postgres 15 changed the option syntax; 14 and older only know EXPORT_SNAPSHOT.
   const options = version >= 150000 ? "(SNAPSHOT 'export')" : 'EXPORT_SNAPSHOT';
   const { rows } = await client.query<{ consistent_point: string; snapshot_name: string }>(
-    `CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} ${permanentSlot ? '' : 'TEMPORARY '}LOGICAL pgoutput ${options}`);
+    `CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} ${permanentSlot ? '' : 'TEMPORARY '}LOGICAL pgoutput ${options}`,
+  );
   return {
     name: rows[0]!.snapshot_name,
     lsn: rows[0]!.consistent_point,
     lost,
-    close: async () => { await client.end().catch(() => undefined); },
+    close: async () => {
+      await client.end().catch(() => undefined);
+    },
   };
 }
 
@@ -54,4 +69,3 @@ export function isSnapshotGone(e: unknown): boolean {
   const err = e as { code?: string; message?: string };
   return ['22023', '42704'].includes(err.code ?? '') && /snapshot/i.test(err.message ?? '');
 }
-

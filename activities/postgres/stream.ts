@@ -52,7 +52,9 @@ class TextPgoutputPlugin extends PgoutputPlugin {
  * Opens the stream at `startLsn`. Events are decoded as the consumer pulls them; while
  * `highWaterMark` raw messages wait, the socket is paused.
  */
-export async function openChangeStream(opts: ChangeStreamOptions & { known: Map<string, TableSchema>; lookup: SchemaLookup; tracking?: ShapeTracking }): Promise<ChangeStream> {
+export async function openChangeStream(
+  opts: ChangeStreamOptions & { known: Map<string, TableSchema>; lookup: SchemaLookup; tracking?: ShapeTracking },
+): Promise<ChangeStream> {
   // A stream that just stopped (pause, continue-as-new, a killed worker) can hold the slot for a
   // moment while its walsender exits: wait for it rather than fail the attempt.
   const deadline = Date.now() + 30_000;
@@ -67,7 +69,9 @@ export async function openChangeStream(opts: ChangeStreamOptions & { known: Map<
   }
 }
 
-async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string, TableSchema>; lookup: SchemaLookup; tracking?: ShapeTracking }): Promise<ChangeStream> {
+async function startChangeStream(
+  opts: ChangeStreamOptions & { known: Map<string, TableSchema>; lookup: SchemaLookup; tracking?: ShapeTracking },
+): Promise<ChangeStream> {
   const service = new LogicalReplicationService(withSession(opts.connection), {
     acknowledge: { auto: false, timeoutSeconds: 0 },
   });
@@ -80,12 +84,17 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
   let closed = false;
   let wake: (() => void) | undefined;
   let confirmed: Lsn | undefined = opts.startLsn;
-  const notify = () => { const w = wake; wake = undefined; w?.(); };
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
 
   // Flow control: the socket is paused while `highWaterMark` messages wait. (The library's own flow
   // control awaits promises for every message, which inside a Temporal activity, where each promise pays
   // for the async context, cost more than decoding the message.)
-  const socket = () => (service as unknown as { _connection?: { stream?: { pause(): void; resume(): void } } })._connection?.stream;
+  const socket = () =>
+    (service as unknown as { _connection?: { stream?: { pause(): void; resume(): void } } })._connection?.stream;
   let paused = false;
   service.on('data', (_lsn: string, msg: Pgoutput.Message) => {
     queue.push({ msg });
@@ -101,21 +110,30 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
     // The server asks for a reply to keep the connection: report what is durably written, no more.
     if (shouldRespond && confirmed !== undefined) await sendStatus(confirmed);
   });
-  service.on('error', (e: Error) => { failure ??= e; notify(); });
+  service.on('error', (e: Error) => {
+    failure ??= e;
+    notify();
+  });
 
   // The library reports "last byte + 1"; a logical slot's confirmed position is the commit's end LSN
   // itself, and reporting one more could skip a transaction whose commit record starts exactly there.
   const sendStatus = (lsn: Lsn) => service.acknowledge(formatLsn(lsn > 0n ? lsn - 1n : 0n));
 
   const started = service.subscribe(plugin, opts.slot, formatLsn(opts.startLsn ?? 0n));
-  started.catch((e: Error) => { failure ??= e; notify(); });
+  started.catch((e: Error) => {
+    failure ??= e;
+    notify();
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       service.once('start', () => resolve());
       started.then(() => resolve(), reject);
     });
     // Without the socket there is no backpressure and memory would grow with the stream: refuse loudly.
-    if (!socket()) throw new Error('pg-logical-replication no longer exposes its socket (_connection.stream), which walflow pauses for flow control; install the version package-lock.json pins');
+    if (!socket())
+      throw new Error(
+        'pg-logical-replication no longer exposes its socket (_connection.stream), which walflow pauses for flow control; install the version package-lock.json pins',
+      );
   } catch (e) {
     // A refused START_REPLICATION (e.g. the slot still held) leaves the connection open: each retry
     // would otherwise keep one walsender until max_wal_senders is exhausted.
@@ -129,7 +147,9 @@ async function startChangeStream(opts: ChangeStreamOptions & { known: Map<string
         if (failure) throw failure;
         if (!queue.length) {
           if (closed) return;
-          await new Promise<void>((r) => { wake = r; });
+          await new Promise<void>((r) => {
+            wake = r;
+          });
           continue;
         }
         // Everything received so far is decoded in one go: one wake-up of the consumer per burst,

@@ -8,11 +8,22 @@
  * state converges. A row deleted since yields nothing: the delete follows.
  */
 import pg from 'pg';
-import { tableKey, type Change, type InsertChange, type Row, type TableSchema, type UpdateChange } from '../../lib/model.ts';
+import {
+  tableKey,
+  type Change,
+  type InsertChange,
+  type Row,
+  type TableSchema,
+  type UpdateChange,
+} from '../../lib/model.ts';
 import { keyText, toPgText } from '../../lib/pgtext.ts';
 import { outputTextSql, parseColumnText } from '../../lib/pgvalues.ts';
 
-export async function fillUnchangedColumns(client: pg.Client, schemas: Map<string, TableSchema>, changes: Change[]): Promise<void> {
+export async function fillUnchangedColumns(
+  client: pg.Client,
+  schemas: Map<string, TableSchema>,
+  changes: Change[],
+): Promise<void> {
   const byTable = new Map<string, (InsertChange | UpdateChange)[]>();
   for (const c of changes) {
     if ((c.kind !== 'update' && c.kind !== 'insert') || !c.unchanged?.length) continue;
@@ -28,10 +39,15 @@ export async function fillUnchangedColumns(client: pg.Client, schemas: Map<strin
     const columns = schema.columns.filter((c) => wanted.includes(c.name) || schema.key.includes(c.name));
     const keyCols = schema.key.map((k) => schema.columns.find((c) => c.name === k)!);
     const params: (string | null)[] = [];
-    const tuples = updates.map((u) => `(${keyCols.map((k) => {
-      params.push(toPgText(u.row[k.name] ?? null));
-      return `$${params.length}::${k.type}`;
-    }).join(', ')})`);
+    const tuples = updates.map(
+      (u) =>
+        `(${keyCols
+          .map((k) => {
+            params.push(toPgText(u.row[k.name] ?? null));
+            return `$${params.length}::${k.type}`;
+          })
+          .join(', ')})`,
+    );
     const { rows } = await client.query<(string | null)[]>({
       text: `SELECT ${columns.map((c) => outputTextSql(pg.escapeIdentifier(c.name))).join(', ')}
              FROM ${pg.escapeIdentifier(schema.schema)}.${pg.escapeIdentifier(schema.name)}
@@ -42,7 +58,9 @@ export async function fillUnchangedColumns(client: pg.Client, schemas: Map<strin
     const current = new Map<string, Row>();
     for (const r of rows as unknown as (string | null)[][]) {
       const row: Row = {};
-      columns.forEach((c, i) => { row[c.name] = parseColumnText(c, r[i] ?? null); });
+      columns.forEach((c, i) => {
+        row[c.name] = parseColumnText(c, r[i] ?? null);
+      });
       current.set(keyText(schema, row), row);
     }
     for (const u of updates) {

@@ -8,7 +8,14 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { PipelineConfig } from '../config.ts';
 import type { TableSchema } from '../model.ts';
-import type { ChangeCounters, ComponentError, PipelineStatus, TableError, TableProgress, TableShapeReport } from './status.ts';
+import type {
+  ChangeCounters,
+  ComponentError,
+  PipelineStatus,
+  TableError,
+  TableProgress,
+  TableShapeReport,
+} from './status.ts';
 
 /** What the streaming activity reports after each durable flush (throttled). */
 export interface StreamProgress {
@@ -93,7 +100,6 @@ export interface ConfigApplied {
   tables: string[];
 }
 
-
 /** Rebuilds errored tables with the source's current shape and re-copies them; the others keep streaming. */
 export const resyncTablesUpdate = defineUpdate<string[], [string[]]>('resyncTables');
 
@@ -103,7 +109,8 @@ export const copyProgressSignal = defineSignal<[CopyProgress]>('copyProgress');
 export const snapshotReadySignal = defineSignal<[SnapshotReady]>('snapshotReady');
 
 /** A range of a table's pages as operators read it in activity summaries and errors. */
-export const describeRange = (r: { startPage: number; endPage: number | null }): string => `pages ${r.startPage}..${r.endPage ?? 'end'}`;
+export const describeRange = (r: { startPage: number; endPage: number | null }): string =>
+  `pages ${r.startPage}..${r.endPage ?? 'end'}`;
 
 export const pipelineWorkflowId = (pipeline: string): string => `walflow-${pipeline}`;
 /** The pipeline's resync Schedule (also the workflow id prefix of the resyncs it starts). */

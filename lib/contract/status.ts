@@ -129,13 +129,17 @@ export interface SnapshotHealth {
   xminAge: number | null;
 }
 
-
 /** What a pipeline or resync workflow last published in its memo (key `status`): read when no worker can answer a query. */
 export type PublishedStatus = PipelineStatus & { publishedAt: string };
 
 /** A table's progress before anything happened to it. */
 export const newTableProgress = (): TableProgress => ({
-  backfill: 'pending', rangesDone: 0, rangesTotal: 0, rowsCopied: 0, rowsEstimate: 0, changes: newChangeCounters(),
+  backfill: 'pending',
+  rangesDone: 0,
+  rangesTotal: 0,
+  rowsCopied: 0,
+  rowsEstimate: 0,
+  changes: newChangeCounters(),
 });
 
 export const newChangeCounters = (): ChangeCounters => ({ inserts: 0, updates: 0, deletes: 0, truncates: 0 });

@@ -51,7 +51,12 @@ export function materialize(envelopes: ChangeEnvelope[], schemas: TableSchema[])
       put(e.key!, null);
     } else if (e.op !== 'schema') {
       // A key change: the old key's row is gone as of this version.
-      if (e.op === 'update' && e.old && JSON.stringify(key.map((c) => e.old![c])) !== JSON.stringify(key.map((c) => e.row![c]))) put(e.old, null);
+      if (
+        e.op === 'update' &&
+        e.old &&
+        JSON.stringify(key.map((c) => e.old![c])) !== JSON.stringify(key.map((c) => e.row![c]))
+      )
+        put(e.old, null);
       put(e.row!, e.row);
     }
   }
@@ -149,7 +154,14 @@ export async function webhookConsumer(seed: number, failRate = 0.15): Promise<St
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as { port: number };
   return {
-    destination: { type: 'webhook', url: `http://127.0.0.1:${port}/hook?token=t`, secret: `env:${secretEnv}`, headers: { 'X-Test': 'walflow' }, timeoutMs: 5000, retries: 3 },
+    destination: {
+      type: 'webhook',
+      url: `http://127.0.0.1:${port}/hook?token=t`,
+      secret: `env:${secretEnv}`,
+      headers: { 'X-Test': 'walflow' },
+      timeoutMs: 5000,
+      retries: 3,
+    },
     envelopes: async () => received,
     outage: async (ms) => {
       downUntil = Date.now() + ms;
@@ -168,14 +180,20 @@ export async function webhookConsumer(seed: number, failRate = 0.15): Promise<St
  * The files of a file destination, read in name order. A torn last line (a writer killed mid-write) is
  * skipped. Stream changes, de-duplicated by id, must come in strictly increasing version order.
  */
-export function fileConsumer(dir: string, pipeline: () => string, opts: { maxBytes: number; gzip?: boolean }): StreamConsumer {
+export function fileConsumer(
+  dir: string,
+  pipeline: () => string,
+  opts: { maxBytes: number; gzip?: boolean },
+): StreamConsumer {
   const read = async () => {
     const folder = join(dir, pipeline());
     const names = (await readdir(folder).catch(() => [] as string[])).filter((n) => /\.jsonl(\.gz)?$/.test(n)).sort();
     const files: { name: string; envelopes: ChangeEnvelope[] }[] = [];
     for (const name of names) {
       const raw = await readFile(join(folder, name));
-      const text = name.endsWith('.gz') ? gunzipSync(raw, { finishFlush: zlib.Z_SYNC_FLUSH }).toString('utf8') : raw.toString('utf8');
+      const text = name.endsWith('.gz')
+        ? gunzipSync(raw, { finishFlush: zlib.Z_SYNC_FLUSH }).toString('utf8')
+        : raw.toString('utf8');
       const lines = text.split('\n');
       const envelopes: ChangeEnvelope[] = [];
       lines.forEach((line, i) => {
@@ -183,7 +201,8 @@ export function fileConsumer(dir: string, pipeline: () => string, opts: { maxByt
         try {
           envelopes.push(JSON.parse(line) as ChangeEnvelope);
         } catch (e) {
-          if (i < lines.length - 1) throw new Error(`${name}: line ${i + 1} is not JSON and not the last: ${(e as Error).message}`);
+          if (i < lines.length - 1)
+            throw new Error(`${name}: line ${i + 1} is not JSON and not the last: ${(e as Error).message}`);
         }
       });
       files.push({ name, envelopes });

@@ -20,9 +20,15 @@ import { REFUSED_SETUP, REFUSED_TABLE, rng, Workload, WORKLOAD_SETUP, WORKLOAD_T
 import type { SoakDestination } from './destinations.ts';
 import { fileConsumer, materialize, natsConsumer, webhookConsumer, type StreamConsumer } from './consumers.ts';
 
-export const FAULT_KINDS = ['worker-kill', 'postgres-restart', 'temporal-restart', 'destination-down', 'walsender-kill', 'destination-write-error'] as const;
+export const FAULT_KINDS = [
+  'worker-kill',
+  'postgres-restart',
+  'temporal-restart',
+  'destination-down',
+  'walsender-kill',
+  'destination-write-error',
+] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
-
 
 export interface SoakOptions {
   seed: number;
@@ -64,11 +70,17 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     name: `soak${opts.seed}`,
     setup: WORKLOAD_SETUP + (opts.refused ? REFUSED_SETUP : ''),
     tables: [...WORKLOAD_TABLES, ...(opts.refused ? [REFUSED_TABLE] : [])],
-    destination: consumer ? undefined : opts.destination as FixtureDestination,
-    consumer: consumer && { destination: consumer.destination, tables: async (schemas) => materialize(await consumer.envelopes(), schemas) },
+    destination: consumer ? undefined : (opts.destination as FixtureDestination),
+    consumer: consumer && {
+      destination: consumer.destination,
+      tables: async (schemas) => materialize(await consumer.envelopes(), schemas),
+    },
     workerProcess: true,
     faults: 'copyBatch:delay=30', // a backfill long enough for faults to land inside it
-    pipeline: { backfill: { parallelism: 2, rowsPerRange: 2000, batchRows: 500 }, cdc: { flushIntervalMs: 200, maxBatchRows: 5000 } },
+    pipeline: {
+      backfill: { parallelism: 2, rowsPerRange: 2000, batchRows: 500 },
+      cdc: { flushIntervalMs: 200, maxBatchRows: 5000 },
+    },
   });
   const workload = new Workload(opts.seed, opts.refused);
   const injected: Record<string, number> = {};
@@ -76,7 +88,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const source = async () => {
     if (!writer) {
       const c = new pg.Client({ connectionString: f.source.url });
-      c.on('error', () => { if (writer === c) writer = undefined; });
+      c.on('error', () => {
+        if (writer === c) writer = undefined;
+      });
       await c.connect();
       writer = c;
     }
@@ -111,21 +125,31 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       }
       await sleep(20 + random() * 60);
     }
-    const lastChange = (await (await source()).query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+    const lastChange = (await (await source()).query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn'))
+      .rows[0]!.lsn;
 
     // Oracle: Postgres equals the model; once the slot has passed the last change (Postgres considers it all
     // delivered, WAL is released), the destination must equal Postgres.
     const sourceDiffs = await workload.diffSource(await source());
     let pipelineFailed: string | null = null;
-    const slotAdvanced = await f.waitFor('slot to pass the last change, or the pipeline to stop', async () => {
-      const status = await f.status().catch(() => undefined); // Temporal may still be coming back
-      if (status?.phase === 'failed') {
-        pipelineFailed = status.lastError ?? 'no error given';
-        return 'failed';
-      }
-      const lsn = await f.slotConfirmedLsn();
-      return lsn !== null && parseLsn(lsn) >= parseLsn(lastChange) && 'advanced';
-    }, 300_000).then((outcome) => outcome === 'advanced', () => false);
+    const slotAdvanced = await f
+      .waitFor(
+        'slot to pass the last change, or the pipeline to stop',
+        async () => {
+          const status = await f.status().catch(() => undefined); // Temporal may still be coming back
+          if (status?.phase === 'failed') {
+            pipelineFailed = status.lastError ?? 'no error given';
+            return 'failed';
+          }
+          const lsn = await f.slotConfirmedLsn();
+          return lsn !== null && parseLsn(lsn) >= parseLsn(lastChange) && 'advanced';
+        },
+        300_000,
+      )
+      .then(
+        (outcome) => outcome === 'advanced',
+        () => false,
+      );
     let destinationDiffs: string[] = [];
     try {
       if (pipelineFailed !== null) throw new Error('no point waiting for a stopped pipeline');
@@ -138,8 +162,15 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const streamProblems = (await consumer?.problems()) ?? [];
     const firstDifferences = [...sourceDiffs, ...destinationDiffs, ...streamProblems].slice(0, 10);
     return {
-      seed: opts.seed, transactions: workload.transactions, changes: workload.changes, rollbacks: workload.rollbacks,
-      faults: injected, mismatches: sourceDiffs.length + destinationDiffs.length + streamProblems.length, firstDifferences, slotAdvanced, pipelineFailed,
+      seed: opts.seed,
+      transactions: workload.transactions,
+      changes: workload.changes,
+      rollbacks: workload.rollbacks,
+      faults: injected,
+      mismatches: sourceDiffs.length + destinationDiffs.length + streamProblems.length,
+      firstDifferences,
+      slotAdvanced,
+      pipelineFailed,
     };
   } finally {
     await writer?.end().catch(() => undefined);
@@ -154,31 +185,52 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
  */
 async function refusedTableRecovers(f: PipelineFixture, workload: Workload, client: pg.Client): Promise<string[]> {
   if (workload.refusedRows === 0) return [];
-  const errored = await f.waitFor('the refused table to be errored', async () => (await f.status()).tables[REFUSED_TABLE]?.state === 'errored', 120_000)
-    .then(() => true, () => false);
+  const errored = await f
+    .waitFor(
+      'the refused table to be errored',
+      async () => (await f.status()).tables[REFUSED_TABLE]?.state === 'errored',
+      120_000,
+    )
+    .then(
+      () => true,
+      () => false,
+    );
   if (!errored) return [`${REFUSED_TABLE} holds ${workload.refusedRows} refused value(s) and was never errored`];
   await f.waitForConvergence(60_000, WORKLOAD_TABLES);
   await workload.fixRefused(client);
   await f.handle.executeUpdate(resyncTablesUpdate, { args: [[REFUSED_TABLE]] });
-  await f.waitFor('the retried table to stream again', async () => (await f.status()).tables[REFUSED_TABLE]?.state === 'streaming', 300_000);
+  await f.waitFor(
+    'the retried table to stream again',
+    async () => (await f.status()).tables[REFUSED_TABLE]?.state === 'streaming',
+    300_000,
+  );
   return [];
 }
 
 /** The consumer of a stream destination (undefined for destinations that hold tables). */
 async function streamConsumer(opts: SoakOptions, pipeline: () => string): Promise<StreamConsumer | undefined> {
   switch (opts.destination) {
-    case 'nats': return natsConsumer(process.env.WALFLOW_NATS_URL ?? 'nats://127.0.0.1:14222', `soak${opts.seed}`);
-    case 'webhook': return webhookConsumer(opts.seed);
+    case 'nats':
+      return natsConsumer(process.env.WALFLOW_NATS_URL ?? 'nats://127.0.0.1:14222', `soak${opts.seed}`);
+    case 'webhook':
+      return webhookConsumer(opts.seed);
     case 'file': {
       const dir = mkdtempSync(join(tmpdir(), 'walflow-soak-files-'));
       const files = fileConsumer(dir, pipeline, { maxBytes: 64 * 1024 });
       return { ...files, close: async () => rmSync(dir, { recursive: true, force: true }) };
     }
-    default: return undefined;
+    default:
+      return undefined;
   }
 }
 
-async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, random: () => number, consumer?: StreamConsumer): Promise<void> {
+async function inject(
+  kind: FaultKind,
+  f: PipelineFixture,
+  opts: SoakOptions,
+  random: () => number,
+  consumer?: StreamConsumer,
+): Promise<void> {
   const pause = () => sleep(500 + random() * 2500);
   switch (kind) {
     case 'worker-kill':
@@ -209,7 +261,9 @@ async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, ra
         await consumer.outage(2000 + random() * 3000);
         return;
       }
-      const endpoint = { clickhouse: [stopClickHouse, startClickHouse], snowflake: [stopSnowflake, startSnowflake] }[opts.destination as string];
+      const endpoint = { clickhouse: [stopClickHouse, startClickHouse], snowflake: [stopSnowflake, startSnowflake] }[
+        opts.destination as string
+      ];
       if (endpoint) {
         await endpoint[0]!();
         await sleep(2000 + random() * 3000);
@@ -218,7 +272,9 @@ async function inject(kind: FaultKind, f: PipelineFixture, opts: SoakOptions, ra
       return;
     }
     case 'walsender-kill':
-      await f.sql(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database() AND active_pid IS NOT NULL`);
+      await f.sql(
+        `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database() AND active_pid IS NOT NULL`,
+      );
   }
 }
 
@@ -242,7 +298,9 @@ async function holdFileAWhile(f: PipelineFixture, random: () => number): Promise
 export const soakPassed = (r: SoakResult) => r.mismatches === 0 && r.slotAdvanced && r.pipelineFailed === null;
 
 export function summaryLine(r: SoakResult): string {
-  const faults = Object.entries(r.faults).map(([k, n]) => `${k}=${n}`).join(' ');
+  const faults = Object.entries(r.faults)
+    .map(([k, n]) => `${k}=${n}`)
+    .join(' ');
   const failed = r.pipelineFailed === null ? '' : ` pipelineFailed=${JSON.stringify(r.pipelineFailed)}`;
   const verdict = soakPassed(r)
     ? 'mismatches=0'

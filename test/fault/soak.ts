@@ -33,7 +33,10 @@ if (!process.env.SNOWFLAKE_ACCOUNT) process.env.WALFLOW_SNOWFLAKE_URL = status.s
 process.env.WALFLOW_NATS_URL = status.nats!.url;
 const { runSoak, soakPassed, summaryLine } = await import('./harness.ts');
 const result = await runSoak({
-  seed: Number(values.seed), durationMs: Number(values.minutes) * 60_000, destination, refused: values.refused,
+  seed: Number(values.seed),
+  durationMs: Number(values.minutes) * 60_000,
+  destination,
+  refused: values.refused,
   log: (line) => console.error(`[${new Date().toISOString()}] ${line}`),
 });
 console.log(summaryLine(result));

@@ -41,7 +41,10 @@ export class Workload {
   rollbacks = 0;
   private readonly random: () => number;
 
-  constructor(seed: number, private readonly refused = false) {
+  constructor(
+    seed: number,
+    private readonly refused = false,
+  ) {
     this.random = rng(seed);
     this.model = new Map([...WORKLOAD_TABLES, ...(refused ? [REFUSED_TABLE] : [])].map((t) => [t, new Map()]));
   }
@@ -63,10 +66,18 @@ export class Workload {
 
   /** The initial rows (backfilled), inserted in one statement per table. */
   async seed(client: pg.Client, rows: number): Promise<void> {
-    await client.query(`INSERT INTO accounts SELECT g, 'owner ' || g, g * 1.25, NULL, CASE WHEN g % 50 = 0 THEN repeat(md5(g::text), 400) END
-      FROM generate_series(1, $1::int) g`, [rows]);
-    await client.query(`INSERT INTO events SELECT g, g, 'open', jsonb_build_object('n', g) FROM generate_series(1, $1::int) g`, [rows]);
-    const accounts = await client.query<ModelRow>(`SELECT id::text, owner, balance::text, note, md5(big) AS big FROM accounts`);
+    await client.query(
+      `INSERT INTO accounts SELECT g, 'owner ' || g, g * 1.25, NULL, CASE WHEN g % 50 = 0 THEN repeat(md5(g::text), 400) END
+      FROM generate_series(1, $1::int) g`,
+      [rows],
+    );
+    await client.query(
+      `INSERT INTO events SELECT g, g, 'open', jsonb_build_object('n', g) FROM generate_series(1, $1::int) g`,
+      [rows],
+    );
+    const accounts = await client.query<ModelRow>(
+      `SELECT id::text, owner, balance::text, note, md5(big) AS big FROM accounts`,
+    );
     for (const r of accounts.rows) this.model.get('accounts')!.set(r.id!, r);
     const events = await client.query<ModelRow>(`SELECT id::text, account::text, kind, payload::text FROM events`);
     for (const r of events.rows) this.model.get('events')!.set(r.id!, r);
@@ -100,11 +111,15 @@ export class Workload {
   private operation(staged: Map<string, Map<string, ModelRow>>, out: [string, unknown[]][]): void {
     const accounts = staged.get('accounts')!;
     const events = staged.get('events')!;
-    const some = (m: Map<string, ModelRow>) => { const ids = [...m.keys()]; return ids.length ? this.pick(ids) : undefined; };
+    const some = (m: Map<string, ModelRow>) => {
+      const ids = [...m.keys()];
+      return ids.length ? this.pick(ids) : undefined;
+    };
     if (this.refused && this.random() < 0.1) {
       const id = String(this.nextId++);
       // Rarely a value the destination refuses; else one it holds (its changes must keep arriving until then).
-      const d = this.random() < 0.02 ? 'infinity' : `2024-01-${String(1 + Math.floor(this.random() * 28)).padStart(2, '0')}`;
+      const d =
+        this.random() < 0.02 ? 'infinity' : `2024-01-${String(1 + Math.floor(this.random() * 28)).padStart(2, '0')}`;
       out.push(['INSERT INTO dates (id, d) VALUES ($1, $2)', [id, d]]);
       staged.get(REFUSED_TABLE)!.set(id, { id, d });
       return;
@@ -113,9 +128,15 @@ export class Workload {
     if (r < 0.35) {
       const id = String(this.nextId++);
       const balance = (Math.floor(this.random() * 1e6) / 100).toFixed(2);
-      out.push(['INSERT INTO accounts (id, owner, balance, note) VALUES ($1, $2, $3, $4)', [id, `owner ${id}`, balance, 'new']]);
+      out.push([
+        'INSERT INTO accounts (id, owner, balance, note) VALUES ($1, $2, $3, $4)',
+        [id, `owner ${id}`, balance, 'new'],
+      ]);
       accounts.set(id, { id, owner: `owner ${id}`, balance, note: 'new', big: null });
-      out.push(['INSERT INTO events (id, account, kind, payload) VALUES ($1, $1, $2, $3)', [id, 'open', JSON.stringify({ n: Number(id) })]]);
+      out.push([
+        'INSERT INTO events (id, account, kind, payload) VALUES ($1, $1, $2, $3)',
+        [id, 'open', JSON.stringify({ n: Number(id) })],
+      ]);
       events.set(id, { id, account: id, kind: 'open', payload: `{"n": ${id}}` });
     } else if (r < 0.65) {
       const id = some(accounts);
@@ -151,17 +172,36 @@ export class Workload {
   /** Differences between the model and what Postgres holds (the workload's own check). */
   async diffSource(client: pg.Client): Promise<string[]> {
     const actual = new Map<string, Map<string, ModelRow>>([
-      ['accounts', new Map((await client.query<ModelRow>(`SELECT id::text, owner, balance::text, note, md5(big) AS big FROM accounts`)).rows.map((r) => [r.id!, r]))],
-      ['events', new Map((await client.query<ModelRow>(`SELECT id::text, account::text, kind, payload::text FROM events`)).rows.map((r) => [r.id!, r]))],
+      [
+        'accounts',
+        new Map(
+          (
+            await client.query<ModelRow>(`SELECT id::text, owner, balance::text, note, md5(big) AS big FROM accounts`)
+          ).rows.map((r) => [r.id!, r]),
+        ),
+      ],
+      [
+        'events',
+        new Map(
+          (await client.query<ModelRow>(`SELECT id::text, account::text, kind, payload::text FROM events`)).rows.map(
+            (r) => [r.id!, r],
+          ),
+        ),
+      ],
     ]);
-    if (this.refused) actual.set(REFUSED_TABLE, new Map((await client.query<ModelRow>('SELECT id::text, d::text FROM dates')).rows.map((r) => [r.id!, r])));
+    if (this.refused)
+      actual.set(
+        REFUSED_TABLE,
+        new Map((await client.query<ModelRow>('SELECT id::text, d::text FROM dates')).rows.map((r) => [r.id!, r])),
+      );
     const diffs: string[] = [];
     for (const [t, m] of this.model) {
       const a = actual.get(t)!;
-      for (const [id, row] of m) if (JSON.stringify(a.get(id)) !== JSON.stringify(row)) diffs.push(`${t} ${id}: model ${JSON.stringify(row)} postgres ${JSON.stringify(a.get(id))}`);
+      for (const [id, row] of m)
+        if (JSON.stringify(a.get(id)) !== JSON.stringify(row))
+          diffs.push(`${t} ${id}: model ${JSON.stringify(row)} postgres ${JSON.stringify(a.get(id))}`);
       for (const id of a.keys()) if (!m.has(id)) diffs.push(`${t} ${id}: only in postgres`);
     }
     return diffs;
   }
-
 }

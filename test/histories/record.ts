@@ -39,7 +39,10 @@ const save = async (fixture: { client: Client }, name: string, workflowId: strin
   if (!wanted(name)) return;
   const history = await fixture.client.workflow.getHandle(workflowId, runId).fetchHistory();
   // The workflow id is part of what replays: child workflow ids derive from it.
-  writeFileSync(join(dir, `${name}.json`), `{"workflowId":${JSON.stringify(workflowId)},"history":${historyToJSON(history)}}`);
+  writeFileSync(
+    join(dir, `${name}.json`),
+    `{"workflowId":${JSON.stringify(workflowId)},"history":${historyToJSON(history)}}`,
+  );
   console.log(`recorded ${name} (${history.events?.length} events)`);
 };
 
@@ -75,12 +78,16 @@ async function recordMainRun() {
     const latest = await f.handle.describe();
     if (latest.runId === first) throw new Error('the pipeline did not continue-as-new');
     await save(f, 'pipeline-continued-as-new', f.handle.workflowId, latest.runId);
-    for await (const wf of f.client.workflow.list({ query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'` })) {
+    for await (const wf of f.client.workflow.list({
+      query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'`,
+    })) {
       await save(f, 'copy-ranges', wf.workflowId, wf.runId);
       break;
     }
     const resync = await f.client.workflow.start(resyncWorkflow, {
-      workflowId: `${f.handle.workflowId}-resync-record`, taskQueue: f.taskQueue, args: [{ config: f.config }],
+      workflowId: `${f.handle.workflowId}-resync-record`,
+      taskQueue: f.taskQueue,
+      args: [{ config: f.config }],
     });
     await resync.result();
     await save(f, 'resync', resync.workflowId);
@@ -102,7 +109,9 @@ async function recordSnapshotLost() {
     g.faults.arm('copyBatch', { delayMs: 200 });
     await g.start();
     await g.waitFor('the backfill to be copying', async () => (await g.status()).tables.orders?.backfill === 'copying');
-    await g.adminSql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender' AND query LIKE 'CREATE_REPLICATION_SLOT%walflow_snapshot_%'`);
+    await g.adminSql(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender' AND query LIKE 'CREATE_REPLICATION_SLOT%walflow_snapshot_%'`,
+    );
     await g.waitForConvergence();
     await save(g, 'pipeline-snapshot-lost', g.handle.workflowId);
   } finally {
@@ -117,11 +126,15 @@ async function recordConfigAppliedDropped() {
     await h.setup();
     await h.start();
     await h.waitForConvergence();
-    await h.handle.executeUpdate(applyConfigUpdate, { args: [{ ...h.config, cdc: { ...h.config.cdc, flushIntervalMs: 300 } }] });
+    await h.handle.executeUpdate(applyConfigUpdate, {
+      args: [{ ...h.config, cdc: { ...h.config.cdc, flushIntervalMs: 300 } }],
+    });
     await h.sql(`UPDATE orders SET qty = qty + 1 WHERE id <= 50`);
     await h.waitForConvergence();
     const resync = await h.client.workflow.start(resyncWorkflow, {
-      workflowId: `${h.handle.workflowId}-resync-record`, taskQueue: h.taskQueue, args: [{ config: h.config }],
+      workflowId: `${h.handle.workflowId}-resync-record`,
+      taskQueue: h.taskQueue,
+      args: [{ config: h.config }],
     });
     await resync.result();
     await save(h, 'resync-published', resync.workflowId);
@@ -139,16 +152,27 @@ async function recordSessions() {
   const sql = async (text: string) => {
     const c = new pg.Client({ connectionString: db.url });
     await c.connect();
-    try { await c.query(text); } finally { await c.end(); }
+    try {
+      await c.query(text);
+    } finally {
+      await c.end();
+    }
   };
-  await sql('CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 10) g');
+  await sql(
+    'CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 10) g',
+  );
   const address = process.env.WALFLOW_TEMPORAL_ADDRESS!;
   const taskQueue = `history-session-${Date.now()}`;
   const worker = await startWorker({ address, taskQueue });
   const connection = await Connection.connect({ address });
   const client = new Client({ connection });
   process.env.WALFLOW_HISTORY_SERVE_TOKEN = randomBytes(16).toString('hex');
-  const config = ServeConfig.parse({ listen: '127.0.0.1:0', source: { url: db.url }, tokens: ['env:WALFLOW_HISTORY_SERVE_TOKEN'], sessionIdleTimeoutSeconds: 30 });
+  const config = ServeConfig.parse({
+    listen: '127.0.0.1:0',
+    source: { url: db.url },
+    tokens: ['env:WALFLOW_HISTORY_SERVE_TOKEN'],
+    sessionIdleTimeoutSeconds: 30,
+  });
   const server = await startServer({ config, client, taskQueue });
   try {
     const serve = new ServeClient(`http://${server.address}`, process.env.WALFLOW_HISTORY_SERVE_TOKEN);

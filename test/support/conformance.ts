@@ -12,7 +12,10 @@ import { comparableValues, jsonColumns } from '../../lib/verify.ts';
 /** A table of an int8 key `id` and one text column: the simplest a destination holds. */
 export function keyAndTextTable(name: string, text: string): TableSchema {
   return {
-    schema: 'public', name, key: ['id'], replicaIdentity: 'default',
+    schema: 'public',
+    name,
+    key: ['id'],
+    replicaIdentity: 'default',
     columns: [
       { name: 'id', type: 'bigint', typeOid: 20, kind: 'bigint', arrayDims: 0, nullable: false },
       { name: text, type: 'text', typeOid: 25, kind: 'text', arrayDims: 0, nullable: true },
@@ -23,12 +26,31 @@ export function keyAndTextTable(name: string, text: string): TableSchema {
 export function describeDestination(name: string, dest: Destination, dropAll: () => Promise<void>): void {
   describe(name, () => {
     const schema: TableSchema = {
-      schema: 'public', name: 'items', key: ['id'], replicaIdentity: 'default',
+      schema: 'public',
+      name: 'items',
+      key: ['id'],
+      replicaIdentity: 'default',
       columns: [
         { name: 'id', type: 'bigint', typeOid: 20, kind: 'bigint', arrayDims: 0, nullable: false },
         { name: 'name', type: 'text', typeOid: 25, kind: 'text', arrayDims: 0, nullable: true },
-        { name: 'price', type: 'numeric(12,2)', typeOid: 1700, kind: 'decimal', arrayDims: 0, precision: 12, scale: 2, nullable: true },
-        { name: 'at', type: 'timestamp with time zone', typeOid: 1184, kind: 'timestamptz', arrayDims: 0, nullable: true },
+        {
+          name: 'price',
+          type: 'numeric(12,2)',
+          typeOid: 1700,
+          kind: 'decimal',
+          arrayDims: 0,
+          precision: 12,
+          scale: 2,
+          nullable: true,
+        },
+        {
+          name: 'at',
+          type: 'timestamp with time zone',
+          typeOid: 1184,
+          kind: 'timestamptz',
+          arrayDims: 0,
+          nullable: true,
+        },
         { name: 'tags', type: 'text[]', typeOid: 1009, kind: 'text', arrayDims: 1, nullable: false },
         { name: 'maybe_tags', type: 'int4[]', typeOid: 1007, kind: 'int', arrayDims: 1, nullable: true },
         { name: 'grid', type: 'integer[]', typeOid: 1007, kind: 'int', arrayDims: 2, nullable: false },
@@ -37,7 +59,14 @@ export function describeDestination(name: string, dest: Destination, dropAll: ()
         { name: 'doc', type: 'jsonb', typeOid: 3802, kind: 'json', arrayDims: 0, nullable: true },
         { name: 'day', type: 'date', typeOid: 1082, kind: 'date', arrayDims: 0, nullable: true },
         { name: 't', type: 'time without time zone', typeOid: 1083, kind: 'time', arrayDims: 0, nullable: true },
-        { name: 'local', type: 'timestamp without time zone', typeOid: 1114, kind: 'timestamp', arrayDims: 0, nullable: true },
+        {
+          name: 'local',
+          type: 'timestamp without time zone',
+          typeOid: 1114,
+          kind: 'timestamp',
+          arrayDims: 0,
+          nullable: true,
+        },
         { name: 'ok', type: 'boolean', typeOid: 16, kind: 'bool', arrayDims: 0, nullable: true },
         { name: 'exact', type: 'numeric', typeOid: 1700, kind: 'decimal', arrayDims: 0, nullable: true },
       ],
@@ -45,10 +74,33 @@ export function describeDestination(name: string, dest: Destination, dropAll: ()
     const table = { schema: 'public', name: 'items' };
     // LSNs past 1 TiB of WAL, as on a long-lived server: versions need more than 64 bits.
     const v = (lsn: number, seq: number) => makeVersion((1n << 40n) + BigInt(lsn), seq);
-    const same = (r: Row) => comparableValues(r, schema.columns.map((c) => c.name), new Set(jsonColumns(schema)));
+    const same = (r: Row) =>
+      comparableValues(
+        r,
+        schema.columns.map((c) => c.name),
+        new Set(jsonColumns(schema)),
+      );
     const row = (id: number, name: string): Row => ({
-      id: String(id), name, price: '12.50', at: '2024-05-06 07:08:09.123456+00', tags: ['a', null], maybe_tags: id % 2 ? null : [1, null], grid: id % 3 ? [[id, null], [3, 4]] : [], blob: Buffer.from([1, 2, 255]), ratio: Number.NaN,
-      doc: '{"a": [1, "x", null], "b": {"c": true}}', day: '2024-02-29', t: '23:59:59.5', local: '1999-12-31 23:59:59.000001', ok: id % 2 === 0,
+      id: String(id),
+      name,
+      price: '12.50',
+      at: '2024-05-06 07:08:09.123456+00',
+      tags: ['a', null],
+      maybe_tags: id % 2 ? null : [1, null],
+      grid:
+        id % 3
+          ? [
+              [id, null],
+              [3, 4],
+            ]
+          : [],
+      blob: Buffer.from([1, 2, 255]),
+      ratio: Number.NaN,
+      doc: '{"a": [1, "x", null], "b": {"c": true}}',
+      day: '2024-02-29',
+      t: '23:59:59.5',
+      local: '1999-12-31 23:59:59.000001',
+      ok: id % 2 === 0,
       exact: '123456789012345678901234567890.123456789',
     });
     const live = async () => {
@@ -64,7 +116,12 @@ export function describeDestination(name: string, dest: Destination, dropAll: ()
     });
 
     test('values round-trip exactly; replays and late backfill rows leave the newest version', async () => {
-      const backfill: Change[] = [1, 2, 3].map((id) => ({ kind: 'insert', table, version: v(100, 0), row: row(id, `copy ${id}`) }));
+      const backfill: Change[] = [1, 2, 3].map((id) => ({
+        kind: 'insert',
+        table,
+        version: v(100, 0),
+        row: row(id, `copy ${id}`),
+      }));
       const stream: Change[] = [
         { kind: 'update', table, version: v(200, 1), row: row(1, 'updated'), unchanged: [] },
         { kind: 'delete', table, version: v(200, 2), old: { id: '2' } },
@@ -74,15 +131,28 @@ export function describeDestination(name: string, dest: Destination, dropAll: ()
       await dest.apply(stream); // a retried batch
       await dest.apply(backfill); // backfill rows arriving after newer changes
       const rows = await live();
-      assert.deepEqual(rows.map((r) => [r.id, r.name]), [['1', 'updated'], ['3', 'copy 3'], ['4', 'new']]);
+      assert.deepEqual(
+        rows.map((r) => [r.id, r.name]),
+        [
+          ['1', 'updated'],
+          ['3', 'copy 3'],
+          ['4', 'new'],
+        ],
+      );
       assert.deepEqual(same(rows[0]!), same(row(1, 'updated')), 'every value comes back as it went in');
       assert.deepEqual(Object.keys(rows[0]!).sort(), Object.keys(row(1, 'updated')).sort());
     });
 
     test('TRUNCATE removes older rows and keeps late older rows out, newer rows stay; ADD COLUMN applies before its rows', async () => {
-      await dest.apply([{ kind: 'truncate', table, version: v(400, 1) }, { kind: 'insert', table, version: v(400, 2), row: row(10, 'after truncate') }]);
+      await dest.apply([
+        { kind: 'truncate', table, version: v(400, 1) },
+        { kind: 'insert', table, version: v(400, 2), row: row(10, 'after truncate') },
+      ]);
       await dest.apply([{ kind: 'insert', table, version: v(150, 0), row: row(11, 'late backfill row') }]);
-      assert.deepEqual((await live()).map((r) => r.id), ['10']);
+      assert.deepEqual(
+        (await live()).map((r) => r.id),
+        ['10'],
+      );
 
       const added = { name: 'extra', type: 'integer', typeOid: 23, kind: 'int' as const, arrayDims: 0, nullable: true };
       const evolved = { ...schema, columns: [...schema.columns, added] };
@@ -127,9 +197,12 @@ export function describeDestination(name: string, dest: Destination, dropAll: ()
       const back = (await live()).find((r) => r.id === '30')!;
       assert.ok(Object.is(back.ratio, -0), `ratio ${String(back.ratio)} is -0`);
       assert.deepEqual(same(back), same(exact));
-      assert.notDeepEqual(same({ ...back, doc: '{"long": 1.5000000000000000001, "n": [-0.5, 12345678901234567890]}' }), same(exact), 'a rounded decimal is a difference');
+      assert.notDeepEqual(
+        same({ ...back, doc: '{"long": 1.5000000000000000001, "n": [-0.5, 12345678901234567890]}' }),
+        same(exact),
+        'a rounded decimal is a difference',
+      );
       assert.notDeepEqual(same({ ...back, ratio: 0 }), same(exact), '+0 is not -0');
     });
   });
-
 }

@@ -11,11 +11,18 @@ export interface FileHolder {
  * undefined if the file stayed taken that long.
  */
 export async function holdDuckDBFile(path: string, waitMs = 10_000): Promise<FileHolder | undefined> {
-  const child = spawn(process.execPath, ['-e', `
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `
     const { DuckDBInstance } = require('@duckdb/node-api');
     const take = () => DuckDBInstance.create(${JSON.stringify(path)})
       .then(() => { console.log('held'); setInterval(() => {}, 1000); }, () => setTimeout(take, 50));
-    take();`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    take();`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const release = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGKILL');
@@ -23,8 +30,16 @@ export async function holdDuckDBFile(path: string, waitMs = 10_000): Promise<Fil
   };
   const held = await new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), waitMs);
-    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('held')) { clearTimeout(timer); resolve(true); } });
-    child.once('exit', () => { clearTimeout(timer); resolve(false); });
+    child.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('held')) {
+        clearTimeout(timer);
+        resolve(true);
+      }
+    });
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
   });
   if (held) return { pid: child.pid!, release };
   await release();

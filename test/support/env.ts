@@ -50,11 +50,17 @@ export async function createTestDatabase(prefix: string, adminUrl = pgAdminUrl()
       try {
         const deadline = Date.now() + 10_000;
         for (;;) {
-          const { rows } = await c.query('SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = $1', [name]);
+          const { rows } = await c.query('SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = $1', [
+            name,
+          ]);
           for (const r of rows) if (r.active_pid) await c.query('SELECT pg_terminate_backend($1)', [r.active_pid]);
           const left = [];
           for (const r of rows) {
-            try { await c.query('SELECT pg_drop_replication_slot($1)', [r.slot_name]); } catch { left.push(r.slot_name); }
+            try {
+              await c.query('SELECT pg_drop_replication_slot($1)', [r.slot_name]);
+            } catch {
+              left.push(r.slot_name);
+            }
           }
           if (left.length === 0 || Date.now() > deadline) break;
           await new Promise((res) => setTimeout(res, 200));
@@ -75,16 +81,28 @@ export async function createTestDatabase(prefix: string, adminUrl = pgAdminUrl()
 export function snowflakeTestDestination(schema: string): Record<string, unknown> {
   if (process.env.SNOWFLAKE_ACCOUNT) {
     return {
-      type: 'snowflake', account: process.env.SNOWFLAKE_ACCOUNT, username: requireEnv('SNOWFLAKE_USER'), password: 'env:SNOWFLAKE_PASSWORD',
-      warehouse: requireEnv('SNOWFLAKE_WAREHOUSE'), database: requireEnv('SNOWFLAKE_DATABASE'), schema,
+      type: 'snowflake',
+      account: process.env.SNOWFLAKE_ACCOUNT,
+      username: requireEnv('SNOWFLAKE_USER'),
+      password: 'env:SNOWFLAKE_PASSWORD',
+      warehouse: requireEnv('SNOWFLAKE_WAREHOUSE'),
+      database: requireEnv('SNOWFLAKE_DATABASE'),
+      schema,
       ...(process.env.SNOWFLAKE_ROLE ? { role: process.env.SNOWFLAKE_ROLE } : {}),
     };
   }
   const url = new URL(requireEnv('WALFLOW_SNOWFLAKE_URL'));
   process.env.WALFLOW_TEST_SNOWFLAKE_PASSWORD ??= 'emulator-accepts-any';
   return {
-    type: 'snowflake', account: 'walflow', username: 'walflow', password: 'env:WALFLOW_TEST_SNOWFLAKE_PASSWORD',
-    warehouse: 'FAKESNOW_WAREHOUSE', database: 'WALFLOW_TEST', schema,
-    host: url.hostname, port: Number(url.port), protocol: url.protocol.replace(':', ''),
+    type: 'snowflake',
+    account: 'walflow',
+    username: 'walflow',
+    password: 'env:WALFLOW_TEST_SNOWFLAKE_PASSWORD',
+    warehouse: 'FAKESNOW_WAREHOUSE',
+    database: 'WALFLOW_TEST',
+    schema,
+    host: url.hostname,
+    port: Number(url.port),
+    protocol: url.protocol.replace(':', ''),
   };
 }

@@ -9,7 +9,15 @@ import { newestPerKey } from '../../activities/destinations/newest.ts';
 import { applyVersioned, PreparedTables, storedValues } from '../../activities/destinations/versioned.ts';
 import { parseColumnText } from '../../lib/pgvalues.ts';
 import type { Version } from '../../lib/lsn.ts';
-import { tableKey, type Change, type Row, type RowChange, type SchemaChange, type TableId, type TableSchema } from '../../lib/model.ts';
+import {
+  tableKey,
+  type Change,
+  type Row,
+  type RowChange,
+  type SchemaChange,
+  type TableId,
+  type TableSchema,
+} from '../../lib/model.ts';
 import { keyText, toPgText } from '../../lib/pgtext.ts';
 
 interface StoredRow {
@@ -20,7 +28,6 @@ interface StoredRow {
 
 /** One table's rows by key; replaced, never mutated, once a batch commits (so a failed batch leaves nothing). */
 type TableRows = Map<string, StoredRow>;
-
 
 export class MemoryDestination implements Destination {
   private readonly prepared = new PreparedTables();
@@ -90,7 +97,8 @@ export class MemoryDestination implements Destination {
       }
       // A widening that changes how walflow carries the value (int4 -> int8: number -> decimal text).
       for (const r of change.retyped ?? []) {
-        if (r.from.kind !== r.to.kind && r.to.name in row) row[r.to.name] = parseColumnText(r.to, toPgText(row[r.to.name]!));
+        if (r.from.kind !== r.to.kind && r.to.name in row)
+          row[r.to.name] = parseColumnText(r.to, toPgText(row[r.to.name]!));
       }
       rows.set(key, { ...held, row });
     }

@@ -22,8 +22,21 @@ import { readTable } from '../../activities/postgres/read.ts';
 import { FaultPoints } from '../../lib/faults.ts';
 import { startWorker, type RunningWorker } from '../../worker/worker.ts';
 import type { PipelineStatus } from '../../lib/contract/status.ts';
-import { pipelineHandle, pipelineStatus, startPipeline, type PipelineHandle, type PipelineWorkflow } from '../../lib/pipeline-client.ts';
-import { createTestDatabase, pgAdminUrl, requireEnv, snowflakeTestDestination, temporalAddress, type TestDatabase } from './env.ts';
+import {
+  pipelineHandle,
+  pipelineStatus,
+  startPipeline,
+  type PipelineHandle,
+  type PipelineWorkflow,
+} from '../../lib/pipeline-client.ts';
+import {
+  createTestDatabase,
+  pgAdminUrl,
+  requireEnv,
+  snowflakeTestDestination,
+  temporalAddress,
+  type TestDatabase,
+} from './env.ts';
 
 export type FixtureDestination = 'postgres' | 'clickhouse' | 'snowflake' | 'duckdb';
 
@@ -32,7 +45,9 @@ export interface PipelineFixtureOptions {
   /** SQL run in the source database before the pipeline starts. */
   setup: string;
   tables: string[];
-  pipeline?: Partial<Pick<PipelineConfig, 'backfill' | 'cdc' | 'rules' | 'alerts' | 'onSlotLost'>> & { source?: Partial<PipelineConfig['source']> };
+  pipeline?: Partial<Pick<PipelineConfig, 'backfill' | 'cdc' | 'rules' | 'alerts' | 'onSlotLost'>> & {
+    source?: Partial<PipelineConfig['source']>;
+  };
   /** Keys replacing those of the destination's config (e.g. a url of a destination that is down). */
   destinationOverride?: Record<string, unknown>;
   /** The in-process worker serves Prometheus metrics on this port. */
@@ -45,7 +60,10 @@ export interface PipelineFixtureOptions {
    * A stream destination (file, webhook, NATS) instead: its config, and the tables its consumer rebuilt
    * from the envelopes (what compare() checks against the source).
    */
-  consumer?: { destination: Record<string, unknown>; tables(schemas: TableSchema[]): Promise<Map<string, Map<string, Row>>> };
+  consumer?: {
+    destination: Record<string, unknown>;
+    tables(schemas: TableSchema[]): Promise<Map<string, Map<string, Row>>>;
+  };
   /** WALFLOW_FAULTS for the worker process. */
   faults?: string;
   maxHistoryEvents?: number;
@@ -74,8 +92,12 @@ export class PipelineFixture {
   private async src(): Promise<pg.Client> {
     if (this.sourceClient) return this.sourceClient;
     const c = new pg.Client({ connectionString: this.source.url });
-    c.on('error', () => { if (this.sourceClient === c) this.sourceClient = undefined; });
-    c.on('end', () => { if (this.sourceClient === c) this.sourceClient = undefined; });
+    c.on('error', () => {
+      if (this.sourceClient === c) this.sourceClient = undefined;
+    });
+    c.on('end', () => {
+      if (this.sourceClient === c) this.sourceClient = undefined;
+    });
     await c.connect();
     this.sourceClient = c;
     return c;
@@ -99,24 +121,31 @@ export class PipelineFixture {
     const id = `${this.opts.name}-${Date.now().toString(36)}`.toLowerCase();
     const raw = {
       temporal: { address: temporalAddress(), taskQueue: this.taskQueue },
-      pipelines: [{
-        id,
-        source: {
-          url: as.sourceRole ? withUser(this.source.url, as.sourceRole) : this.source.url,
-          ...(as.passwordEnv ? { password: `env:${as.passwordEnv}` } : {}),
-          publication: `pub_${this.opts.name}`, tables: this.opts.tables, ...this.opts.pipeline?.source },
-        destination: this.opts.consumer?.destination ?? {
-          clickhouse: () => ({ type: 'clickhouse', url: requireEnv('CLICKHOUSE_URL'), database: this.target.name }),
-          snowflake: () => snowflakeTestDestination(this.target.name),
-          postgres: () => ({ type: 'postgres', url: this.target.url, schema: 'replica' }),
-          duckdb: () => ({ type: 'duckdb', path: this.duckdbFile }),
-        }[this.opts.destination ?? 'postgres'](),
-        backfill: { parallelism: 2, rowsPerRange: 1000, ...this.opts.pipeline?.backfill },
-        cdc: { flushIntervalMs: 200, ...this.opts.pipeline?.cdc },
-        ...(this.opts.pipeline?.rules ? { rules: this.opts.pipeline.rules } : {}),
-        ...(this.opts.pipeline?.alerts ? { alerts: this.opts.pipeline.alerts } : {}),
-        ...(this.opts.pipeline?.onSlotLost ? { onSlotLost: this.opts.pipeline.onSlotLost } : {}),
-      }],
+      pipelines: [
+        {
+          id,
+          source: {
+            url: as.sourceRole ? withUser(this.source.url, as.sourceRole) : this.source.url,
+            ...(as.passwordEnv ? { password: `env:${as.passwordEnv}` } : {}),
+            publication: `pub_${this.opts.name}`,
+            tables: this.opts.tables,
+            ...this.opts.pipeline?.source,
+          },
+          destination:
+            this.opts.consumer?.destination ??
+            {
+              clickhouse: () => ({ type: 'clickhouse', url: requireEnv('CLICKHOUSE_URL'), database: this.target.name }),
+              snowflake: () => snowflakeTestDestination(this.target.name),
+              postgres: () => ({ type: 'postgres', url: this.target.url, schema: 'replica' }),
+              duckdb: () => ({ type: 'duckdb', path: this.duckdbFile }),
+            }[this.opts.destination ?? 'postgres'](),
+          backfill: { parallelism: 2, rowsPerRange: 1000, ...this.opts.pipeline?.backfill },
+          cdc: { flushIntervalMs: 200, ...this.opts.pipeline?.cdc },
+          ...(this.opts.pipeline?.rules ? { rules: this.opts.pipeline.rules } : {}),
+          ...(this.opts.pipeline?.alerts ? { alerts: this.opts.pipeline.alerts } : {}),
+          ...(this.opts.pipeline?.onSlotLost ? { onSlotLost: this.opts.pipeline.onSlotLost } : {}),
+        },
+      ],
     };
     Object.assign(raw.pipelines[0]!.destination, this.opts.destinationOverride);
     this.config = parseConfig(raw).pipelines[0]!;
@@ -134,10 +163,16 @@ export class PipelineFixture {
   async startWorker(env: Record<string, string> = {}): Promise<void> {
     if (this.opts.workerProcess) {
       this.workerChild = spawn(process.execPath, ['bin/walflow.js', 'worker', '--config', this.configFile], {
-        stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, WALFLOW_FAULTS: this.opts.faults ?? '', ...env },
+        stdio: ['ignore', 'inherit', 'inherit'],
+        env: { ...process.env, WALFLOW_FAULTS: this.opts.faults ?? '', ...env },
       });
     } else {
-      this.worker = await startWorker({ address: temporalAddress(), taskQueue: this.taskQueue, metricsPort: this.opts.metricsPort, faults: this.faults });
+      this.worker = await startWorker({
+        address: temporalAddress(),
+        taskQueue: this.taskQueue,
+        metricsPort: this.opts.metricsPort,
+        faults: this.faults,
+      });
     }
   }
 
@@ -148,14 +183,20 @@ export class PipelineFixture {
   }
 
   start(): Promise<WorkflowHandleWithFirstExecutionRunId<PipelineWorkflow>> {
-    return startPipeline(this.client, this.taskQueue, { config: this.config, maxHistoryEvents: this.opts.maxHistoryEvents });
+    return startPipeline(this.client, this.taskQueue, {
+      config: this.config,
+      maxHistoryEvents: this.opts.maxHistoryEvents,
+    });
   }
 
   status(): Promise<PipelineStatus> {
     return pipelineStatus(this.handle);
   }
 
-  async sql<T extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[]): Promise<pg.QueryResult<T>> {
+  async sql<T extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    params?: unknown[],
+  ): Promise<pg.QueryResult<T>> {
     return (await this.src()).query<T>(text, params);
   }
 
@@ -183,11 +224,16 @@ export class PipelineFixture {
   }
 
   async schemas(tables = this.opts.tables): Promise<TableSchema[]> {
-    return loadTableSchemas(await this.src(), tables.map((t) => (t.includes('.') ? t : `public.${t}`)));
+    return loadTableSchemas(
+      await this.src(),
+      tables.map((t) => (t.includes('.') ? t : `public.${t}`)),
+    );
   }
 
   /** Live rows per table on both sides (of `tables`, default all; the source's through the pipeline's rules), keyed by primary key, as canonical values. */
-  async compare(tables?: string[]): Promise<{ equal: boolean; diffs: string[]; counts: Record<string, [number, number]> }> {
+  async compare(
+    tables?: string[],
+  ): Promise<{ equal: boolean; diffs: string[]; counts: Record<string, [number, number]> }> {
     const dest = this.opts.consumer ? undefined : await pipelineDestination(this.config);
     const rules = compileRules(this.config, (ref) => resolveSecret(ref)!);
     const diffs: string[] = [];
@@ -205,9 +251,12 @@ export class PipelineFixture {
         for await (const r of expected.rows) src.set(keyOf(r), values(r));
         const dst = new Map<string, string>();
         await dest?.prepare([schema]);
-        for await (const r of consumed?.get(tableKey(expected.schema))?.values() ?? dest!.readLive!(schema)) dst.set(keyOf(r), values(r));
+        for await (const r of consumed?.get(tableKey(expected.schema))?.values() ?? dest!.readLive!(schema))
+          dst.set(keyOf(r), values(r));
         counts[tableKey(schema)] = [src.size, dst.size];
-        for (const [k, v] of src) if (dst.get(k) !== v) diffs.push(`${tableKey(schema)} ${k}: source ${v} destination ${dst.get(k) ?? '(missing)'}`);
+        for (const [k, v] of src)
+          if (dst.get(k) !== v)
+            diffs.push(`${tableKey(schema)} ${k}: source ${v} destination ${dst.get(k) ?? '(missing)'}`);
         for (const k of dst.keys()) if (!src.has(k)) diffs.push(`${tableKey(schema)} ${k}: only in destination`);
       }
     } finally {
@@ -221,24 +270,36 @@ export class PipelineFixture {
     try {
       // Comparing reads both sides whole: first wait (cheaply) until the stream has confirmed
       // everything the source has written, then compare, and again after a pause if they differ.
-      await this.waitFor('destination to equal source', async () => {
-        const target = (await this.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
-        await this.waitFor('the stream to confirm the source\'s last change', async () => {
-          const s = await this.status();
-          return s.confirmedLsn !== null && parseLsn(s.confirmedLsn) >= parseLsn(target) && !needsBackfill(s);
-        }, 15_000).catch(() => undefined);
-        if ((last = await this.compare(tables)).equal) return true;
-        await new Promise((r) => setTimeout(r, 1000));
-        return false;
-      }, timeoutMs);
+      await this.waitFor(
+        'destination to equal source',
+        async () => {
+          const target = (await this.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+          await this.waitFor(
+            "the stream to confirm the source's last change",
+            async () => {
+              const s = await this.status();
+              return s.confirmedLsn !== null && parseLsn(s.confirmedLsn) >= parseLsn(target) && !needsBackfill(s);
+            },
+            15_000,
+          ).catch(() => undefined);
+          if ((last = await this.compare(tables)).equal) return true;
+          await new Promise((r) => setTimeout(r, 1000));
+          return false;
+        },
+        timeoutMs,
+      );
     } catch (e) {
       const status = await this.status().catch(() => undefined);
-      throw new Error(`${(e as Error).message}\ncounts ${JSON.stringify(last?.counts)}\nfirst differences:\n${last?.diffs.join('\n').slice(0, 3000)}\nlast error: ${status?.lastError}`);
+      throw new Error(
+        `${(e as Error).message}\ncounts ${JSON.stringify(last?.counts)}\nfirst differences:\n${last?.diffs.join('\n').slice(0, 3000)}\nlast error: ${status?.lastError}`,
+      );
     }
   }
 
   async slotConfirmedLsn(): Promise<string | null> {
-    const { rows } = await this.sql<{ lsn: string | null }>('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE database = current_database() AND NOT temporary');
+    const { rows } = await this.sql<{ lsn: string | null }>(
+      'SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE database = current_database() AND NOT temporary',
+    );
     return rows[0]?.lsn ?? null;
   }
 

@@ -43,7 +43,9 @@ export function describePipelineInto(destination: Exclude<FixtureDestination, 'p
       await f.sql(`UPDATE metrics SET value = 'NaN', note = NULL, grid = '{{7,8,9}}' WHERE id <= 100; DELETE FROM metrics WHERE id BETWEEN 101 AND 200;
         INSERT INTO metrics (id, name, loose) VALUES (30000, 'late', 'NaN');`);
       await f.waitForConvergence();
-      await f.sql(`ALTER TABLE metrics ADD COLUMN extra numeric(8,3); INSERT INTO metrics (id, name, extra) VALUES (30001, 'extra', 1.25)`);
+      await f.sql(
+        `ALTER TABLE metrics ADD COLUMN extra numeric(8,3); INSERT INTO metrics (id, name, extra) VALUES (30001, 'extra', 1.25)`,
+      );
       await f.waitForConvergence();
       await f.sql(`TRUNCATE metrics; INSERT INTO metrics (id, name) VALUES (1, 'after truncate')`);
       await f.waitForConvergence();
@@ -58,12 +60,22 @@ export function describePipelineInto(destination: Exclude<FixtureDestination, 'p
       await f.waitFor('paused', async () => (await f.status()).phase === 'paused');
       // Paused means the stream has let go of the slot, not only that the workflow took the signal (the
       // workflow reports paused while the stream activity may still be finishing its cancellation).
-      await f.waitFor('the stream to let go of the slot', async () => (await f.sql(
-        'SELECT 1 FROM pg_replication_slots WHERE database = current_database() AND NOT temporary AND NOT active')).rowCount === 1);
+      await f.waitFor(
+        'the stream to let go of the slot',
+        async () =>
+          (
+            await f.sql(
+              'SELECT 1 FROM pg_replication_slots WHERE database = current_database() AND NOT temporary AND NOT active',
+            )
+          ).rowCount === 1,
+      );
       await f.sql(`UPDATE metrics SET name = 'drifted' WHERE id = 1`);
       const bad = await walflow(['verify', f.config.id, '--config', f.configFile]);
       assert.equal(bad.status, 1);
-      assert.match(bad.stdout, /DIFF public\.metrics: source 1 rows, destination 1 rows\n\s+values differ: key \["1"\]/);
+      assert.match(
+        bad.stdout,
+        /DIFF public\.metrics: source 1 rows, destination 1 rows\n\s+values differ: key \["1"\]/,
+      );
     });
   });
 }

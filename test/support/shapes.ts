@@ -19,7 +19,10 @@ export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'
   for (const [i, adminUrl] of pgAdminUrls().entries()) {
     describe(`shape changes into ${destination} from the Postgres on ${new URL(adminUrl).port}`, () => {
       const f = new PipelineFixture({
-        name: `shape_${destination}_${i}`, destination, adminUrl, tables: TABLES,
+        name: `shape_${destination}_${i}`,
+        destination,
+        adminUrl,
+        tables: TABLES,
         setup: `CREATE TABLE wide (id int PRIMARY KEY, n int4, amount numeric(10,2), label varchar(10), f float4);
           CREATE TABLE scaled (id int PRIMARY KEY, amount numeric(10,2));
           CREATE TABLE narrow (id int PRIMARY KEY, big int8);
@@ -39,7 +42,10 @@ export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'
       });
       after(() => f.teardown());
       // Not spawnSync: the worker runs in this process and must answer the CLI's queries meanwhile.
-      const cli = (...args: string[]) => promisify(execFile)(process.execPath, ['bin/walflow.js', ...args, '--config', f.configFile], { encoding: 'utf8' });
+      const cli = (...args: string[]) =>
+        promisify(execFile)(process.execPath, ['bin/walflow.js', ...args, '--config', f.configFile], {
+          encoding: 'utf8',
+        });
       const stateOf = (s: PipelineStatus, t: string) => s.tables[t]?.state;
       let expectStopped: string[] = [];
       let expectEqual: string[] = [];
@@ -75,8 +81,14 @@ export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'
         assert.deepEqual([narrow.column, narrow.oldType, narrow.newType], ['big', 'bigint', 'integer']);
         assert.equal(narrow.fix, `walflow resync ${f.config.id} --tables narrow`);
         assert.match(status.tables.moved!.error!.reason, /renamed to public\.moved2/);
-        assert.equal(status.tables.moved!.error!.fix, `walflow tables remove ${f.config.id} moved, then walflow tables add ${f.config.id} public.moved2`);
-        assert.match(status.lastError ?? '', /table narrow stopped at LSN [0-9A-F/]+: column big changed type from bigint to integer.*\(source: ALTER TABLE public\.narrow ALTER COLUMN big TYPE integer\).*fix: walflow resync/);
+        assert.equal(
+          status.tables.moved!.error!.fix,
+          `walflow tables remove ${f.config.id} moved, then walflow tables add ${f.config.id} public.moved2`,
+        );
+        assert.match(
+          status.lastError ?? '',
+          /table narrow stopped at LSN [0-9A-F/]+: column big changed type from bigint to integer.*\(source: ALTER TABLE public\.narrow ALTER COLUMN big TYPE integer\).*fix: walflow resync/,
+        );
         assert.deepEqual(status.tables.cols!.droppedColumns, ['d']);
         const json = JSON.parse((await cli('status', f.config.id, '--json')).stdout) as PipelineStatus;
         assert.equal(json.tables.narrow!.state, 'errored');
@@ -85,33 +97,63 @@ export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'
         // verify reports the renamed table (and the stopped ones) instead of aborting.
         const verified = await cli('verify', f.config.id, '--json').then(
           () => assert.fail('verify passed with stopped tables'),
-          (e: { stdout: string }) => JSON.parse(e.stdout) as { equal: boolean; tables: { table: string; equal: boolean; problem?: string }[] });
+          (e: { stdout: string }) =>
+            JSON.parse(e.stdout) as { equal: boolean; tables: { table: string; equal: boolean; problem?: string }[] },
+        );
         assert.equal(verified.equal, false);
-        assert.match(verified.tables.find((t) => t.table === 'public.moved')?.problem ?? '', /public\.moved does not exist in the source \(renamed or dropped\?\)/);
-        assert.deepEqual(verified.tables.filter((t) => !t.equal).map((t) => t.table).sort(), expectStopped.map((t) => `public.${t}`).sort());
+        assert.match(
+          verified.tables.find((t) => t.table === 'public.moved')?.problem ?? '',
+          /public\.moved does not exist in the source \(renamed or dropped\?\)/,
+        );
+        assert.deepEqual(
+          verified.tables
+            .filter((t) => !t.equal)
+            .map((t) => t.table)
+            .sort(),
+          expectStopped.map((t) => `public.${t}`).sort(),
+        );
 
         // None of a stopped table's changes past the stop is written, though the slot moved on for the others.
         const { counts } = await f.compare(['narrow']);
         assert.deepEqual(counts, { 'public.narrow': [4, 3] });
-        assert.equal(stateOf(await f.status(), 'defaulted'), 'streaming', 'the re-copied table streams again, without an operator');
+        assert.equal(
+          stateOf(await f.status(), 'defaulted'),
+          'streaming',
+          'the re-copied table streams again, without an operator',
+        );
 
         const resynced = expectStopped.filter((t) => t !== 'moved');
         await cli('resync', f.config.id, '--tables', resynced.join(','));
         await f.sql(`INSERT INTO narrow VALUES (11, 2147483647)`);
-        await f.waitFor('resynced tables to stream again', async () => {
-          const s = await f.status();
-          return resynced.every((t) => stateOf(s, t) === 'streaming');
-        }, 180_000);
+        await f.waitFor(
+          'resynced tables to stream again',
+          async () => {
+            const s = await f.status();
+            return resynced.every((t) => stateOf(s, t) === 'streaming');
+          },
+          180_000,
+        );
         await f.waitForConvergence(180_000, [...expectEqual, ...resynced]);
         if (destination === 'clickhouse') {
           const ch = createClient({ url: requireEnv('CLICKHOUSE_URL') });
-          const rs = await ch.query({ query: `SELECT table, name, type FROM system.columns WHERE database = {db:String} AND table IN ('narrow', 'wide', 'cols') ORDER BY table, position`, query_params: { db: f.target.name }, format: 'JSONEachRow' });
-          const types = Object.fromEntries((await rs.json<{ table: string; name: string; type: string }>()).filter((c) => !c.name.startsWith('_walflow')).map((c) => [`${c.table}.${c.name}`, c.type]));
+          const rs = await ch.query({
+            query: `SELECT table, name, type FROM system.columns WHERE database = {db:String} AND table IN ('narrow', 'wide', 'cols') ORDER BY table, position`,
+            query_params: { db: f.target.name },
+            format: 'JSONEachRow',
+          });
+          const types = Object.fromEntries(
+            (await rs.json<{ table: string; name: string; type: string }>())
+              .filter((c) => !c.name.startsWith('_walflow'))
+              .map((c) => [`${c.table}.${c.name}`, c.type]),
+          );
           await ch.close();
           assert.equal(types['narrow.big'], 'Nullable(Int32)', 'the rebuilt table has the new type');
           assert.equal(types['wide.n'], 'Nullable(Int64)');
           assert.equal(types['wide.amount'], 'Nullable(Decimal(14, 2))');
-          assert.deepEqual(Object.keys(types).filter((k) => k.startsWith('cols.')), ['cols.id', 'cols.b', 'cols.d', 'cols.c']);
+          assert.deepEqual(
+            Object.keys(types).filter((k) => k.startsWith('cols.')),
+            ['cols.id', 'cols.b', 'cols.d', 'cols.c'],
+          );
         }
       });
     });
