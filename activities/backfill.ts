@@ -76,7 +76,10 @@ export function createBackfillActivities(deps: ActivityDeps) {
     }
   }
 
-  /** Planning is retried without end like a range copy, and its failures are reported the same way (to the workflow that plans). */
+  /**
+   * Planning is retried without end like a range copy, and its failures are reported the same way (to the workflow that
+   * plans).
+   */
   async function planRanges(config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> {
     try {
       return await planOnce(config, tables);
@@ -90,7 +93,10 @@ export function createBackfillActivities(deps: ActivityDeps) {
     }
   }
 
-  /** The first few failed attempts, then every tenth (each report is a history event of a workflow that cannot continue-as-new mid-backfill). */
+  /**
+   * The first few failed attempts, then every tenth (each report is a history event of a workflow that cannot
+   * continue-as-new mid-backfill).
+   */
   async function reportFailure(
     e: unknown,
     what: string,
@@ -213,7 +219,10 @@ export function createBackfillActivities(deps: ActivityDeps) {
   return { holdSnapshot, planRanges, copyRange };
 }
 
-/** A range's refused data as the non-retryable failure the workflow marks the table errored by (no cause: its message is the whole story, and rootMessage shows it). */
+/**
+ * A range's refused data as the non-retryable failure the workflow marks the table errored by (no cause: its message is
+ * the whole story, and rootMessage shows it).
+ */
 export function refusedFailure(table: string, e: DataRefused): ApplicationFailure {
   const details: DataRefusedDetails = { table, ...e.refusal, reason: e.message };
   return ApplicationFailure.create({

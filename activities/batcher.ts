@@ -76,7 +76,10 @@ export class Batcher {
     return this.advances();
   }
 
-  /** Takes the batch; the caller writes it, reports `schemas`, then confirms `confirm` (the batcher counts it confirmed). */
+  /**
+   * Takes the batch; the caller writes it, reports `schemas`, then confirms `confirm` (the batcher counts it
+   * confirmed).
+   */
   take(): Flush {
     const flush: Flush = {
       changes: this.changes,

@@ -60,8 +60,9 @@ export async function checkPipeline(config: PipelineConfig): Promise<PreflightRe
   try {
     const schemas = await withSource(config, async (client) => {
       const found = [];
+      // missing tables are reported above
       for (const t of config.source.tables)
-        found.push(...(await loadTableSchemas(client, [qualifyTable(t)]).catch(() => []))); // missing tables are reported above
+        found.push(...(await loadTableSchemas(client, [qualifyTable(t)]).catch(() => [])));
       return found;
     });
     const destination = await pipelineDestination(config);
@@ -72,7 +73,8 @@ export async function checkPipeline(config: PipelineConfig): Promise<PreflightRe
     }
   } catch (e) {
     report.failures.push(
-      `${(e as Error).message}: check that the destination is up and reachable from here, its credentials, and that they may create tables`,
+      `${(e as Error).message}: check that the destination is up and reachable from here, its credentials, and that ` +
+        `they may create tables`,
     );
   }
   return report;
@@ -94,7 +96,9 @@ export function ensureSlot(config: PipelineConfig, tables = config.source.tables
   });
 }
 
-/** After Postgres invalidated the slot: drops it and creates it afresh; the stream restarts from its consistent point. */
+/**
+ * After Postgres invalidated the slot: drops it and creates it afresh; the stream restarts from its consistent point.
+ */
 export function recreateSlot(config: PipelineConfig): Promise<{ confirmedLsn: string }> {
   return whileHeartbeating(async () => {
     const name = slotName(config.id, config.source);
@@ -134,7 +138,10 @@ export function alterPublication(
   });
 }
 
-/** Drops the slot, a publication walflow created, and the pipeline's resync Schedule (its next run would resync nothing). */
+/**
+ * Drops the slot, a publication walflow created, and the pipeline's resync Schedule (its next run would resync
+ * nothing).
+ */
 export function dropPipeline(deps: ActivityDeps, config: PipelineConfig): Promise<void> {
   return whileHeartbeating(async () => {
     await deps.client.schedule

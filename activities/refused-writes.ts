@@ -17,7 +17,9 @@ const REFUSED_FIRST_WAIT_MS = 1_000;
 export interface RefusalHandling {
   pipeline: string;
   write(changes: Change[]): Promise<void>;
-  /** The pipeline's name of a table this stream follows (stopped or not: changes from before a stop are still written). */
+  /**
+   * The pipeline's name of a table this stream follows (stopped or not: changes from before a stop are still written).
+   */
   followed(table: Change['table']): string | undefined;
   /** Reports the table errored (awaited) and stops it. */
   stop(name: string, error: TableError): Promise<void>;

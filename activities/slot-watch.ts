@@ -58,7 +58,8 @@ export async function streamFailure(
         : 'does not exist (dropped outside walflow?)';
       return {
         error: ApplicationFailure.nonRetryable(
-          `replication slot ${health.name} ${what}; changes after ${health.confirmedLsn ?? 'its last confirmed position'} cannot be streamed`,
+          `replication slot ${health.name} ${what}; changes ` +
+            `after ${health.confirmedLsn ?? 'its last confirmed position'} cannot be streamed`,
           ErrorType.SlotLost,
         ),
         warnings,
@@ -72,7 +73,9 @@ export async function streamFailure(
   }
 }
 
-/** A connection or server error (it has a code) not from the destination (whose errors say so) comes from the source. */
+/**
+ * A connection or server error (it has a code) not from the destination (whose errors say so) comes from the source.
+ */
 export function labelSourceError<E>(config: PipelineConfig, e: E): E {
   const err = e as Error & { code?: unknown };
   return err instanceof Error && err.code !== undefined && !/^destination /.test(err.message)

@@ -237,7 +237,8 @@ export function createStreamActivities(deps: ActivityDeps) {
       }
       // Cancelled (pause, continue-as-new, worker shutdown): finish the batch in hand, confirm, report.
       await flush();
-      await reporter.report(replication.confirmed, true).catch(() => undefined); // the workflow may be gone (terminated): nothing to tell
+      // the workflow may be gone (terminated): nothing to tell
+      await reporter.report(replication.confirmed, true).catch(() => undefined);
       throw new CancelledFailure('stream stopped on request after a final flush');
     } catch (e) {
       if (e instanceof CancelledFailure) throw e;

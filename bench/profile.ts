@@ -21,9 +21,10 @@ export function hotFunctions(file: string, count = 15): HotFunction[] {
   const self = new Map<string, number>();
   profile.samples.forEach((id, i) => {
     const f = frames.get(id)!;
-    const where = f.url
-      ? ` ${f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(activities|lib|worker|workflows)\//, '$1/')}:${f.lineNumber + 1}`
-      : '';
+    const file = f.url
+      .replace(/^.*node_modules\//, '')
+      .replace(/^file:\/\/.*?\/(activities|lib|worker|workflows)\//, '$1/');
+    const where = f.url ? ` ${file}:${f.lineNumber + 1}` : '';
     const key = `${f.functionName || '(anonymous)'}${where}`;
     self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
   });

@@ -251,7 +251,8 @@ async function finish(handle: PipelineHandle, config: PipelineConfig): Promise<v
   await handle.terminate('bench done');
   await sleep(500);
   await sql(
-    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slotOf(config)}' AND NOT active`,
+    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slotOf(config)}' AND ` +
+      `NOT active`,
   ).catch(() => undefined);
 }
 
@@ -311,7 +312,9 @@ function parallelCopySeconds(table: string, streams: number): number {
   );
   const per = Math.ceil((pages + 1) / streams);
   const copies = Array.from({ length: streams }, (_, i) => {
-    const q = `COPY (SELECT * FROM ${table} WHERE ctid >= '(${i * per},0)'::tid AND ctid < '(${(i + 1) * per},0)'::tid) TO STDOUT`;
+    const q =
+      `COPY (SELECT * FROM ${table} WHERE ctid >= '(${i * per},0)'::tid AND ctid < ` +
+      `'(${(i + 1) * per},0)'::tid) TO STDOUT`;
     return `psql -qAt -d ${sh(sourceUrl)} -c ${sh(q)} > /dev/null &`;
   });
   return timedShell(`${copies.join(' ')} wait`).seconds;
@@ -460,7 +463,8 @@ async function benchLatency(): Promise<void> {
         const from = BigInt(id) + 1n;
         id = String(from + BigInt(perTx) - 1n);
         const res = (await writer.query(
-          `INSERT INTO lat SELECT g, now() FROM generate_series(${from}, ${id}) g; SELECT pg_current_wal_lsn()::text AS lsn`,
+          `INSERT INTO lat SELECT g, now() FROM generate_series(${from}, ${id}) g; SELECT ` +
+            `pg_current_wal_lsn()::text AS lsn`,
         )) as unknown as pg.QueryResult[];
         pending.push({ lsn: parseLsn(res[1]!.rows[0].lsn), at: performance.now() });
       }
@@ -507,14 +511,17 @@ try {
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || Number.isNaN(n) ? '' : n.toFixed(digits));
 console.log(
-  '| scenario | destination | count | seconds | per s | MB/s | ceiling per s | ratio | vs parallel COPY | vs supabase/etl | p50 / p95 / p99 ms | worker peak RSS MB |',
+  '| scenario | destination | count | seconds | per s | MB/s | ceiling per s | ratio | vs parallel COPY | vs ' +
+    'supabase/etl | p50 / p95 / p99 ms | worker peak RSS MB |',
 );
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of results) {
   console.log(
-    `| ${r.scenario} | ${r.destination} | ${r.count} | ${f(r.seconds, 2)} | ${f(r.perSecond)} | ${f(r.mbPerSecond, 1)} | ${f(r.ceilingPerSecond)} | ` +
+    `| ${r.scenario} | ${r.destination} | ${r.count} | ${f(r.seconds, 2)} | ${f(r.perSecond)} ` +
+      `| ${f(r.mbPerSecond, 1)} | ${f(r.ceilingPerSecond)} | ` +
       `${f(r.ratio, 2)} | ${f(r.parallelRatio, 2)} | ${f(r.vsPeer, 2)} | ` +
-      `${r.latencyMs ? `${f(r.latencyMs.p50)} / ${f(r.latencyMs.p95)} / ${f(r.latencyMs.p99)}` : ''} | ${f(r.workerPeakRssMb)} |`,
+      `${r.latencyMs ? `${f(r.latencyMs.p50)} / ${f(r.latencyMs.p95)} / ${f(r.latencyMs.p99)}` : ''} ` +
+      `| ${f(r.workerPeakRssMb)} |`,
   );
 }
 for (const r of results.filter((x) => x.profile)) {

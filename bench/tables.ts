@@ -37,11 +37,14 @@ export const TABLES: Record<string, BenchTable> = {
   firenibble: {
     name: 'firenibble',
     columns: 16,
-    create: `CREATE TABLE firenibble (id int8 PRIMARY KEY, f1 int4, f2 int8, f3 numeric(18,6), f4 float8, f5 bool, f6 text,
-      f7 varchar(64), f8 date, f9 timestamp, f10 timestamptz, f11 uuid, f12 jsonb, f13 bytea, f14 text, f15 int2)`,
+    create: `CREATE TABLE firenibble (id int8 PRIMARY KEY, f1 int4, f2 int8, f3 numeric(18,6), f4 float8, f5 bool,
+      f6 text, f7 varchar(64), f8 date, f9 timestamp, f10 timestamptz, f11 uuid, f12 jsonb, f13 bytea, f14 text,
+      f15 int2)`,
     fill: (n) => `INSERT INTO firenibble SELECT g, g % 100000, g * 1000, g / 11.0, g / 7.0, g % 2 = 0, md5(g::text),
-      'v' || g, '2020-01-01'::date + g % 2000, '2020-01-01'::timestamp + g * interval '1 second', now() - g * interval '1 second',
-      md5(g::text)::uuid, jsonb_build_object('a', g, 'b', 'x' || g % 10), decode(md5(g::text), 'hex'), repeat('z', g % 40), (g % 1000)::int2
+      'v' || g, '2020-01-01'::date + g % 2000, '2020-01-01'::timestamp + g * interval '1 second', now() - g *
+        interval '1 second',
+      md5(g::text)::uuid, jsonb_build_object('a', g, 'b', 'x' || g % 10), decode(md5(g::text), 'hex'), repeat('z', g
+        % 40), (g % 1000)::int2
       FROM generate_series(1, ${n}) g`,
   },
   wide: {

@@ -68,7 +68,8 @@ async function workflowPollers(ctx: CommandContext): Promise<number> {
 }
 
 export const noWorkerMessage = (ctx: CommandContext): string =>
-  `no worker polls task queue ${ctx.taskQueue} (namespace ${ctx.settings.namespace} at ${ctx.settings.address}): start one with \`walflow worker\``;
+  `no worker polls task queue ${ctx.taskQueue} (namespace ${ctx.settings.namespace} at ${ctx.settings.address}): ` +
+  `start one with \`walflow worker\``;
 
 export class NoWorkerError extends Error {
   override name = 'NoWorkerError';
@@ -125,7 +126,8 @@ export async function updateWithWorker<Ret, Args extends unknown[]>(
     .catch((e) => {
       throw isDeadline(e, deadline)
         ? new NoWorkerError(
-            `no worker took the update within ${UPDATE_ACCEPT_MS / 1000} s (it may still run when one does): ${noWorkerMessage(ctx)}`,
+            `no worker took the update within ${UPDATE_ACCEPT_MS / 1000} s (it may still run when one ` +
+              `does): ${noWorkerMessage(ctx)}`,
           )
         : e;
     });

@@ -74,11 +74,14 @@ for (const f of [DUCKDB_FILE, `${DUCKDB_FILE}.wal`]) rmSync(f, { force: true });
 await sql(
   source,
   `
-  CREATE TABLE customers (id int8 PRIMARY KEY, name text NOT NULL, email text, tier text, signed_up timestamptz NOT NULL);
-  CREATE TABLE orders (id int8 PRIMARY KEY, customer_id int8 NOT NULL, total numeric(12,2) NOT NULL, items jsonb, placed_at timestamptz NOT NULL);
+  CREATE TABLE customers (id int8 PRIMARY KEY, name text NOT NULL, email text, tier text, signed_up timestamptz NOT
+    NULL);
+  CREATE TABLE orders (id int8 PRIMARY KEY, customer_id int8 NOT NULL, total numeric(12,2) NOT NULL, items jsonb,
+    placed_at timestamptz NOT NULL);
   INSERT INTO customers SELECT g, 'customer ' || g, 'c' || g || '@example.com', (ARRAY['free','pro','team'])[1 + g % 3],
     now() - g * interval '1 hour' FROM generate_series(1, 20000) g;
-  INSERT INTO orders SELECT g, 1 + g % 20000, round((random() * 500)::numeric, 2), jsonb_build_array(jsonb_build_object('sku', g % 97, 'qty', 1 + g % 4)),
+  INSERT INTO orders SELECT g, 1 + g % 20000, round((random() * 500)::numeric, 2),
+    jsonb_build_array(jsonb_build_object('sku', g % 97, 'qty', 1 + g % 4)),
     now() - g * interval '1 minute' FROM generate_series(1, 200000) g;`,
 );
 console.log('sample data: 20,000 customers and 200,000 orders in database walflow_demo_source');
@@ -156,18 +159,29 @@ try {
     await new Promise((r) => setTimeout(r, 500));
   }
   await show();
+  const newest = 'SELECT * FROM orders_live ORDER BY id DESC LIMIT 5';
+  // One-line commands, so a reader can paste them into a shell.
+  const duckdbNode =
+    `require('@duckdb/node-api').DuckDBInstance.create('${DUCKDB_FILE}', { access_mode: 'READ_ONLY' })` +
+    `.then((i) => i.connect()).then((c) => c.runAndReadAll('${newest}'))` +
+    '.then((r) => console.table(r.getRowObjectsJson()))';
+  const clickhouseQuery = `SELECT * FROM ${CLICKHOUSE_DB}.orders_live ORDER BY id DESC LIMIT 5 FORMAT PrettyCompact`;
   const look = intoDuckDB
-    ? `DuckDB has caught up in ${DUCKDB_FILE}. Look around (DuckDB lets one process at a time open the file: these work while no worker runs):
-  duckdb ${DUCKDB_FILE} "SELECT * FROM orders_live ORDER BY id DESC LIMIT 5"      (the DuckDB CLI, if installed)
-  node -e "require('@duckdb/node-api').DuckDBInstance.create('${DUCKDB_FILE}', { access_mode: 'READ_ONLY' }).then((i) => i.connect()).then((c) => c.runAndReadAll('SELECT * FROM orders_live ORDER BY id DESC LIMIT 5')).then((r) => console.table(r.getRowObjectsJson()))"`
+    ? `DuckDB has caught up in ${DUCKDB_FILE}. Look around ` +
+      `(DuckDB lets one process at a time open the file: these work while no worker runs):
+  duckdb ${DUCKDB_FILE} "${newest}"      (the DuckDB CLI, if installed)
+  node -e "${duckdbNode}"`
     : `ClickHouse has caught up. Look around:
-  curl '${status.clickhouse!.url}/?query=SELECT+*+FROM+${CLICKHOUSE_DB}.orders_live+ORDER+BY+id+DESC+LIMIT+5+FORMAT+PrettyCompact'`;
-  console.log(`
+  curl '${status.clickhouse!.url}/?query=${clickhouseQuery.replaceAll(' ', '+')}'`;
+  console.log(
+    `
 ${look}
   npx walflow verify ${PIPELINE} --config ${configFile}
   Temporal UI: ${temporalUiUrl()}/namespaces/default/workflows/${handle.workflowId}
-  npx walflow status ${PIPELINE} --config ${configFile} --watch   (with \`node bin/walflow.js worker --config ${configFile}\` running)
-The pipeline keeps running in Temporal; it resumes whenever a worker runs.`);
+  npx walflow status ${PIPELINE} --config ${configFile} --watch   ` +
+      `(with \`node bin/walflow.js worker --config ${configFile}\` running)
+The pipeline keeps running in Temporal; it resumes whenever a worker runs.`,
+  );
 } finally {
   await worker.shutdown();
   await connection.close();

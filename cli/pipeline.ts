@@ -45,7 +45,8 @@ async function warnWithoutWorker(ctx: CommandContext, workflowId: string, what: 
 function refuseResync(config: PipelineConfig): void {
   if (!canResync(config.destination))
     throw new Error(
-      `pipeline ${config.id}: a ${config.destination.type} destination cannot be resynced (its rows cannot be read back)`,
+      `pipeline ${config.id}: a ${config.destination.type} destination cannot be resynced (its rows cannot be read ` +
+        `back)`,
     );
 }
 
@@ -75,7 +76,8 @@ export function registerPipelineCommands(program: Command): void {
   program
     .command('apply <pipeline>')
     .description(
-      'apply walflow.yaml to a running pipeline in place (connections, secrets, batch/flush/parallelism, tables): no new slot, no backfill of its tables',
+      'apply walflow.yaml to a running pipeline in place (connections, secrets, batch/flush/parallelism, tables): ' +
+        'no new slot, no backfill of its tables',
     )
     .option(...configOption)
     .action((id: string, opts: { config: string }) =>
@@ -85,7 +87,8 @@ export function registerPipelineCommands(program: Command): void {
   program
     .command('status [pipeline]')
     .description(
-      "show a pipeline's phase, confirmed LSN, lag, slot and WAL (read live from the source), warnings, errors and per-table progress; --sessions: walflow serve's sessions",
+      "show a pipeline's phase, confirmed LSN, lag, slot and WAL (read live from the source), warnings, errors and " +
+        "per-table progress; --sessions: walflow serve's sessions",
     )
     .option(...configOption)
     .option('--json', 'print the status as JSON (on failure {"pipeline", "error"}, exit 1)')
@@ -168,7 +171,9 @@ export function registerPipelineCommands(program: Command): void {
   tables
     .command('retry <pipeline> <tables...>')
     .description(
-      "get errored tables going again once their cause is fixed: each is rebuilt with the source's shape and re-copied from a fresh snapshot (which covers the changes skipped while it was errored); the others keep streaming",
+      "get errored tables going again once their cause is fixed: each is rebuilt with the source's shape and " +
+        're-copied from a fresh snapshot (which covers the changes skipped while it was errored); the others keep ' +
+        'streaming',
     )
     .option(...configOption)
     .action((id: string, names: string[], opts: { config: string }) =>
@@ -194,7 +199,8 @@ export function registerPipelineCommands(program: Command): void {
           ?.split(',')
           .map((t) => t.trim())
           .filter(Boolean);
-        // Errored tables are rebuilt and re-copied by the pipeline itself (it stops skipping them); the rest by a resync workflow.
+        // Errored tables are rebuilt and re-copied by the pipeline itself (it stops skipping them); the rest by a
+        // resync workflow.
         const errored = (named ?? running).filter((t) => status.tables[t]?.state === 'errored');
         if (errored.length) {
           await updateWithWorker(ctx, pipelineHandle(ctx.client, id), resyncTablesUpdate, [errored]);

@@ -8,7 +8,8 @@ export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description(
-      'serve snapshots over HTTP and change streams over websockets (config section serve:); sessions run as workflows on the walflow worker',
+      'serve snapshots over HTTP and change streams over websockets (config section serve:); sessions run as ' +
+        'workflows on the walflow worker',
     )
     .option('-c, --config <file>', 'config file with a serve: section', DEFAULT_CONFIG)
     .action(async (opts: { config: string }) => {

@@ -32,8 +32,10 @@ export function renderSessions(sessions: SessionStatus[]): string {
     'serve sessions:',
     ...sessions.map(
       (s) =>
-        `  ${s.slot}  ${s.connected ? 'streaming' : 'idle'}  confirmed ${s.confirmedLsn ?? `- (snapshot ${s.snapshotLsn})`}` +
-        `  last seen ${s.lastSeenAt}  idle timeout ${s.idleTimeoutSeconds} s  tables ${s.tables.join(', ')}${s.ending ? `  ending: ${s.ending}` : ''}`,
+        `  ${s.slot}  ${s.connected ? 'streaming' : 'idle'}  ` +
+        `confirmed ${s.confirmedLsn ?? `- (snapshot ${s.snapshotLsn})`}` +
+        `  last seen ${s.lastSeenAt}  idle timeout ${s.idleTimeoutSeconds} s  ` +
+        `tables ${s.tables.join(', ')}${s.ending ? `  ending: ${s.ending}` : ''}`,
     ),
   ].join('\n');
 }

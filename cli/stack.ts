@@ -32,7 +32,8 @@ export function registerStackCommands(program: Command): void {
   stack
     .command('down [components...]')
     .description(
-      'stop the stack components walflow started (all, or those named: postgres, temporal, clickhouse, snowflake, nats...), each by its own PID',
+      'stop the stack components walflow started (all, or those named: postgres, temporal, clickhouse, snowflake, ' +
+        'nats...), each by its own PID',
     )
     .action(async (components: string[]) => {
       const stopped = await stackDown(components.length ? components : undefined);

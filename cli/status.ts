@@ -19,7 +19,10 @@ export interface CliStatus extends PipelineStatus {
   /** Set when no worker answered: the status is the one the workflow published at `publishedAt`. */
   noWorker?: string;
   publishedAt?: string | null;
-  /** The file's tables, when the running pipeline's differ (after `tables add/remove`): `walflow apply` or edit the file. */
+  /**
+   * The file's tables, when the running pipeline's differ (after `tables add/remove`): `walflow apply` or edit the
+   * file.
+   */
   fileTables?: string[];
   /** A resync under way. */
   resync?: { workflowId: string; tables: Record<string, TableProgress> | null };
@@ -126,24 +129,31 @@ function slotLine(h: SlotHealth): string {
     h.safeWalSize === null
       ? 'no WAL limit (max_slot_wal_keep_size = -1)'
       : `safe_wal_size ${bytes(Math.max(0, h.safeWalSize))}`;
-  return `  slot ${h.name}: wal_status ${h.walStatus ?? '-'}, ${h.active ? 'active' : 'inactive'}, retaining ${h.retainedBytes === null ? '-' : bytes(h.retainedBytes)}, ${limit}`;
+  return (
+    `  slot ${h.name}: wal_status ${h.walStatus ?? '-'}, ${h.active ? 'active' : 'inactive'}, ` +
+    `retaining ${h.retainedBytes === null ? '-' : bytes(h.retainedBytes)}, ${limit}`
+  );
 }
 
 export function renderStatus(s: CliStatus): string {
   const lines = [
     ...(s.noWorker
       ? [
-          `${s.noWorker}\nshowing the state the pipeline last published${s.publishedAt ? ` (at ${s.publishedAt})` : ''}:`,
+          `${s.noWorker}\nshowing the state the pipeline last ` +
+            `published${s.publishedAt ? ` (at ${s.publishedAt})` : ''}:`,
         ]
       : []),
     `pipeline ${s.pipeline}: ${s.phase}${s.paused && s.phase !== 'paused' ? ' (paused)' : ''}`,
-    `  confirmed LSN ${s.confirmedLsn ?? '-'}   lag ${s.lagBytes === null ? '-' : bytes(s.lagBytes)}${s.snapshotLsn ? `   backfill snapshot ${s.snapshotLsn}` : ''}`,
+    `  confirmed LSN ${s.confirmedLsn ?? '-'}   ` +
+      `lag ${s.lagBytes === null ? '-' : bytes(s.lagBytes)}` +
+      (s.snapshotLsn ? `   backfill snapshot ${s.snapshotLsn}` : ''),
   ];
   if (s.slot) lines.push(slotLine(s.slot));
   const snap = s.slot?.snapshot;
   if (snap)
     lines.push(
-      `  backfill snapshot ${Math.round(snap.ageSeconds / 60)} min old, holding back xmin ${snap.xmin ?? '-'}${snap.xminAge !== null ? ` (${snap.xminAge} transactions)` : ''}`,
+      `  backfill snapshot ${Math.round(snap.ageSeconds / 60)} min old, holding back ` +
+        `xmin ${snap.xmin ?? '-'}${snap.xminAge !== null ? ` (${snap.xminAge} transactions)` : ''}`,
     );
   const width = Math.max(5, ...Object.keys(s.tables).map((t) => t.length));
   for (const [table, t] of Object.entries(s.tables)) {
@@ -151,7 +161,8 @@ export function renderStatus(s: CliStatus): string {
     const changes = `+${c.inserts} ~${c.updates} -${c.deletes}${c.truncates ? ` truncates ${c.truncates}` : ''}`;
     const backfill =
       t.backfill === 'copying'
-        ? `${bar(t.rangesDone, t.rangesTotal)} ranges ${t.rangesDone}/${t.rangesTotal} rows ${t.rowsCopied}/~${t.rowsEstimate}`
+        ? `${bar(t.rangesDone, t.rangesTotal)} ranges ${t.rangesDone}/${t.rangesTotal} ` +
+          `rows ${t.rowsCopied}/~${t.rowsEstimate}`
         : t.backfill === 'done'
           ? `backfilled ${t.rowsCopied} rows`
           : 'backfill pending';
@@ -171,7 +182,8 @@ export function renderStatus(s: CliStatus): string {
   }
   if (s.fileTables)
     lines.push(
-      `  the config file lists other tables (${s.fileTables.join(', ')}): \`walflow apply\` to use the file's, or edit the file`,
+      `  the config file lists other tables (${s.fileTables.join(', ')}): \`walflow apply\` to use the file's, or ` +
+        `edit the file`,
     );
   for (const w of s.warnings ?? []) lines.push(`  warning: ${w}`);
   const errors = Object.entries(s.errors ?? {});

@@ -25,7 +25,9 @@ export function registerVerifyCommand(program: Command): void {
       if (!destination.readLive) {
         // Stream destinations keep changes, not tables: there is no copy to compare (exit 0: nothing differs).
         await destination.close();
-        const reason = `the ${pipeline.destination.type} destination keeps the change stream, not a copy of the tables; consumers rebuild rows from the envelopes (the newest version per key)`;
+        const reason =
+          `the ${pipeline.destination.type} destination keeps the change stream, not a copy of the ` +
+          `tables; consumers rebuild rows from the envelopes (the newest version per key)`;
         if (opts.json) console.log(JSON.stringify({ pipeline: id, applies: false, reason }));
         else console.log(`verify does not apply to pipeline ${id}: ${reason}`);
         return;
@@ -76,9 +78,9 @@ export function registerVerifyCommand(program: Command): void {
         console.log(JSON.stringify({ pipeline: id, equal: results.every((r) => r.equal), tables: results }));
       else {
         for (const r of results) {
-          console.log(
-            `${r.equal ? 'ok  ' : 'DIFF'} ${r.table}${r.destinationTable ? ` -> ${r.destinationTable}` : ''}: ${r.problem ?? `source ${r.sourceRows} rows, destination ${r.destinationRows} rows`}`,
-          );
+          const target = r.destinationTable ? ` -> ${r.destinationTable}` : '';
+          const counts = `source ${r.sourceRows} rows, destination ${r.destinationRows} rows`;
+          console.log(`${r.equal ? 'ok  ' : 'DIFF'} ${r.table}${target}: ${r.problem ?? counts}`);
           for (const d of r.firstDifferences) console.log(`       ${d.problem}: key ${d.key}`);
         }
       }

@@ -28,7 +28,8 @@ export function registerWorkerCommands(program: Command): void {
         metricsPort: opts.metricsPort,
       });
       console.error(
-        `walflow worker polling ${opts.taskQueue ?? t.taskQueue} on ${t.address}${opts.metricsPort !== undefined ? `; metrics on :${opts.metricsPort}/metrics` : ''}`,
+        `walflow worker polling ${opts.taskQueue ?? t.taskQueue} ` +
+          `on ${t.address}${opts.metricsPort !== undefined ? `; metrics on :${opts.metricsPort}/metrics` : ''}`,
       );
       await worker.done;
     });

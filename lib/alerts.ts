@@ -26,11 +26,13 @@ export function slotWarnings(config: PipelineConfig, h: SlotHealth, streamError?
   if (!h.exists) return [`replication slot ${h.name} does not exist${failing}`];
   if (h.walStatus === 'lost') {
     warnings.push(
-      `replication slot ${h.name} was invalidated by Postgres (wal_status lost): the WAL it needed is gone; the slot must be recreated and every table resynced`,
+      `replication slot ${h.name} was invalidated by Postgres (wal_status lost): the WAL it needed is gone; the ` +
+        `slot must be recreated and every table resynced`,
     );
   } else if (h.walStatus === 'unreserved') {
     warnings.push(
-      `replication slot ${h.name} is past max_slot_wal_keep_size (wal_status unreserved): Postgres invalidates it at the next checkpoint unless it catches up${failing}`,
+      `replication slot ${h.name} is past max_slot_wal_keep_size (wal_status unreserved): Postgres invalidates it ` +
+        `at the next checkpoint unless it catches up${failing}`,
     );
   }
   if (h.lagBytes !== null && h.lagBytes > alerts.lagBytes) {
@@ -39,15 +41,18 @@ export function slotWarnings(config: PipelineConfig, h: SlotHealth, streamError?
         ? 'nothing limits the WAL it keeps (max_slot_wal_keep_size = -1): the source disk can fill'
         : `${formatBytes(Math.max(0, h.safeWalSize))} more before Postgres invalidates it`;
     warnings.push(
-      `replication slot ${h.name} is ${formatBytes(h.lagBytes)} behind the server's WAL (alerts.lagBytes ${formatBytes(alerts.lagBytes)}), ` +
+      `replication slot ${h.name} is ${formatBytes(h.lagBytes)} behind the server's WAL ` +
+        `(alerts.lagBytes ${formatBytes(alerts.lagBytes)}), ` +
         `retaining ${formatBytes(h.retainedBytes ?? h.lagBytes)}, wal_status ${h.walStatus}, ${limit}${failing}`,
     );
   }
   const s = h.snapshot;
   if (s && s.ageSeconds > alerts.snapshotAgeMinutes * 60) {
     warnings.push(
-      `backfill snapshot (temporary slot ${s.slot}) is ${Math.round(s.ageSeconds / 60)} minutes old (alerts.snapshotAgeMinutes ${alerts.snapshotAgeMinutes}) ` +
-        `and holds back xmin ${s.xmin ?? '?'}${s.xminAge !== null ? ` (${s.xminAge} transactions)` : ''}: vacuum cannot remove rows that died since it was taken`,
+      `backfill snapshot (temporary slot ${s.slot}) is ${Math.round(s.ageSeconds / 60)} minutes old ` +
+        `(alerts.snapshotAgeMinutes ${alerts.snapshotAgeMinutes}) ` +
+        `and holds back xmin ${s.xmin ?? '?'}${s.xminAge !== null ? ` (${s.xminAge} transactions)` : ''}: vacuum ` +
+        `cannot remove rows that died since it was taken`,
     );
   }
   return warnings;

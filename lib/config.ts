@@ -83,7 +83,9 @@ export const DuckDBConfig = z
       .string()
       .min(1)
       .refine((p) => !/token=/i.test(p), { message: 'must not contain a token: give it as token: "env:NAME"' }),
-    /** MotherDuck access token (with an `md:` path; else MotherDuck reads the motherduck_token environment variable). */
+    /**
+     * MotherDuck access token (with an `md:` path; else MotherDuck reads the motherduck_token environment variable).
+     */
     token: SecretRef.optional(),
     /** Schema that holds the replicated tables (created if missing). */
     schema: z.string().min(1).default('main'),
@@ -105,7 +107,10 @@ export const FileConfig = z.strictObject({
   /** Directory; files go to <path>/<pipeline>/ (or <path>/<pipeline>/<schema>.<table>/ with split: table). */
   path: z.string().min(1),
   split: z.enum(['pipeline', 'table']).default('pipeline'),
-  /** A file is closed and the next started once it holds this many bytes of JSON text, or when a write finds it this old. */
+  /**
+   * A file is closed and the next started once it holds this many bytes of JSON text, or when a write finds it this
+   * old.
+   */
   maxBytes: z
     .number()
     .int()
@@ -339,7 +344,10 @@ export const PipelineConfig = z
         snapshotAgeMinutes: z.number().min(0).default(60),
       })
       .prefault({}),
-    /** When Postgres invalidates the slot (wal_status lost): stop for the operator, or recreate it and resync every table. */
+    /**
+     * When Postgres invalidates the slot (wal_status lost): stop for the operator, or recreate it and resync every
+     * table.
+     */
     onSlotLost: z.enum(['fail', 'resync']).default('fail'),
     /** Filters and transforms applied in the worker before any destination (lib/rules.ts). */
     rules: RulesConfig.optional(),
@@ -431,7 +439,9 @@ function checkRuleTables(p: { source: { tables: string[] }; rules?: RulesConfig 
 /** "table" means "public.table". */
 export const qualifyTable = (t: string): string => (t.includes('.') ? t : `public.${t}`);
 
-/** The destination table of source table `qualified` ("schema.name") under a `rename.table` ("name" keeps the schema). */
+/**
+ * The destination table of source table `qualified` ("schema.name") under a `rename.table` ("name" keeps the schema).
+ */
 export const renamedTable = (qualified: string, rename: string | undefined): string =>
   rename === undefined
     ? qualified
@@ -517,12 +527,14 @@ export function liveChangeRefusals(running: PipelineConfig, next: PipelineConfig
     next.source.createPublication !== running.source.createPublication
   ) {
     refusals.push(
-      'source.publication / createPublication: the stream decodes this publication; a different one means a new pipeline (drop, then start)',
+      'source.publication / createPublication: the stream decodes this publication; a different one means a new ' +
+        'pipeline (drop, then start)',
     );
   }
   if (next.destination.type !== running.destination.type) {
     refusals.push(
-      `destination.type: ${running.destination.type} holds the replicated rows; moving to ${next.destination.type} means a new pipeline (drop, then start)`,
+      `destination.type: ${running.destination.type} holds the replicated rows; moving to ${next.destination.type} ` +
+        `means a new pipeline (drop, then start)`,
     );
   }
   return refusals;

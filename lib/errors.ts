@@ -14,7 +14,10 @@ export const ErrorType = {
   SnapshotLost: 'SnapshotLost',
   /** The source is not set up for replication (preflight listed each problem). */
   PreflightFailed: 'PreflightFailed',
-  /** Postgres invalidated the pipeline's slot (wal_status lost) or it is gone: it must be recreated and every table resynced. */
+  /**
+   * Postgres invalidated the pipeline's slot (wal_status lost) or it is gone: it must be recreated and every table
+   * resynced.
+   */
   SlotLost: 'SlotLost',
   /**
    * The destination refused the data of one table (a value it cannot hold, a constraint it enforces):
@@ -43,7 +46,8 @@ export interface DataRefusedDetails {
 
 /** The way out of a refused table (stream or backfill), as status and logs say it. */
 export const refusedDataFix = (pipeline: string, table: string, column?: string): string =>
-  `fix the refused value in the source${column ? ` (column ${column})` : ''}, or what refuses it (the source column's type, a constraint on the destination table), then walflow tables retry ${pipeline} ${table}`;
+  `fix the refused value in the source${column ? ` (column ${column})` : ''}, or what refuses it (the source ` +
+  `column's type, a constraint on the destination table), then walflow tables retry ${pipeline} ${table}`;
 
 /** Failures no retry can cure: activities that hit them stop, and the pipeline waits for an operator. */
 export const NEEDS_OPERATOR: ErrorType[] = [ErrorType.Config, ErrorType.Schema];

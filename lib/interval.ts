@@ -67,7 +67,8 @@ export function formatPostgresInterval(f: IntervalFields): string {
     const abs = minus ? -f.micros : f.micros;
     const two = (n: bigint) => n.toString().padStart(2, '0');
     const fraction = abs % 1_000_000n;
-    out += `${isZero ? '' : ' '}${minus ? '-' : isBefore ? '+' : ''}${two(abs / 3_600_000_000n)}:${two((abs / 60_000_000n) % 60n)}:${two((abs / 1_000_000n) % 60n)}`;
+    const clock = `${two(abs / 3_600_000_000n)}:${two((abs / 60_000_000n) % 60n)}:${two((abs / 1_000_000n) % 60n)}`;
+    out += `${isZero ? '' : ' '}${minus ? '-' : isBefore ? '+' : ''}${clock}`;
     if (fraction !== 0n) out += `.${fraction.toString().padStart(6, '0').replace(/0+$/, '')}`;
   }
   return out;

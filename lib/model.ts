@@ -121,7 +121,10 @@ export interface InsertChange extends ChangeBase {
   kind: 'insert';
   /** New row image; columns listed in `unchanged` are absent, not null. */
   row: Row;
-  /** Generated columns Postgres does not publish (before 18, or not enabled): filled from the source by key before the write. */
+  /**
+   * Generated columns Postgres does not publish (before 18, or not enabled): filled from the source by key before the
+   * write.
+   */
   unchanged?: string[];
   /** A backfill row copied from the snapshot (not a change from the stream). */
   snapshot?: true;
@@ -131,7 +134,9 @@ export interface UpdateChange extends ChangeBase {
   kind: 'update';
   /** New row image; columns listed in `unchanged` are absent, not null. */
   row: Row;
-  /** Columns Postgres did not send: a TOASTed value the update did not touch, or a generated column it does not publish. */
+  /**
+   * Columns Postgres did not send: a TOASTed value the update did not touch, or a generated column it does not publish.
+   */
   unchanged: string[];
   /** Old key (or full old row) when the key changed or REPLICA IDENTITY FULL; else undefined. */
   old?: Row;

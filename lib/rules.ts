@@ -102,7 +102,8 @@ export function bindTableRules(opts: {
     schema.columns.find((c) => c.name === name) ??
     fail(
       rule,
-      `column "${name}" does not exist in ${tableKey(schema)} (columns: ${schema.columns.map((c) => c.name).join(', ')})`,
+      `column "${name}" does not exist in ${tableKey(schema)} ` +
+        `(columns: ${schema.columns.map((c) => c.name).join(', ')})`,
     );
   const isKey = (name: string) => schema.key.includes(name);
 
@@ -119,7 +120,8 @@ export function bindTableRules(opts: {
     if (isKey(t.column) && !(t.hash && !t.operations)) {
       fail(
         rule,
-        `"${t.column}" is part of the key (${schema.key.join(', ')}): only a hash on every operation keeps keys distinct and deletes matching`,
+        `"${t.column}" is part of the key (${schema.key.join(', ')}): only a hash on every operation keeps keys ` +
+          `distinct and deletes matching`,
       );
     }
     if (t.drop) {
@@ -432,7 +434,10 @@ function compareCodePoints(a: string, b: string): number {
   return x.length - y.length;
 }
 
-/** A decimal as sign and digits (no leading integer or trailing fraction zeros); or ±Infinity / NaN (above everything, as in Postgres). */
+/**
+ * A decimal as sign and digits (no leading integer or trailing fraction zeros); or ±Infinity / NaN (above everything,
+ * as in Postgres).
+ */
 type ParsedDecimal = { special: -1 | 1 | 2 } | { special: 0; sign: -1 | 0 | 1; int: string; frac: string };
 
 function parseDecimal(s: string): ParsedDecimal | undefined {

@@ -15,7 +15,9 @@ export interface TableVerification {
   sourceRows: number;
   destinationRows: number;
   equal: boolean;
-  /** Set when the table could not be compared at all (gone from the source, e.g. renamed; missing in the destination). */
+  /**
+   * Set when the table could not be compared at all (gone from the source, e.g. renamed; missing in the destination).
+   */
   problem?: string;
   /** The first keys whose rows differ or exist on one side only. */
   firstDifferences: { key: string; problem: 'missing in destination' | 'only in destination' | 'values differ' }[];
@@ -23,7 +25,10 @@ export interface TableVerification {
 
 const NUMBER_MARK = '\u0000walflow-number:';
 
-/** A JSON number's exact value as text (digits and exponent): 1.50 and 15e-1 are one number, 1.0000000000000000001 is not 1. */
+/**
+ * A JSON number's exact value as text (digits and exponent): 1.50 and 15e-1 are one number, 1.0000000000000000001 is
+ * not 1.
+ */
 function exactNumber(lexeme: string): string {
   const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(lexeme)!;
   let digits = `${m[2]}${m[3] ?? ''}`.replace(/^0+/, '');

@@ -32,7 +32,8 @@ export function parseOrderBy(schema: TableSchema, raw: unknown): OrderBy[] {
     if (typeof column !== 'string' || !schema.columns.some((c) => c.name === column)) {
       throw badRequest(
         `${field}.column`,
-        `no column ${JSON.stringify(column)} in ${schema.schema}.${schema.name} (columns: ${schema.columns.map((c) => c.name).join(', ')})`,
+        `no column ${JSON.stringify(column)} in ${schema.schema}.${schema.name} ` +
+          `(columns: ${schema.columns.map((c) => c.name).join(', ')})`,
       );
     }
     const dir = typeof order === 'string' ? order.toUpperCase() : order;
@@ -65,7 +66,8 @@ export async function readPage(client: pg.Client, schema: TableSchema, req: Page
   // The key ends every order, so offset pages are stable (the snapshot does not change).
   const order = [...req.orderBy.map((o) => `${q(o.column)} ${o.order}`), keyList].join(', ');
   params.push(req.limit, req.offset);
-  const sql = `SELECT ${schema.columns.map((c) => outputTextSql(q(c.name))).join(', ')} FROM ${q(schema.schema)}.${q(schema.name)}
+  const columns = schema.columns.map((c) => outputTextSql(q(c.name))).join(', ');
+  const sql = `SELECT ${columns} FROM ${q(schema.schema)}.${q(schema.name)}
     ${where} ORDER BY ${order} LIMIT $${params.length - 1} OFFSET $${params.length}`;
   const { rows } = await client.query<(string | null)[]>({ text: sql, values: params, rowMode: 'array' });
   const parsers = schema.columns.map(columnParser);

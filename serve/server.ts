@@ -189,7 +189,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const err = asRequestError(e);
       const body = JSON.stringify({ error: { status: err.status, field: err.field, message: err.message } });
       socket.end(
-        `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status]}\r\ncontent-type: ` +
+          `application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       );
     });
   });

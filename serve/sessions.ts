@@ -206,7 +206,8 @@ export class Sessions {
       throw new RequestError(
         410,
         'slotName',
-        `the snapshot of session ${slot} was released (snapshot/done, its hold time ended or the server restarted); the stream still has every change after it`,
+        `the snapshot of session ${slot} was released (snapshot/done, its hold time ended or the server restarted); ` +
+          `the stream still has every change after it`,
       );
     return { name: h.snapshot.name, expiresAt: h.expiresAt };
   }

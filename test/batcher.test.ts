@@ -1,4 +1,7 @@
-/** The stream's batching rules (activities/batcher.ts), without a stack: what is written when, and what may be confirmed. */
+/**
+ * The stream's batching rules (activities/batcher.ts), without a stack: what is written when, and what may be
+ * confirmed.
+ */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Batcher } from '../activities/batcher.ts';
@@ -15,24 +18,28 @@ const insert = (lsn: bigint, seq: number): Change => ({
 });
 const rules = { maxRows: 3, flushIntervalMs: 1000 };
 
-test('a full batch is written at once, but only the last commit received is confirmed: a transaction is never split across a confirmation', () => {
-  const b = new Batcher(rules, 100n);
-  b.begin();
-  assert.equal(b.add(insert(200n, 1), 't', 0), false);
-  assert.equal(b.add(insert(200n, 2), 't', 0), false);
-  assert.equal(b.add(insert(200n, 3), 't', 0), true, 'the third change fills the batch');
-  const mid = b.take();
-  assert.equal(mid.changes.length, 3);
-  assert.equal(mid.confirm, undefined, 'mid-transaction: nothing new to confirm');
-  b.add(insert(200n, 4), 't', 0);
-  b.commit(250n);
-  const end = b.take();
-  assert.deepEqual(
-    end.changes.map((c) => c.version),
-    [makeVersion(200n, 4)],
-  );
-  assert.equal(end.confirm, 250n, 'the commit end, once the rest of its transaction is written');
-});
+test(
+  'a full batch is written at once, but only the last commit received is confirmed: a transaction is never split ' +
+    'across a confirmation',
+  () => {
+    const b = new Batcher(rules, 100n);
+    b.begin();
+    assert.equal(b.add(insert(200n, 1), 't', 0), false);
+    assert.equal(b.add(insert(200n, 2), 't', 0), false);
+    assert.equal(b.add(insert(200n, 3), 't', 0), true, 'the third change fills the batch');
+    const mid = b.take();
+    assert.equal(mid.changes.length, 3);
+    assert.equal(mid.confirm, undefined, 'mid-transaction: nothing new to confirm');
+    b.add(insert(200n, 4), 't', 0);
+    b.commit(250n);
+    const end = b.take();
+    assert.deepEqual(
+      end.changes.map((c) => c.version),
+      [makeVersion(200n, 4)],
+    );
+    assert.equal(end.confirm, 250n, 'the commit end, once the rest of its transaction is written');
+  },
+);
 
 test('by time: the batch is due a flush interval after its oldest change, not its newest', () => {
   const b = new Batcher(rules, undefined);

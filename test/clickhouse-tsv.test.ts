@@ -1,4 +1,7 @@
-/** The COPY text → ClickHouse TabSeparated conversion of the backfill fast path (pure; end to end in clickhouse.test.ts). */
+/**
+ * The COPY text → ClickHouse TabSeparated conversion of the backfill fast path (pure; end to end in
+ * clickhouse.test.ts).
+ */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ColumnSchema, TableSchema } from '../lib/model.ts';
@@ -23,14 +26,18 @@ const table = (columns: ColumnSchema[]): TableSchema => ({
 const decimal = (c: ColumnSchema) =>
   c.precision !== undefined ? `Decimal(${c.precision}, ${c.scale ?? 0})` : 'String';
 
-test('columns ClickHouse reads as Postgres writes them pass through, escapes and NULLs included, with version and deleted appended', () => {
-  const convert = copyTextToTsv(
-    table([col('id', 'bigint'), col('t', 'text'), col('f', 'float'), col('b', 'bool')]),
-    decimal,
-  );
-  const copy = '1\ta\\tb\\\\c\\nd\tInfinity\tt\n2\t\\N\t-0\tf\n';
-  assert.equal(convert(copy, 42n), '1\ta\\tb\\\\c\\nd\tInfinity\tt\t42\t0\n2\t\\N\t-0\tf\t42\t0\n');
-});
+test(
+  'columns ClickHouse reads as Postgres writes them pass through, escapes and NULLs included, with version and ' +
+    'deleted appended',
+  () => {
+    const convert = copyTextToTsv(
+      table([col('id', 'bigint'), col('t', 'text'), col('f', 'float'), col('b', 'bool')]),
+      decimal,
+    );
+    const copy = '1\ta\\tb\\\\c\\nd\tInfinity\tt\n2\t\\N\t-0\tf\n';
+    assert.equal(convert(copy, 42n), '1\ta\\tb\\\\c\\nd\tInfinity\tt\t42\t0\n2\t\\N\t-0\tf\t42\t0\n');
+  },
+);
 
 test('bytea becomes hex, timestamptz loses its +00, dates are range-checked, NaN is refused for a Decimal', () => {
   const t = table([

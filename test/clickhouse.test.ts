@@ -67,16 +67,23 @@ describe('a backfill into clickhouse through COPY text (tables without arrays)',
     name: 'chcopy',
     destination: 'clickhouse',
     setup: `CREATE TYPE mood AS ENUM ('ok', 'meh');
-      CREATE TABLE flat (id int8 PRIMARY KEY, i2 int2, i4 int4, f4 float4, f8 float8, exact numeric(20,6), loose numeric, ok bool,
-        at timestamptz, ts timestamp, day date, t time, tz timetz, span interval, txt text, pad char(5), doc jsonb, js json, raw bytea,
+      CREATE TABLE flat (id int8 PRIMARY KEY, i2 int2, i4 int4, f4 float4, f8 float8, exact numeric(20,6), loose
+        numeric, ok bool,
+        at timestamptz, ts timestamp, day date, t time, tz timetz, span interval, txt text, pad char(5), doc jsonb,
+          js json, raw bytea,
         uid uuid, m mood, addr inet, cash money);
-      INSERT INTO flat SELECT g, (g % 100)::int2, g * 7, g / 3.0, g / 7.0, g * 1.000001, (g::numeric ^ 3) / 7, g % 2 = 0,
-        '2024-01-01'::timestamptz + g * interval '1.5 seconds', '2299-12-31 23:59:59.999999'::timestamp - g * interval '1 day',
+      INSERT INTO flat SELECT g, (g % 100)::int2, g * 7, g / 3.0, g / 7.0, g * 1.000001, (g::numeric ^ 3) / 7, g % 2
+        = 0,
+        '2024-01-01'::timestamptz + g * interval '1.5 seconds', '2299-12-31 23:59:59.999999'::timestamp - g *
+          interval '1 day',
         '1900-01-01'::date + g, '12:34:56.789', '01:02:03+05:30', g * interval '1 minute 3 seconds',
-        E'tab\\there\\nnew line \\\\ back ' || g, 'ab', jsonb_build_object('g', g, 'big', 12345678901234567890, 'e', E'\\u00e9\\n'),
-        '{"k": [1, 2.50]}', decode(md5(g::text) || '5c0a09', 'hex'), gen_random_uuid(), (ARRAY['ok','meh'])[1 + g % 2]::mood,
+        E'tab\\there\\nnew line \\\\ back ' || g, 'ab', jsonb_build_object('g', g, 'big', 12345678901234567890, 'e',
+          E'\\u00e9\\n'),
+        '{"k": [1, 2.50]}', decode(md5(g::text) || '5c0a09', 'hex'), gen_random_uuid(), (ARRAY['ok','meh'])[1 + g %
+          2]::mood,
         '10.0.0.1/8', g FROM generate_series(1, 3000) g;
-      INSERT INTO flat (id, f4, f8, loose, txt) VALUES (-1, 'NaN', '-Infinity', 'NaN', ''), (-2, '-0', 'Infinity', '-1e-30', '\\N');`,
+      INSERT INTO flat (id, f4, f8, loose, txt) VALUES (-1, 'NaN', '-Infinity', 'NaN', ''), (-2, '-0', 'Infinity',
+        '-1e-30', '\\N');`,
     tables: ['flat'],
   });
   after(() => f.teardown());

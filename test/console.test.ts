@@ -57,7 +57,9 @@ function rewriteYaml(f: PipelineFixture, edit: (doc: { pipelines: Record<string,
 describe('started from the temporal CLI alone', () => {
   const f = new PipelineFixture({
     name: 'tcli',
-    setup: `CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 3000) g;`,
+    setup:
+      `CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items SELECT g, 'v' || g FROM ` +
+      `generate_series(1, 3000) g;`,
     tables: ['items'],
   });
   after(() => f.teardown());
@@ -81,7 +83,8 @@ describe('started from the temporal CLI alone', () => {
     assert.equal(started.code, 0, started.stderr);
     await f.waitForConvergence();
     await f.sql(
-      `INSERT INTO items VALUES (5001, 'new'); UPDATE items SET v = 'changed' WHERE id = 1; DELETE FROM items WHERE id = 2`,
+      `INSERT INTO items VALUES (5001, 'new'); UPDATE items SET v = 'changed' WHERE id = 1; DELETE FROM items WHERE ` +
+        `id = 2`,
     );
     await f.waitForConvergence();
 
@@ -178,37 +181,45 @@ describe('started from the temporal CLI alone', () => {
 describe('tables remove, then resume', () => {
   const f = new PipelineFixture({
     name: 'gone',
-    setup: `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' || g FROM generate_series(1, 300) g;`,
+    setup:
+      `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' || g FROM ` +
+      `generate_series(1, 300) g;`,
     tables: ['kept', 'gone'],
   });
   after(() => f.teardown());
 
-  test('a pipeline stopped on a missing table resumes after `tables remove` of it; stdout cannot be scheduled for resync', async () => {
-    await f.setup();
-    const id = f.config.id;
-    assert.equal((await walflow(f, 'start', id)).code, 0);
-    await f.waitFor('preflight to stop the pipeline', async () => (await f.status()).phase === 'failed');
-    assert.match((await f.status()).lastError ?? '', /gone/);
-    const removed = await walflow(f, 'tables', 'remove', id, 'gone');
-    assert.equal(removed.code, 0, removed.stderr);
-    assert.equal((await walflow(f, 'resume', id)).code, 0);
-    f.opts.tables.splice(f.opts.tables.indexOf('gone'), 1);
-    await f.waitForConvergence();
+  test(
+    'a pipeline stopped on a missing table resumes after `tables remove` of it; stdout cannot be scheduled for ' +
+      'resync',
+    async () => {
+      await f.setup();
+      const id = f.config.id;
+      assert.equal((await walflow(f, 'start', id)).code, 0);
+      await f.waitFor('preflight to stop the pipeline', async () => (await f.status()).phase === 'failed');
+      assert.match((await f.status()).lastError ?? '', /gone/);
+      const removed = await walflow(f, 'tables', 'remove', id, 'gone');
+      assert.equal(removed.code, 0, removed.stderr);
+      assert.equal((await walflow(f, 'resume', id)).code, 0);
+      f.opts.tables.splice(f.opts.tables.indexOf('gone'), 1);
+      await f.waitForConvergence();
 
-    rewriteYaml(f, (d) => {
-      d.pipelines.push({ ...d.pipelines[0], id: 'to-stdout', destination: { type: 'stdout' } });
-    });
-    const scheduled = await walflow(f, 'schedule', 'resync', 'to-stdout', '--cron', '0 3 * * *');
-    assert.notEqual(scheduled.code, 0);
-    assert.match(scheduled.stderr, /stdout destination cannot be resynced/);
-  });
+      rewriteYaml(f, (d) => {
+        d.pipelines.push({ ...d.pipelines[0], id: 'to-stdout', destination: { type: 'stdout' } });
+      });
+      const scheduled = await walflow(f, 'schedule', 'resync', 'to-stdout', '--cron', '0 3 * * *');
+      assert.notEqual(scheduled.code, 0);
+      assert.match(scheduled.stderr, /stdout destination cannot be resynced/);
+    },
+  );
 });
 
 describe('a config fixed in walflow.yaml, applied in place', () => {
   const f = new PipelineFixture({
     name: 'apply',
-    setup: `CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 2000) g;
-            CREATE TABLE b (id int PRIMARY KEY, v text); INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 500) g;`,
+    setup: `CREATE TABLE a (id int PRIMARY KEY, v text);
+            INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 2000) g;
+            CREATE TABLE b (id int PRIMARY KEY, v text);
+            INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 500) g;`,
     tables: ['a'],
   });
   after(() => f.teardown());
@@ -233,7 +244,8 @@ describe('a config fixed in walflow.yaml, applied in place', () => {
     assert.equal(wrong.code, 0, wrong.stderr);
     assert.match(wrong.stdout, /applied destination\.url/);
     await f.sql(
-      `INSERT INTO a SELECT g, 'late' || g FROM generate_series(5001, 5100) g; UPDATE a SET v = 'upd' WHERE id <= 10; DELETE FROM a WHERE id = 20`,
+      `INSERT INTO a SELECT g, 'late' || g FROM generate_series(5001, 5100) g; UPDATE a SET v = 'upd' WHERE id <= ` +
+        `10; DELETE FROM a WHERE id = 20`,
     );
     await f.waitFor('the stream to report the wrong URL', async () =>
       /no_such_database/.test((await f.status()).lastError ?? ''),
@@ -284,7 +296,9 @@ describe('a config fixed in walflow.yaml, applied in place', () => {
 describe('the worker as the README starts it, and no worker at all', () => {
   const f = new PipelineFixture({
     name: 'noworker',
-    setup: `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 500) g;`,
+    setup:
+      `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, ` +
+      `500) g;`,
     tables: ['t'],
     workerProcess: true, // `node bin/walflow.js worker`, the README's way
   });

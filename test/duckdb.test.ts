@@ -61,31 +61,46 @@ describe('DuckDB types', () => {
     try {
       await pg.query(`CREATE TYPE mood AS ENUM ('sad', 'happy');
         CREATE DOMAIN positive AS int4 CHECK (VALUE > 0);
-        CREATE TABLE every (id int8 PRIMARY KEY, i2 int2, i4 int4, f4 float4, f8 float8, n numeric(12,4), n38 numeric(38,10), nbig numeric(50,2),
-          nfree numeric, nneg numeric(3,-2), ok bool, t text, c char(5), b bytea, u uuid, j json, jb jsonb, d date, ts timestamp, tstz timestamptz(6),
-          tm time, tmtz timetz, iv interval, e mood, dom positive, ip inet, ia int4[], ta text[], da date[], ba bytea[], iva interval[], na numeric(8,3)[],
+        CREATE TABLE every (id int8 PRIMARY KEY, i2 int2, i4 int4, f4 float4, f8 float8, n numeric(12,4), n38
+          numeric(38,10), nbig numeric(50,2),
+          nfree numeric, nneg numeric(3,-2), ok bool, t text, c char(5), b bytea, u uuid, j json, jb jsonb, d date,
+            ts timestamp, tstz timestamptz(6),
+          tm time, tmtz timetz, iv interval, e mood, dom positive, ip inet, ia int4[], ta text[], da date[], ba
+            bytea[], iva interval[], na numeric(8,3)[],
           tza timestamptz[], ja jsonb[], f4a float4[], ua uuid[]);
         INSERT INTO every VALUES
-          (1, -32768, 2147483647, 0.1, 1e-300, 12345678.1234, 1234567890123456789012345678.0123456789, 123456789012345678901234567890123456789012345678.99,
-           'NaN', 12300, true, 'a ''quoted'' "text" \\ with backslash', 'ab', '\\x00ff10', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
-           '{"b": 1, "a": [1, 2.50, 123456789012345678901234567890]}', '{"big": 12345678901234567890, "x": null}', '2024-02-29', '2024-06-30 21:59:59.123456',
-           '2024-06-30 21:59:59.123456+02', '24:00:00', '12:34:56.789+05:30', '1 year 2 mons -3 days +04:05:06.000001', 'happy', 7, '10.0.0.1/8',
-           '{1,NULL,-3}', '{"a,b","",NULL,"{x}"}', '{2024-01-01,infinity}', '{"\\\\x01",NULL}', '{"1 day","-00:00:01"}', '{1.5,NULL}',
-           '{"2000-01-01 00:00:00+00"}', ARRAY['{"k": [true]}'::jsonb], '{NaN,-Infinity,3.4028235e38}', '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'),
-          (2, NULL, NULL, 'NaN', '-Infinity', -0.0001, -1, NULL, '-Infinity', -100, false, '', NULL, '\\x', NULL, '[]', '"s"', '0044-03-15 BC',
+          (1, -32768, 2147483647, 0.1, 1e-300, 12345678.1234, 1234567890123456789012345678.0123456789,
+            123456789012345678901234567890123456789012345678.99,
+           'NaN', 12300, true, 'a ''quoted'' "text" \\ with backslash', 'ab', '\\x00ff10',
+             'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+           '{"b": 1, "a": [1, 2.50, 123456789012345678901234567890]}', '{"big": 12345678901234567890, "x": null}',
+             '2024-02-29', '2024-06-30 21:59:59.123456',
+           '2024-06-30 21:59:59.123456+02', '24:00:00', '12:34:56.789+05:30',
+             '1 year 2 mons -3 days +04:05:06.000001', 'happy', 7, '10.0.0.1/8',
+           '{1,NULL,-3}', '{"a,b","",NULL,"{x}"}', '{2024-01-01,infinity}', '{"\\\\x01",NULL}',
+             '{"1 day","-00:00:01"}', '{1.5,NULL}',
+           '{"2000-01-01 00:00:00+00"}', ARRAY['{"k": [true]}'::jsonb], '{NaN,-Infinity,3.4028235e38}',
+             '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'),
+          (2, NULL, NULL, 'NaN', '-Infinity', -0.0001, -1, NULL, '-Infinity', -100, false, '', NULL, '\\x', NULL,
+            '[]', '"s"', '0044-03-15 BC',
            '0001-01-01 00:00:00 BC', '-infinity', '00:00:00', '00:00:00-15:59', '-178000000 years', 'sad', NULL, NULL,
            '{}', '{}', NULL, '{}', NULL, NULL, NULL, NULL, NULL, NULL),
-          (3, 0, 0, '-0', 1.7976931348623157e308, 0, 0, 0, '0.000000000000000000000000000001', 0, NULL, NULL, 'abcde', NULL, NULL, NULL, NULL,
+          (3, 0, 0, '-0', 1.7976931348623157e308, 0, 0, 0, '0.000000000000000000000000000001', 0, NULL, NULL,
+            'abcde', NULL, NULL, NULL, NULL,
            'infinity', '294276-12-31 23:59:59.999999', '4713-11-24 00:00:00+00 BC', '23:59:59.999999', '24:00:00+15:59',
            '-1 days +02:03:04', NULL, NULL, '::1', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-          (4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-           '3 mons 1 day -12:00:00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, '{"2 years 1 mon","00:00:00"}', NULL, NULL, NULL, NULL, NULL),
-          (5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+          (4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+            NULL, NULL, NULL, NULL,
+           '3 mons 1 day -12:00:00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, '{"2 years 1 mon","00:00:00"}', NULL,
+             NULL, NULL, NULL, NULL),
+          (5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+            NULL, NULL, NULL, NULL,
            '00:00:00.5', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);`);
       const [schema] = await loadTableSchemas(pg, ['public.every']);
       const source: Row[] = [];
       for await (const r of readTable(pg, schema!)) source.push(r);
-      // DuckDB's TIMESTAMP ends in 294247 AD, Postgres's in 294276: row 3's timestamp is refused loudly below, not altered.
+      // DuckDB's TIMESTAMP ends in 294247 AD, Postgres's in 294276: row 3's timestamp is refused loudly below, not
+      // altered.
       const table = { schema: 'public', name: 'every' };
       const v = (n: number) => makeVersion(1n << 40n, n);
       await dest.prepare([schema!]);
@@ -163,58 +178,62 @@ describe('DuckDB types', () => {
     }
   });
 
-  test('a value DuckDB cannot hold fails the batch with the column named: NaN in a DECIMAL, an array of other dimensions than declared', async () => {
-    const dest = new DuckDBDestination({ path: file('refusals'), schema: 'main' });
-    const schema: TableSchema = {
-      schema: 'public',
-      name: 'r',
-      key: ['id'],
-      replicaIdentity: 'default',
-      columns: [
-        { name: 'id', type: 'integer', typeOid: 23, kind: 'int', arrayDims: 0, nullable: false },
-        {
-          name: 'amount',
-          type: 'numeric(10,2)',
-          typeOid: 1700,
-          kind: 'decimal',
-          arrayDims: 0,
-          precision: 10,
-          scale: 2,
-          nullable: true,
-        },
-        { name: 'grid', type: 'integer[]', typeOid: 1007, kind: 'int', arrayDims: 1, nullable: true },
-      ],
-    };
-    const table = { schema: 'public', name: 'r' };
-    try {
-      await dest.prepare([schema]);
-      await assert.rejects(
-        dest.apply([{ kind: 'insert', table, version: 1n, row: { id: 1, amount: 'NaN', grid: null } }]),
-        /public\.r\.amount: NaN cannot be stored in DECIMAL\(10,2\)/,
-      );
-      await assert.rejects(
-        dest.apply([
+  test(
+    'a value DuckDB cannot hold fails the batch with the column named: NaN in a DECIMAL, an array of other ' +
+      'dimensions than declared',
+    async () => {
+      const dest = new DuckDBDestination({ path: file('refusals'), schema: 'main' });
+      const schema: TableSchema = {
+        schema: 'public',
+        name: 'r',
+        key: ['id'],
+        replicaIdentity: 'default',
+        columns: [
+          { name: 'id', type: 'integer', typeOid: 23, kind: 'int', arrayDims: 0, nullable: false },
           {
-            kind: 'insert',
-            table,
-            version: 1n,
-            row: {
-              id: 1,
-              amount: null,
-              grid: [
-                [1, 2],
-                [3, 4],
-              ],
-            },
+            name: 'amount',
+            type: 'numeric(10,2)',
+            typeOid: 1700,
+            kind: 'decimal',
+            arrayDims: 0,
+            precision: 10,
+            scale: 2,
+            nullable: true,
           },
-        ]),
-        /public\.r\.grid: a value with other dimensions than the column's 1 \(a declared integer\[\]\)/,
-      );
-      assert.deepEqual(await liveRows(dest, schema), [], 'nothing of a refused batch is written');
-    } finally {
-      await dest.close();
-    }
-  });
+          { name: 'grid', type: 'integer[]', typeOid: 1007, kind: 'int', arrayDims: 1, nullable: true },
+        ],
+      };
+      const table = { schema: 'public', name: 'r' };
+      try {
+        await dest.prepare([schema]);
+        await assert.rejects(
+          dest.apply([{ kind: 'insert', table, version: 1n, row: { id: 1, amount: 'NaN', grid: null } }]),
+          /public\.r\.amount: NaN cannot be stored in DECIMAL\(10,2\)/,
+        );
+        await assert.rejects(
+          dest.apply([
+            {
+              kind: 'insert',
+              table,
+              version: 1n,
+              row: {
+                id: 1,
+                amount: null,
+                grid: [
+                  [1, 2],
+                  [3, 4],
+                ],
+              },
+            },
+          ]),
+          /public\.r\.grid: a value with other dimensions than the column's 1 \(a declared integer\[\]\)/,
+        );
+        assert.deepEqual(await liveRows(dest, schema), [], 'nothing of a refused batch is written');
+      } finally {
+        await dest.close();
+      }
+    },
+  );
 });
 
 /** Column types as an analyst sees them, read through the process's one instance of the file. */
@@ -262,29 +281,33 @@ describe('one writer per DuckDB file', () => {
     }
   });
 
-  test('while another process holds the file, writes wait for it; past the wait they fail naming the file and the holder, and a retry succeeds', async () => {
-    const path = file('held');
-    const dest = new DuckDBDestination({ path, schema: 'main', lockWaitMs: 1500 });
-    try {
-      await dest.prepare([schema]);
-      await new Promise((r) => setTimeout(r, 1500)); // the destination lets go of the file when idle
-      let holder = (await holdDuckDBFile(path))!;
-      await assert.rejects(dest.apply(batch('x', 1, 1, 1n)), (e: Error) => {
-        assert.equal(e.name, 'DuckDBFileBusyError');
-        assert.ok(e.message.includes(path), e.message);
-        assert.match(e.message, new RegExp(`held by another process .*PID ${holder.pid}`));
-        return true;
-      });
-      await holder.release();
-      // Held for less than the wait: the write just waits.
-      holder = (await holdDuckDBFile(path))!;
-      setTimeout(() => void holder.release(), 500);
-      await dest.apply(batch('x', 1, 1, 2n));
-      assert.equal((await liveRows(dest, schema)).length, 1);
-    } finally {
-      await dest.close();
-    }
-  });
+  test(
+    'while another process holds the file, writes wait for it; past the wait they fail naming the file and the ' +
+      'holder, and a retry succeeds',
+    async () => {
+      const path = file('held');
+      const dest = new DuckDBDestination({ path, schema: 'main', lockWaitMs: 1500 });
+      try {
+        await dest.prepare([schema]);
+        await new Promise((r) => setTimeout(r, 1500)); // the destination lets go of the file when idle
+        let holder = (await holdDuckDBFile(path))!;
+        await assert.rejects(dest.apply(batch('x', 1, 1, 1n)), (e: Error) => {
+          assert.equal(e.name, 'DuckDBFileBusyError');
+          assert.ok(e.message.includes(path), e.message);
+          assert.match(e.message, new RegExp(`held by another process .*PID ${holder.pid}`));
+          return true;
+        });
+        await holder.release();
+        // Held for less than the wait: the write just waits.
+        holder = (await holdDuckDBFile(path))!;
+        setTimeout(() => void holder.release(), 500);
+        await dest.apply(batch('x', 1, 1, 2n));
+        assert.equal((await liveRows(dest, schema)).length, 1);
+      } finally {
+        await dest.close();
+      }
+    },
+  );
 
   test('resync: rows the fresh copy did not rewrite become tombstones at its version', async () => {
     const dest = new DuckDBDestination({ path: file('resync'), schema: 'main' });
@@ -313,7 +336,8 @@ describe('one writer per DuckDB file', () => {
         `
       const { DuckDBInstance } = require('@duckdb/node-api');
       DuckDBInstance.create(${JSON.stringify(path)}, { access_mode: 'READ_ONLY' })
-        .then((i) => i.connect()).then((c) => c.runAndReadAll('SELECT count(*) FROM main.w_live')).then((r) => console.log(String(r.getRows()[0][0])));`,
+        .then((i) => i.connect()).then((c) => c.runAndReadAll('SELECT count(*) FROM main.w_live')).then((r) =>
+      console.log(String(r.getRows()[0][0])));`,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );

@@ -37,8 +37,10 @@ for (const destination of ['clickhouse', 'snowflake', 'duckdb'] as const) {
 // once; the endpoint, which answered 500 to some requests and to all during an outage, saw only valid
 // signatures; the files, rotated every 64 KiB, hold the stream's changes in LSN order).
 const STREAM_FAULTS = {
-  nats: ['worker-kill', 'destination-down', 'destination-write-error'], // destination-down: nats-server stopped and started
-  webhook: ['worker-kill', 'destination-down', 'destination-write-error'], // destination-down: every request answered 500
+  // destination-down: nats-server stopped and started
+  nats: ['worker-kill', 'destination-down', 'destination-write-error'],
+  // destination-down: every request answered 500
+  webhook: ['worker-kill', 'destination-down', 'destination-write-error'],
   file: ['worker-kill', 'destination-write-error'],
 } as const;
 for (const [destination, faults] of Object.entries(STREAM_FAULTS) as [

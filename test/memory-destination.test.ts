@@ -22,69 +22,77 @@ async function live(dest: MemoryDestination, schema: TableSchema): Promise<Row[]
 }
 
 describe('MemoryDestination beyond the conformance suite', () => {
-  test('a rename keeps values, an int4 widened to int8 comes back as int8 text, a dropped column stays and later rows leave it NULL', async () => {
-    const before: TableSchema = {
-      ...keyAndTextTable('notes', 'body'),
-      columns: [
-        ...keyAndTextTable('notes', 'body').columns,
-        { name: 'n', type: 'integer', typeOid: 23, kind: 'int', arrayDims: 0, nullable: true },
-      ],
-    };
-    const dest = new MemoryDestination();
-    await dest.prepare([before]);
-    await dest.apply([{ kind: 'insert', table, version: v(10), row: { id: '1', body: 'kept', n: 7 } }]);
-    const [id, body, n] = before.columns as [
-      TableSchema['columns'][0],
-      TableSchema['columns'][0],
-      TableSchema['columns'][0],
-    ];
-    const wide = { ...n, type: 'bigint', typeOid: 20, kind: 'bigint' as const };
-    const after: TableSchema = { ...before, columns: [id, { ...body, name: 'text', dropped: true }, wide] };
-    await dest.apply([
-      {
-        kind: 'schema',
-        table,
-        version: v(20, 0),
-        schema: after,
-        added: [],
-        dropped: ['text'],
-        renamed: [{ from: 'body', to: 'text' }],
-        retyped: [{ from: n, to: wide }],
-      },
-      { kind: 'insert', table, version: v(20, 1), row: { id: '2', n: '9000000000' } },
-    ]);
-    assert.deepEqual(await live(dest, after), [
-      { id: '1', text: 'kept', n: '7' },
-      { id: '2', text: null, n: '9000000000' },
-    ]);
-  });
+  test(
+    'a rename keeps values, an int4 widened to int8 comes back as int8 text, a dropped column stays and later ' +
+      'rows leave it NULL',
+    async () => {
+      const before: TableSchema = {
+        ...keyAndTextTable('notes', 'body'),
+        columns: [
+          ...keyAndTextTable('notes', 'body').columns,
+          { name: 'n', type: 'integer', typeOid: 23, kind: 'int', arrayDims: 0, nullable: true },
+        ],
+      };
+      const dest = new MemoryDestination();
+      await dest.prepare([before]);
+      await dest.apply([{ kind: 'insert', table, version: v(10), row: { id: '1', body: 'kept', n: 7 } }]);
+      const [id, body, n] = before.columns as [
+        TableSchema['columns'][0],
+        TableSchema['columns'][0],
+        TableSchema['columns'][0],
+      ];
+      const wide = { ...n, type: 'bigint', typeOid: 20, kind: 'bigint' as const };
+      const after: TableSchema = { ...before, columns: [id, { ...body, name: 'text', dropped: true }, wide] };
+      await dest.apply([
+        {
+          kind: 'schema',
+          table,
+          version: v(20, 0),
+          schema: after,
+          added: [],
+          dropped: ['text'],
+          renamed: [{ from: 'body', to: 'text' }],
+          retyped: [{ from: n, to: wide }],
+        },
+        { kind: 'insert', table, version: v(20, 1), row: { id: '2', n: '9000000000' } },
+      ]);
+      assert.deepEqual(await live(dest, after), [
+        { id: '1', text: 'kept', n: '7' },
+        { id: '2', text: null, n: '9000000000' },
+      ]);
+    },
+  );
 
-  test('removeStale hides the rows a resync did not rewrite; a later older row of them stays out, a newer one comes back', async () => {
-    const schema = keyAndTextTable('notes', 'body');
-    const dest = new MemoryDestination();
-    await dest.prepare([schema]);
-    await dest.apply(
-      [1, 2, 3].map((id) => ({
-        kind: 'insert' as const,
-        table,
-        version: v(10),
-        row: { id: String(id), body: 'old copy' },
-      })),
-    );
-    await dest.apply([{ kind: 'insert', table, version: v(50, 0), row: { id: '2', body: 'fresh copy' } }]);
-    await dest.removeStale(schema, v(50, 0));
-    assert.deepEqual(await live(dest, schema), [{ id: '2', body: 'fresh copy' }]);
-    await dest.apply([
-      { kind: 'update', table, version: v(40), row: { id: '1', body: 'older than the resync' }, unchanged: [] },
-    ]);
-    await dest.apply([
-      { kind: 'update', table, version: v(60), row: { id: '3', body: 'changed since' }, unchanged: [] },
-    ]);
-    assert.deepEqual(
-      (await live(dest, schema)).map((r) => r.id),
-      ['2', '3'],
-    );
-  });
+  test(
+    'removeStale hides the rows a resync did not rewrite; a later older row of them stays out, a newer one comes ' +
+      'back',
+    async () => {
+      const schema = keyAndTextTable('notes', 'body');
+      const dest = new MemoryDestination();
+      await dest.prepare([schema]);
+      await dest.apply(
+        [1, 2, 3].map((id) => ({
+          kind: 'insert' as const,
+          table,
+          version: v(10),
+          row: { id: String(id), body: 'old copy' },
+        })),
+      );
+      await dest.apply([{ kind: 'insert', table, version: v(50, 0), row: { id: '2', body: 'fresh copy' } }]);
+      await dest.removeStale(schema, v(50, 0));
+      assert.deepEqual(await live(dest, schema), [{ id: '2', body: 'fresh copy' }]);
+      await dest.apply([
+        { kind: 'update', table, version: v(40), row: { id: '1', body: 'older than the resync' }, unchanged: [] },
+      ]);
+      await dest.apply([
+        { kind: 'update', table, version: v(60), row: { id: '3', body: 'changed since' }, unchanged: [] },
+      ]);
+      assert.deepEqual(
+        (await live(dest, schema)).map((r) => r.id),
+        ['2', '3'],
+      );
+    },
+  );
 
   test('dropTable empties the table and needs a prepare before the next write', async () => {
     const schema = keyAndTextTable('notes', 'body');

@@ -47,7 +47,8 @@ describe('a worker killed with -9 during backfill and during CDC', () => {
     name: 'crash',
     setup: `CREATE ROLE ${role} LOGIN REPLICATION PASSWORD '${password}';
             CREATE TABLE accounts (id int8 PRIMARY KEY, owner text, balance numeric(20,2), note text);
-            INSERT INTO accounts SELECT g, 'owner ' || g, g * 1.25, repeat('x', g % 50) FROM generate_series(1, 300000) g;
+            INSERT INTO accounts SELECT g, 'owner ' || g, g * 1.25, repeat('x', g % 50)
+              FROM generate_series(1, 300000) g;
             GRANT SELECT ON accounts TO ${role};
             CREATE PUBLICATION pub_crash FOR TABLE accounts;`,
     tables: ['accounts'],
@@ -87,7 +88,8 @@ describe('a worker killed with -9 during backfill and during CDC', () => {
     const writer = (async () => {
       for (let i = 0; i < 40; i++) {
         await f.sql(
-          `INSERT INTO accounts VALUES (${1_000_000 + i}, 'new', ${i}, 'n'); UPDATE accounts SET note = 'tick ${i}' WHERE id = ${i + 1}; DELETE FROM accounts WHERE id = ${200_000 + i}`,
+          `INSERT INTO accounts VALUES (${1_000_000 + i}, 'new', ${i}, 'n'); UPDATE accounts SET note = 'tick ${i}' ` +
+            `WHERE id = ${i + 1}; DELETE FROM accounts WHERE id = ${200_000 + i}`,
         );
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -115,8 +117,10 @@ describe('a worker killed with -9 during backfill and during CDC', () => {
 describe('operator commands', () => {
   const f = new PipelineFixture({
     name: 'ops',
-    setup: `CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 1000) g;
-            CREATE TABLE b (id int PRIMARY KEY, v text); INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 1000) g;
+    setup: `CREATE TABLE a (id int PRIMARY KEY, v text);
+            INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 1000) g;
+            CREATE TABLE b (id int PRIMARY KEY, v text);
+            INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 1000) g;
             CREATE TABLE nokey (v text);`,
     tables: ['a'],
     workerProcess: true, // the CLI runs synchronously here: an in-process worker could not answer its updates

@@ -173,7 +173,10 @@ function streamingState(tables: string[], confirmedLsn: string): PipelineState {
 
 type Pipeline = WorkflowHandle<typeof pipelineWorkflow>;
 
-/** Runs `body` with a worker of the real workflow bundle and `fakes` on a task queue of its own; `start` starts a pipeline there. */
+/**
+ * Runs `body` with a worker of the real workflow bundle and `fakes` on a task queue of its own; `start` starts a
+ * pipeline there.
+ */
 async function withPipelineWorker(
   fakes: FakeActivities,
   body: (start: (input: Omit<PipelineInput, 'config'> & { tables: string[] }) => Promise<Pipeline>) => Promise<void>,
@@ -245,7 +248,9 @@ const tableLines = (s: PipelineStatus) =>
     Object.entries(s.tables).map(([t, p]) => [t, `${p.backfill} ${p.state} ${p.rangesDone}/${p.rangesTotal}`]),
   );
 
-/** `p`, or a failure naming `what` after `ms` (a workflow that never answers fails the test, not the suite's timeout). */
+/**
+ * `p`, or a failure naming `what` after `ms` (a workflow that never answers fails the test, not the suite's timeout).
+ */
 function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
@@ -338,7 +343,8 @@ describe('pipeline workflow rules (fake activities)', () => {
   );
 
   test(
-    'a cancelled stream whose worker dies (it fails instead of ending cancelled) has ended: a restart and a pause go on, nothing fails',
+    'a cancelled stream whose worker dies (it fails instead of ending cancelled) has ended: a restart and a pause ' +
+      'go on, nothing fails',
     TIMEOUT,
     async () => {
       const fakes = new FakeActivities();
@@ -520,7 +526,8 @@ describe('pipeline workflow rules (fake activities)', () => {
         `not errored in pipeline ${id}: b`,
       );
 
-      // The server keeps a rejecting workflow task (its three events, no command) when an activity heartbeats meanwhile, as the stream does.
+      // The server keeps a rejecting workflow task (its three events, no command) when an activity heartbeats
+      // meanwhile, as the stream does.
       const added = (await historyEvents(handle))
         .slice(before)
         .map((e) => Object.keys(e).find((k) => k.endsWith('EventAttributes')));

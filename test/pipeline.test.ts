@@ -15,8 +15,10 @@ import { PipelineFixture } from './support/pipeline.ts';
 describe('backfill of 1,000,000 rows with parallelism 4', () => {
   const f = new PipelineFixture({
     name: 'big',
-    setup: `CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL, price numeric(12,2), at timestamptz, doc jsonb);
-            INSERT INTO items SELECT g, 'item ' || g, g / 100.0, '2024-01-01'::timestamptz + g * interval '1 second', jsonb_build_object('g', g)
+    setup: `CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL, price numeric(12,2), at timestamptz,
+            doc jsonb);
+            INSERT INTO items SELECT g, 'item ' || g, g / 100.0, '2024-01-01'::timestamptz + g * interval '1 second',
+              jsonb_build_object('g', g)
             FROM generate_series(1, 1000000) g;`,
     tables: ['items'],
     pipeline: { backfill: { parallelism: 4, rowsPerRange: 100_000, batchRows: 10_000 } },
@@ -57,7 +59,8 @@ describe('backfill of 1,000,000 rows with parallelism 4', () => {
     assert.match(reported[0]!, /^copy of items pages \d+\.\.\S+ failed \(attempt 1\): /);
 
     await f.sql(
-      `UPDATE items SET name = 'changed' WHERE id % 100000 = 0; DELETE FROM items WHERE id <= 10; INSERT INTO items VALUES (2000000, 'new', 1.5, now(), '{}')`,
+      `UPDATE items SET name = 'changed' WHERE id % 100000 = 0; DELETE FROM items WHERE id <= 10; INSERT INTO items ` +
+        `VALUES (2000000, 'new', 1.5, now(), '{}')`,
     );
     await f.waitForConvergence();
     const { counts } = await f.compare();
@@ -82,7 +85,8 @@ describe('CDC: pause, resume, continue-as-new', () => {
   const f = new PipelineFixture({
     name: 'cdc',
     setup: `CREATE TABLE events (id serial PRIMARY KEY, kind text, payload jsonb, at timestamptz DEFAULT now());
-            INSERT INTO events (kind, payload) SELECT 'seed', jsonb_build_object('n', g) FROM generate_series(1, 500) g;`,
+            INSERT INTO events (kind, payload) SELECT 'seed', jsonb_build_object('n', g) FROM generate_series(1, 500)
+              g;`,
     tables: ['events'],
     maxHistoryEvents: 60,
   });

@@ -26,37 +26,54 @@ const ALL_TYPES = `
   CREATE TABLE all_types (
     id int PRIMARY KEY, c_int2 int2, c_int4 int4, c_int8 int8, c_numeric numeric, c_numeric_p numeric(40,10),
     c_float4 float4, c_float8 float8, c_bool bool, c_text text, c_varchar varchar(10), c_char char(5), c_bytea bytea,
-    c_uuid uuid, c_json json, c_jsonb jsonb, c_date date, c_time time, c_timetz timetz, c_ts timestamp, c_tstz timestamptz,
-    c_interval interval, c_int_arr int[], c_text_arr2 text[][], c_float_arr float8[], c_enum mood, c_enum_arr mood[], c_domain posint,
+    c_uuid uuid, c_json json, c_jsonb jsonb, c_date date, c_time time, c_timetz timetz, c_ts timestamp, c_tstz
+      timestamptz,
+    c_interval interval, c_int_arr int[], c_text_arr2 text[][], c_float_arr float8[], c_enum mood, c_enum_arr mood[],
+      c_domain posint,
     c_inet inet, c_cidr cidr, c_macaddr macaddr, c_money money, c_bit bit(4), c_varbit varbit, c_tsvector tsvector,
     c_range int4range, c_tstzrange tstzrange, c_hstore hstore, c_composite pair, c_point point, c_big text
   );`;
 
 const ROWS = `
   INSERT INTO all_types VALUES
-  (1, 32767, 2147483647, 9223372036854775807, 123456789012345678901234567890.123456789012345, 123456789012345678901234567890.0123456789,
-   3.4028235e38, 1.7976931348623157e308, true, 'unicode ✓ 😀 "quotes" \\ backslash, tab\t newline\n', 'ten chars!', 'ab',
-   '\\x00ff10', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"n": 12345678901234567890123, "s": "x"}', '{"b": [1, 2.50, {"c": null}], "a": "é"}',
+  (1, 32767, 2147483647, 9223372036854775807, 123456789012345678901234567890.123456789012345,
+    123456789012345678901234567890.0123456789,
+   3.4028235e38, 1.7976931348623157e308, true, 'unicode ✓ 😀 "quotes" \\ backslash, tab\t newline\n', 'ten chars!',
+     'ab',
+   '\\x00ff10', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"n": 12345678901234567890123, "s": "x"}',
+     '{"b": [1, 2.50, {"c": null}], "a": "é"}',
    '2024-02-29', '23:59:59.999999', '12:00:00.5+05:30', '2024-01-01 00:00:00.000001', '2024-06-30 23:59:59.123456+02',
-   '1 year 2 mons 3 days 04:05:06.789', '{1,NULL,3}', '{{"a","b"},{"c",NULL}}', '{NaN,Infinity,-Infinity,0.1}', 'happy 😀', '{sad,ok}', 7,
-   '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', 12.34, B'1010', B'110', 'a fat cat', '[1,10)', '[2024-01-01 00:00+00,infinity)',
+   '1 year 2 mons 3 days 04:05:06.789', '{1,NULL,3}', '{{"a","b"},{"c",NULL}}', '{NaN,Infinity,-Infinity,0.1}',
+     'happy 😀', '{sad,ok}', 7,
+   '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', 12.34, B'1010', B'110', 'a fat cat', '[1,10)',
+     '[2024-01-01 00:00+00,infinity)',
    'a=>1, b=>NULL', ROW(1, 'x, "y"'), '(1.5,2)', repeat('walflow ', 10)),
-  (2, -32768, -2147483648, -9223372036854775808, 'NaN', -0.0000000001, 'NaN', '-Infinity', false, '', '', '', '\\x', NULL,
-   '[]', '{}', '-infinity', '00:00:00', '00:00:00+00', 'infinity', '-infinity', '-178000000 years', '{}', '{}', '{}', 'sad', '{}', 1,
+  (2, -32768, -2147483648, -9223372036854775808, 'NaN', -0.0000000001, 'NaN', '-Infinity', false, '', '', '', '\\x',
+    NULL,
+   '[]', '{}', '-infinity', '00:00:00', '00:00:00+00', 'infinity', '-infinity', '-178000000 years', '{}', '{}', '{}',
+     'sad', '{}', 1,
    '::1', '::/0', 'ff:ff:ff:ff:ff:ff', -0.01, B'0000', B'', '', 'empty', '(,)', '', ROW(NULL, NULL), '(0,0)', ''),
-  (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-  (4, 1, 1, 1, 1e-20, 1, 1.1, 0.1, true, repeat(md5('x'), 1), 'x', 'x', decode(repeat('ab', 1000), 'hex'), gen_random_uuid(),
-   (SELECT json_agg(g)::json FROM generate_series(1, 20000) g), (SELECT jsonb_object_agg('k' || g, g) FROM generate_series(1, 5000) g),
-   '0001-01-01 BC', '24:00:00', '24:00:00-15:59', '4713-01-01 00:00:00 BC', '294276-12-31 23:59:59.999999+00', '-1 days +02:00:00',
-   '{{{1,2}},{{3,4}}}', '{{"x"}}', '{1e-300}', 'ok', '{happy 😀}', 2147483647, '2001:db8::1', '2001:db8::/32', '00:00:00:00:00:00',
+  (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL,
+   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+     NULL),
+  (4, 1, 1, 1, 1e-20, 1, 1.1, 0.1, true, repeat(md5('x'), 1), 'x', 'x', decode(repeat('ab', 1000), 'hex'),
+    gen_random_uuid(),
+   (SELECT json_agg(g)::json FROM generate_series(1, 20000) g), (SELECT jsonb_object_agg('k' || g, g) FROM
+     generate_series(1, 5000) g),
+   '0001-01-01 BC', '24:00:00', '24:00:00-15:59', '4713-01-01 00:00:00 BC', '294276-12-31 23:59:59.999999+00',
+     '-1 days +02:00:00',
+   '{{{1,2}},{{3,4}}}', '{{"x"}}', '{1e-300}', 'ok', '{happy 😀}', 2147483647, '2001:db8::1', '2001:db8::/32',
+     '00:00:00:00:00:00',
    92233720368547758.07, B'1111', repeat('1', 100)::varbit, 'x:1 y:2', 'empty', NULL, '"k"=>"v"', NULL, NULL,
    (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 32768) g));`;
 
 /** What Postgres itself says each value is, through the same exact parser. */
 async function expectedRows(client: pg.Client, schema: TableSchema): Promise<Map<number, Row>> {
   const { rows } = await client.query({
-    text: `SELECT ${schema.columns.map((c) => outputTextSql(pg.escapeIdentifier(c.name))).join(', ')} FROM all_types ORDER BY id`,
+    text:
+      `SELECT ${schema.columns.map((c) => outputTextSql(pg.escapeIdentifier(c.name))).join(', ')} FROM ` +
+      `all_types ORDER BY id`,
     rowMode: 'array',
   });
   return new Map(
@@ -165,47 +182,52 @@ for (const adminUrl of pgAdminUrls()) {
       }
     });
 
-    test('an UPDATE leaving a TOASTed column untouched marks it unchanged, never NULL; ADD COLUMN surfaces as a schema change', async () => {
-      const [schema] = await loadTableSchemas(client, ['public.all_types']);
-      const slot = await createSlot({ connectionString: db.url }, 'toast_slot');
-      const known = new Map([['public.all_types', schema!]]);
-      const stream = await openChangeStream({
-        connection: { connectionString: db.url },
-        slot: 'toast_slot',
-        publication: 'pub',
-        startLsn: parseLsn(slot.confirmedLsn),
-        known,
-        lookup: async (t) => (await loadTableSchemas(client, [`${t.schema}.${t.name}`]))[0]!,
-      });
-      try {
-        await client.query(`UPDATE all_types SET c_int4 = 42 WHERE id = 4`);
-        // Without a default: one would fill existing rows outside the WAL, which stops the table (test/shape.test.ts).
-        await client.query(`ALTER TABLE all_types ADD COLUMN c_added numeric(5,2)`);
-        await client.query(`INSERT INTO all_types (id, c_added) VALUES (5, 2.25)`);
-        const changes = await collect(stream, (c) => c.some((x) => x.kind === 'insert'));
-        const update = changes.find((c) => c.kind === 'update') as UpdateChange;
-        // Every TOASTed column the update left alone (the 1 MB text, the large json/jsonb) is marked, not sent.
-        assert.deepEqual(update.unchanged, ['c_json', 'c_jsonb', 'c_big']);
-        for (const c of update.unchanged) assert.ok(!(c in update.row), `${c} absent, not null`);
-        assert.equal(update.row.c_int4, 42);
-        const schemaChange = changes.find((c) => c.kind === 'schema') as SchemaChange;
-        assert.ok(schemaChange, 'schema change surfaced');
-        assert.deepEqual(
-          schemaChange.added.map((c) => [c.name, c.type, c.kind]),
-          [['c_added', 'numeric(5,2)', 'decimal']],
-        );
-        assert.ok(
-          changes.indexOf(schemaChange) < changes.findIndex((c) => c.kind === 'insert'),
-          'before the rows that carry it',
-        );
-        assert.equal(
-          (changes.find((c) => c.kind === 'insert') as Extract<Change, { kind: 'insert' }>).row.c_added,
-          '2.25',
-        );
-      } finally {
-        await stream.close();
-      }
-    });
+    test(
+      'an UPDATE leaving a TOASTed column untouched marks it unchanged, never NULL; ADD COLUMN surfaces as a ' +
+        'schema change',
+      async () => {
+        const [schema] = await loadTableSchemas(client, ['public.all_types']);
+        const slot = await createSlot({ connectionString: db.url }, 'toast_slot');
+        const known = new Map([['public.all_types', schema!]]);
+        const stream = await openChangeStream({
+          connection: { connectionString: db.url },
+          slot: 'toast_slot',
+          publication: 'pub',
+          startLsn: parseLsn(slot.confirmedLsn),
+          known,
+          lookup: async (t) => (await loadTableSchemas(client, [`${t.schema}.${t.name}`]))[0]!,
+        });
+        try {
+          await client.query(`UPDATE all_types SET c_int4 = 42 WHERE id = 4`);
+          // Without a default: one would fill existing rows outside the WAL, which stops the table
+          // (test/shape.test.ts).
+          await client.query(`ALTER TABLE all_types ADD COLUMN c_added numeric(5,2)`);
+          await client.query(`INSERT INTO all_types (id, c_added) VALUES (5, 2.25)`);
+          const changes = await collect(stream, (c) => c.some((x) => x.kind === 'insert'));
+          const update = changes.find((c) => c.kind === 'update') as UpdateChange;
+          // Every TOASTed column the update left alone (the 1 MB text, the large json/jsonb) is marked, not sent.
+          assert.deepEqual(update.unchanged, ['c_json', 'c_jsonb', 'c_big']);
+          for (const c of update.unchanged) assert.ok(!(c in update.row), `${c} absent, not null`);
+          assert.equal(update.row.c_int4, 42);
+          const schemaChange = changes.find((c) => c.kind === 'schema') as SchemaChange;
+          assert.ok(schemaChange, 'schema change surfaced');
+          assert.deepEqual(
+            schemaChange.added.map((c) => [c.name, c.type, c.kind]),
+            [['c_added', 'numeric(5,2)', 'decimal']],
+          );
+          assert.ok(
+            changes.indexOf(schemaChange) < changes.findIndex((c) => c.kind === 'insert'),
+            'before the rows that carry it',
+          );
+          assert.equal(
+            (changes.find((c) => c.kind === 'insert') as Extract<Change, { kind: 'insert' }>).row.c_added,
+            '2.25',
+          );
+        } finally {
+          await stream.close();
+        }
+      },
+    );
   });
 }
 
@@ -239,7 +261,8 @@ describe('range planning', () => {
 
   test('covers every row of a 1,000,000-row table exactly once', async () => {
     await client.query(
-      `CREATE TABLE big (id int8 PRIMARY KEY, v text); INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g; ANALYZE big`,
+      `CREATE TABLE big (id int8 PRIMARY KEY, v text); INSERT INTO big SELECT g, md5(g::text) FROM ` +
+        `generate_series(1, 1000000) g; ANALYZE big`,
     );
     const plan = await planTableRanges(client, 'public.big', { rowsPerRange: 100_000 });
     assert.ok(plan.ranges.length >= 9 && plan.ranges.length <= 12, `about 10 ranges: ${plan.ranges.length}`);
@@ -266,7 +289,8 @@ describe('range planning', () => {
 
   test('rows inserted after planning land in the open last range', async () => {
     await client.query(
-      `CREATE TABLE growing (id int8 PRIMARY KEY, v text); INSERT INTO growing SELECT g, 'x' FROM generate_series(1, 200000) g; ANALYZE growing`,
+      `CREATE TABLE growing (id int8 PRIMARY KEY, v text); INSERT INTO growing SELECT g, 'x' FROM ` +
+        `generate_series(1, 200000) g; ANALYZE growing`,
     );
     const [schema] = await loadTableSchemas(client, ['public.growing']);
     const plan = await planTableRanges(client, 'public.growing', { rowsPerRange: 50_000 });
@@ -335,7 +359,8 @@ describe('a 1,000,000-row transaction', () => {
       }
       const mb = (b: number) => Math.round(b / 2 ** 20);
       console.log(
-        `1,000,000-row transaction: ${n} changes, heap ${mb(base.heapUsed)} -> peak ${mb(peakHeap)} MB, rss peak ${mb(peakRss)} MB`,
+        `1,000,000-row transaction: ${n} changes, heap ${mb(base.heapUsed)} -> peak ${mb(peakHeap)} MB, rss ` +
+          `peak ${mb(peakRss)} MB`,
       );
       assert.ok(committed);
       assert.equal(n, 1_000_000);
@@ -367,7 +392,8 @@ describe('a slot held by another stream', () => {
       Number(
         (
           await t.client.query(
-            `SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = current_database()`,
+            `SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = ` +
+              `current_database()`,
           )
         ).rows[0].n,
       );

@@ -35,7 +35,8 @@ before(async () => {
   db = await createTestDatabase('preflight', postgresUrl(bad));
   const c = await connect({ connectionString: db.url });
   await c.query(`DROP ROLE IF EXISTS plain_role; CREATE ROLE plain_role LOGIN PASSWORD 'x';
-    CREATE TABLE keyless (v text); CREATE TABLE keyed (id int PRIMARY KEY); GRANT SELECT ON keyed, keyless TO plain_role;
+    CREATE TABLE keyless (v text); CREATE TABLE keyed (id int PRIMARY KEY); GRANT SELECT ON keyed, keyless TO
+      plain_role;
     CREATE TABLE secret (id int PRIMARY KEY); CREATE PUBLICATION partial FOR TABLE keyed`);
   await c.end();
 });
@@ -155,33 +156,40 @@ test('a well-configured database passes', async () => {
   }
 });
 
-test('tables whose destination names collide, and keyless tables a keyed destination would collapse, are refused by `walflow check`', async () => {
-  const good = await createTestDatabase('preflight_names');
-  const c = await connect({ connectionString: good.url });
-  try {
-    await c.query(`CREATE SCHEMA x; CREATE SCHEMA x_y; CREATE TABLE x.y_z (id int PRIMARY KEY); CREATE TABLE x_y.z (id int PRIMARY KEY);
+test(
+  'tables whose destination names collide, and keyless tables a keyed destination would collapse, are refused by ' +
+    '`walflow check`',
+  async () => {
+    const good = await createTestDatabase('preflight_names');
+    const c = await connect({ connectionString: good.url });
+    try {
+      await c.query(`CREATE SCHEMA x; CREATE SCHEMA x_y; CREATE TABLE x.y_z (id int PRIMARY KEY);
+      CREATE TABLE x_y.z (id int PRIMARY KEY);
       CREATE TABLE bag (v text); ALTER TABLE bag REPLICA IDENTITY FULL`);
-    const dir = mkdtempSync(join(tmpdir(), 'walflow-check-'));
-    const config = join(dir, 'walflow.yaml');
-    const pipeline = (id: string, type: string) => ({
-      id,
-      source: { url: good.url, publication: 'p', tables: ['x.y_z', 'x_y.z', 'bag'] },
-      destination: type === 'clickhouse' ? { type, url: 'http://127.0.0.1:1', database: 'd' } : { type },
-    });
-    writeFileSync(config, stringify({ pipelines: [pipeline('ch', 'clickhouse'), pipeline('out', 'stdout')] }));
-    const r = spawnSync(process.execPath, ['bin/walflow.js', 'check', 'ch', '--config', config], { encoding: 'utf8' });
-    assert.equal(r.status, 1, r.stderr);
-    assert.match(r.stdout, /tables x\.y_z and x_y\.z would both be written to clickhouse table x_y_z/);
-    assert.match(
-      r.stdout,
-      /table public\.bag has no primary key \(REPLICA IDENTITY FULL\): the clickhouse destination keeps one row per key/,
-    );
-    const ok = spawnSync(process.execPath, ['bin/walflow.js', 'check', 'out', '--config', config], {
-      encoding: 'utf8',
-    });
-    assert.equal(ok.status, 0, ok.stdout + ok.stderr);
-  } finally {
-    await c.end();
-    await good.drop();
-  }
-});
+      const dir = mkdtempSync(join(tmpdir(), 'walflow-check-'));
+      const config = join(dir, 'walflow.yaml');
+      const pipeline = (id: string, type: string) => ({
+        id,
+        source: { url: good.url, publication: 'p', tables: ['x.y_z', 'x_y.z', 'bag'] },
+        destination: type === 'clickhouse' ? { type, url: 'http://127.0.0.1:1', database: 'd' } : { type },
+      });
+      writeFileSync(config, stringify({ pipelines: [pipeline('ch', 'clickhouse'), pipeline('out', 'stdout')] }));
+      const r = spawnSync(process.execPath, ['bin/walflow.js', 'check', 'ch', '--config', config], {
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stdout, /tables x\.y_z and x_y\.z would both be written to clickhouse table x_y_z/);
+      assert.match(
+        r.stdout,
+        /table public\.bag has no primary key \(REPLICA IDENTITY FULL\): the clickhouse destination keeps one row per key/,
+      );
+      const ok = spawnSync(process.execPath, ['bin/walflow.js', 'check', 'out', '--config', config], {
+        encoding: 'utf8',
+      });
+      assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    } finally {
+      await c.end();
+      await good.drop();
+    }
+  },
+);

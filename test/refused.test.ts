@@ -36,7 +36,9 @@ test('each destination tells a refusal of the data from a destination that is do
   assert.deepEqual(
     clickhouseRefusal(
       parse(
-        "Code: 27. DB::Exception: Cannot parse input: expected '\"' before: 'x': (while reading the value of key d): (at row 1)\n: While executing ParallelParsingBlockInputFormat. (CANNOT_PARSE_INPUT_ASSERTION_FAILED) (version 24.8.1.1)",
+        "Code: 27. DB::Exception: Cannot parse input: expected '\"' before: 'x': (while reading the value of key " +
+          'd): (at row 1)\n: While executing ParallelParsingBlockInputFormat. (CANNOT_PARSE_INPUT_ASSERTION_FAILED) ' +
+          '(version 24.8.1.1)',
       ),
     ),
     { column: 'd', valueClass: 'cannot_parse_input_assertion_failed' },
@@ -44,7 +46,8 @@ test('each destination tells a refusal of the data from a destination that is do
   assert.deepEqual(
     clickhouseRefusal(
       parse(
-        'Code: 469. DB::Exception: Constraint `positive` for table db.t is violated at row 1. Expression: (n > 0). Column values: n = -1. (VIOLATED_CONSTRAINT) (version 24.8.1.1)',
+        'Code: 469. DB::Exception: Constraint `positive` for table db.t is violated at row 1. Expression: (n > 0). ' +
+          'Column values: n = -1. (VIOLATED_CONSTRAINT) (version 24.8.1.1)',
       ),
     ),
     { valueClass: 'violated_constraint' },
@@ -138,61 +141,66 @@ function describeRefusal(r: Refusal): void {
     });
     after(() => f.teardown());
 
-    test('stops only its table (errored, with the column and the fix); the others keep streaming; resync after the fix restores it', async () => {
-      await f.setup();
-      await f.start();
-      await f.waitForConvergence();
-      await r.destinationSetup?.(f);
+    test(
+      'stops only its table (errored, with the column and the fix); the others keep streaming; resync after the ' +
+        'fix restores it',
+      async () => {
+        await f.setup();
+        await f.start();
+        await f.waitForConvergence();
+        await r.destinationSetup?.(f);
 
-      // One transaction: tb's change must arrive although ta's, beside it, is refused.
-      await f.sql(`INSERT INTO ta VALUES (10, ${r.refused}); INSERT INTO tb VALUES (10, 'beside the refused row')`);
-      const status = await f.waitFor(
-        'ta to show errored',
-        async () => {
-          const s = await f.status();
-          return s.tables.ta?.state === 'errored' && s;
-        },
-        60_000,
-      );
-      const error = status.tables.ta!.error!;
-      assert.equal(status.tables.tb!.state, 'streaming');
-      assert.equal(error.attempts, 3);
-      assert.match(error.fix, new RegExp(`then walflow tables retry ${f.config.id} ta$`));
-      assert.match(error.lsn, /^[0-9A-F]+\/[0-9A-F]+$/);
-      assert.ok(!Number.isNaN(Date.parse(error.since)));
-      r.expect(error, f);
-      assert.match(status.lastError ?? '', /table ta stopped at LSN .*the other tables keep streaming; fix: /);
+        // One transaction: tb's change must arrive although ta's, beside it, is refused.
+        await f.sql(`INSERT INTO ta VALUES (10, ${r.refused}); INSERT INTO tb VALUES (10, 'beside the refused row')`);
+        const status = await f.waitFor(
+          'ta to show errored',
+          async () => {
+            const s = await f.status();
+            return s.tables.ta?.state === 'errored' && s;
+          },
+          60_000,
+        );
+        const error = status.tables.ta!.error!;
+        assert.equal(status.tables.tb!.state, 'streaming');
+        assert.equal(error.attempts, 3);
+        assert.match(error.fix, new RegExp(`then walflow tables retry ${f.config.id} ta$`));
+        assert.match(error.lsn, /^[0-9A-F]+\/[0-9A-F]+$/);
+        assert.ok(!Number.isNaN(Date.parse(error.since)));
+        r.expect(error, f);
+        assert.match(status.lastError ?? '', /table ta stopped at LSN .*the other tables keep streaming; fix: /);
 
-      // Later changes: tb's arrive within seconds and the slot moves past ta's unwritten ones; ta's are not written.
-      const started = Date.now();
-      await f.sql(`INSERT INTO tb VALUES (11, 'after'); UPDATE tb SET v = 'updated' WHERE id = 1; DELETE FROM tb WHERE id = 2;
+        // Later changes: tb's arrive within seconds and the slot moves past ta's unwritten ones; ta's are not written.
+        const started = Date.now();
+        await f.sql(`INSERT INTO tb VALUES (11, 'after'); UPDATE tb SET v = 'updated' WHERE id = 1;
+        DELETE FROM tb WHERE id = 2;
         UPDATE ta SET id = id WHERE id = 1; INSERT INTO ta VALUES (11, ${r.refused})`);
-      const target = (await f.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
-      await f.waitForConvergence(60_000, ['tb']);
-      assert.ok(Date.now() - started < 30_000, `tb took ${Date.now() - started} ms to catch up`);
-      await f.waitFor(
-        "the slot to move past the errored table's changes",
-        async () => {
-          const confirmed = await f.slotConfirmedLsn();
-          return confirmed !== null && parseLsn(confirmed) >= parseLsn(target);
-        },
-        30_000,
-      );
-      assert.deepEqual(
-        (await f.compare(['ta'])).counts,
-        { 'public.ta': [5, 3] },
-        "none of ta's changes past the refusal is written",
-      );
-      assert.equal((await f.status()).tables.ta!.state, 'errored');
+        const target = (await f.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+        await f.waitForConvergence(60_000, ['tb']);
+        assert.ok(Date.now() - started < 30_000, `tb took ${Date.now() - started} ms to catch up`);
+        await f.waitFor(
+          "the slot to move past the errored table's changes",
+          async () => {
+            const confirmed = await f.slotConfirmedLsn();
+            return confirmed !== null && parseLsn(confirmed) >= parseLsn(target);
+          },
+          30_000,
+        );
+        assert.deepEqual(
+          (await f.compare(['ta'])).counts,
+          { 'public.ta': [5, 3] },
+          "none of ta's changes past the refusal is written",
+        );
+        assert.equal((await f.status()).tables.ta!.state, 'errored');
 
-      // The way out: fix the rows in the source, resync the table.
-      await f.sql(`UPDATE ta SET ${r.fix} WHERE id IN (10, 11)`);
-      await f.handle.executeUpdate(resyncTablesUpdate, { args: [['ta']] });
-      await f.waitFor('ta to stream again', async () => (await f.status()).tables.ta?.state === 'streaming', 120_000);
-      await f.sql(`INSERT INTO tb VALUES (12, 'after the resync')`);
-      await f.waitForConvergence(120_000);
-      assert.equal((await f.status()).tables.ta!.error, undefined);
-    });
+        // The way out: fix the rows in the source, resync the table.
+        await f.sql(`UPDATE ta SET ${r.fix} WHERE id IN (10, 11)`);
+        await f.handle.executeUpdate(resyncTablesUpdate, { args: [['ta']] });
+        await f.waitFor('ta to stream again', async () => (await f.status()).tables.ta?.state === 'streaming', 120_000);
+        await f.sql(`INSERT INTO tb VALUES (12, 'after the resync')`);
+        await f.waitForConvergence(120_000);
+        assert.equal((await f.status()).tables.ta!.error, undefined);
+      },
+    );
   });
 }
 
@@ -283,72 +291,76 @@ describe('a backfill range ClickHouse refuses', () => {
   });
   after(() => f.teardown());
 
-  test('stops only that table (errored, its copy not retried); the other is copied and streams; a retry after the fix restores it', async () => {
-    await f.setup();
-    await f.start();
-    const failure = await f.waitFor(
-      'the refused range copy to fail',
-      async () => {
-        for await (const wf of f.client.workflow.list({
-          query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'`,
-        })) {
-          for (const e of (await f.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory()).events ?? []) {
-            const failed = e.activityTaskFailedEventAttributes?.failure;
-            if (failed?.applicationFailureInfo?.type === 'DataRefused') return { failed };
+  test(
+    'stops only that table (errored, its copy not retried); the other is copied and streams; a retry after the ' +
+      'fix restores it',
+    async () => {
+      await f.setup();
+      await f.start();
+      const failure = await f.waitFor(
+        'the refused range copy to fail',
+        async () => {
+          for await (const wf of f.client.workflow.list({
+            query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'`,
+          })) {
+            for (const e of (await f.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory()).events ?? []) {
+              const failed = e.activityTaskFailedEventAttributes?.failure;
+              if (failed?.applicationFailureInfo?.type === 'DataRefused') return { failed };
+            }
           }
-        }
-        return undefined;
-      },
-      60_000,
-    );
-    const info = failure.failed.applicationFailureInfo!;
-    assert.equal(info.nonRetryable, true);
-    const details = (info.details?.payloads ?? []).map((p) =>
-      defaultPayloadConverter.fromPayload<DataRefusedDetails>(p),
-    );
-    assert.equal(details.length, 1);
-    const [d] = details;
-    assert.deepEqual([d!.table, d!.column, d!.valueClass], ['ta', 'd', 'infinity']);
-    assert.match(
-      d!.reason,
-      /^destination clickhouse \S+: refused the data of table public\.ta, column d: public\.ta\.d: infinity is outside ClickHouse's date range/,
-    );
-    assert.equal(failure.failed.message, d!.reason);
+          return undefined;
+        },
+        60_000,
+      );
+      const info = failure.failed.applicationFailureInfo!;
+      assert.equal(info.nonRetryable, true);
+      const details = (info.details?.payloads ?? []).map((p) =>
+        defaultPayloadConverter.fromPayload<DataRefusedDetails>(p),
+      );
+      assert.equal(details.length, 1);
+      const [d] = details;
+      assert.deepEqual([d!.table, d!.column, d!.valueClass], ['ta', 'd', 'infinity']);
+      assert.match(
+        d!.reason,
+        /^destination clickhouse \S+: refused the data of table public\.ta, column d: public\.ta\.d: infinity is outside ClickHouse's date range/,
+      );
+      assert.equal(failure.failed.message, d!.reason);
 
-    const status = await f.waitFor(
-      'ta errored, tb streaming',
-      async () => {
-        const s = await f.status();
-        return s.tables.ta?.state === 'errored' && s.tables.tb?.state === 'streaming' && s.phase === 'streaming' && s;
-      },
-      60_000,
-    );
-    const error = status.tables.ta!.error!;
-    assert.equal(error.column, 'd');
-    assert.equal(error.valueClass, 'infinity');
-    assert.match(error.fix, new RegExp(`then walflow tables retry ${f.config.id} ta$`));
-    assert.match(status.lastError ?? '', /table ta stopped at LSN .*refused the data of table public\.ta/);
-    await f.sql(`INSERT INTO tb VALUES (4, 'streamed'); UPDATE ta SET id = id WHERE id = 1`);
-    await f.waitForConvergence(60_000, ['tb']);
-    // Not copied again and again: seconds later still the one copy workflow.
-    await new Promise((r) => setTimeout(r, 5_000));
-    let copies = 0;
-    for await (const _ of f.client.workflow.list({
-      query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'`,
-    }))
-      copies++;
-    assert.equal(copies, 1, 'the refused table is held, not re-copied');
-    assert.equal((await f.status()).tables.ta!.state, 'errored');
+      const status = await f.waitFor(
+        'ta errored, tb streaming',
+        async () => {
+          const s = await f.status();
+          return s.tables.ta?.state === 'errored' && s.tables.tb?.state === 'streaming' && s.phase === 'streaming' && s;
+        },
+        60_000,
+      );
+      const error = status.tables.ta!.error!;
+      assert.equal(error.column, 'd');
+      assert.equal(error.valueClass, 'infinity');
+      assert.match(error.fix, new RegExp(`then walflow tables retry ${f.config.id} ta$`));
+      assert.match(status.lastError ?? '', /table ta stopped at LSN .*refused the data of table public\.ta/);
+      await f.sql(`INSERT INTO tb VALUES (4, 'streamed'); UPDATE ta SET id = id WHERE id = 1`);
+      await f.waitForConvergence(60_000, ['tb']);
+      // Not copied again and again: seconds later still the one copy workflow.
+      await new Promise((r) => setTimeout(r, 5_000));
+      let copies = 0;
+      for await (const _ of f.client.workflow.list({
+        query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'`,
+      }))
+        copies++;
+      assert.equal(copies, 1, 'the refused table is held, not re-copied');
+      assert.equal((await f.status()).tables.ta!.state, 'errored');
 
-    // The way out: fix the row in the source, retry the table with the CLI (not spawnSync: the worker runs here).
-    await f.sql(`UPDATE ta SET d = '2024-06-01' WHERE id = 2`);
-    await assert.rejects(
-      walflow('tables', 'retry', f.config.id, 'tb', '--config', f.configFile),
-      /not errored in pipeline .*: tb/,
-    );
-    const { stdout } = await walflow('tables', 'retry', f.config.id, 'ta', '--config', f.configFile);
-    assert.match(stdout, /retrying table\(s\) ta of /);
-    await f.waitFor('ta to stream again', async () => (await f.status()).tables.ta?.state === 'streaming', 120_000);
-    await f.waitForConvergence(120_000);
-  });
+      // The way out: fix the row in the source, retry the table with the CLI (not spawnSync: the worker runs here).
+      await f.sql(`UPDATE ta SET d = '2024-06-01' WHERE id = 2`);
+      await assert.rejects(
+        walflow('tables', 'retry', f.config.id, 'tb', '--config', f.configFile),
+        /not errored in pipeline .*: tb/,
+      );
+      const { stdout } = await walflow('tables', 'retry', f.config.id, 'ta', '--config', f.configFile);
+      assert.match(stdout, /retrying table\(s\) ta of /);
+      await f.waitFor('ta to stream again', async () => (await f.status()).tables.ta?.state === 'streaming', 120_000);
+      await f.waitForConvergence(120_000);
+    },
+  );
 });

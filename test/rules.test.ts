@@ -1,4 +1,6 @@
-/** Filter and transform rules (lib/rules.ts), pure: config checks, every comparison and transform, filter transitions. */
+/**
+ * Filter and transform rules (lib/rules.ts), pure: config checks, every comparison and transform, filter transitions.
+ */
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -212,69 +214,84 @@ test('filter: int8 and numeric compare exactly as decimals, not as JS floats', (
   assert.deepEqual(kept({ column: 'balance', lt: 'Infinity' }, specials), ['3']);
 });
 
-test('filter: dates and timestamps in time order (fractions, BC, infinity), text by code point, contains, is_null, booleans', () => {
-  const rows = [
-    { id: '1', seen: '2024-06-30 21:59:59+00', born: '2000-02-29', name: 'zoë', active: true, email: 'a@example.com' },
-    { id: '2', seen: '2024-06-30 21:59:59.5+00', born: '0044-03-15 BC', name: 'zoe', active: false, email: null },
-    { id: '3', seen: 'infinity', born: '10000-01-01', name: '😀', active: null, email: 'b@test.org' },
-  ];
-  assert.deepEqual(kept({ column: 'seen', gt: '2024-06-30 21:59:59+00' }, rows), ['2', '3']);
-  assert.deepEqual(kept({ column: 'seen', eq: '2024-06-30 21:59:59.500000+00' }, rows), ['2']);
-  assert.deepEqual(kept({ column: 'seen', lt: '2024-06-30 21:59:59.000001+00' }, rows), ['1']);
-  assert.deepEqual(kept({ column: 'born', lt: '0001-01-01' }, rows), ['2']);
-  assert.deepEqual(kept({ column: 'born', gt: '9999-12-31' }, rows), ['3']);
-  assert.deepEqual(
-    kept({ column: 'name', gt: 'zoe' }, rows),
-    ['1', '3'],
-    'ë (U+00EB) and 😀 sort after e by code point',
-  );
-  assert.deepEqual(kept({ column: 'email', contains: '@example.' }, rows), ['1']);
-  assert.deepEqual(kept({ column: 'email', is_null: true }, rows), ['2']);
-  assert.deepEqual(kept({ column: 'email', is_null: false }, rows), ['1', '3']);
-  assert.deepEqual(kept({ column: 'active', eq: false }, rows), ['2']);
-  assert.deepEqual(
-    kept({ column: 'doc', contains: '"vip"' }, [
-      { id: '1', doc: '{"tier": "vip"}' },
-      { id: '2', doc: '{}' },
-    ]),
-    ['1'],
-  );
-});
+test(
+  'filter: dates and timestamps in time order (fractions, BC, infinity), text by code point, contains, is_null, ' +
+    'booleans',
+  () => {
+    const rows = [
+      {
+        id: '1',
+        seen: '2024-06-30 21:59:59+00',
+        born: '2000-02-29',
+        name: 'zoë',
+        active: true,
+        email: 'a@example.com',
+      },
+      { id: '2', seen: '2024-06-30 21:59:59.5+00', born: '0044-03-15 BC', name: 'zoe', active: false, email: null },
+      { id: '3', seen: 'infinity', born: '10000-01-01', name: '😀', active: null, email: 'b@test.org' },
+    ];
+    assert.deepEqual(kept({ column: 'seen', gt: '2024-06-30 21:59:59+00' }, rows), ['2', '3']);
+    assert.deepEqual(kept({ column: 'seen', eq: '2024-06-30 21:59:59.500000+00' }, rows), ['2']);
+    assert.deepEqual(kept({ column: 'seen', lt: '2024-06-30 21:59:59.000001+00' }, rows), ['1']);
+    assert.deepEqual(kept({ column: 'born', lt: '0001-01-01' }, rows), ['2']);
+    assert.deepEqual(kept({ column: 'born', gt: '9999-12-31' }, rows), ['3']);
+    assert.deepEqual(
+      kept({ column: 'name', gt: 'zoe' }, rows),
+      ['1', '3'],
+      'ë (U+00EB) and 😀 sort after e by code point',
+    );
+    assert.deepEqual(kept({ column: 'email', contains: '@example.' }, rows), ['1']);
+    assert.deepEqual(kept({ column: 'email', is_null: true }, rows), ['2']);
+    assert.deepEqual(kept({ column: 'email', is_null: false }, rows), ['1', '3']);
+    assert.deepEqual(kept({ column: 'active', eq: false }, rows), ['2']);
+    assert.deepEqual(
+      kept({ column: 'doc', contains: '"vip"' }, [
+        { id: '1', doc: '{"tier": "vip"}' },
+        { id: '2', doc: '{}' },
+      ]),
+      ['1'],
+    );
+  },
+);
 
-test('filter: enums in declared order, char(n) without padding, citext without case; text-held types like money only for equality', () => {
-  const schema: TableSchema = {
-    ...people,
-    columns: [
-      people.columns[0]!,
-      col('lvl', 'text', 'level', { enumLabels: ['low', 'mid', 'high'] }),
-      col('code', 'text', 'character(4)'),
-      col('nick', 'text', 'citext'),
-      col('price', 'text', 'money'),
-    ],
-  };
-  const keep = (where: unknown, rows: Row[]) =>
-    rows.filter((r) => bind({ filter: { where } }, schema).apply(insert(r)).length === 1).map((r) => r.id);
-  const rows = [
-    { id: '1', lvl: 'high', code: 'ab  ', nick: 'Ann', price: '$10.00' },
-    { id: '2', lvl: 'low', code: 'b   ', nick: 'bob', price: '$9.00' },
-  ];
-  assert.deepEqual(
-    keep({ column: 'lvl', gt: 'mid' }, rows),
-    ['1'],
-    'high > mid in the enum, though "high" < "mid" as text',
-  );
-  assert.deepEqual(keep({ column: 'code', eq: 'ab' }, rows), ['1']);
-  assert.deepEqual(keep({ column: 'nick', eq: 'ANN' }, rows), ['1']);
-  assert.deepEqual(keep({ column: 'price', eq: '$9.00' }, rows), ['2']);
-  assert.throws(
-    () => bind({ filter: { where: { column: 'price', gt: '$9.00' } } }, schema),
-    /column "price" \(money\): gt needs an ordered type/,
-  );
-  assert.throws(
-    () => bind({ filter: { where: { column: 'lvl', eq: 'medium' } } }, schema),
-    /"medium" is not a label of the enum \(low, mid, high\)/,
-  );
-});
+test(
+  'filter: enums in declared order, char(n) without padding, citext without case; text-held types like money ' +
+    'only for equality',
+  () => {
+    const schema: TableSchema = {
+      ...people,
+      columns: [
+        people.columns[0]!,
+        col('lvl', 'text', 'level', { enumLabels: ['low', 'mid', 'high'] }),
+        col('code', 'text', 'character(4)'),
+        col('nick', 'text', 'citext'),
+        col('price', 'text', 'money'),
+      ],
+    };
+    const keep = (where: unknown, rows: Row[]) =>
+      rows.filter((r) => bind({ filter: { where } }, schema).apply(insert(r)).length === 1).map((r) => r.id);
+    const rows = [
+      { id: '1', lvl: 'high', code: 'ab  ', nick: 'Ann', price: '$10.00' },
+      { id: '2', lvl: 'low', code: 'b   ', nick: 'bob', price: '$9.00' },
+    ];
+    assert.deepEqual(
+      keep({ column: 'lvl', gt: 'mid' }, rows),
+      ['1'],
+      'high > mid in the enum, though "high" < "mid" as text',
+    );
+    assert.deepEqual(keep({ column: 'code', eq: 'ab' }, rows), ['1']);
+    assert.deepEqual(keep({ column: 'nick', eq: 'ANN' }, rows), ['1']);
+    assert.deepEqual(keep({ column: 'price', eq: '$9.00' }, rows), ['2']);
+    assert.throws(
+      () => bind({ filter: { where: { column: 'price', gt: '$9.00' } } }, schema),
+      /column "price" \(money\): gt needs an ordered type/,
+    );
+    assert.throws(
+      () => bind({ filter: { where: { column: 'lvl', eq: 'medium' } } }, schema),
+      /"medium" is not a label of the enum \(low, mid, high\)/,
+    );
+  },
+);
 
 test('filter: all, any and not combine', () => {
   const rows = [
@@ -536,7 +553,8 @@ test('a stream destination behind the rules (stdout, in-process) never sees a ma
   await assert.rejects(
     new RuledDestination(new StdoutDestination(undefined, out), typo).prepare([people]),
     (e: Error) => e.name === ErrorType.Config && /rule filter\.where: column "agee"/.test(e.message),
-    'preparing the tables (stream, backfill) checks the rules against the source schema, as a ConfigError that stops the pipeline',
+    'preparing the tables (stream, backfill) checks the rules against the source schema, as a ConfigError that ' +
+      'stops the pipeline',
   );
   const other = { ...people, name: 'other' };
   await new RuledDestination(new StdoutDestination(undefined, out), rules).apply([
@@ -557,53 +575,63 @@ test('a stream destination behind the rules (stdout, in-process) never sees a ma
   );
 });
 
-test('the file destination (real JSON Lines files) behind the rules: envelopes filtered, masked, renamed; a leaving update is a delete', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'walflow-rules-file-'));
-  const rules = compileRules(
-    pipeline({
-      people: {
-        filter: { where: { column: 'age', gte: 18 } },
-        transform: [{ column: 'email', mask: { keepLast: 4 } }],
-        rename: { table: 'adults', columns: { email: 'contact' } },
+test(
+  'the file destination (real JSON Lines files) behind the rules: envelopes filtered, masked, renamed; a leaving ' +
+    'update is a delete',
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'walflow-rules-file-'));
+    const rules = compileRules(
+      pipeline({
+        people: {
+          filter: { where: { column: 'age', gte: 18 } },
+          transform: [{ column: 'email', mask: { keepLast: 4 } }],
+          rename: { table: 'adults', columns: { email: 'contact' } },
+        },
+      }),
+      () => '',
+    );
+    const dest = new RuledDestination(
+      new FileDestination(
+        { dir, split: 'pipeline', maxBytes: 1 << 20, maxAgeMs: 60_000, gzip: false },
+        new Envelopes('shop'),
+      ),
+      rules,
+    );
+    await dest.prepare([people]);
+    const tx = { xid: 7, commitTime: '2026-01-01T00:00:00.000000Z' };
+    await dest.apply([
+      {
+        kind: 'insert',
+        table,
+        version: 1n << 32n,
+        row: { id: '1', email: 'jane@example.com', age: 30 },
+        snapshot: true,
       },
-    }),
-    () => '',
-  );
-  const dest = new RuledDestination(
-    new FileDestination(
-      { dir, split: 'pipeline', maxBytes: 1 << 20, maxAgeMs: 60_000, gzip: false },
-      new Envelopes('shop'),
-    ),
-    rules,
-  );
-  await dest.prepare([people]);
-  const tx = { xid: 7, commitTime: '2026-01-01T00:00:00.000000Z' };
-  await dest.apply([
-    { kind: 'insert', table, version: 1n << 32n, row: { id: '1', email: 'jane@example.com', age: 30 }, snapshot: true },
-    { kind: 'insert', table, version: 1n << 32n, row: { id: '2', email: 'kid@example.com', age: 9 }, snapshot: true },
-    {
-      kind: 'update',
-      table,
-      version: (2n << 32n) | 1n,
-      tx,
-      row: { id: '1', email: 'jane@example.com', age: 17 },
-      unchanged: [],
-    },
-  ]);
-  await dest.close();
-  const text = readdirSync(dir)
-    .map((f) => readFileSync(join(dir, f), 'utf8'))
-    .join('');
-  const envelopes = text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { op: string; table: { name: string }; key: Row; row: Row | null });
-  assert.deepEqual(
-    envelopes.map((e) => [e.op, e.table.name, e.key, e.row]),
-    [
-      ['read', 'adults', { id: '1' }, { id: '1', contact: '************.com', age: 30 }],
-      ['delete', 'adults', { id: '1' }, null],
-    ],
-  );
-  assert.ok(!text.includes('example'), 'no clear e-mail in the files');
-});
+      { kind: 'insert', table, version: 1n << 32n, row: { id: '2', email: 'kid@example.com', age: 9 }, snapshot: true },
+      {
+        kind: 'update',
+        table,
+        version: (2n << 32n) | 1n,
+        tx,
+        row: { id: '1', email: 'jane@example.com', age: 17 },
+        unchanged: [],
+      },
+    ]);
+    await dest.close();
+    const text = readdirSync(dir)
+      .map((f) => readFileSync(join(dir, f), 'utf8'))
+      .join('');
+    const envelopes = text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { op: string; table: { name: string }; key: Row; row: Row | null });
+    assert.deepEqual(
+      envelopes.map((e) => [e.op, e.table.name, e.key, e.row]),
+      [
+        ['read', 'adults', { id: '1' }, { id: '1', contact: '************.com', age: 30 }],
+        ['delete', 'adults', { id: '1' }, null],
+      ],
+    );
+    assert.ok(!text.includes('example'), 'no clear e-mail in the files');
+  },
+);

@@ -97,73 +97,77 @@ test('narrowing stops the table naming column, old and new type', () => {
   ]);
 });
 
-test('RENAME COLUMN is told by attnum; an unconfirmable one stops; ADD COLUMN with a default stops for a re-copy; DROP keeps the column; an unpublished generated column stays', () => {
-  const renamed = rel(dest).map((c) => (c.name === 'n' ? { ...c, name: 'm' } : c));
-  const catalog = table(dest.columns.map((c) => (c.name === 'n' ? { ...c, name: 'm' } : c)));
-  const v = compareShape(dest, renamed, catalog, all);
-  assert.deepEqual(v.kind === 'ok' && [v.change?.renamed, v.names], [
-    [{ from: 'n', to: 'm' }],
-    ['id', 'm', 'amount', 'note'],
-  ]);
-  // The catalog renamed it again since: cannot tell.
-  assert.equal(
-    compareShape(dest, renamed, table(dest.columns.map((c) => (c.name === 'n' ? { ...c, name: 'k' } : c))), all).kind,
-    'stop',
-  );
-  assert.equal(compareShape(dest, renamed, catalog, none).kind, 'stop');
+test(
+  'RENAME COLUMN is told by attnum; an unconfirmable one stops; ADD COLUMN with a default stops for a re-copy; ' +
+    'DROP keeps the column; an unpublished generated column stays',
+  () => {
+    const renamed = rel(dest).map((c) => (c.name === 'n' ? { ...c, name: 'm' } : c));
+    const catalog = table(dest.columns.map((c) => (c.name === 'n' ? { ...c, name: 'm' } : c)));
+    const v = compareShape(dest, renamed, catalog, all);
+    assert.deepEqual(v.kind === 'ok' && [v.change?.renamed, v.names], [
+      [{ from: 'n', to: 'm' }],
+      ['id', 'm', 'amount', 'note'],
+    ]);
+    // The catalog renamed it again since: cannot tell.
+    assert.equal(
+      compareShape(dest, renamed, table(dest.columns.map((c) => (c.name === 'n' ? { ...c, name: 'k' } : c))), all).kind,
+      'stop',
+    );
+    assert.equal(compareShape(dest, renamed, catalog, none).kind, 'stop');
 
-  const extra = col('extra', 5, 23, -1, 'integer');
-  const added = compareShape(
-    dest,
-    [...rel(dest), { name: 'extra', typeOid: 23, typeMod: -1 }],
-    table([...dest.columns, extra]),
-    none,
-  );
-  assert.deepEqual(added.kind === 'ok' && added.change?.added.map((c) => c.name), ['extra']);
-  const defaulted = compareShape(
-    dest,
-    [...rel(dest), { name: 'extra', typeOid: 23, typeMod: -1 }],
-    table([...dest.columns, { ...extra, hasDefault: true }]),
-    all,
-  );
-  assert.match(defaulted.kind === 'stop' ? defaulted.problem.reason : '', /added with a default/);
-  assert.equal(
-    defaulted.kind === 'stop' && defaulted.problem.recopy,
-    true,
-    'a re-copy cures it: walflow does it itself',
-  );
+    const extra = col('extra', 5, 23, -1, 'integer');
+    const added = compareShape(
+      dest,
+      [...rel(dest), { name: 'extra', typeOid: 23, typeMod: -1 }],
+      table([...dest.columns, extra]),
+      none,
+    );
+    assert.deepEqual(added.kind === 'ok' && added.change?.added.map((c) => c.name), ['extra']);
+    const defaulted = compareShape(
+      dest,
+      [...rel(dest), { name: 'extra', typeOid: 23, typeMod: -1 }],
+      table([...dest.columns, { ...extra, hasDefault: true }]),
+      all,
+    );
+    assert.match(defaulted.kind === 'stop' ? defaulted.problem.reason : '', /added with a default/);
+    assert.equal(
+      defaulted.kind === 'stop' && defaulted.problem.recopy,
+      true,
+      'a re-copy cures it: walflow does it itself',
+    );
 
-  const dropped = compareShape(
-    dest,
-    rel(dest).filter((c) => c.name !== 'note'),
-    table(dest.columns.filter((c) => c.name !== 'note')),
-    none,
-  );
-  assert.ok(dropped.kind === 'ok');
-  assert.deepEqual(dropped.change?.dropped, ['note']);
-  assert.equal(dropped.schema.columns.find((c) => c.name === 'note')?.dropped, true);
-  assert.ok(
-    !Object.hasOwn(compareShape(dropped.schema, rel(dropped.schema), undefined, none), 'change'),
-    'a kept dropped column is no change',
-  );
-  // Added again under the same name: the destination still has the old values.
-  assert.equal(compareShape(dropped.schema, rel(dest), table(dest.columns), all).kind, 'stop');
-  // A generated column missing from the relation (not published) is not a drop: it stays, to be read by key.
-  const generated = table(dest.columns.map((c) => (c.name === 'note' ? { ...c, generated: true } : c)));
-  const unpublished = compareShape(
-    dest,
-    rel(dest).filter((c) => c.name !== 'note'),
-    generated,
-    all,
-  );
-  assert.equal(unpublished.kind, 'ok');
-  assert.ok(unpublished.kind === 'ok' && !unpublished.change, 'no schema change');
-  assert.ok(
-    unpublished.kind === 'ok' && unpublished.schema.columns.some((c) => c.name === 'note' && !c.dropped),
-    'the column stays',
-  );
-  assert.ok(
-    unpublished.kind === 'ok' && !unpublished.names.includes('note'),
-    'and is not among the columns the relation sends',
-  );
-});
+    const dropped = compareShape(
+      dest,
+      rel(dest).filter((c) => c.name !== 'note'),
+      table(dest.columns.filter((c) => c.name !== 'note')),
+      none,
+    );
+    assert.ok(dropped.kind === 'ok');
+    assert.deepEqual(dropped.change?.dropped, ['note']);
+    assert.equal(dropped.schema.columns.find((c) => c.name === 'note')?.dropped, true);
+    assert.ok(
+      !Object.hasOwn(compareShape(dropped.schema, rel(dropped.schema), undefined, none), 'change'),
+      'a kept dropped column is no change',
+    );
+    // Added again under the same name: the destination still has the old values.
+    assert.equal(compareShape(dropped.schema, rel(dest), table(dest.columns), all).kind, 'stop');
+    // A generated column missing from the relation (not published) is not a drop: it stays, to be read by key.
+    const generated = table(dest.columns.map((c) => (c.name === 'note' ? { ...c, generated: true } : c)));
+    const unpublished = compareShape(
+      dest,
+      rel(dest).filter((c) => c.name !== 'note'),
+      generated,
+      all,
+    );
+    assert.equal(unpublished.kind, 'ok');
+    assert.ok(unpublished.kind === 'ok' && !unpublished.change, 'no schema change');
+    assert.ok(
+      unpublished.kind === 'ok' && unpublished.schema.columns.some((c) => c.name === 'note' && !c.dropped),
+      'the column stays',
+    );
+    assert.ok(
+      unpublished.kind === 'ok' && !unpublished.names.includes('note'),
+      'and is not among the columns the relation sends',
+    );
+  },
+);

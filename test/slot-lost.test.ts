@@ -8,11 +8,14 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { PipelineFixture } from './support/pipeline.ts';
 
-/** Pauses the pipeline, changes the source, and pushes WAL past a 1 MB max_slot_wal_keep_size until the slot is lost. */
+/**
+ * Pauses the pipeline, changes the source, and pushes WAL past a 1 MB max_slot_wal_keep_size until the slot is lost.
+ */
 async function loseSlot(f: PipelineFixture): Promise<void> {
   await f.handle.signal('pause');
   await f.waitFor('paused', async () => (await f.status()).phase === 'paused');
-  await f.sql(`UPDATE items SET note = 'changed in lost WAL' WHERE id <= 50; DELETE FROM items WHERE id BETWEEN 51 AND 100;
+  await f.sql(`UPDATE items SET note = 'changed in lost WAL' WHERE id <= 50;
+    DELETE FROM items WHERE id BETWEEN 51 AND 100;
     CREATE TABLE IF NOT EXISTS filler (v text)`);
   try {
     await f.adminSql(`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`);

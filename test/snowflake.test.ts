@@ -59,7 +59,8 @@ test('the emulator answers the unchanged driver: login, DDL, array binding, type
     });
   try {
     await run(
-      'CREATE OR REPLACE TABLE t (id NUMBER(38,0), n NUMBER(12,4), b BOOLEAN, d DATE, ts TIMESTAMP_NTZ(6), v VARIANT, bin BINARY, s VARCHAR)',
+      'CREATE OR REPLACE TABLE t (id NUMBER(38,0), n NUMBER(12,4), b BOOLEAN, d DATE, ts TIMESTAMP_NTZ(6), v ' +
+        'VARIANT, bin BINARY, s VARCHAR)',
     );
     await run(
       `INSERT INTO t (id, n, b, d, ts, v, bin, s) SELECT ?, ?, ?, ?, ?, PARSE_JSON(?), TO_BINARY(?, 'HEX'), ?`,
@@ -112,7 +113,8 @@ test('key-pair authentication: the private key comes from a secret reference and
   delete base.password;
   const config = DestinationConfig.parse({ ...base, privateKey: 'env:WALFLOW_TEST_SNOWFLAKE_KEY' });
   assert.ok(!JSON.stringify(config).includes('PRIVATE KEY'), 'the config carries a reference, not the key');
-  // The emulator accepts any signed login; a real account must know the public key, so there this checks the refusal is clear.
+  // The emulator accepts any signed login; a real account must know the public key, so there this checks the refusal is
+  // clear.
   const dest = await createDestination(config, { pipeline: 'test' });
   if (process.env.SNOWFLAKE_ACCOUNT) await assert.rejects(dest.prepare([]), /cannot log in to Snowflake account/);
   else await dest.prepare([]);

@@ -26,7 +26,8 @@ before(async () => {
   await sql.query(
     'CREATE TABLE items (id int PRIMARY KEY, note text); CREATE PUBLICATION walflow_items FOR TABLE items',
   );
-  await sql.query("SELECT pg_create_logical_replication_slot('walflow_unit', 'pgoutput')"); // not in the same transaction as writes
+  // not in the same transaction as writes
+  await sql.query("SELECT pg_create_logical_replication_slot('walflow_unit', 'pgoutput')");
 });
 after(async () => {
   await sql.end();

@@ -220,39 +220,43 @@ test('stdout keeps its legacy line by default', async () => {
   });
 });
 
-test('nats: the stream is created with its settings; a batch sent twice is stored once; a name that cannot be a subject is a config error', async () => {
-  const servers = requireEnv('WALFLOW_NATS_URL');
-  const name = `walflow-test-unit-${Date.now().toString(36)}`;
-  const nats = await destination({
-    type: 'nats',
-    servers,
-    stream: { name, duplicateWindowSeconds: 300, maxAgeSeconds: 86400 },
-  });
-  const nc = await connect({ servers });
-  try {
-    await nats.prepare([schema]);
-    const batch = changes(0x50, 10);
-    await nats.apply(batch);
-    await nats.apply(batch); // a retry after a crash
-    const jsm = await jetstreamManager(nc);
-    const info = await jsm.streams.info(name);
-    assert.deepEqual(info.config.subjects, ['walflow.shop.*.*']);
-    assert.equal(info.config.duplicate_window, 300 * 1e9);
-    assert.equal(info.config.max_age, 86400 * 1e9);
-    assert.equal(info.state.messages, 10, 'JetStream de-duplicated the re-sent batch by Nats-Msg-Id');
-    const msg = await jsm.streams.getMessage(name, { seq: 1 });
-    assert.equal(msg!.subject, 'walflow.shop.public.items');
-    assert.equal(msg!.header.get('Nats-Msg-Id'), `shop:${makeVersion(0x50n, 1)}`);
-    await assert.rejects(
-      nats.prepare([{ ...schema, name: 'odd.name' }]),
-      /table public\.odd\.name: the table name "odd\.name" cannot be part of a NATS subject/,
-    );
-    await jsm.streams.delete(name);
-  } finally {
-    await nats.close();
-    await nc.close();
-  }
-});
+test(
+  'nats: the stream is created with its settings; a batch sent twice is stored once; a name that cannot be a ' +
+    'subject is a config error',
+  async () => {
+    const servers = requireEnv('WALFLOW_NATS_URL');
+    const name = `walflow-test-unit-${Date.now().toString(36)}`;
+    const nats = await destination({
+      type: 'nats',
+      servers,
+      stream: { name, duplicateWindowSeconds: 300, maxAgeSeconds: 86400 },
+    });
+    const nc = await connect({ servers });
+    try {
+      await nats.prepare([schema]);
+      const batch = changes(0x50, 10);
+      await nats.apply(batch);
+      await nats.apply(batch); // a retry after a crash
+      const jsm = await jetstreamManager(nc);
+      const info = await jsm.streams.info(name);
+      assert.deepEqual(info.config.subjects, ['walflow.shop.*.*']);
+      assert.equal(info.config.duplicate_window, 300 * 1e9);
+      assert.equal(info.config.max_age, 86400 * 1e9);
+      assert.equal(info.state.messages, 10, 'JetStream de-duplicated the re-sent batch by Nats-Msg-Id');
+      const msg = await jsm.streams.getMessage(name, { seq: 1 });
+      assert.equal(msg!.subject, 'walflow.shop.public.items');
+      assert.equal(msg!.header.get('Nats-Msg-Id'), `shop:${makeVersion(0x50n, 1)}`);
+      await assert.rejects(
+        nats.prepare([{ ...schema, name: 'odd.name' }]),
+        /table public\.odd\.name: the table name "odd\.name" cannot be part of a NATS subject/,
+      );
+      await jsm.streams.delete(name);
+    } finally {
+      await nats.close();
+      await nc.close();
+    }
+  },
+);
 
 test('stdout with format envelope: the worker prints one envelope per change on stdout and nothing else there', async () => {
   let out = '';
@@ -265,7 +269,9 @@ test('stdout with format envelope: the worker prints one envelope per change on 
     name: 'stdoutenv',
     tables: ['items'],
     workerProcess: true,
-    setup: `CREATE TABLE items (id int8 PRIMARY KEY, name text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 50) g;`,
+    setup:
+      `CREATE TABLE items (id int8 PRIMARY KEY, name text); INSERT INTO items SELECT g, 'item ' || g FROM ` +
+      `generate_series(1, 50) g;`,
     consumer: {
       destination: { type: 'stdout', format: 'envelope' },
       tables: async (schemas) => materialize(envelopes(), schemas),
@@ -295,62 +301,66 @@ test('stdout with format envelope: the worker prints one envelope per change on 
   }
 });
 
-test("the consumers' oracle can fail: newest version per key, key changes, truncates; files out of LSN order are reported", async () => {
-  const env = (
-    version: number,
-    op: ChangeEnvelope['op'],
-    key: JsonRow | null,
-    row: JsonRow | null,
-    old: JsonRow | null = null,
-  ) => ({
-    ...toEnvelope('p', { kind: 'truncate', table, version: BigInt(version) }),
-    op,
-    key,
-    row,
-    old,
-    version: String(version),
-    id: `p:${version}`,
-  });
-  const tables = materialize(
-    [
-      env(5, 'read', { id: '1' }, { id: '1', name: 'copied' }),
-      env(3, 'insert', { id: '1' }, { id: '1', name: 'older than the copy' }),
-      env(6, 'update', { id: '9' }, { id: '9', name: 'moved' }, { id: '1' }),
-      env(7, 'insert', { id: '2' }, { id: '2', name: 'gone by the truncate' }),
-      env(8, 'truncate', null, null),
-      env(4, 'insert', { id: '3' }, { id: '3', name: 'older than the truncate' }),
-      env(9, 'insert', { id: '4' }, { id: '4', name: 'kept' }),
-    ],
-    [schema],
-  );
-  assert.deepEqual([...tables.get('public.items')!.values()], [{ id: '4', name: 'kept' }]);
-  const before = materialize(
-    [
-      env(5, 'read', { id: '1' }, { id: '1', name: 'copied' }),
-      env(6, 'update', { id: '9' }, { id: '9', name: 'moved' }, { id: '1' }),
-    ],
-    [schema],
-  );
-  assert.deepEqual(
-    [...before.get('public.items')!.values()],
-    [{ id: '9', name: 'moved' }],
-    'a key change removes the old key',
-  );
+test(
+  "the consumers' oracle can fail: newest version per key, key changes, truncates; files out of LSN order are " +
+    'reported',
+  async () => {
+    const env = (
+      version: number,
+      op: ChangeEnvelope['op'],
+      key: JsonRow | null,
+      row: JsonRow | null,
+      old: JsonRow | null = null,
+    ) => ({
+      ...toEnvelope('p', { kind: 'truncate', table, version: BigInt(version) }),
+      op,
+      key,
+      row,
+      old,
+      version: String(version),
+      id: `p:${version}`,
+    });
+    const tables = materialize(
+      [
+        env(5, 'read', { id: '1' }, { id: '1', name: 'copied' }),
+        env(3, 'insert', { id: '1' }, { id: '1', name: 'older than the copy' }),
+        env(6, 'update', { id: '9' }, { id: '9', name: 'moved' }, { id: '1' }),
+        env(7, 'insert', { id: '2' }, { id: '2', name: 'gone by the truncate' }),
+        env(8, 'truncate', null, null),
+        env(4, 'insert', { id: '3' }, { id: '3', name: 'older than the truncate' }),
+        env(9, 'insert', { id: '4' }, { id: '4', name: 'kept' }),
+      ],
+      [schema],
+    );
+    assert.deepEqual([...tables.get('public.items')!.values()], [{ id: '4', name: 'kept' }]);
+    const before = materialize(
+      [
+        env(5, 'read', { id: '1' }, { id: '1', name: 'copied' }),
+        env(6, 'update', { id: '9' }, { id: '9', name: 'moved' }, { id: '1' }),
+      ],
+      [schema],
+    );
+    assert.deepEqual(
+      [...before.get('public.items')!.values()],
+      [{ id: '9', name: 'moved' }],
+      'a key change removes the old key',
+    );
 
-  const dir = join(tmp, 'order');
-  mkdirSync(join(dir, 'p'), { recursive: true });
-  const lines = (...versions: number[]) =>
-    versions.map((v) => JSON.stringify(env(v, 'insert', { id: String(v) }, { id: String(v) }))).join('\n');
-  writeFileSync(join(dir, 'p', 'a.jsonl'), `${lines(1, 2, 5)}\n{"torn`);
-  writeFileSync(join(dir, 'p', 'b.jsonl'), `${lines(3, 4, 6)}\n`);
-  writeFileSync(join(dir, 'p', 'c.jsonl'), `${lines(7)}\n`);
-  const problems = await fileConsumer(dir, () => 'p', { maxBytes: 1 }).problems();
-  assert.deepEqual(
-    problems,
-    ['b.jsonl: p:3 comes after version 5'],
-    'a torn last line is skipped, an order break is not',
-  );
-});
+    const dir = join(tmp, 'order');
+    mkdirSync(join(dir, 'p'), { recursive: true });
+    const lines = (...versions: number[]) =>
+      versions.map((v) => JSON.stringify(env(v, 'insert', { id: String(v) }, { id: String(v) }))).join('\n');
+    writeFileSync(join(dir, 'p', 'a.jsonl'), `${lines(1, 2, 5)}\n{"torn`);
+    writeFileSync(join(dir, 'p', 'b.jsonl'), `${lines(3, 4, 6)}\n`);
+    writeFileSync(join(dir, 'p', 'c.jsonl'), `${lines(7)}\n`);
+    const problems = await fileConsumer(dir, () => 'p', { maxBytes: 1 }).problems();
+    assert.deepEqual(
+      problems,
+      ['b.jsonl: p:3 comes after version 5'],
+      'a torn last line is skipped, an order break is not',
+    );
+  },
+);
 
 test('walflow verify on a stream destination says it does not apply, and exits 0', () => {
   const file = join(tmp, 'walflow.yaml');

@@ -42,7 +42,9 @@ export class WalflowMetrics {
   });
   private readonly lagSeconds = new Gauge({
     name: 'walflow_lag_seconds',
-    help: 'Seconds since the commit of the newest change written, while the slot is behind the server (0 when caught up)',
+    help:
+      'Seconds since the commit of the newest change written, while the slot is behind the server (0 when ' +
+      'caught up)',
     labelNames: ['pipeline'],
     registers: [this.registry],
   });

@@ -96,8 +96,10 @@ function toClickHouse(c: ColumnSchema, v: Value, at: ValueAt): unknown {
     if (v.length && dims !== c.arrayDims) {
       throw new ClickHouseValueError(
         at,
-        `a ${dims}-dimensional array does not fit ${clickhouseType(c, false)}, made for the ${c.arrayDims} dimension(s) the column declares: ` +
-          `declare its dimensions in the source (e.g. ${c.type.replace(/(\[\])+$/, '')}${'[]'.repeat(dims)}) and recreate the ClickHouse table`,
+        `a ${dims}-dimensional array does not fit ${clickhouseType(c, false)}, made for the ${c.arrayDims} ` +
+          `dimension(s) the column declares: ` +
+          `declare its dimensions in the source (e.g. ${c.type.replace(/(\[\])+$/, '')}${'[]'.repeat(dims)}) and ` +
+          `recreate the ClickHouse table`,
         `${dims}-dimensional array`,
       );
     }
@@ -250,7 +252,8 @@ export class ClickHouseDestination implements Destination {
         query: `CREATE TABLE IF NOT EXISTS ${this.target(t)} (${cols.join(', ')},
         ${id(VERSION_COLUMN)} UInt128, ${id(DELETED_COLUMN)} UInt8 DEFAULT 0,
         ${id(SYNCED_AT_COLUMN)} DateTime64(6, 'UTC') DEFAULT now64(6))
-        ENGINE = ReplacingMergeTree(${id(VERSION_COLUMN)}, ${id(DELETED_COLUMN)}) ORDER BY (${t.key.map(id).join(', ')})`,
+        ENGINE = ReplacingMergeTree(${id(VERSION_COLUMN)}, ${id(DELETED_COLUMN)}) ORDER BY
+          (${t.key.map(id).join(', ')})`,
       });
       for (const c of t.columns) {
         await this.client.command({
@@ -260,7 +263,8 @@ export class ClickHouseDestination implements Destination {
       if (this.opts.views) {
         await this.client.command({
           query: `CREATE OR REPLACE VIEW ${id(this.opts.database)}.${id(liveViewName(t))} AS
-          SELECT ${t.columns.map((c) => id(c.name)).join(', ')} FROM ${this.target(t)} FINAL WHERE ${id(DELETED_COLUMN)} = 0`,
+          SELECT ${t.columns.map((c) => id(c.name)).join(', ')} FROM ${this.target(t)} FINAL
+            WHERE ${id(DELETED_COLUMN)} = 0`,
         });
       }
       this.tables.add(t);
@@ -280,7 +284,9 @@ export class ClickHouseDestination implements Destination {
     );
   }
 
-  /** Integer and float widths, and Decimal precision/scale, change in place; key columns never (they order the table). */
+  /**
+   * Integer and float widths, and Decimal precision/scale, change in place; key columns never (they order the table).
+   */
   canRetype(from: ColumnSchema, to: ColumnSchema, key: boolean): boolean {
     const [a, b] = [clickhouseType(from, false), clickhouseType(to, false)];
     if (a === b) return true;
@@ -357,7 +363,8 @@ export class ClickHouseDestination implements Destination {
 
   async applyCopyText(table: TableSchema, version: Version, text: Buffer): Promise<void> {
     this.tables.get(table); // refuses a table that was not prepared
-    if (version < ((await this.loadWatermarks()).get(tableKey(table)) ?? -1n)) return; // a truncate came after the snapshot
+    // a truncate came after the snapshot
+    if (version < ((await this.loadWatermarks()).get(tableKey(table)) ?? -1n)) return;
     let convert = this.tsv.get(tableKey(table));
     if (!convert) this.tsv.set(tableKey(table), (convert = copyTextToTsv(table, SCALAR.decimal)));
     await refusing(table, clickhouseRefusal, () =>
@@ -396,14 +403,17 @@ export class ClickHouseDestination implements Destination {
     const keys = table.key.map(id).join(', ');
     await this.client.command({
       query: `INSERT INTO ${this.target(table)} (${keys}, ${id(VERSION_COLUMN)}, ${id(DELETED_COLUMN)})
-        SELECT ${keys}, {v:UInt128}, 1 FROM ${this.target(table)} FINAL WHERE ${id(VERSION_COLUMN)} < {v:UInt128} AND ${id(DELETED_COLUMN)} = 0`,
+        SELECT ${keys}, {v:UInt128}, 1 FROM ${this.target(table)} FINAL WHERE ${id(VERSION_COLUMN)} < {v:UInt128}
+          AND ${id(DELETED_COLUMN)} = 0`,
       query_params: { v: before.toString() },
     });
   }
 
   async *readLive(table: TableSchema): AsyncIterable<Row> {
     const rs = await this.client.query({
-      query: `SELECT ${table.columns.map((c) => id(c.name)).join(', ')} FROM ${this.target(table)} FINAL WHERE ${id(DELETED_COLUMN)} = 0`,
+      query:
+        `SELECT ${table.columns.map((c) => id(c.name)).join(', ')} FROM ${this.target(table)} FINAL ` +
+        `WHERE ${id(DELETED_COLUMN)} = 0`,
       format: 'JSONEachRow',
     });
     for await (const rows of rs.stream<Record<string, unknown>>()) {

@@ -120,7 +120,8 @@ export class DuckDBDatabase {
           const holder = /Conflicting lock is held in ([^.]*)/.exec((e as Error).message)?.[1];
           throw new DuckDBFileBusyError(
             `DuckDB file ${this.path} is held by another process${holder ? ` (${holder})` : ''}: ` +
-              'DuckDB lets one process at a time open a file; walflow retries until it is free (close the other program)',
+              'DuckDB lets one process at a time open a file; walflow retries until it is free (close the other ' +
+              'program)',
             { cause: e },
           );
         }

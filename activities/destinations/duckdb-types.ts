@@ -93,7 +93,8 @@ function scalarMapping(c: ColumnSchema): ScalarMapping {
       return {
         type: is(c, 700, 1021) ? 'REAL' : 'DOUBLE',
         staged: VARCHAR,
-        stage: (v) => (Object.is(v, -0) ? '-0' : String(v)), // NaN, Infinity and -Infinity read as themselves; String(-0) is "0"
+        // NaN, Infinity and -Infinity read as themselves; String(-0) is "0"
+        stage: (v) => (Object.is(v, -0) ? '-0' : String(v)),
         read: asText,
         value: (raw) => FLOATS[raw as string] ?? Number(raw),
       };
@@ -189,7 +190,8 @@ export function columnMapping(c: ColumnSchema): ColumnMapping {
     if (v === null) return null;
     if (Array.isArray(v) !== depth > 0) {
       throw new DuckDBValueError(
-        `${where()}: a value with other dimensions than the column's ${dims} (a declared ${c.type}); store it in a column declared with ${Array.isArray(v) ? 'more' : 'fewer'} dimensions, or as text`,
+        `${where()}: a value with other dimensions than the column's ${dims} (a declared ${c.type}); store it in a ` +
+          `column declared with ${Array.isArray(v) ? 'more' : 'fewer'} dimensions, or as text`,
         'array of other dimensions',
       );
     }

@@ -73,7 +73,8 @@ export class DuckDBDestination implements Destination {
     await this.db.run(this.lockWaitMs, async (conn) => {
       await conn.run(`CREATE SCHEMA IF NOT EXISTS ${q(this.opts.schema)}`);
       await conn.run(
-        `CREATE TABLE IF NOT EXISTS ${this.name(WATERMARKS_TABLE)} (table_name VARCHAR PRIMARY KEY, version HUGEINT NOT NULL)`,
+        `CREATE TABLE IF NOT EXISTS ${this.name(WATERMARKS_TABLE)} (table_name VARCHAR PRIMARY KEY, version HUGEINT ` +
+          `NOT NULL)`,
       );
       for (const t of tables) await this.create(conn, t);
     });
@@ -128,7 +129,8 @@ export class DuckDBDestination implements Destination {
     const schema = this.tables.get(changes[0]!.table);
     const columns = schema.columns.map(columnMapping);
     const names = schema.columns.map((c) => q(c.name));
-    await conn.run(`CREATE OR REPLACE TEMP TABLE ${q(STAGE)} (${names.map((n, i) => `${n} ${columns[i]!.stagedSql}`).join(', ')},
+    const staged = names.map((n, i) => `${n} ${columns[i]!.stagedSql}`).join(', ');
+    await conn.run(`CREATE OR REPLACE TEMP TABLE ${q(STAGE)} (${staged},
       ${q(VERSION_COLUMN)} HUGEINT NOT NULL, ${q(DELETED_COLUMN)} BOOLEAN NOT NULL)`);
     const appender = await conn.createAppender(STAGE, null, 'temp');
     try {
@@ -161,10 +163,12 @@ export class DuckDBDestination implements Destination {
     const updated = [...schema.columns.filter((c) => !schema.key.includes(c.name)).map((c) => q(c.name)), ...walflow];
     await conn.run(
       `INSERT INTO ${this.target(schema)} AS t (${[...names, ...walflow].join(', ')})
-      SELECT ${names.map((n, i) => `CAST(s.${n} AS ${columns[i]!.type})`).join(', ')}, s.${walflow[0]}, s.${walflow[1]}, now()
+      SELECT ${names.map((n, i) => `CAST(s.${n} AS ${columns[i]!.type})`).join(', ')}, s.${walflow[0]},
+        s.${walflow[1]}, now()
       FROM temp.${q(STAGE)} s
       WHERE s.${walflow[0]} > COALESCE((SELECT version FROM ${this.name(WATERMARKS_TABLE)} WHERE table_name = $1), -1)
-      ON CONFLICT (${schema.key.map(q).join(', ')}) DO UPDATE SET ${updated.map((n) => `${n} = excluded.${n}`).join(', ')}
+      ON CONFLICT (${schema.key.map(q).join(', ')}) DO UPDATE
+        SET ${updated.map((n) => `${n} = excluded.${n}`).join(', ')}
       WHERE excluded.${walflow[0]} > t.${walflow[0]}`,
       [tableKey(schema)],
     );
@@ -214,10 +218,16 @@ export class DuckDBDestination implements Destination {
   }
 }
 
-/** DuckDB's error classes about the data ("Conversion Error: Could not convert …", "Constraint Error: NOT NULL constraint failed: …"). */
+/**
+ * DuckDB's error classes about the data ("Conversion Error: Could not convert …", "Constraint Error: NOT NULL
+ * constraint failed: …").
+ */
 const DATA_ERRORS = /^(Conversion|Constraint|Out of Range) Error: /;
 
-/** A refusal of the data: walflow's own check of a value (DuckDBValueError) or one of DuckDB's data error classes; file locks and I/O are retried. */
+/**
+ * A refusal of the data: walflow's own check of a value (DuckDBValueError) or one of DuckDB's data error classes; file
+ * locks and I/O are retried.
+ */
 export function duckdbRefusal(e: unknown): Refusal | undefined {
   if (e instanceof DuckDBValueError)
     return { valueClass: e.valueClass, ...(e.column ? { column: e.column } : {}), ...(e.key ? { key: e.key } : {}) };

@@ -104,7 +104,8 @@ export class FileDestination implements Destination {
     }
     const dir = join(this.opts.dir, folder);
     if (await mkdir(dir, { recursive: true })) await syncFolder(this.opts.dir); // a new table folder
-    const name = `${versionName(firstVersion)}-${this.writer}-${String(++this.opened).padStart(6, '0')}.jsonl${this.opts.gzip ? '.gz' : ''}`;
+    const sequence = String(++this.opened).padStart(6, '0');
+    const name = `${versionName(firstVersion)}-${this.writer}-${sequence}.jsonl${this.opts.gzip ? '.gz' : ''}`;
     const handle = await open(join(dir, name), 'wx');
     await syncFolder(dir);
     const file = { handle, bytes: 0, openedAt: Date.now() };

@@ -61,7 +61,10 @@ export function describeDestination(config: DestinationConfig): string {
     case 'clickhouse':
       return `destination clickhouse ${config.url}`;
     case 'snowflake':
-      return `destination snowflake ${config.host ? `${config.host}${config.port ? `:${config.port}` : ''}` : config.account}`;
+      return (
+        `destination ` +
+        `snowflake ${config.host ? `${config.host}${config.port ? `:${config.port}` : ''}` : config.account}`
+      );
     case 'postgres': {
       const c = parseIntoClientConfig(config.url);
       return `destination postgres ${c.host ?? 'localhost'}:${c.port ?? 5432}/${c.database ?? ''}`;

@@ -6,7 +6,10 @@
 import type { TableId } from '../../lib/model.ts';
 import { targetName } from './versioned.ts';
 
-/** Plain lower-case Postgres names become Snowflake's upper case, so analysts query them unquoted; others keep their spelling. */
+/**
+ * Plain lower-case Postgres names become Snowflake's upper case, so analysts query them unquoted; others keep their
+ * spelling.
+ */
 export const snowflakeName = (name: string): string => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name.toUpperCase() : name);
 
 /** The destination table of `t` for a destination type. */
@@ -31,6 +34,7 @@ export function tableNameCollisions(type: string, tables: TableId[]): string[] {
     .filter(([, sources]) => sources.length > 1)
     .map(
       ([name, sources]) =>
-        `tables ${sources.join(' and ')} would both be written to ${type} table ${name}: keep one of them in this pipeline and give the other a pipeline with its own destination database/schema`,
+        `tables ${sources.join(' and ')} would both be written to ${type} table ${name}: keep one of them in this ` +
+        `pipeline and give the other a pipeline with its own destination database/schema`,
     );
 }

@@ -52,7 +52,8 @@ export class NatsDestination implements Destination {
       ] as const) {
         if (this.opts.subject.includes(`{${what}}`) && !SUBJECT_TOKEN.test(name)) {
           throw new ConfigError(
-            `table ${key}: the ${what} name ${JSON.stringify(name)} cannot be part of a NATS subject (no spaces, ".", "*" or ">"); set destination.subject without {${what}}`,
+            `table ${key}: the ${what} name ${JSON.stringify(name)} cannot be part of a NATS subject (no spaces, ` +
+              `".", "*" or ">"); set destination.subject without {${what}}`,
           );
         }
       }
@@ -145,7 +146,8 @@ export class NatsDestination implements Destination {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed)
         throw new Error(
-          `JetStream did not acknowledge a change of pipeline ${this.envelopes.pipeline}: ${(failed.reason as Error).message}`,
+          `JetStream did not acknowledge a change of ` +
+            `pipeline ${this.envelopes.pipeline}: ${(failed.reason as Error).message}`,
         );
     }
   }

@@ -228,7 +228,8 @@ export class PostgresDestination implements Destination {
     await client.query(
       `INSERT INTO ${this.target(schema)} AS t (${names.join(', ')})
       SELECT v.* FROM (VALUES ${rows.join(', ')}) AS v(${names.join(', ')})
-      WHERE v.${q(VERSION_COLUMN)} > COALESCE((SELECT version FROM ${q(this.opts.schema)}.${q(WATERMARKS)} WHERE table_name = $${params.length + 1}), -1)
+      WHERE v.${q(VERSION_COLUMN)} > COALESCE((SELECT version FROM ${q(this.opts.schema)}.${q(WATERMARKS)} WHERE
+        table_name = $${params.length + 1}), -1)
       ON CONFLICT (${schema.key.map(q).join(', ')}) DO UPDATE SET
         ${names.map((n) => `${n} = EXCLUDED.${n}`).join(', ')}, ${q(SYNCED_AT_COLUMN)} = now()
       WHERE t.${q(VERSION_COLUMN)} < EXCLUDED.${q(VERSION_COLUMN)}`,
@@ -249,7 +250,8 @@ export class PostgresDestination implements Destination {
   async removeStale(table: TableSchema, before: Version): Promise<void> {
     const client = await this.ready();
     await client.query(
-      `UPDATE ${this.target(table)} SET ${q(DELETED_COLUMN)} = true, ${q(VERSION_COLUMN)} = $1::numeric, ${q(SYNCED_AT_COLUMN)} = now()
+      `UPDATE ${this.target(table)}
+      SET ${q(DELETED_COLUMN)} = true, ${q(VERSION_COLUMN)} = $1::numeric, ${q(SYNCED_AT_COLUMN)} = now()
       WHERE ${q(VERSION_COLUMN)} < $1::numeric AND NOT ${q(DELETED_COLUMN)}`,
       [before.toString()],
     );
@@ -258,7 +260,9 @@ export class PostgresDestination implements Destination {
   async *readLive(table: TableSchema): AsyncIterable<Row> {
     const client = await this.ready();
     const { rows } = await client.query({
-      text: `SELECT ${table.columns.map((c) => outputTextSql(q(c.name))).join(', ')} FROM ${this.target(table)} WHERE NOT ${q(DELETED_COLUMN)}`,
+      text:
+        `SELECT ${table.columns.map((c) => outputTextSql(q(c.name))).join(', ')} FROM ${this.target(table)} ` +
+        `WHERE NOT ${q(DELETED_COLUMN)}`,
       rowMode: 'array',
     });
     for (const r of rows as (string | null)[][]) {

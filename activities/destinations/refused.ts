@@ -34,7 +34,8 @@ export class DataRefused extends Error {
   ) {
     const column = refusal.column ? `, column ${refusal.column}` : '';
     super(
-      `refused the data of table ${tableKey(table)}${column}: ${(cause instanceof Error ? cause.message : String(cause)).trim()}`,
+      `refused the data of ` +
+        `table ${tableKey(table)}${column}: ${(cause instanceof Error ? cause.message : String(cause)).trim()}`,
       { cause },
     );
   }

@@ -242,7 +242,8 @@ export class SnowflakeDestination implements Destination {
     await this.run(conn, `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(snowflakeName(o.schema))}`);
     await this.run(
       conn,
-      `CREATE TABLE IF NOT EXISTS ${this.watermarkTable} (TABLE_NAME VARCHAR NOT NULL, VERSION ${VERSION_TYPE} NOT NULL)`,
+      `CREATE TABLE IF NOT EXISTS ${this.watermarkTable} (TABLE_NAME VARCHAR NOT NULL, VERSION ${VERSION_TYPE} NOT ` +
+        `NULL)`,
     );
     return conn;
   }
@@ -281,9 +282,11 @@ export class SnowflakeDestination implements Destination {
         (c) => `${quoteIdent(snowflakeName(c.name))} ${columnType(c).type}${t.key.includes(c.name) ? ' NOT NULL' : ''}`,
       );
       await this.exec(`CREATE TABLE IF NOT EXISTS ${this.target(t)} (${cols.join(', ')},
-        ${VERSION_COLUMN} ${VERSION_TYPE} NOT NULL, ${DELETED_COLUMN} BOOLEAN NOT NULL, ${SYNCED_AT_COLUMN} TIMESTAMP_TZ NOT NULL)`);
+        ${VERSION_COLUMN} ${VERSION_TYPE} NOT NULL, ${DELETED_COLUMN} BOOLEAN NOT NULL, ${SYNCED_AT_COLUMN}
+          TIMESTAMP_TZ NOT NULL)`);
       const stageCols = t.columns.map((c) => `${quoteIdent(snowflakeName(c.name))} VARCHAR`);
-      await this.exec(`CREATE TRANSIENT TABLE IF NOT EXISTS ${this.stage(t)} (${BATCH_COLUMN} VARCHAR NOT NULL, ${stageCols.join(', ')},
+      await this.exec(`CREATE TRANSIENT TABLE IF NOT EXISTS ${this.stage(t)} (
+        ${BATCH_COLUMN} VARCHAR NOT NULL, ${stageCols.join(', ')},
         ${VERSION_COLUMN} VARCHAR NOT NULL, ${DELETED_COLUMN} BOOLEAN NOT NULL)`);
       for (const c of t.columns) {
         const name = quoteIdent(snowflakeName(c.name));
@@ -345,7 +348,8 @@ export class SnowflakeDestination implements Destination {
       const type = columnType(r.to).type;
       if (columnType(r.from).type === type) continue;
       await this.exec(
-        `ALTER TABLE ${this.target(change.table)} ALTER COLUMN ${quoteIdent(snowflakeName(r.to.name))} SET DATA TYPE ${type}`,
+        `ALTER TABLE ${this.target(change.table)} ALTER COLUMN ${quoteIdent(snowflakeName(r.to.name))} SET DATA ` +
+          `TYPE ${type}`,
       );
     }
     await this.prepare([change.schema]);
@@ -381,15 +385,20 @@ export class SnowflakeDestination implements Destination {
     }
     const source = schema.columns.map((c, i) => `${columnType(c).load(`s.${names[i]}`)} AS ${names[i]}`);
     const all = [...names, VERSION_COLUMN, DELETED_COLUMN, SYNCED_AT_COLUMN];
+    const keyMatch = schema.key
+      .map((k) => `t.${quoteIdent(snowflakeName(k))} = u.${quoteIdent(snowflakeName(k))}`)
+      .join(' AND ');
     await this.exec(
       `MERGE INTO ${this.target(schema)} t USING (
-        SELECT ${source.join(', ')}, CAST(s.${VERSION_COLUMN} AS ${VERSION_TYPE}) AS ${VERSION_COLUMN}, s.${DELETED_COLUMN},
+        SELECT ${source.join(', ')}, CAST(s.${VERSION_COLUMN} AS ${VERSION_TYPE}) AS ${VERSION_COLUMN},
+          s.${DELETED_COLUMN},
           CURRENT_TIMESTAMP() AS ${SYNCED_AT_COLUMN}
         FROM ${this.stage(schema)} s
         WHERE s.${BATCH_COLUMN} = ? AND CAST(s.${VERSION_COLUMN} AS ${VERSION_TYPE}) >
           COALESCE((SELECT MAX(w.VERSION) FROM ${this.watermarkTable} w WHERE w.TABLE_NAME = ?), -1)
-      ) u ON ${schema.key.map((k) => `t.${quoteIdent(snowflakeName(k))} = u.${quoteIdent(snowflakeName(k))}`).join(' AND ')}
-      WHEN MATCHED AND u.${VERSION_COLUMN} > t.${VERSION_COLUMN} THEN UPDATE SET ${all.map((n) => `${n} = u.${n}`).join(', ')}
+      ) u ON ${keyMatch}
+      WHEN MATCHED AND u.${VERSION_COLUMN} > t.${VERSION_COLUMN} THEN UPDATE
+        SET ${all.map((n) => `${n} = u.${n}`).join(', ')}
       WHEN NOT MATCHED THEN INSERT (${all.join(', ')}) VALUES (${all.map((n) => `u.${n}`).join(', ')})`,
       [batch, tableKey(schema)],
     );
@@ -408,7 +417,8 @@ export class SnowflakeDestination implements Destination {
   async removeStale(table: TableSchema, before: Version): Promise<void> {
     await this.exec(
       `UPDATE ${this.target(table)} SET ${DELETED_COLUMN} = TRUE, ${VERSION_COLUMN} = CAST(? AS ${VERSION_TYPE}),
-      ${SYNCED_AT_COLUMN} = CURRENT_TIMESTAMP() WHERE ${VERSION_COLUMN} < CAST(? AS ${VERSION_TYPE}) AND NOT ${DELETED_COLUMN}`,
+      ${SYNCED_AT_COLUMN} = CURRENT_TIMESTAMP() WHERE ${VERSION_COLUMN} < CAST(? AS ${VERSION_TYPE}) AND
+        NOT ${DELETED_COLUMN}`,
       [before.toString(), before.toString()],
     );
   }
@@ -432,7 +442,10 @@ export class SnowflakeDestination implements Destination {
   }
 }
 
-/** The kinds of value Snowflake says it cannot read ("Numeric value 'x' is not recognized", "Date 'x' is not recognized", …). */
+/**
+ * The kinds of value Snowflake says it cannot read ("Numeric value 'x' is not recognized", "Date 'x' is not
+ * recognized", …).
+ */
 const UNRECOGNIZED = /^(Numeric value|Boolean value|Date|Timestamp|Time) '.*' is not recognized/s;
 
 /**

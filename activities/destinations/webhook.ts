@@ -110,14 +110,16 @@ export class WebhookDestination implements Destination {
       const answer = `HTTP ${res.status} ${res.statusText}${text ? `: ${text.slice(0, 300)}` : ''}`;
       if (!retryable(res.status)) {
         throw new ConfigError(
-          `webhook ${this.where} refused ${envelopes.length} change(s) of table ${table} (ids ${headers['Idempotency-Key']}) with ${answer}. ` +
+          `webhook ${this.where} refused ${envelopes.length} change(s) of table ${table} ` +
+            `(ids ${headers['Idempotency-Key']}) with ${answer}. ` +
             'Fix the endpoint or the destination config (url, headers, secret), then `walflow resume` the pipeline.',
         );
       }
       lastError = answer;
     }
     throw new Error(
-      `webhook ${this.where}: ${this.opts.retries + 1} attempts to deliver ${envelopes.length} change(s) of table ${table} failed; last: ${lastError}`,
+      `webhook ${this.where}: ${this.opts.retries + 1} attempts to deliver ${envelopes.length} change(s) of ` +
+        `table ${table} failed; last: ${lastError}`,
     );
   }
 

@@ -42,7 +42,10 @@ export type SchemaLookup = (table: TableId) => Promise<TableSchema>;
 export interface ShapeTracking {
   /** What the destination can change in place; without it, any type change or rename stops the table. */
   abilities?: DestinationAbilities;
-  /** Tables ("schema.table") whose changes are not emitted; the decoder adds each table it stops, its owner may add others at any time. */
+  /**
+   * Tables ("schema.table") whose changes are not emitted; the decoder adds each table it stops, its owner may add
+   * others at any time.
+   */
   stopped?: Set<string>;
   /** Per table: changes committed before this LSN are not emitted (a fresh copy covers them). */
   from?: Map<string, Lsn>;
@@ -59,7 +62,10 @@ interface Relation {
   fill?: string[];
   /** Stopped: changes are not emitted. */
   skip?: boolean;
-  /** Not compared yet: the table's changes before `from` are skipped, and the shape is compared at its first later change. */
+  /**
+   * Not compared yet: the table's changes before `from` are skipped, and the shape is compared at its first later
+   * change.
+   */
   pending?: RelationColumn[];
 }
 
@@ -222,7 +228,9 @@ export class PgoutputDecoder {
     }
     if (entry.oid !== undefined && entry.oid !== msg.relationOid) {
       return this.stop(msg.relationOid, table, {
-        reason: `table ${key} was dropped and created again (it has a new OID); the destination holds the old table's rows`,
+        reason:
+          `table ${key} was dropped and created again (it has a new OID); the destination holds the old ` +
+          `table's rows`,
       });
     }
     if (key !== tableKey(id)) {

@@ -16,7 +16,10 @@ export interface PreflightOptions {
   slot: string;
   /** The pipeline's slot already exists (adding tables to a running pipeline): no free slot needed. */
   slotExists?: boolean;
-  /** The destination's type and every table it will hold ("schema.table"): names must not collide, keyless tables need a destination that takes them. */
+  /**
+   * The destination's type and every table it will hold ("schema.table"): names must not collide, keyless tables need a
+   * destination that takes them.
+   */
   destination?: { type: string; tables: string[] };
 }
 
@@ -43,7 +46,8 @@ export async function preflight(client: pg.Client, opts: PreflightOptions): Prom
            (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)::text AS superuser,
            has_database_privilege(current_database(), 'CREATE')::text AS can_create, current_database() AS db,
            (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user)::text AS can_replicate,
-           (SELECT count(*) FROM pg_roles r JOIN pg_auth_members m ON m.roleid = r.oid JOIN pg_roles u ON u.oid = m.member
+           (SELECT count(*) FROM pg_roles r JOIN pg_auth_members m ON m.roleid = r.oid JOIN pg_roles u ON u.oid =
+             m.member
               WHERE u.rolname = current_user AND r.rolname = 'rds_replication')::text AS rds_replication,
            EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)::text AS slot_exists`,
       [opts.slot],
@@ -53,16 +57,19 @@ export async function preflight(client: pg.Client, opts: PreflightOptions): Prom
 
   if (settings.wal_level !== 'logical') {
     failures.push(
-      `wal_level is ${settings.wal_level}; walflow needs logical decoding: run ALTER SYSTEM SET wal_level = logical; (or set it in postgresql.conf) and restart Postgres`,
+      `wal_level is ${settings.wal_level}; walflow needs logical decoding: run ALTER SYSTEM SET wal_level = ` +
+        `logical; (or set it in postgresql.conf) and restart Postgres`,
     );
   }
   if (major < 14)
     failures.push(
-      `Postgres ${settings.version} is too old: walflow needs 14 or newer (TID range scans, pgoutput with publish_via_partition_root)`,
+      `Postgres ${settings.version} is too old: walflow needs 14 or newer (TID range scans, pgoutput with ` +
+        `publish_via_partition_root)`,
     );
   if (settings.can_replicate !== 'true' && settings.rds_replication === '0') {
     failures.push(
-      `role ${settings.role} lacks the REPLICATION privilege: run ALTER ROLE ${settings.role} REPLICATION; (on RDS: GRANT rds_replication TO ${settings.role};)`,
+      `role ${settings.role} lacks the REPLICATION privilege: run ALTER ROLE ${settings.role} REPLICATION; (on RDS: ` +
+        `GRANT rds_replication TO ${settings.role};)`,
     );
   }
   const slotExists = opts.slotExists || settings.slot_exists === 'true';
@@ -70,19 +77,24 @@ export async function preflight(client: pg.Client, opts: PreflightOptions): Prom
   const slotsNeeded = slotExists ? 1 : 2;
   if (Number(settings.max_slots) - Number(settings.slots) < slotsNeeded) {
     failures.push(
-      `max_replication_slots = ${settings.max_slots} and ${settings.slots} are in use; walflow needs ${slotsNeeded} free: raise max_replication_slots (restart needed) or drop unused slots (SELECT slot_name FROM pg_replication_slots)`,
+      `max_replication_slots = ${settings.max_slots} and ${settings.slots} are in use; walflow needs ${slotsNeeded} ` +
+        `free: raise max_replication_slots (restart needed) or drop unused slots (SELECT slot_name FROM ` +
+        `pg_replication_slots)`,
     );
   }
   if (Number(settings.max_senders) - Number(settings.senders) < 2) {
     failures.push(
-      `max_wal_senders = ${settings.max_senders} and ${settings.senders} are in use; walflow needs 2 free: raise max_wal_senders (restart needed)`,
+      `max_wal_senders = ${settings.max_senders} and ${settings.senders} are in use; walflow needs 2 free: raise ` +
+        `max_wal_senders (restart needed)`,
     );
   }
 
   if (settings.keep_size === '-1') {
     warnings.push(
-      'max_slot_wal_keep_size is -1: a slot that falls behind (a destination down for days) keeps WAL without limit until the source disk fills; ' +
-        "set a limit the disk can hold, e.g. ALTER SYSTEM SET max_slot_wal_keep_size = '50GB'; SELECT pg_reload_conf(); (a slot past it is invalidated: see onSlotLost)",
+      'max_slot_wal_keep_size is -1: a slot that falls behind (a destination down for days) keeps WAL without limit ' +
+        'until the source disk fills; ' +
+        "set a limit the disk can hold, e.g. ALTER SYSTEM SET max_slot_wal_keep_size = '50GB'; SELECT " +
+        'pg_reload_conf(); (a slot past it is invalidated: see onSlotLost)',
     );
   }
 
@@ -93,7 +105,8 @@ export async function preflight(client: pg.Client, opts: PreflightOptions): Prom
     const { rows } = await client.query<{ relreplident: string; has_key: boolean; relkind: string }>(
       `
       SELECT c.relreplident, c.relkind,
-             EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key
+             EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS
+               has_key
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
       [schema, name],
     );
@@ -112,18 +125,22 @@ export async function preflight(client: pg.Client, opts: PreflightOptions): Prom
     if (!t.has_key && t.relreplident !== 'f') {
       failures.push(
         `table ${table} has no primary key and no REPLICA IDENTITY FULL, so its updates and deletes cannot be keyed: ` +
-          `add a primary key (ALTER TABLE ${table} ADD PRIMARY KEY (...)) or run ALTER TABLE ${table} REPLICA IDENTITY FULL`,
+          `add a primary key (ALTER TABLE ${table} ADD PRIMARY KEY (...)) or run ALTER TABLE ${table} REPLICA ` +
+          `IDENTITY FULL`,
       );
     } else if (!t.has_key && opts.destination && TABLE_DESTINATIONS.has(opts.destination.type)) {
       failures.push(
-        `table ${table} has no primary key (REPLICA IDENTITY FULL): the ${opts.destination.type} destination keeps one row per key, ` +
-          `so identical rows would collapse into one and deleting one would delete all: add a primary key (ALTER TABLE ${table} ADD PRIMARY KEY (...), ` +
+        `table ${table} has no primary key (REPLICA IDENTITY FULL): the ${opts.destination.type} destination keeps ` +
+          `one row per key, ` +
+          `so identical rows would collapse into one and deleting one would delete all: add a primary key (ALTER ` +
+          `TABLE ${table} ADD PRIMARY KEY (...), ` +
           `or an identity column: ALTER TABLE ${table} ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY)`,
       );
     }
     const access = await client.query<{ ok: boolean; owns: boolean; owner: string }>(
       `
-      SELECT has_table_privilege(c.oid, 'SELECT') AS ok, pg_has_role(c.relowner, 'USAGE') AS owns, pg_get_userbyid(c.relowner) AS owner
+      SELECT has_table_privilege(c.oid, 'SELECT') AS ok, pg_has_role(c.relowner, 'USAGE') AS owns,
+        pg_get_userbyid(c.relowner) AS owner
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
       [schema, name],
     );
@@ -136,41 +153,51 @@ export async function preflight(client: pg.Client, opts: PreflightOptions): Prom
   // walflow creating or altering the publication needs what Postgres asks of CREATE/ALTER PUBLICATION:
   // owning each table it adds, and the publication itself.
   if (opts.createPublication && settings.superuser !== 'true') {
-    const manage = `or create the publication yourself (CREATE PUBLICATION ${opts.publication} FOR TABLE ${opts.tables.join(', ')};) and set source.createPublication: false`;
+    const manage =
+      `or create the publication yourself (CREATE PUBLICATION ${opts.publication} FOR ` +
+      `TABLE ${opts.tables.join(', ')};) and set source.createPublication: false`;
     const toAdd = notOwned.filter((t) => !published?.includes(t.table));
     if (toAdd.length) {
       failures.push(
-        `role ${settings.role} does not own ${toAdd.map((t) => `${t.table} (owner ${t.owner})`).join(', ')}, and adding a table to publication ${opts.publication} requires owning it: ` +
-          `ALTER TABLE ${toAdd[0]!.table} OWNER TO ${settings.role}; (or GRANT ${toAdd[0]!.owner} TO ${settings.role};) ${manage}`,
+        `role ${settings.role} does not own ${toAdd.map((t) => `${t.table} (owner ${t.owner})`).join(', ')}, and ` +
+          `adding a table to publication ${opts.publication} requires owning it: ` +
+          `ALTER TABLE ${toAdd[0]!.table} OWNER TO ${settings.role}; (or GRANT ${toAdd[0]!.owner} ` +
+          `TO ${settings.role};) ${manage}`,
       );
     }
     const pub = await client.query<{ owns: boolean; owner: string }>(
-      "SELECT pg_has_role(pubowner, 'USAGE') AS owns, pg_get_userbyid(pubowner) AS owner FROM pg_publication WHERE pubname = $1",
+      "SELECT pg_has_role(pubowner, 'USAGE') AS owns, pg_get_userbyid(pubowner) AS owner FROM pg_publication WHERE " +
+        'pubname = $1',
       [opts.publication],
     );
     if (pub.rows[0] && !pub.rows[0].owns) {
       const problem =
-        `publication ${opts.publication} belongs to ${pub.rows[0].owner}, so role ${settings.role} cannot ALTER it (add or remove tables): ` +
-        `ALTER PUBLICATION ${opts.publication} OWNER TO ${settings.role}; or set source.createPublication: false and manage its tables yourself`;
+        `publication ${opts.publication} belongs to ${pub.rows[0].owner}, so role ${settings.role} cannot ALTER it ` +
+        `(add or remove tables): ` +
+        `ALTER PUBLICATION ${opts.publication} OWNER TO ${settings.role}; or set source.createPublication: false ` +
+        `and manage its tables yourself`;
       (existing.some((t) => !published!.includes(t)) ? failures : warnings).push(problem);
     }
     if (!pub.rows[0] && settings.can_create !== 'true') {
       failures.push(
-        `role ${settings.role} cannot create publication ${opts.publication}: GRANT CREATE ON DATABASE ${settings.db} TO ${settings.role}; ${manage}`,
+        `role ${settings.role} cannot create publication ${opts.publication}: GRANT CREATE ON ` +
+          `DATABASE ${settings.db} TO ${settings.role}; ${manage}`,
       );
     }
   }
   if (published === undefined) {
     if (!opts.createPublication) {
       failures.push(
-        `publication ${opts.publication} does not exist: CREATE PUBLICATION ${opts.publication} FOR TABLE ${opts.tables.join(', ')}; or set source.createPublication: true`,
+        `publication ${opts.publication} does not exist: CREATE PUBLICATION ${opts.publication} FOR ` +
+          `TABLE ${opts.tables.join(', ')}; or set source.createPublication: true`,
       );
     }
   } else if (!opts.createPublication) {
     const missing = existing.filter((t) => !published.includes(t));
     if (missing.length)
       failures.push(
-        `publication ${opts.publication} does not publish ${missing.join(', ')}: ALTER PUBLICATION ${opts.publication} ADD TABLE ${missing.join(', ')};`,
+        `publication ${opts.publication} does not publish ${missing.join(', ')}: ALTER ` +
+          `PUBLICATION ${opts.publication} ADD TABLE ${missing.join(', ')};`,
       );
   }
   if (opts.destination && TABLE_DESTINATIONS.has(opts.destination.type))

@@ -33,7 +33,8 @@ export async function ensurePublication(client: pg.Client, publication: string, 
       Number((await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v) /
         10000,
     );
-    await client.query(`CREATE PUBLICATION ${pg.escapeIdentifier(publication)} FOR TABLE ${tables.map(qualified).join(', ')}
+    await client.query(`CREATE PUBLICATION ${pg.escapeIdentifier(publication)}
+      FOR TABLE ${tables.map(qualified).join(', ')}
       WITH (publish_via_partition_root = true${major >= 18 ? ', publish_generated_columns = stored' : ''})`);
     await client.query(
       `COMMENT ON PUBLICATION ${pg.escapeIdentifier(publication)} IS ${pg.escapeLiteral(OWNED_COMMENT)}`,
@@ -56,7 +57,8 @@ export async function alterPublicationTables(
     if (add.length)
       throw new Error(
         `publication "${publication}" is managed by you and does not publish ${add.join(', ')}: ` +
-          `run ALTER PUBLICATION ${pg.escapeIdentifier(publication)} ADD TABLE ${add.map(qualified).join(', ')}, then try again`,
+          `run ALTER PUBLICATION ${pg.escapeIdentifier(publication)} ADD TABLE ${add.map(qualified).join(', ')}, ` +
+          `then try again`,
       );
     return; // removed tables are filtered out by the stream
   }

@@ -66,10 +66,13 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
       scalar AS (SELECT DISTINCT ON (attnum) attnum, oid FROM base ORDER BY attnum, depth DESC)
       SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::int, a.attnotnull, a.attndims,
              st.oid::int AS scalar_oid, st.typname AS scalar_name, st.typtype::text AS scalar_typtype, ar.is_array,
-             (SELECT array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = st.oid) AS enum_labels,
-             CASE WHEN st.oid = 1700 AND a.atttypmod > 0 THEN ((a.atttypmod - 4) >> 16) & 65535 END AS numeric_precision,
+             (SELECT array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = st.oid) AS
+               enum_labels,
+             CASE WHEN st.oid = 1700 AND a.atttypmod > 0 THEN ((a.atttypmod - 4) >> 16) & 65535 END AS
+               numeric_precision,
              CASE WHEN st.oid = 1700 AND a.atttypmod > 0 THEN (a.atttypmod - 4) & 65535 END AS numeric_scale,
-             a.attnum::int, a.atttypmod::int, a.atthasdef OR a.atthasmissing AS has_default, a.attgenerated = 's' AS generated
+             a.attnum::int, a.atttypmod::int, a.atthasdef OR a.atthasmissing AS has_default, a.attgenerated = 's' AS
+               generated
       FROM pg_attribute a
       JOIN scalar s ON s.attnum = a.attnum JOIN pg_type st ON st.oid = s.oid JOIN arrays ar ON ar.attnum = a.attnum
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
@@ -95,7 +98,8 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
       ) {
         warned.add(c.scalar_name);
         console.warn(
-          `walflow: column ${schema}.${name}.${c.attname} has type ${c.type}, which walflow does not know; it is carried as its Postgres text`,
+          `walflow: column ${schema}.${name}.${c.attname} has type ${c.type}, which walflow does not know; it is ` +
+            `carried as its Postgres text`,
         );
       }
       return {
@@ -130,7 +134,8 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
 /** The current "schema.name" of the table with this OID, or null once it is dropped. */
 export async function tableNameByOid(client: pg.Client, oid: number): Promise<string | null> {
   const { rows } = await client.query<{ name: string }>(
-    `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`,
+    `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace ` +
+      `WHERE c.oid = $1`,
     [oid],
   );
   return rows[0]?.name ?? null;

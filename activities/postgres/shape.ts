@@ -27,7 +27,10 @@ export interface ShapeProblem {
   statement?: string;
   /** The table's new name, when it was renamed (a re-copy cannot fix that: the pipeline must name the new table). */
   renamedTo?: string;
-  /** The source's rows are right and only the destination's are not: a re-copy restores the table, walflow does it itself. */
+  /**
+   * The source's rows are right and only the destination's are not: a re-copy restores the table, walflow does it
+   * itself.
+   */
   recopy?: true;
 }
 
@@ -132,7 +135,9 @@ export function compareShape(
   const matched = rel.map((r) => byName.get(r.name));
   if (new Set(matched.filter(Boolean)).size !== matched.filter(Boolean).length) {
     return stop({
-      reason: `the columns of ${table} were renamed in a way walflow cannot follow (two columns map to one destination column)`,
+      reason:
+        `the columns of ${table} were renamed in a way walflow cannot follow (two columns map to one ` +
+        `destination column)`,
     });
   }
   const reAdded = matched.find((c) => c?.dropped);
@@ -157,7 +162,9 @@ export function compareShape(
     if (was) {
       if (!can.canRename(was, dest.key.includes(was.name))) {
         return stop({
-          reason: `column ${was.name} was renamed to ${r.name}, which the destination cannot do for ${dest.key.includes(was.name) ? 'a key column' : 'this column'}`,
+          reason:
+            `column ${was.name} was renamed to ${r.name}, which the destination cannot do ` +
+            `for ${dest.key.includes(was.name) ? 'a key column' : 'this column'}`,
           column: was.name,
           statement: `ALTER TABLE ${table} RENAME COLUMN ${was.name} TO ${r.name}`,
         });
@@ -168,17 +175,23 @@ export function compareShape(
     }
     if (i < lastMatched || !cat || !sameType(cat, r)) {
       return stop({
-        reason: `column ${r.name} appeared in ${table} and the catalog (changed again since) cannot tell whether it was renamed or added`,
+        reason:
+          `column ${r.name} appeared in ${table} and the catalog (changed again since) cannot tell whether it ` +
+          `was renamed or added`,
         column: r.name,
       });
     }
     if (cat.hasDefault || cat.generated) {
       return stop({
-        reason: `column ${r.name} was added with a ${cat.generated ? 'generated value' : 'default'}: the values it gave existing rows are not in the WAL, so walflow re-copies the table`,
+        reason:
+          `column ${r.name} was added with a ${cat.generated ? 'generated value' : 'default'}: the values it ` +
+          `gave existing rows are not in the WAL, so walflow re-copies the table`,
         recopy: true,
         column: r.name,
         newType: cat.type,
-        statement: `ALTER TABLE ${table} ADD COLUMN ${r.name} ${cat.type} ${cat.generated ? 'GENERATED ALWAYS AS (...) STORED' : 'DEFAULT ...'}`,
+        statement:
+          `ALTER TABLE ${table} ADD ` +
+          `COLUMN ${r.name} ${cat.type} ${cat.generated ? 'GENERATED ALWAYS AS (...) STORED' : 'DEFAULT ...'}`,
       });
     }
     matched[i] = cat;
@@ -217,13 +230,17 @@ export function compareShape(
     if (!widens({ typeOid: d.typeOid, typeMod: d.typeMod ?? -1 }, r)) {
       return stop({
         ...problem,
-        reason: `column ${name} changed type from ${problem.oldType} to ${to.type}, which is not a widening walflow can apply exactly`,
+        reason:
+          `column ${name} changed type from ${problem.oldType} to ${to.type}, which is not a widening walflow ` +
+          `can apply exactly`,
       });
     }
     if (!can.canRetype(d, to, dest.key.includes(d.name))) {
       return stop({
         ...problem,
-        reason: `column ${name} changed type from ${problem.oldType} to ${to.type}, which the destination cannot change in place`,
+        reason:
+          `column ${name} changed type from ${problem.oldType} to ${to.type}, which the destination cannot ` +
+          `change in place`,
       });
     }
     retypes.set(d, to);

@@ -17,7 +17,8 @@ async function slotRow(client: pg.Client, slot: string) {
     confirmed: string | null;
     active_pid: number | null;
   }>(
-    `SELECT plugin, database, confirmed_flush_lsn::text AS confirmed, active_pid FROM pg_replication_slots WHERE slot_name = $1`,
+    `SELECT plugin, database, confirmed_flush_lsn::text AS confirmed, active_pid FROM pg_replication_slots WHERE ` +
+      `slot_name = $1`,
     [slot],
   );
   return rows[0];
@@ -32,7 +33,8 @@ export async function createSlot(connection: pg.ClientConfig, slot: string): Pro
       const db = (await client.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;
       if (existing.plugin !== 'pgoutput' || existing.database !== db) {
         throw new Error(
-          `replication slot "${slot}" exists but belongs to ${existing.database ?? 'no database'} with plugin ${existing.plugin}; ` +
+          `replication slot "${slot}" exists but belongs to ${existing.database ?? 'no database'} with ` +
+            `plugin ${existing.plugin}; ` +
             `choose another source.slot or drop it with SELECT pg_drop_replication_slot('${slot}')`,
         );
       }
@@ -100,7 +102,8 @@ export async function readSlotHealth(
   }>(
     `
     SELECT active, confirmed_flush_lsn::text AS confirmed, wal_status, safe_wal_size::text AS safe,
-           (pg_current_wal_lsn() - confirmed_flush_lsn)::text AS lag, (pg_current_wal_lsn() - restart_lsn)::text AS retained
+           (pg_current_wal_lsn() - confirmed_flush_lsn)::text AS lag, (pg_current_wal_lsn() - restart_lsn)::text AS
+             retained
     FROM pg_replication_slots WHERE slot_name = $1`,
     [slot],
   );

@@ -46,7 +46,8 @@ export async function exportSnapshot(
   // Postgres 15 changed the option syntax; 14 and older only know EXPORT_SNAPSHOT.
   const options = version >= 150000 ? "(SNAPSHOT 'export')" : 'EXPORT_SNAPSHOT';
   const { rows } = await client.query<{ consistent_point: string; snapshot_name: string }>(
-    `CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} ${permanentSlot ? '' : 'TEMPORARY '}LOGICAL pgoutput ${options}`,
+    `CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} ${permanentSlot ? '' : 'TEMPORARY '}LOGICAL ` +
+      `pgoutput ${options}`,
   );
   return {
     name: rows[0]!.snapshot_name,

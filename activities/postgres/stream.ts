@@ -132,7 +132,8 @@ async function startChangeStream(
     // Without the socket there is no backpressure and memory would grow with the stream: refuse loudly.
     if (!socket())
       throw new Error(
-        'pg-logical-replication no longer exposes its socket (_connection.stream), which walflow pauses for flow control; install the version package-lock.json pins',
+        'pg-logical-replication no longer exposes its socket (_connection.stream), which walflow pauses for flow ' +
+          'control; install the version package-lock.json pins',
       );
   } catch (e) {
     // A refused START_REPLICATION (e.g. the slot still held) leaves the connection open: each retry

@@ -1,6 +1,7 @@
 /**
  * Unchanged TOAST values: an UPDATE that does not touch a TOASTed column makes
- * Postgres send no value for it (nor, with any change, for a generated column it does not publish). Destinations must not store NULL there, and
+ * Postgres send no value for it (nor, with any change, for a generated column it does not publish). Destinations must
+ * not store NULL there, and
  * cannot always fill it from their own copy (the row may not have arrived yet
  * while backfill runs), so the stream fills it from the source by key.
  * The source's current value is the value at the update's version, or is

@@ -82,11 +82,20 @@ export interface PipelineStatus {
   lastError: string | null;
   /** How many times the pipeline workflow has continued-as-new. */
   continuedAsNew: number;
-  /** Active errors by component (`stream`, `backfill <table>`, `snapshot`, `pipeline`), each kept until that component recovers. */
+  /**
+   * Active errors by component (`stream`, `backfill <table>`, `snapshot`, `pipeline`), each kept until that component
+   * recovers.
+   */
   errors?: Record<string, ComponentError>;
-  /** The slot and WAL, read live from the source by `walflow status` (absent from the workflow query, which has the stream's lagBytes). */
+  /**
+   * The slot and WAL, read live from the source by `walflow status` (absent from the workflow query, which has the
+   * stream's lagBytes).
+   */
   slot?: SlotHealth | null;
-  /** Thresholds of config `alerts` passed, a slot unreserved or lost (the stream's last reading; live in `walflow status`). */
+  /**
+   * Thresholds of config `alerts` passed, a slot unreserved or lost (the stream's last reading; live in `walflow
+   * status`).
+   */
   warnings?: string[];
 }
 
@@ -113,7 +122,10 @@ export interface SlotHealth {
   retainedBytes: number | null;
   /** reserved | extended | unreserved | lost (pg_replication_slots.wal_status). */
   walStatus: string | null;
-  /** Bytes the slot may still fall behind before Postgres invalidates it; null when max_slot_wal_keep_size = -1 (no limit). */
+  /**
+   * Bytes the slot may still fall behind before Postgres invalidates it; null when max_slot_wal_keep_size = -1 (no
+   * limit).
+   */
   safeWalSize: number | null;
   /** The backfill snapshot being held, if any. */
   snapshot: SnapshotHealth | null;
@@ -129,7 +141,9 @@ export interface SnapshotHealth {
   xminAge: number | null;
 }
 
-/** What a pipeline or resync workflow last published in its memo (key `status`): read when no worker can answer a query. */
+/**
+ * What a pipeline or resync workflow last published in its memo (key `status`): read when no worker can answer a query.
+ */
 export type PublishedStatus = PipelineStatus & { publishedAt: string };
 
 /** A table's progress before anything happened to it. */

@@ -273,7 +273,8 @@ async function inject(
     }
     case 'walsender-kill':
       await f.sql(
-        `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database() AND active_pid IS NOT NULL`,
+        `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database() AND ` +
+          `active_pid IS NOT NULL`,
       );
   }
 }
@@ -304,6 +305,10 @@ export function summaryLine(r: SoakResult): string {
   const failed = r.pipelineFailed === null ? '' : ` pipelineFailed=${JSON.stringify(r.pipelineFailed)}`;
   const verdict = soakPassed(r)
     ? 'mismatches=0'
-    : `mismatches=${r.mismatches} slotAdvanced=${r.slotAdvanced}${failed} first: ${r.firstDifferences.slice(0, 3).join(' | ')} (replay with --seed ${r.seed})`;
-  return `soak seed=${r.seed} transactions=${r.transactions} changes=${r.changes} rollbacks=${r.rollbacks} faults: ${faults || 'none'} ${verdict}`;
+    : `mismatches=${r.mismatches} slotAdvanced=${r.slotAdvanced}${failed} ` +
+      `first: ${r.firstDifferences.slice(0, 3).join(' | ')} (replay with --seed ${r.seed})`;
+  return (
+    `soak seed=${r.seed} transactions=${r.transactions} changes=${r.changes} rollbacks=${r.rollbacks} ` +
+    `faults: ${faults || 'none'} ${verdict}`
+  );
 }

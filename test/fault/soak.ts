@@ -1,5 +1,6 @@
 /**
- * `npm run soak -- --seed N --minutes M --destination clickhouse|snowflake|postgres|duckdb|nats|webhook|file [--refused]`: the long fault run on the local
+ * `npm run soak -- --seed N --minutes M --destination clickhouse|snowflake|postgres|duckdb|nats|webhook|file
+ * [--refused]`: the long fault run on the local
  * stack. Prints one summary line (transactions, changes, faults by kind, mismatches) and exits 1 unless it passed.
  */
 import { parseArgs } from 'node:util';

@@ -67,7 +67,8 @@ export class Workload {
   /** The initial rows (backfilled), inserted in one statement per table. */
   async seed(client: pg.Client, rows: number): Promise<void> {
     await client.query(
-      `INSERT INTO accounts SELECT g, 'owner ' || g, g * 1.25, NULL, CASE WHEN g % 50 = 0 THEN repeat(md5(g::text), 400) END
+      `INSERT INTO accounts SELECT g, 'owner ' || g, g * 1.25, NULL,
+        CASE WHEN g % 50 = 0 THEN repeat(md5(g::text), 400) END
       FROM generate_series(1, $1::int) g`,
       [rows],
     );

@@ -110,7 +110,8 @@ async function recordSnapshotLost() {
     await g.start();
     await g.waitFor('the backfill to be copying', async () => (await g.status()).tables.orders?.backfill === 'copying');
     await g.adminSql(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender' AND query LIKE 'CREATE_REPLICATION_SLOT%walflow_snapshot_%'`,
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender' AND query LIKE ` +
+        `'CREATE_REPLICATION_SLOT%walflow_snapshot_%'`,
     );
     await g.waitForConvergence();
     await save(g, 'pipeline-snapshot-lost', g.handle.workflowId);

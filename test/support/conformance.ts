@@ -143,27 +143,38 @@ export function describeDestination(name: string, dest: Destination, dropAll: ()
       assert.deepEqual(Object.keys(rows[0]!).sort(), Object.keys(row(1, 'updated')).sort());
     });
 
-    test('TRUNCATE removes older rows and keeps late older rows out, newer rows stay; ADD COLUMN applies before its rows', async () => {
-      await dest.apply([
-        { kind: 'truncate', table, version: v(400, 1) },
-        { kind: 'insert', table, version: v(400, 2), row: row(10, 'after truncate') },
-      ]);
-      await dest.apply([{ kind: 'insert', table, version: v(150, 0), row: row(11, 'late backfill row') }]);
-      assert.deepEqual(
-        (await live()).map((r) => r.id),
-        ['10'],
-      );
+    test(
+      'TRUNCATE removes older rows and keeps late older rows out, newer rows stay; ADD COLUMN applies before its ' +
+        'rows',
+      async () => {
+        await dest.apply([
+          { kind: 'truncate', table, version: v(400, 1) },
+          { kind: 'insert', table, version: v(400, 2), row: row(10, 'after truncate') },
+        ]);
+        await dest.apply([{ kind: 'insert', table, version: v(150, 0), row: row(11, 'late backfill row') }]);
+        assert.deepEqual(
+          (await live()).map((r) => r.id),
+          ['10'],
+        );
 
-      const added = { name: 'extra', type: 'integer', typeOid: 23, kind: 'int' as const, arrayDims: 0, nullable: true };
-      const evolved = { ...schema, columns: [...schema.columns, added] };
-      await dest.apply([
-        { kind: 'schema', table, version: v(500, 0), schema: evolved, added: [added], dropped: [] },
-        { kind: 'insert', table, version: v(500, 1), row: { ...row(12, 'with extra'), extra: 7 } },
-      ]);
-      const rows: Row[] = [];
-      for await (const r of dest.readLive!(evolved)) rows.push(r);
-      assert.deepEqual(rows.find((r) => r.id === '12')?.extra, 7);
-    });
+        const added = {
+          name: 'extra',
+          type: 'integer',
+          typeOid: 23,
+          kind: 'int' as const,
+          arrayDims: 0,
+          nullable: true,
+        };
+        const evolved = { ...schema, columns: [...schema.columns, added] };
+        await dest.apply([
+          { kind: 'schema', table, version: v(500, 0), schema: evolved, added: [added], dropped: [] },
+          { kind: 'insert', table, version: v(500, 1), row: { ...row(12, 'with extra'), extra: 7 } },
+        ]);
+        const rows: Row[] = [];
+        for await (const r of dest.readLive!(evolved)) rows.push(r);
+        assert.deepEqual(rows.find((r) => r.id === '12')?.extra, 7);
+      },
+    );
 
     test('a batch interleaving two tables, with truncates between changes, ends in the source state', async () => {
       const events = keyAndTextTable('events', 'note');
@@ -190,7 +201,8 @@ export function describeDestination(name: string, dest: Destination, dropAll: ()
       assert.equal(items.get('21'), 'third');
     });
 
-    // (A decimal longer than a double inside JSON does not survive the Snowflake emulator's VARIANT; `verify` reports it.)
+    // (A decimal longer than a double inside JSON does not survive the Snowflake emulator's VARIANT; `verify` reports
+    // it.)
     test('float -0 comes back as -0; JSON numbers are compared exactly, as Postgres prints them', async () => {
       const exact = { ...row(30, 'exact'), ratio: -0, doc: '{"long": 1.5, "n": [-0.5, 12345678901234567890]}' };
       await dest.apply([{ kind: 'insert', table, version: v(700, 1), row: exact }]);

@@ -230,7 +230,10 @@ export class PipelineFixture {
     );
   }
 
-  /** Live rows per table on both sides (of `tables`, default all; the source's through the pipeline's rules), keyed by primary key, as canonical values. */
+  /**
+   * Live rows per table on both sides (of `tables`, default all; the source's through the pipeline's rules), keyed by
+   * primary key, as canonical values.
+   */
   async compare(
     tables?: string[],
   ): Promise<{ equal: boolean; diffs: string[]; counts: Record<string, [number, number]> }> {
@@ -291,14 +294,16 @@ export class PipelineFixture {
     } catch (e) {
       const status = await this.status().catch(() => undefined);
       throw new Error(
-        `${(e as Error).message}\ncounts ${JSON.stringify(last?.counts)}\nfirst differences:\n${last?.diffs.join('\n').slice(0, 3000)}\nlast error: ${status?.lastError}`,
+        `${(e as Error).message}\ncounts ${JSON.stringify(last?.counts)}\nfirst ` +
+          `differences:\n${last?.diffs.join('\n').slice(0, 3000)}\nlast error: ${status?.lastError}`,
       );
     }
   }
 
   async slotConfirmedLsn(): Promise<string | null> {
     const { rows } = await this.sql<{ lsn: string | null }>(
-      'SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE database = current_database() AND NOT temporary',
+      'SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE database = current_database() AND ' +
+        'NOT temporary',
     );
     return rows[0]?.lsn ?? null;
   }

@@ -26,11 +26,15 @@ export function describePipelineInto(destination: Exclude<FixtureDestination, 'p
       name: destination,
       destination,
       setup: `CREATE TYPE level AS ENUM ('low', 'high');
-        CREATE TABLE metrics (id int8 PRIMARY KEY, name text NOT NULL, small int2, value float8, exact numeric(20,6), loose numeric,
-          ok bool, at timestamptz, day date, t time, span interval, tags text[], grid int[][] NOT NULL DEFAULT '{}', doc jsonb, raw bytea, uid uuid, lvl level, note text);
+        CREATE TABLE metrics (id int8 PRIMARY KEY, name text NOT NULL, small int2, value float8, exact numeric(20,6),
+          loose numeric,
+          ok bool, at timestamptz, day date, t time, span interval, tags text[], grid int[][] NOT NULL DEFAULT '{}',
+            doc jsonb, raw bytea, uid uuid, lvl level, note text);
         INSERT INTO metrics SELECT g, 'm' || g, (g % 100)::int2, g / 3.0, g * 1.000001, (g::numeric ^ 3) / 7, g % 2 = 0,
-          '2024-01-01'::timestamptz + g * interval '1.5 seconds', '2024-01-01'::date + g % 365, '12:34:56.789', g * interval '1 minute',
-          ARRAY['x' || g, NULL], ARRAY[ARRAY[g, NULL], ARRAY[-g, 0]], jsonb_build_object('g', g, 'big', 12345678901234567890), decode(md5(g::text), 'hex'), gen_random_uuid(),
+          '2024-01-01'::timestamptz + g * interval '1.5 seconds', '2024-01-01'::date + g % 365, '12:34:56.789', g *
+            interval '1 minute',
+          ARRAY['x' || g, NULL], ARRAY[ARRAY[g, NULL], ARRAY[-g, 0]], jsonb_build_object('g', g, 'big',
+            12345678901234567890), decode(md5(g::text), 'hex'), gen_random_uuid(),
           (ARRAY['low','high'])[1 + g % 2]::level, repeat('n', g % 10) FROM generate_series(1, ${rows}) g;`,
       tables: ['metrics'],
     });
@@ -40,11 +44,13 @@ export function describePipelineInto(destination: Exclude<FixtureDestination, 'p
       await f.setup();
       await f.start();
       await f.waitForConvergence(Number(process.env.CONVERGE_MS ?? 180_000));
-      await f.sql(`UPDATE metrics SET value = 'NaN', note = NULL, grid = '{{7,8,9}}' WHERE id <= 100; DELETE FROM metrics WHERE id BETWEEN 101 AND 200;
+      await f.sql(`UPDATE metrics SET value = 'NaN', note = NULL, grid = '{{7,8,9}}' WHERE id <= 100;
+        DELETE FROM metrics WHERE id BETWEEN 101 AND 200;
         INSERT INTO metrics (id, name, loose) VALUES (30000, 'late', 'NaN');`);
       await f.waitForConvergence();
       await f.sql(
-        `ALTER TABLE metrics ADD COLUMN extra numeric(8,3); INSERT INTO metrics (id, name, extra) VALUES (30001, 'extra', 1.25)`,
+        `ALTER TABLE metrics ADD COLUMN extra numeric(8,3); INSERT INTO metrics (id, name, extra) VALUES (30001, ` +
+          `'extra', 1.25)`,
       );
       await f.waitForConvergence();
       await f.sql(`TRUNCATE metrics; INSERT INTO metrics (id, name) VALUES (1, 'after truncate')`);

@@ -50,16 +50,22 @@ export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'
       let expectStopped: string[] = [];
       let expectEqual: string[] = [];
 
-      test('widen, rename and add/drop columns replicate exactly; ADD COLUMN DEFAULT is re-copied by itself; narrowing and table rename stop only their table; resync rebuilds', async () => {
-        await f.setup();
-        // Snowflake changes a NUMBER's precision in place, never its scale. (gen: Postgres before 18 cannot publish
-        // generated columns; walflow reads them by key, so the table is equal on every major.)
-        expectStopped = ['narrow', 'moved', ...(destination === 'snowflake' ? ['scaled'] : [])];
-        // defaulted: its existing rows got the default, which the WAL does not carry: walflow re-copies it itself.
-        expectEqual = ['wide', 'scaled', 'cols', 'gen', 'defaulted', 'other'].filter((t) => !expectStopped.includes(t));
-        await f.start();
-        await f.waitForConvergence();
-        await f.sql(`ALTER TABLE wide ALTER n TYPE int8, ALTER amount TYPE numeric(14,2), ALTER label TYPE varchar(40), ALTER f TYPE float8;
+      test(
+        'widen, rename and add/drop columns replicate exactly; ADD COLUMN DEFAULT is re-copied by itself; ' +
+          'narrowing and table rename stop only their table; resync rebuilds',
+        async () => {
+          await f.setup();
+          // Snowflake changes a NUMBER's precision in place, never its scale. (gen: Postgres before 18 cannot publish
+          // generated columns; walflow reads them by key, so the table is equal on every major.)
+          expectStopped = ['narrow', 'moved', ...(destination === 'snowflake' ? ['scaled'] : [])];
+          // defaulted: its existing rows got the default, which the WAL does not carry: walflow re-copies it itself.
+          expectEqual = ['wide', 'scaled', 'cols', 'gen', 'defaulted', 'other'].filter(
+            (t) => !expectStopped.includes(t),
+          );
+          await f.start();
+          await f.waitForConvergence();
+          await f.sql(`ALTER TABLE wide ALTER n TYPE int8, ALTER amount TYPE numeric(14,2),
+          ALTER label TYPE varchar(40), ALTER f TYPE float8;
           INSERT INTO wide VALUES (10, 5000000000, 123456789012.34, 'a label longer than ten', 1.2345678901234);
           UPDATE wide SET n = 9223372036854775807 WHERE id = 1;
           ALTER TABLE scaled ALTER amount TYPE numeric(12,4); INSERT INTO scaled VALUES (10, 0.0001);
@@ -70,92 +76,95 @@ export function describeShapeChangesInto(destination: 'clickhouse' | 'snowflake'
           ALTER TABLE defaulted ADD COLUMN n int NOT NULL DEFAULT 7; INSERT INTO defaulted VALUES (10, 'x', 8);
           INSERT INTO gen (id, v) VALUES (10, 21); UPDATE gen SET v = 5 WHERE id = 1;
           INSERT INTO other VALUES (10, 'keeps streaming');`);
-        await f.waitForConvergence(180_000, expectEqual);
+          await f.waitForConvergence(180_000, expectEqual);
 
-        const status = await f.waitFor('the stopped tables to show errored', async () => {
-          const s = await f.status();
-          return expectStopped.every((t) => stateOf(s, t) === 'errored') && s;
-        });
-        assert.deepEqual(TABLES.filter((t) => stateOf(status, t) === 'errored').sort(), [...expectStopped].sort());
-        const narrow = status.tables.narrow!.error!;
-        assert.deepEqual([narrow.column, narrow.oldType, narrow.newType], ['big', 'bigint', 'integer']);
-        assert.equal(narrow.fix, `walflow resync ${f.config.id} --tables narrow`);
-        assert.match(status.tables.moved!.error!.reason, /renamed to public\.moved2/);
-        assert.equal(
-          status.tables.moved!.error!.fix,
-          `walflow tables remove ${f.config.id} moved, then walflow tables add ${f.config.id} public.moved2`,
-        );
-        assert.match(
-          status.lastError ?? '',
-          /table narrow stopped at LSN [0-9A-F/]+: column big changed type from bigint to integer.*\(source: ALTER TABLE public\.narrow ALTER COLUMN big TYPE integer\).*fix: walflow resync/,
-        );
-        assert.deepEqual(status.tables.cols!.droppedColumns, ['d']);
-        const json = JSON.parse((await cli('status', f.config.id, '--json')).stdout) as PipelineStatus;
-        assert.equal(json.tables.narrow!.state, 'errored');
-        assert.match((await cli('status', f.config.id)).stdout, /narrow\s+ERRORED .*\n.*fix: walflow resync/);
-
-        // verify reports the renamed table (and the stopped ones) instead of aborting.
-        const verified = await cli('verify', f.config.id, '--json').then(
-          () => assert.fail('verify passed with stopped tables'),
-          (e: { stdout: string }) =>
-            JSON.parse(e.stdout) as { equal: boolean; tables: { table: string; equal: boolean; problem?: string }[] },
-        );
-        assert.equal(verified.equal, false);
-        assert.match(
-          verified.tables.find((t) => t.table === 'public.moved')?.problem ?? '',
-          /public\.moved does not exist in the source \(renamed or dropped\?\)/,
-        );
-        assert.deepEqual(
-          verified.tables
-            .filter((t) => !t.equal)
-            .map((t) => t.table)
-            .sort(),
-          expectStopped.map((t) => `public.${t}`).sort(),
-        );
-
-        // None of a stopped table's changes past the stop is written, though the slot moved on for the others.
-        const { counts } = await f.compare(['narrow']);
-        assert.deepEqual(counts, { 'public.narrow': [4, 3] });
-        assert.equal(
-          stateOf(await f.status(), 'defaulted'),
-          'streaming',
-          'the re-copied table streams again, without an operator',
-        );
-
-        const resynced = expectStopped.filter((t) => t !== 'moved');
-        await cli('resync', f.config.id, '--tables', resynced.join(','));
-        await f.sql(`INSERT INTO narrow VALUES (11, 2147483647)`);
-        await f.waitFor(
-          'resynced tables to stream again',
-          async () => {
+          const status = await f.waitFor('the stopped tables to show errored', async () => {
             const s = await f.status();
-            return resynced.every((t) => stateOf(s, t) === 'streaming');
-          },
-          180_000,
-        );
-        await f.waitForConvergence(180_000, [...expectEqual, ...resynced]);
-        if (destination === 'clickhouse') {
-          const ch = createClient({ url: requireEnv('CLICKHOUSE_URL') });
-          const rs = await ch.query({
-            query: `SELECT table, name, type FROM system.columns WHERE database = {db:String} AND table IN ('narrow', 'wide', 'cols') ORDER BY table, position`,
-            query_params: { db: f.target.name },
-            format: 'JSONEachRow',
+            return expectStopped.every((t) => stateOf(s, t) === 'errored') && s;
           });
-          const types = Object.fromEntries(
-            (await rs.json<{ table: string; name: string; type: string }>())
-              .filter((c) => !c.name.startsWith('_walflow'))
-              .map((c) => [`${c.table}.${c.name}`, c.type]),
+          assert.deepEqual(TABLES.filter((t) => stateOf(status, t) === 'errored').sort(), [...expectStopped].sort());
+          const narrow = status.tables.narrow!.error!;
+          assert.deepEqual([narrow.column, narrow.oldType, narrow.newType], ['big', 'bigint', 'integer']);
+          assert.equal(narrow.fix, `walflow resync ${f.config.id} --tables narrow`);
+          assert.match(status.tables.moved!.error!.reason, /renamed to public\.moved2/);
+          assert.equal(
+            status.tables.moved!.error!.fix,
+            `walflow tables remove ${f.config.id} moved, then walflow tables add ${f.config.id} public.moved2`,
           );
-          await ch.close();
-          assert.equal(types['narrow.big'], 'Nullable(Int32)', 'the rebuilt table has the new type');
-          assert.equal(types['wide.n'], 'Nullable(Int64)');
-          assert.equal(types['wide.amount'], 'Nullable(Decimal(14, 2))');
+          assert.match(
+            status.lastError ?? '',
+            /table narrow stopped at LSN [0-9A-F/]+: column big changed type from bigint to integer.*\(source: ALTER TABLE public\.narrow ALTER COLUMN big TYPE integer\).*fix: walflow resync/,
+          );
+          assert.deepEqual(status.tables.cols!.droppedColumns, ['d']);
+          const json = JSON.parse((await cli('status', f.config.id, '--json')).stdout) as PipelineStatus;
+          assert.equal(json.tables.narrow!.state, 'errored');
+          assert.match((await cli('status', f.config.id)).stdout, /narrow\s+ERRORED .*\n.*fix: walflow resync/);
+
+          // verify reports the renamed table (and the stopped ones) instead of aborting.
+          const verified = await cli('verify', f.config.id, '--json').then(
+            () => assert.fail('verify passed with stopped tables'),
+            (e: { stdout: string }) =>
+              JSON.parse(e.stdout) as { equal: boolean; tables: { table: string; equal: boolean; problem?: string }[] },
+          );
+          assert.equal(verified.equal, false);
+          assert.match(
+            verified.tables.find((t) => t.table === 'public.moved')?.problem ?? '',
+            /public\.moved does not exist in the source \(renamed or dropped\?\)/,
+          );
           assert.deepEqual(
-            Object.keys(types).filter((k) => k.startsWith('cols.')),
-            ['cols.id', 'cols.b', 'cols.d', 'cols.c'],
+            verified.tables
+              .filter((t) => !t.equal)
+              .map((t) => t.table)
+              .sort(),
+            expectStopped.map((t) => `public.${t}`).sort(),
           );
-        }
-      });
+
+          // None of a stopped table's changes past the stop is written, though the slot moved on for the others.
+          const { counts } = await f.compare(['narrow']);
+          assert.deepEqual(counts, { 'public.narrow': [4, 3] });
+          assert.equal(
+            stateOf(await f.status(), 'defaulted'),
+            'streaming',
+            'the re-copied table streams again, without an operator',
+          );
+
+          const resynced = expectStopped.filter((t) => t !== 'moved');
+          await cli('resync', f.config.id, '--tables', resynced.join(','));
+          await f.sql(`INSERT INTO narrow VALUES (11, 2147483647)`);
+          await f.waitFor(
+            'resynced tables to stream again',
+            async () => {
+              const s = await f.status();
+              return resynced.every((t) => stateOf(s, t) === 'streaming');
+            },
+            180_000,
+          );
+          await f.waitForConvergence(180_000, [...expectEqual, ...resynced]);
+          if (destination === 'clickhouse') {
+            const ch = createClient({ url: requireEnv('CLICKHOUSE_URL') });
+            const rs = await ch.query({
+              query:
+                `SELECT table, name, type FROM system.columns WHERE database = {db:String} AND table IN ` +
+                `('narrow', 'wide', 'cols') ORDER BY table, position`,
+              query_params: { db: f.target.name },
+              format: 'JSONEachRow',
+            });
+            const types = Object.fromEntries(
+              (await rs.json<{ table: string; name: string; type: string }>())
+                .filter((c) => !c.name.startsWith('_walflow'))
+                .map((c) => [`${c.table}.${c.name}`, c.type]),
+            );
+            await ch.close();
+            assert.equal(types['narrow.big'], 'Nullable(Int32)', 'the rebuilt table has the new type');
+            assert.equal(types['wide.n'], 'Nullable(Int64)');
+            assert.equal(types['wide.amount'], 'Nullable(Decimal(14, 2))');
+            assert.deepEqual(
+              Object.keys(types).filter((k) => k.startsWith('cols.')),
+              ['cols.id', 'cols.b', 'cols.d', 'cols.c'],
+            );
+          }
+        },
+      );
     });
   }
 }
