@@ -10,7 +10,8 @@ import { qualifyTable } from '../lib/config.ts';
 import type { TableError, TableShapeReport } from '../lib/contract/status.ts';
 import { formatLsn, type Lsn } from '../lib/lsn.ts';
 import { tableKey, type TableId, type TableSchema } from '../lib/model.ts';
-import { loadTableSchemas, tableNameByOid } from './postgres/schema.ts';
+import { partitionChange } from './postgres/partitions.ts';
+import { loadPartitions, loadTableSchemas, tableNameByOid } from './postgres/schema.ts';
 import type { ShapeProblem } from './postgres/shape.ts';
 
 export class StreamTables {
@@ -99,8 +100,25 @@ export class StreamTables {
       }
       const schema = recorded ?? (catalog as TableSchema);
       if (!recorded) report.schemas[name] = this.applied[name] = schema;
+      else if (recorded.partitions === undefined && !(catalog instanceof Error) && catalog.partitions) {
+        // Recorded before walflow followed partitions: from here on.
+        report.schemas[name] = this.applied[name] = { ...recorded, partitions: catalog.partitions };
+      }
       if (!report.errors[name]) schemas.set(key, schema);
     }
     return { schemas, report };
+  }
+
+  /** Live partitioned tables whose partitions differ from what their destination table reflects. */
+  async partitionChanges(source: pg.Client, at: Lsn): Promise<Record<string, TableError>> {
+    const errors: Record<string, TableError> = {};
+    for (const [key, name] of this.names) {
+      const reflected = this.applied[name];
+      if (this.stopped.has(name) || !reflected?.partitions || reflected.oid === undefined) continue;
+      if (!(await tableNameByOid(source, reflected.oid))) continue; // dropped: the decoder stops it
+      const problem = partitionChange(key, reflected.partitions, await loadPartitions(source, reflected.oid));
+      if (problem) errors[name] = this.shapeError(name, problem, at);
+    }
+    return errors;
   }
 }

@@ -51,6 +51,8 @@ export interface StreamHeartbeat {
 
 /** Encoding a heartbeat costs more than decoding a burst: one a second is plenty (the timeout is 30 s). */
 const HEARTBEAT_EVERY_MS = 1_000;
+/** How soon a partition attached, detached or truncated (which the WAL does not carry) is noticed. */
+const PARTITIONS_EVERY_MS = 5_000;
 
 export function createStreamActivities(deps: ActivityDeps) {
   async function streamChanges(input: StreamInput): Promise<void> {
@@ -109,6 +111,13 @@ export function createStreamActivities(deps: ActivityDeps) {
       const { schemas, report } = await tables.load(source, confirmed() ?? 0n);
       if (Object.keys(report.schemas).length || Object.keys(report.errors).length) await reportShapes(report);
       for (const name of Object.keys(report.errors)) tables.stop(name);
+      let partitionsChecked = 0;
+      const checkPartitions = async () => {
+        partitionsChecked = Date.now();
+        const changed = await tables.partitionChanges(source, confirmed() ?? 0n);
+        for (const [name, error] of Object.entries(changed)) await stopTable(name, error);
+      };
+      await checkPartitions();
       await destination.prepare([...schemas.values()]);
       const dest = destination;
       stream = await openChangeStream({
@@ -234,6 +243,7 @@ export function createStreamActivities(deps: ActivityDeps) {
           }
         }
         if (batcher.shouldFlush(Date.now(), !got)) await flush();
+        if (Date.now() - partitionsChecked >= PARTITIONS_EVERY_MS) await checkPartitions();
       }
       // Cancelled (pause, continue-as-new, worker shutdown): finish the batch in hand, confirm, report.
       await flush();

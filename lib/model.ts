@@ -100,6 +100,12 @@ export interface TableSchema extends TableId {
   /** Primary key (or replica identity index) columns, in key order. */
   key: string[];
   replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
+  /**
+   * A partitioned table's leaf partitions ("schema.name") and the relfilenode of each, as the destination
+   * table's rows reflect them. pgoutput sends nothing for ATTACH, DETACH or a TRUNCATE of one partition
+   * (published via the root); the stream notices them by this record changing, and re-copies the table.
+   */
+  partitions?: Record<string, number>;
 }
 
 /** The source transaction of a stream change; one object shared by all its changes. */

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ColumnSchema, TableSchema } from '../lib/model.ts';
+import { partitionChange } from '../activities/postgres/partitions.ts';
 import { compareShape, widens, type DestinationAbilities } from '../activities/postgres/shape.ts';
 
 const col = (
@@ -171,3 +172,19 @@ test(
     );
   },
 );
+
+test('a partition attached, detached or truncated is a change the WAL does not carry: the table is re-copied', () => {
+  const reflected = { 'public.p_eu': 16400, 'public.p_us': 16410, 'public.p_asia': 16420 };
+  assert.equal(partitionChange('public.p', reflected, { ...reflected }), undefined, 'the same partitions: nothing');
+  const problem = partitionChange('public.p', reflected, {
+    'public.p_eu': 16400,
+    'public.p_asia': 16430,
+    'public.p_af': 16440,
+  });
+  assert.equal(problem?.recopy, true);
+  assert.equal(
+    problem?.reason,
+    'partitions of public.p changed (public.p_af attached, public.p_us detached, public.p_asia truncated or ' +
+      'rewritten); the WAL carries no rows for that, so walflow re-copies the table',
+  );
+});

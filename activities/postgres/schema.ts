@@ -43,8 +43,8 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
   const result: TableSchema[] = [];
   for (const table of tables) {
     const { schema, name } = splitTableName(table);
-    const rel = await client.query<{ oid: number; relreplident: string }>(
-      `SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    const rel = await client.query<{ oid: number; relreplident: string; relkind: string }>(
+      `SELECT c.oid, c.relreplident, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
       [schema, name],
     );
@@ -126,9 +126,22 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
     const replicaIdentity = identities[r.relreplident] ?? 'default';
     let key = keyOrder.rows.map((k) => k.attname);
     if (key.length === 0 && replicaIdentity === 'full') key = columns.map((c) => c.name);
-    result.push({ schema, name, oid: Number(r.oid), columns, key, replicaIdentity });
+    const partitions = r.relkind === 'p' ? { partitions: await loadPartitions(client, r.oid) } : {};
+    result.push({ schema, name, oid: Number(r.oid), columns, key, replicaIdentity, ...partitions });
   }
   return result;
+}
+
+/** The leaf partitions of partitioned table `oid`, at any depth, each with its relfilenode (new after a TRUNCATE). */
+export async function loadPartitions(client: pg.Client, oid: number): Promise<Record<string, number>> {
+  const { rows } = await client.query<{ name: string; file: string }>(
+    `SELECT n.nspname || '.' || c.relname AS name, c.relfilenode::text AS file
+     FROM pg_partition_tree($1::oid::regclass) t JOIN pg_class c ON c.oid = t.relid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE t.isleaf ORDER BY 1`,
+    [oid],
+  );
+  return Object.fromEntries(rows.map((r) => [r.name, Number(r.file)]));
 }
 
 /** The current "schema.name" of the table with this OID, or null once it is dropped. */
