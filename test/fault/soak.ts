@@ -1,6 +1,6 @@
 /**
  * `npm run soak -- --seed N --minutes M --destination clickhouse|snowflake|postgres|duckdb|nats|webhook|file
- * [--refused]`: the long fault run on the local
+ * [--refused] [--shapes]`: the long fault run on the local
  * stack. Prints one summary line (transactions, changes, faults by kind, mismatches) and exits 1 unless it passed.
  */
 import { parseArgs } from 'node:util';
@@ -13,6 +13,7 @@ const { values } = parseArgs({
     minutes: { type: 'string', default: '5' },
     destination: { type: 'string', default: 'clickhouse' },
     refused: { type: 'boolean', default: false },
+    shapes: { type: 'boolean', default: false },
   },
 });
 const destination = SOAK_DESTINATIONS.find((d) => d === values.destination);
@@ -23,6 +24,11 @@ if (!destination) {
 
 if (values.refused && destination !== 'clickhouse') {
   console.error('soak: --refused writes values ClickHouse refuses; run it with --destination clickhouse');
+  process.exit(2);
+}
+
+if (values.shapes && !['clickhouse', 'snowflake', 'postgres'].includes(destination)) {
+  console.error('soak: --shapes changes table shapes; run it with --destination clickhouse, snowflake or postgres');
   process.exit(2);
 }
 
@@ -38,6 +44,7 @@ const result = await runSoak({
   durationMs: Number(values.minutes) * 60_000,
   destination,
   refused: values.refused,
+  shapes: values.shapes,
   log: (line) => console.error(`[${new Date().toISOString()}] ${line}`),
 });
 console.log(summaryLine(result));

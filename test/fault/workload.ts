@@ -7,6 +7,7 @@
  * ClickHouse refuses ('infinity'), so the oracle sees that table stopped alone and nothing else lost.
  */
 import type pg from 'pg';
+import type { ShapeWorkload } from './shapes.ts';
 
 export const WORKLOAD_SETUP = `
   CREATE TABLE accounts (id int8 PRIMARY KEY, owner text NOT NULL, balance numeric(20,2) NOT NULL, note text, big text);
@@ -44,6 +45,8 @@ export class Workload {
   constructor(
     seed: number,
     private readonly refused = false,
+    /** Also writes to the tables whose shape changes (their rows are checked against Postgres, not the model). */
+    private readonly shapes?: ShapeWorkload,
   ) {
     this.random = rng(seed);
     this.model = new Map([...WORKLOAD_TABLES, ...(refused ? [REFUSED_TABLE] : [])].map((t) => [t, new Map()]));
@@ -91,6 +94,7 @@ export class Workload {
     const statements: [string, unknown[]][] = [];
     const ops = this.random() < 0.05 ? 500 : 1 + Math.floor(this.random() * 5);
     for (let i = 0; i < ops; i++) this.operation(staged, statements);
+    if (this.shapes && this.random() < 0.5) statements.push(...this.shapes.statements());
     const rollback = this.random() < 0.05;
     await client.query('BEGIN');
     try {
