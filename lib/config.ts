@@ -37,6 +37,10 @@ export const SourceConfig = z.strictObject({
   createPublication: z.boolean().default(true),
 });
 
+/** What a destination does with a value it cannot hold (README: "Values a destination cannot hold"). */
+export const Unrepresentable = z.enum(['fail', 'null', 'clamp', 'text']);
+export type Unrepresentable = z.infer<typeof Unrepresentable>;
+
 export const ClickHouseConfig = z.strictObject({
   type: z.literal('clickhouse'),
   url: z.string().url(),
@@ -45,7 +49,15 @@ export const ClickHouseConfig = z.strictObject({
   password: SecretRef.optional(),
   /** Also create `<table>_live` views that read FINAL and hide deleted rows. */
   views: z.boolean().default(true),
+  /** For every table, or per table ("table" or "schema.table", as the destination names it) with a default. */
+  onUnrepresentable: z
+    .union([
+      Unrepresentable,
+      z.strictObject({ default: Unrepresentable.default('fail'), tables: z.record(TableName, Unrepresentable) }),
+    ])
+    .default('fail'),
 });
+export type ClickHouseConfig = z.infer<typeof ClickHouseConfig>;
 
 export const SnowflakeConfig = z
   .strictObject({
@@ -402,8 +414,14 @@ export type PipelineConfig = z.infer<typeof PipelineConfig>;
 export type WalflowConfig = z.infer<typeof WalflowConfig>;
 export type ServeConfig = z.infer<typeof ServeConfig>;
 
-/** Rules name tables of the pipeline (once each), and no two tables land on one destination table. */
-function checkRuleTables(p: { source: { tables: string[] }; rules?: RulesConfig }, ctx: z.RefinementCtx): void {
+/**
+ * Rules name tables of the pipeline (once each), and no two tables land on one destination table; a
+ * per-table onUnrepresentable names destination tables.
+ */
+function checkRuleTables(
+  p: { source: { tables: string[] }; rules?: RulesConfig; destination: { type: string } },
+  ctx: z.RefinementCtx,
+): void {
   const byTable = new Map<string, string>();
   for (const name of Object.keys(p.rules ?? {})) {
     if (!p.source.tables.some((t) => qualifyTable(t) === qualifyTable(name)))
@@ -434,10 +452,25 @@ function checkRuleTables(p: { source: { tables: string[] }; rules?: RulesConfig 
       });
     targets.set(target, { table, name });
   }
+  const setting = p.destination.type === 'clickhouse' ? (p.destination as ClickHouseConfig).onUnrepresentable : 'fail';
+  for (const t of typeof setting === 'string' ? [] : Object.keys(setting.tables))
+    if (!targets.has(qualifyTable(t)))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['destination', 'onUnrepresentable', 'tables', t],
+        message: `is not a table of the pipeline (${[...targets.keys()].join(', ')})`,
+      });
 }
 
 /** "table" means "public.table". */
 export const qualifyTable = (t: string): string => (t.includes('.') ? t : `public.${t}`);
+
+/** The `onUnrepresentable` of `table` ("schema.table"). */
+export function unrepresentableFor(setting: ClickHouseConfig['onUnrepresentable'], table: string): Unrepresentable {
+  if (typeof setting === 'string') return setting;
+  const named = Object.entries(setting.tables).find(([t]) => qualifyTable(t) === table);
+  return named?.[1] ?? setting.default;
+}
 
 /**
  * The destination table of source table `qualified` ("schema.name") under a `rename.table` ("name" keeps the schema).

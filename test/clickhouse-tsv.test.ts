@@ -70,3 +70,32 @@ test('unconstrained numeric (a String column) keeps NaN; tables with arrays keep
   assert.equal(acceptsCopyText(table([col('id', 'int'), col('a', 'int', { arrayDims: 1, nullable: false })])), false);
   assert.equal(acceptsCopyText(table([col('id', 'int'), col('a', 'text')])), true);
 });
+
+test('onUnrepresentable: null writes NULL where the column is Nullable, clamp the nearest value, text the text', () => {
+  const columns = [
+    col('id', 'bigint'),
+    col('d', 'date'),
+    col('at', 'timestamptz'),
+    col('n', 'decimal', { precision: 6, scale: 2 }),
+  ];
+  const copy = '1\tinfinity\t-infinity\tNaN\n2\t0044-03-15 BC\t2400-01-01 00:00:00+00\t-1.50\n';
+  assert.equal(
+    copyTextToTsv(table(columns), decimal, 'null')(copy, 7n),
+    '1\t\\N\t\\N\t\\N\t7\t0\n2\t\\N\t\\N\t-1.50\t7\t0\n',
+  );
+  assert.equal(
+    copyTextToTsv(table(columns), decimal, 'clamp')(copy.replace('NaN', '1.00'), 7n),
+    '1\t2299-12-31\t1900-01-01 00:00:00\t1.00\t7\t0\n' + '2\t1900-01-01\t2299-12-31 23:59:59.999999\t-1.50\t7\t0\n',
+  );
+  assert.equal(copyTextToTsv(table(columns), decimal, 'text')(copy, 7n), copy.replaceAll('\n', '\t7\t0\n'));
+  // Without a nearest value (NaN), or a NULL the column cannot hold (NOT NULL), the value is still refused.
+  assert.throws(
+    () => copyTextToTsv(table(columns), decimal, 'clamp')('3\t\\N\t\\N\tNaN\n', 7n),
+    /public\.t\.n: NaN cannot be stored in Decimal\(6, 2\) \(onUnrepresentable: clamp cannot apply/,
+  );
+  const notNull = table([col('id', 'bigint'), col('d', 'date', { nullable: false })]);
+  assert.throws(
+    () => copyTextToTsv(notNull, decimal, 'null')('3\tinfinity\n', 7n),
+    /infinity is outside ClickHouse's date range .*\(onUnrepresentable: null cannot apply, the ClickHouse column is not Nullable/,
+  );
+});

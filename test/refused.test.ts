@@ -364,3 +364,86 @@ describe('a backfill range ClickHouse refuses', () => {
     },
   );
 });
+
+describe('onUnrepresentable in ClickHouse: null, clamp and text per table', () => {
+  const f = new PipelineFixture({
+    name: 'unrepresentable',
+    destination: 'clickhouse',
+    tables: ['tn', 'tc', 'tt'],
+    destinationOverride: {
+      onUnrepresentable: { default: 'fail', tables: { tn: 'null', 'public.tc': 'clamp', tt: 'text' } },
+    },
+    // NaN is the one numeric(p,s) value a Decimal cannot hold (Postgres refuses ±Infinity there); none is near it.
+    setup: ['tn', 'tc', 'tt']
+      .map(
+        (t) => `CREATE TABLE ${t} (id int PRIMARY KEY, d date, at timestamptz, n numeric(6,2), dd date[] NOT NULL);
+        INSERT INTO ${t} VALUES (1, '2024-02-29', '2024-02-29 12:00:00+00', 1.5, '{2024-01-01}'),
+          (2, 'infinity', '-infinity', ${t === 'tc' ? 2.5 : "'NaN'"}, '{infinity,NULL}'),
+          (3, '0044-03-15 BC', '2400-01-01 00:00:00+00', -3, '{1800-01-01}');`,
+      )
+      .join('\n'),
+  });
+  after(() => f.teardown());
+
+  test('backfilled and streamed values: NULL where none fits, the nearest one, or the exact text', async () => {
+    await f.setup();
+    await f.start();
+    await f.sql(
+      ['tn', 'tc', 'tt']
+        .map((t) => `INSERT INTO ${t} VALUES (4, '-infinity', 'infinity', -1.25, '{2300-06-01}')`)
+        .join('; '),
+    );
+    // text: the table holds every value exactly, as verify sees it.
+    await f.waitForConvergence(120_000, ['tt']);
+    const ch = createClient({ url: requireEnv('CLICKHOUSE_URL') });
+    const read = async (t: string) => {
+      const rs = await ch.query({
+        query: `SELECT id, d, at, n, dd FROM ${f.target.name}.${t}_live ORDER BY id`,
+        format: 'JSONEachRow',
+        clickhouse_settings: { output_format_json_quote_decimals: 1 },
+      });
+      return (await rs.json<Record<string, unknown>>()).map((r) => [r.id, r.d, r.at, r.n, r.dd]);
+    };
+    await f.waitFor(
+      'tn and tc to hold 4 rows',
+      async () => (await read('tn')).length === 4 && (await read('tc')).length === 4,
+    );
+    assert.deepEqual(await read('tn'), [
+      [1, '2024-02-29', '2024-02-29 12:00:00.000000', '1.50', ['2024-01-01']],
+      [2, null, null, null, [null, null]],
+      [3, null, null, '-3.00', [null]],
+      [4, null, null, '-1.25', [null]],
+    ]);
+    assert.deepEqual(await read('tc'), [
+      [1, '2024-02-29', '2024-02-29 12:00:00.000000', '1.50', ['2024-01-01']],
+      [2, '2299-12-31', '1900-01-01 00:00:00.000000', '2.50', ['2299-12-31', null]],
+      [3, '1900-01-01', '2299-12-31 23:59:59.999999', '-3.00', ['1900-01-01']],
+      [4, '1900-01-01', '2299-12-31 23:59:59.999999', '-1.25', ['2299-12-31']],
+    ]);
+    const types = await ch.query({
+      query: `SELECT name, type FROM system.columns WHERE database = {db:String} AND table = 'tt' AND name IN ('d', 'n')`,
+      query_params: { db: f.target.name },
+      format: 'JSONEachRow',
+    });
+    assert.deepEqual(await types.json(), [
+      { name: 'd', type: 'Nullable(String)' },
+      { name: 'n', type: 'Nullable(String)' },
+    ]);
+    await ch.close();
+
+    // clamp has no nearest value for NaN: that table stops, loudly; the others keep streaming.
+    await f.sql(
+      `INSERT INTO tc VALUES (5, NULL, NULL, 'NaN', '{}'); INSERT INTO tt VALUES (5, NULL, NULL, 'NaN', '{}')`,
+    );
+    const status = await f.waitFor('tc errored', async () => {
+      const s = await f.status();
+      return s.tables.tc?.state === 'errored' && s;
+    });
+    assert.match(
+      status.tables.tc!.error!.reason,
+      /NaN cannot be stored in Decimal\(6, 2\) \(onUnrepresentable: clamp cannot apply/,
+    );
+    await f.waitForConvergence(60_000, ['tt']);
+    assert.equal((await f.status()).tables.tn?.state, 'streaming');
+  });
+});

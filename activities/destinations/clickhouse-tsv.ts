@@ -3,33 +3,37 @@
  * row object or a JSON document per row. The two formats share their escapes (\t \n \\ \b \f \r \v) and
  * NULL (\N), and ClickHouse reads Postgres's numbers, Infinity/NaN, t/f and ISO dates as they are, so
  * most columns pass through verbatim; only bytea (hex), timestamptz (its "+00") and the date-range
- * check touch a field. Tables with array columns keep the row path (their text differs).
+ * check touch a field (or none of these, for a column `onUnrepresentable: text` keeps as Postgres text).
+ * Tables with array columns keep the row path (their text differs).
  */
+import type { Unrepresentable } from '../../lib/config.ts';
 import type { Version } from '../../lib/lsn.ts';
 import type { ColumnSchema, TableSchema } from '../../lib/model.ts';
-import { checkDateRange, ClickHouseValueError, type ValueAt } from './clickhouse-values.ts';
+import { checkDateRange, decimalOutOfRange, mayNotFit, type OutOfRange, type ValueAt } from './clickhouse-values.ts';
 
 type FieldRewrite = (field: string, at: ValueAt) => string;
 
 const isDigit = (code: number) => code >= 48 && code <= 57;
 
 /** How one column's COPY field is rewritten, or undefined when it passes through verbatim. */
-function rewrite(c: ColumnSchema, decimalType: string): FieldRewrite | undefined {
+function rewrite(c: ColumnSchema, decimalType: string, how: OutOfRange): FieldRewrite | undefined {
+  if (how.policy === 'text' && mayNotFit(c)) return undefined; // held as its Postgres text
+  const orNull = (f: string | null) => f ?? '\\N';
   switch (c.kind) {
     // COPY writes bytea as \\x<hex> (its backslash escaped); the destination keeps the hex.
     case 'bytes':
       return (f) => f.slice(3);
     case 'date':
     case 'timestamp':
-      return (f, at) => checkDateRange(f, f, at);
+      return (f, at) => orNull(checkDateRange(f, f, at, how, c.kind === 'timestamp'));
     case 'timestamptz':
-      return (f, at) => checkDateRange(f.endsWith('+00') ? f.slice(0, -3) : f, f, at);
+      return (f, at) => orNull(checkDateRange(f.endsWith('+00') ? f.slice(0, -3) : f, f, at, how, true));
     case 'decimal':
       if (decimalType === 'String') return undefined;
       return (f, at) => {
         const first = f.charCodeAt(0);
         if (!isDigit(first) && !(first === 45 && isDigit(f.charCodeAt(1))))
-          throw new ClickHouseValueError(at, `${f} cannot be stored in ${decimalType}`, f);
+          return orNull(decimalOutOfRange(f, decimalType, at, how));
         return f;
       };
     default:
@@ -48,8 +52,11 @@ export const acceptsCopyText = (table: TableSchema): boolean => table.columns.ev
 export function copyTextToTsv(
   table: TableSchema,
   decimalType: (c: ColumnSchema) => string,
+  policy: Unrepresentable = 'fail',
 ): (text: string, version: Version) => string {
-  const rewrites = table.columns.map((c) => rewrite(c, decimalType(c)));
+  const rewrites = table.columns.map((c) =>
+    rewrite(c, decimalType(c), { policy, nullable: c.nullable && !table.key.includes(c.name) }),
+  );
   const lastRewrite = rewrites.reduce((last, r, i) => (r ? i : last), -1);
   const wheres = table.columns.map((c): ValueAt => ({ table: `${table.schema}.${table.name}`, column: c.name }));
   return (text, version) => {

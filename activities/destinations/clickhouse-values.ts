@@ -1,4 +1,6 @@
 /** What ClickHouse can hold, shared by its row path (JSONEachRow) and its COPY-text path (TabSeparated). */
+import type { Unrepresentable } from '../../lib/config.ts';
+import type { ColumnSchema } from '../../lib/model.ts';
 
 /** Where a value goes: `table` as "schema.name". */
 export interface ValueAt {
@@ -26,24 +28,71 @@ export class ClickHouseValueError extends Error {
 /** Date32 and DateTime64 hold these days only; ClickHouse would clamp others silently. */
 export const DATE_RANGE = { min: '1900-01-01', max: '2299-12-31' };
 
-/** `text` (a date or timestamp without zone suffix) if ClickHouse can hold it; else a loud error naming the column. */
-export function checkDateRange(text: string, original: string, at: ValueAt): string {
+/**
+ * What a table's `onUnrepresentable` makes of one value ClickHouse cannot hold: NULL where its column is
+ * Nullable, the nearest value it can hold where there is one, else (and with `fail`) the refusal, which
+ * stops the table. `text` never gets here: its columns hold Postgres text, which fits every value.
+ */
+export interface OutOfRange {
+  policy: Unrepresentable;
+  /** The ClickHouse column (or array element) is Nullable. */
+  nullable: boolean;
+}
+
+export function unrepresentable(error: ClickHouseValueError, how: OutOfRange, nearest?: string): string | null {
+  if (how.policy === 'null' && how.nullable) return null;
+  if (how.policy === 'clamp' && nearest !== undefined) return nearest;
+  if (how.policy === 'null' || how.policy === 'clamp')
+    error.message +=
+      how.policy === 'null'
+        ? ' (onUnrepresentable: null cannot apply, the ClickHouse column is not Nullable: a key or NOT NULL column)'
+        : ' (onUnrepresentable: clamp cannot apply, the value has no nearest one; use null or text)';
+  throw error;
+}
+
+/**
+ * `text` (a date or timestamp without zone suffix) if ClickHouse can hold it; else what `how` makes of it
+ * (by default a loud error naming the column). `time`: a timestamp, clamped to the range's first or last
+ * microsecond.
+ */
+export function checkDateRange(
+  text: string,
+  original: string,
+  at: ValueAt,
+  how: OutOfRange = { policy: 'fail', nullable: false },
+  time = false,
+): string | null {
   // ISO days compare as text; "infinity", "-infinity" and years past 9999 fall outside too.
   const day = text.slice(0, 10);
-  if (day < DATE_RANGE.min || day > DATE_RANGE.max || text.endsWith(' BC')) {
-    const valueClass =
-      text === 'infinity' || text === '-infinity'
-        ? text
-        : text.endsWith(' BC')
-          ? 'BC date'
-          : day < DATE_RANGE.min
-            ? `date before ${DATE_RANGE.min}`
-            : `date after ${DATE_RANGE.max}`;
-    throw new ClickHouseValueError(
-      at,
-      `${original} is outside ClickHouse's date range ${DATE_RANGE.min}..${DATE_RANGE.max}`,
-      valueClass,
-    );
-  }
-  return text;
+  const early = day < DATE_RANGE.min || text.endsWith(' BC') || text === '-infinity';
+  if (!early && day <= DATE_RANGE.max && text !== 'infinity') return text;
+  const valueClass =
+    text === 'infinity' || text === '-infinity'
+      ? text
+      : text.endsWith(' BC')
+        ? 'BC date'
+        : early
+          ? `date before ${DATE_RANGE.min}`
+          : `date after ${DATE_RANGE.max}`;
+  const error = new ClickHouseValueError(
+    at,
+    `${original} is outside ClickHouse's date range ${DATE_RANGE.min}..${DATE_RANGE.max}`,
+    valueClass,
+  );
+  const nearest = early
+    ? `${DATE_RANGE.min}${time ? ' 00:00:00' : ''}`
+    : `${DATE_RANGE.max}${time ? ' 23:59:59.999999' : ''}`;
+  return unrepresentable(error, how, nearest);
 }
+
+/** NaN, the one numeric value a Decimal column cannot hold (Postgres keeps ±Infinity out of numeric(p,s)). */
+export function decimalOutOfRange(value: string, type: string, at: ValueAt, how: OutOfRange): string | null {
+  return unrepresentable(new ClickHouseValueError(at, `${value} cannot be stored in ${type}`, value), how);
+}
+
+/** Columns `text` keeps as their Postgres text: those of types with values ClickHouse cannot hold. */
+export const mayNotFit = (c: ColumnSchema): boolean =>
+  c.kind === 'date' ||
+  c.kind === 'timestamp' ||
+  c.kind === 'timestamptz' ||
+  (c.kind === 'decimal' && c.precision !== undefined && c.precision <= 76);

@@ -32,7 +32,16 @@ import {
   VERSION_COLUMN,
   WATERMARKS_TABLE as WATERMARKS,
 } from './versioned.ts';
-import { checkDateRange, ClickHouseValueError, type ValueAt } from './clickhouse-values.ts';
+import { unrepresentableFor, type ClickHouseConfig, type Unrepresentable } from '../../lib/config.ts';
+import {
+  checkDateRange,
+  ClickHouseValueError,
+  decimalOutOfRange,
+  mayNotFit,
+  unrepresentable,
+  type OutOfRange,
+  type ValueAt,
+} from './clickhouse-values.ts';
 import { describeKey, refusing, type Refusal } from './refused.ts';
 import { acceptsCopyText, copyTextToTsv } from './clickhouse-tsv.ts';
 
@@ -43,6 +52,7 @@ export interface ClickHouseOptions {
   password?: string;
   /** Create `<table>_live` views (FINAL, deleted rows hidden). */
   views: boolean;
+  onUnrepresentable?: ClickHouseConfig['onUnrepresentable'];
 }
 
 /** Identifiers go through ClickHouse's own `{name:Identifier}` parameters wherever SQL allows them. */
@@ -67,12 +77,16 @@ const SCALAR: Record<ColumnSchema['kind'], (c: ColumnSchema) => string> = {
   uuid: () => 'UUID',
 };
 
-/** ClickHouse type for a source column: Nullable only where the source column is. */
-export function clickhouseType(c: ColumnSchema, key: boolean): string {
+/**
+ * ClickHouse type for a source column: Nullable only where the source column is. `asText`: the column
+ * holds its Postgres text (`onUnrepresentable: text`).
+ */
+export function clickhouseType(c: ColumnSchema, key: boolean, asText = false): string {
   const scalar = SCALAR[c.kind](c);
   const nullable = (t: string) =>
     t === 'LowCardinality(String)' ? 'LowCardinality(Nullable(String))' : `Nullable(${t})`;
   if (arrayAsText(c)) return 'Nullable(String)';
+  if (asText) return c.nullable && !key ? 'Nullable(String)' : 'String';
   if (c.arrayDims > 0) return `${'Array('.repeat(c.arrayDims)}${nullable(scalar)}${')'.repeat(c.arrayDims)}`;
   return c.nullable && !key ? nullable(scalar) : scalar;
 }
@@ -86,15 +100,18 @@ function arrayAsText(c: ColumnSchema): boolean {
   return c.arrayDims > 0 && c.nullable;
 }
 
-/** A canonical value as ClickHouse's JSONEachRow input reads it for the column. */
-function toClickHouse(c: ColumnSchema, v: Value, at: ValueAt): unknown {
+/**
+ * A canonical value as ClickHouse's JSONEachRow input reads it for the column; one it cannot hold as
+ * `how` says (its `nullable` is the ClickHouse column's).
+ */
+function toClickHouse(c: ColumnSchema, v: Value, at: ValueAt, how: OutOfRange): unknown {
   if (v === null) return null;
-  if (arrayAsText(c)) return toPgText(v);
+  if (arrayAsText(c) || (how.policy === 'text' && mayNotFit(c))) return toPgText(v);
   if (Array.isArray(v)) {
     // Postgres does not enforce declared dimensions; a ClickHouse column has exactly its own.
     const dims = arrayDepth(v);
     if (v.length && dims !== c.arrayDims) {
-      throw new ClickHouseValueError(
+      const error = new ClickHouseValueError(
         at,
         `a ${dims}-dimensional array does not fit ${clickhouseType(c, false)}, made for the ${c.arrayDims} ` +
           `dimension(s) the column declares: ` +
@@ -102,8 +119,10 @@ function toClickHouse(c: ColumnSchema, v: Value, at: ValueAt): unknown {
           `recreate the ClickHouse table`,
         `${dims}-dimensional array`,
       );
+      return unrepresentable(error, how);
     }
-    return mapLeaves(v, (e) => toClickHouse({ ...c, arrayDims: 0, nullable: true }, e, at));
+    const element = { ...how, nullable: true };
+    return mapLeaves(v, (e) => toClickHouse({ ...c, arrayDims: 0, nullable: true }, e, at, element));
   }
   switch (c.kind) {
     case 'bytes':
@@ -113,12 +132,12 @@ function toClickHouse(c: ColumnSchema, v: Value, at: ValueAt): unknown {
       return typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf') : v;
     case 'decimal':
       if (SCALAR.decimal(c) !== 'String' && !/^-?\d/.test(v as string))
-        throw new ClickHouseValueError(at, `${v} cannot be stored in ${SCALAR.decimal(c)}`, v as string);
+        return decimalOutOfRange(v as string, SCALAR.decimal(c), at, how);
       return v;
     case 'date':
     case 'timestamp':
     case 'timestamptz': {
-      return checkDateRange((v as string).replace(/\+00$/, ''), v as string, at);
+      return checkDateRange((v as string).replace(/\+00$/, ''), v as string, at, how, c.kind !== 'date');
     }
     default:
       return v;
@@ -135,10 +154,10 @@ const mapLeaves = (v: Value[], f: (leaf: Value) => unknown): unknown[] =>
   v.map((e) => (Array.isArray(e) ? mapLeaves(e, f) : f(e)));
 
 /** A value read back (JSONEachRow output with quoted 64-bit ints and decimals) as the canonical value. */
-function fromClickHouse(c: ColumnSchema, v: unknown): Value {
+function fromClickHouse(c: ColumnSchema, v: unknown, asText: boolean): Value {
   if (v === null || v === undefined) return null;
-  if (arrayAsText(c)) return parseColumnText(c, v as string);
-  if (Array.isArray(v)) return v.map((e) => fromClickHouse({ ...c, arrayDims: 0, nullable: true }, e));
+  if (arrayAsText(c) || asText) return parseColumnText(c, v as string);
+  if (Array.isArray(v)) return v.map((e) => fromClickHouse({ ...c, arrayDims: 0, nullable: true }, e, false));
   switch (c.kind) {
     case 'bytes':
       return Buffer.from(v as string, 'hex');
@@ -229,6 +248,15 @@ export class ClickHouseDestination implements Destination {
     return `${id(this.opts.database)}.${id(targetName(t))}`;
   }
 
+  private policy(t: TableId): Unrepresentable {
+    return unrepresentableFor(this.opts.onUnrepresentable ?? 'fail', tableKey(t));
+  }
+
+  /** The column holds its Postgres text (`onUnrepresentable: text`). */
+  private asText(t: TableId, c: ColumnSchema): boolean {
+    return this.policy(t) === 'text' && mayNotFit(c);
+  }
+
   private async loadWatermarks(): Promise<Map<string, bigint>> {
     if (!this.watermarks) {
       const rs = await this.client.query({
@@ -247,7 +275,9 @@ export class ClickHouseDestination implements Destination {
       (table String, version UInt128) ENGINE = ReplacingMergeTree(version) ORDER BY table`,
     });
     for (const t of tables) {
-      const cols = t.columns.map((c) => `${id(c.name)} ${clickhouseType(c, t.key.includes(c.name))}`);
+      const cols = t.columns.map(
+        (c) => `${id(c.name)} ${clickhouseType(c, t.key.includes(c.name), this.asText(t, c))}`,
+      );
       await this.client.command({
         query: `CREATE TABLE IF NOT EXISTS ${this.target(t)} (${cols.join(', ')},
         ${id(VERSION_COLUMN)} UInt128, ${id(DELETED_COLUMN)} UInt8 DEFAULT 0,
@@ -257,7 +287,9 @@ export class ClickHouseDestination implements Destination {
       });
       for (const c of t.columns) {
         await this.client.command({
-          query: `ALTER TABLE ${this.target(t)} ADD COLUMN IF NOT EXISTS ${id(c.name)} ${clickhouseType(c, false)}`,
+          query:
+            `ALTER TABLE ${this.target(t)} ADD COLUMN IF NOT EXISTS ${id(c.name)} ` +
+            clickhouseType(c, false, this.asText(t, c)),
         });
       }
       if (this.opts.views) {
@@ -307,9 +339,10 @@ export class ClickHouseDestination implements Destination {
       });
     }
     for (const r of change.retyped ?? []) {
-      if (clickhouseType(r.from, false) === clickhouseType(r.to, false)) continue;
+      const [from, to] = [this.asText(change.table, r.from), this.asText(change.table, r.to)];
+      if (clickhouseType(r.from, false, from) === clickhouseType(r.to, false, to)) continue;
       await this.client.command({
-        query: `ALTER TABLE ${target} MODIFY COLUMN ${id(r.to.name)} ${clickhouseType(r.to, false)}`,
+        query: `ALTER TABLE ${target} MODIFY COLUMN ${id(r.to.name)} ${clickhouseType(r.to, false, to)}`,
         clickhouse_settings: { mutations_sync: '1' },
       });
     }
@@ -325,6 +358,7 @@ export class ClickHouseDestination implements Destination {
   private async insert(changes: RowChange[]): Promise<void> {
     const schema = this.tables.get(changes[0]!.table);
     const floor = (await this.loadWatermarks()).get(tableKey(schema)) ?? -1n;
+    const policy = this.policy(schema);
     const rows: Record<string, unknown>[] = [];
     const add = (row: Row, version: Version, deleted: boolean) => {
       if (version < floor) return; // older than a truncate that already happened
@@ -333,7 +367,8 @@ export class ClickHouseDestination implements Destination {
         for (const c of schema.columns) {
           if (deleted && !schema.key.includes(c.name)) continue;
           if (!(c.name in row)) continue;
-          out[c.name] = toClickHouse(c, row[c.name]!, { table: tableKey(schema), column: c.name });
+          const how = { policy, nullable: c.nullable && !schema.key.includes(c.name) };
+          out[c.name] = toClickHouse(c, row[c.name]!, { table: tableKey(schema), column: c.name }, how);
         }
       } catch (e) {
         if (e instanceof ClickHouseValueError) e.key = describeKey(schema, row); // which row, for the operator
@@ -366,7 +401,7 @@ export class ClickHouseDestination implements Destination {
     // a truncate came after the snapshot
     if (version < ((await this.loadWatermarks()).get(tableKey(table)) ?? -1n)) return;
     let convert = this.tsv.get(tableKey(table));
-    if (!convert) this.tsv.set(tableKey(table), (convert = copyTextToTsv(table, SCALAR.decimal)));
+    if (!convert) this.tsv.set(tableKey(table), (convert = copyTextToTsv(table, SCALAR.decimal, this.policy(table))));
     await refusing(table, clickhouseRefusal, () =>
       this.client.insert({
         table: this.target(table),
@@ -420,7 +455,7 @@ export class ClickHouseDestination implements Destination {
       for (const r of rows) {
         const obj = r.json<Record<string, unknown>>();
         const row: Row = {};
-        for (const c of table.columns) row[c.name] = fromClickHouse(c, obj[c.name]);
+        for (const c of table.columns) row[c.name] = fromClickHouse(c, obj[c.name], this.asText(table, c));
         yield row;
       }
     }

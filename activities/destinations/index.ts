@@ -121,6 +121,7 @@ async function openDestination(config: DestinationConfig, context: DestinationCo
         username: config.username,
         password: resolveSecret(config.password),
         views: config.views,
+        onUnrepresentable: config.onUnrepresentable,
       });
     case 'snowflake': {
       // Loaded on demand: the Snowflake driver is heavy and only its users should pay for it.

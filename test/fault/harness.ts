@@ -15,7 +15,7 @@ import { PipelineFixture, type FixtureDestination } from '../support/pipeline.ts
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resyncTablesUpdate } from '../../lib/contract/pipeline.ts';
+import { addTablesUpdate, removeTablesUpdate, resyncTablesUpdate } from '../../lib/contract/pipeline.ts';
 import { SHAPED_TABLES, SHAPES_SETUP, ShapeWorkload } from './shapes.ts';
 import { REFUSED_SETUP, REFUSED_TABLE, rng, Workload, WORKLOAD_SETUP, WORKLOAD_TABLES } from './workload.ts';
 import type { SoakDestination } from './destinations.ts';
@@ -126,7 +126,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
           const status = await f.status().catch(() => undefined);
           if (!shapes.active && status?.phase === 'streaming') log('backfill done: shape changes start');
           shapes.active ||= status?.phase === 'streaming';
-          if (status) await resyncStoppedShapes(f, status, shapes, log);
+          if (status) await resyncStoppedShapes(f, status, shapes, source, log);
         }
         await shapes?.maybeChange(await source(), log);
         await workload.step(await source());
@@ -175,7 +175,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     try {
       if (pipelineFailed !== null) throw new Error('no point waiting for a stopped pipeline');
       if (opts.refused) destinationDiffs = await refusedTableRecovers(f, workload, await source());
-      if (shapes) await shapedTablesStream(f, shapes, log);
+      if (shapes) await shapedTablesStream(f, shapes, source, log);
       await f.waitForConvergence(60_000);
     } catch {
       destinationDiffs = [...destinationDiffs, ...(await f.compare()).diffs];
@@ -233,31 +233,58 @@ async function refusedTableRecovers(f: PipelineFixture, workload: Workload, clie
 /**
  * The operator's way out of a shape change walflow stopped a table for (a change it could not tell
  * apart, e.g. a column added and renamed before the stream, behind after a fault, read either):
- * `resyncTables`, as `walflow resync --tables` sends it. Re-copies walflow runs itself are left to it.
+ * `resyncTables`, as `walflow resync --tables` sends it; for a renamed table the one its error names:
+ * `removeTables` and `addTables` under the new name. Re-copies walflow runs itself are left to it.
  */
 async function resyncStoppedShapes(
   f: PipelineFixture,
   status: PipelineStatus,
   shapes: ShapeWorkload,
+  source: () => Promise<pg.Client>,
   log: (line: string) => void,
 ): Promise<void> {
-  const stopped = SHAPED_TABLES.filter(
-    (t) => status.tables[t]?.state === 'errored' && !status.tables[t]?.error?.recopy,
-  );
-  if (!stopped.length) return;
-  log(`shape change stopped ${stopped.join(', ')} (${status.tables[stopped[0]!]?.error?.reason}): resyncing`);
-  await f.handle.executeUpdate(resyncTablesUpdate, { args: [stopped] });
-  shapes.resyncs += stopped.length;
+  const rename = async (from: string) => {
+    const to = await shapes.movedTable(await source()); // it may have been renamed again since
+    for (const names of [shapes.tables, f.opts.tables]) names.splice(names.indexOf(from), 1, to);
+    return to;
+  };
+  for (const t of [...shapes.tables]) {
+    if (!status.tables[t]) {
+      // Removed after a rename and not added yet (the add failed: renamed again meanwhile).
+      const now = await rename(t);
+      log(`adding ${now}`);
+      await f.handle.executeUpdate(addTablesUpdate, { args: [[now]] });
+      continue;
+    }
+    const error = status.tables[t]?.state === 'errored' ? status.tables[t]?.error : undefined;
+    if (!error || error.recopy) continue;
+    const renamed = /^table \S+ was renamed to (\S+?);/.test(error.reason);
+    log(
+      `shape change stopped ${t} (${error.reason}): ${renamed ? 'removing it, adding it by its new name' : 'resyncing'}`,
+    );
+    shapes.resyncs++;
+    if (!renamed) {
+      await f.handle.executeUpdate(resyncTablesUpdate, { args: [[t]] });
+      continue;
+    }
+    await f.handle.executeUpdate(removeTablesUpdate, { args: [[t]] });
+    await f.handle.executeUpdate(addTablesUpdate, { args: [[await rename(t)]] });
+  }
 }
 
 /** Once the workload is done: every shaped table streams again (after a resync where one was stopped). */
-async function shapedTablesStream(f: PipelineFixture, shapes: ShapeWorkload, log: (line: string) => void) {
+async function shapedTablesStream(
+  f: PipelineFixture,
+  shapes: ShapeWorkload,
+  source: () => Promise<pg.Client>,
+  log: (line: string) => void,
+) {
   await f.waitFor(
     'the shaped tables to stream',
     async () => {
       const status = await f.status();
-      await resyncStoppedShapes(f, status, shapes, log);
-      return SHAPED_TABLES.every((t) => status.tables[t]?.state === 'streaming');
+      await resyncStoppedShapes(f, status, shapes, source, log);
+      return shapes.tables.every((t) => status.tables[t]?.state === 'streaming');
     },
     300_000,
   );

@@ -2,13 +2,14 @@
  * Shape changes for the soak (`--shapes`): while the workload runs, a table `shaped` has columns added,
  * widened, renamed and dropped, a column added with a default and a generated one (both re-copied by
  * walflow itself), and a partitioned table `parted` gets partitions attached pre-filled, detached and
- * truncated. Its rows are written alongside the workload's, by whatever columns the catalog has then;
+ * truncated, and a table `moved` is renamed now and then (walflow stops it; the harness does the
+ * operator's way out: remove it, add it under its new name). Its rows are written alongside the workload's, by whatever columns the catalog has then;
  * the oracle is the destination against Postgres (these tables are not in the workload's model). Each
  * operation is tried once: one lost to a fault is skipped, and the next starts from the catalog.
  */
 import type pg from 'pg';
 
-export const SHAPED_TABLES = ['shaped', 'parted'];
+export const SHAPED_TABLES = ['shaped', 'parted', 'moved'];
 
 const REGIONS = ['r0', 'r1', 'r2'];
 export const SHAPES_SETUP = `
@@ -18,7 +19,9 @@ export const SHAPES_SETUP = `
     FROM generate_series(1, 500) g;
   CREATE TABLE parted (id int8, region text, v text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
   ${REGIONS.map((r) => `CREATE TABLE parted_${r} PARTITION OF parted FOR VALUES IN ('${r}');`).join('\n  ')}
-  INSERT INTO parted SELECT g, 'r' || g % 3, 'v' || g FROM generate_series(1, 300) g;`;
+  INSERT INTO parted SELECT g, 'r' || g % 3, 'v' || g FROM generate_series(1, 300) g;
+  CREATE TABLE moved (id int8 PRIMARY KEY, v text);
+  INSERT INTO moved SELECT g, 'v' || g FROM generate_series(1, 200) g;`;
 
 /** A partition to attach: created and filled in one transaction, attached in the next (its rows are in no WAL). */
 const attach = (k: number): string[] => [
@@ -41,16 +44,18 @@ function operation(i: number): string[] {
     ['TRUNCATE parted_r2'],
     ['ALTER TABLE shaped DROP COLUMN c0r'],
     ['ALTER TABLE shaped ADD COLUMN d0 int NOT NULL DEFAULT 5'],
+    ['ALTER TABLE moved RENAME TO moved_r0'],
     ['ALTER TABLE shaped ADD COLUMN g0 int8 GENERATED ALWAYS AS (id * 3) STORED'],
   ];
   if (i < fixed.length) return fixed[i]!;
-  const k = Math.floor((i - fixed.length) / 4) + 1;
+  const k = Math.floor((i - fixed.length) / 5) + 1;
   return [
     [`ALTER TABLE shaped ADD COLUMN c${k} text`],
     [attach(k)[0]!, attach(k)[1]!],
     [`ALTER TABLE shaped RENAME COLUMN c${k} TO c${k}r`],
     [`TRUNCATE parted_a${k}`],
-  ][(i - fixed.length) % 4]!;
+    [`ALTER TABLE moved_r${k - 1} RENAME TO moved_r${k}`],
+  ][(i - fixed.length) % 5]!;
 }
 
 interface Column {
@@ -69,6 +74,16 @@ export class ShapeWorkload {
   private nextId = 100_000;
   private columns: Column[] = [];
   private regions: string[] = [];
+  /** The renamed table's name now. */
+  private moved = 'moved';
+
+  /** The renamed table's name in the catalog now, as the pipeline names it. */
+  async movedTable(client: pg.Client): Promise<string> {
+    await this.refresh(client);
+    return `public.${this.moved}`;
+  }
+  /** The pipeline's names of the shaped tables (the harness renames `moved` there as the operator would). */
+  readonly tables = [...SHAPED_TABLES];
 
   constructor(private readonly random: () => number) {}
 
@@ -84,6 +99,10 @@ export class ShapeWorkload {
        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'parted'::regclass`,
     );
     this.regions = parts.rows.map((r) => r.region);
+    const moved = await client.query<{ name: string }>(
+      `SELECT relname AS name FROM pg_class WHERE relname ~ '^moved(_r[0-9]+)?$' AND relkind = 'r'`,
+    );
+    this.moved = moved.rows[0]?.name ?? this.moved;
   }
 
   /** The next shape change, every 2–8 s (its own transactions); true if one was tried. */
@@ -133,6 +152,15 @@ export class ShapeWorkload {
       ]);
       if (this.random() < 0.2) out.push(['DELETE FROM parted WHERE id = $1', [key]]);
     }
+    const key = 1 + Math.floor(this.random() * 300);
+    out.push(
+      this.random() < 0.8
+        ? [
+            `INSERT INTO "${this.moved}" (id, v) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET v = $2`,
+            [key, `v ${Math.floor(this.random() * 1e6)}`],
+          ]
+        : [`DELETE FROM "${this.moved}" WHERE id = $1`, [key]],
+    );
     return out;
   }
 
