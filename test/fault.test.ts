@@ -19,7 +19,6 @@ for (const destination of ['clickhouse', 'snowflake', 'duckdb'] as const) {
         seed,
         durationMs: 30_000,
         destination,
-        shapes: destination === 'clickhouse', // and the shape changes of test/fault/shapes.ts
         log: (l) => console.log(`${destination} seed ${seed}: ${l}`),
       });
       console.log(summaryLine(result));

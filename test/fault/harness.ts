@@ -146,6 +146,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       }
       await sleep(20 + random() * 60);
     }
+    await shapes?.touchMoved(await source());
     const lastChange = (await (await source()).query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn'))
       .rows[0]!.lsn;
 
@@ -258,7 +259,8 @@ async function resyncStoppedShapes(
     }
     const error = status.tables[t]?.state === 'errored' ? status.tables[t]?.error : undefined;
     if (!error || error.recopy) continue;
-    const renamed = /^table \S+ was renamed to (\S+?);/.test(error.reason);
+    // Renamed, or renamed again before the stream first read it under the name it was added by.
+    const renamed = /^table \S+ (was renamed to |does not exist in the source|no longer exists)/.test(error.reason);
     log(
       `shape change stopped ${t} (${error.reason}): ${renamed ? 'removing it, adding it by its new name' : 'resyncing'}`,
     );
