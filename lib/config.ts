@@ -37,7 +37,7 @@ export const SourceConfig = z.strictObject({
   createPublication: z.boolean().default(true),
 });
 
-/** What a destination does with a value it cannot hold (README: "Values a destination cannot hold"). */
+/** What the ClickHouse destination does with a value it cannot hold (README, Troubleshooting: onUnrepresentable). */
 export const Unrepresentable = z.enum(['fail', 'null', 'clamp', 'text']);
 export type Unrepresentable = z.infer<typeof Unrepresentable>;
 

@@ -9,7 +9,14 @@
 import type { Unrepresentable } from '../../lib/config.ts';
 import type { Version } from '../../lib/lsn.ts';
 import type { ColumnSchema, TableSchema } from '../../lib/model.ts';
-import { checkDateRange, decimalOutOfRange, mayNotFit, type OutOfRange, type ValueAt } from './clickhouse-values.ts';
+import {
+  checkDateRange,
+  decimalOutOfRange,
+  mayNotFit,
+  outOfRangeOf,
+  type OutOfRange,
+  type ValueAt,
+} from './clickhouse-values.ts';
 
 type FieldRewrite = (field: string, at: ValueAt) => string;
 
@@ -54,9 +61,7 @@ export function copyTextToTsv(
   decimalType: (c: ColumnSchema) => string,
   policy: Unrepresentable = 'fail',
 ): (text: string, version: Version) => string {
-  const rewrites = table.columns.map((c) =>
-    rewrite(c, decimalType(c), { policy, nullable: c.nullable && !table.key.includes(c.name) }),
-  );
+  const rewrites = table.columns.map((c) => rewrite(c, decimalType(c), outOfRangeOf(table, c, policy)));
   const lastRewrite = rewrites.reduce((last, r, i) => (r ? i : last), -1);
   const wheres = table.columns.map((c): ValueAt => ({ table: `${table.schema}.${table.name}`, column: c.name }));
   return (text, version) => {

@@ -1,6 +1,6 @@
 /** What ClickHouse can hold, shared by its row path (JSONEachRow) and its COPY-text path (TabSeparated). */
 import type { Unrepresentable } from '../../lib/config.ts';
-import type { ColumnSchema } from '../../lib/model.ts';
+import type { ColumnSchema, TableSchema } from '../../lib/model.ts';
 
 /** Where a value goes: `table` as "schema.name". */
 export interface ValueAt {
@@ -38,6 +38,12 @@ export interface OutOfRange {
   /** The ClickHouse column (or array element) is Nullable. */
   nullable: boolean;
 }
+
+/** `table`'s policy for column `c`, whose ClickHouse column is Nullable where the source's is and it is no key. */
+export const outOfRangeOf = (table: TableSchema, c: ColumnSchema, policy: Unrepresentable): OutOfRange => ({
+  policy,
+  nullable: c.nullable && !table.key.includes(c.name),
+});
 
 export function unrepresentable(error: ClickHouseValueError, how: OutOfRange, nearest?: string): string | null {
   if (how.policy === 'null' && how.nullable) return null;

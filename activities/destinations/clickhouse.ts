@@ -38,6 +38,7 @@ import {
   ClickHouseValueError,
   decimalOutOfRange,
   mayNotFit,
+  outOfRangeOf,
   unrepresentable,
   type OutOfRange,
   type ValueAt,
@@ -359,16 +360,21 @@ export class ClickHouseDestination implements Destination {
     const schema = this.tables.get(changes[0]!.table);
     const floor = (await this.loadWatermarks()).get(tableKey(schema)) ?? -1n;
     const policy = this.policy(schema);
+    // Per column once, not per value: where a refusal points, and what the table's policy makes of it.
+    const columns = schema.columns.map((c) => ({
+      c,
+      at: { table: tableKey(schema), column: c.name },
+      how: outOfRangeOf(schema, c, policy),
+    }));
     const rows: Record<string, unknown>[] = [];
     const add = (row: Row, version: Version, deleted: boolean) => {
       if (version < floor) return; // older than a truncate that already happened
       const out: Record<string, unknown> = { [VERSION_COLUMN]: version.toString(), [DELETED_COLUMN]: deleted ? 1 : 0 };
       try {
-        for (const c of schema.columns) {
+        for (const { c, at, how } of columns) {
           if (deleted && !schema.key.includes(c.name)) continue;
           if (!(c.name in row)) continue;
-          const how = { policy, nullable: c.nullable && !schema.key.includes(c.name) };
-          out[c.name] = toClickHouse(c, row[c.name]!, { table: tableKey(schema), column: c.name }, how);
+          out[c.name] = toClickHouse(c, row[c.name]!, at, how);
         }
       } catch (e) {
         if (e instanceof ClickHouseValueError) e.key = describeKey(schema, row); // which row, for the operator
@@ -445,6 +451,7 @@ export class ClickHouseDestination implements Destination {
   }
 
   async *readLive(table: TableSchema): AsyncIterable<Row> {
+    const asText = table.columns.map((c) => this.asText(table, c));
     const rs = await this.client.query({
       query:
         `SELECT ${table.columns.map((c) => id(c.name)).join(', ')} FROM ${this.target(table)} FINAL ` +
@@ -455,7 +462,9 @@ export class ClickHouseDestination implements Destination {
       for (const r of rows) {
         const obj = r.json<Record<string, unknown>>();
         const row: Row = {};
-        for (const c of table.columns) row[c.name] = fromClickHouse(c, obj[c.name], this.asText(table, c));
+        table.columns.forEach((c, i) => {
+          row[c.name] = fromClickHouse(c, obj[c.name], asText[i]!);
+        });
         yield row;
       }
     }

@@ -51,7 +51,7 @@ function operation(i: number): string[] {
   const k = Math.floor((i - fixed.length) / 5) + 1;
   return [
     [`ALTER TABLE shaped ADD COLUMN c${k} text`],
-    [attach(k)[0]!, attach(k)[1]!],
+    attach(k),
     [`ALTER TABLE shaped RENAME COLUMN c${k} TO c${k}r`],
     [`TRUNCATE parted_a${k}`],
     [`ALTER TABLE moved_r${k - 1} RENAME TO moved_r${k}`],
