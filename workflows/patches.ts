@@ -39,5 +39,11 @@ export const Patch = {
    * next run resumes from the confirmed LSN. Old course: that timeout stopped the pipeline for the operator.
    */
   CancelledRunEnds: 'cancelled-run-ends',
+  /**
+   * 2026-12-03: the status memo is republished every tenth status change (by count) instead of every 30 s (by the
+   * workflow clock), since a query answered by a worker without the run cached can run buffered signals at an
+   * older clock than their replay (test/fault/incidents/README.md). Old course: the 30 s clock throttle.
+   */
+  PublishWithoutClock: 'publish-without-the-clock',
 } as const;
 export type Patch = (typeof Patch)[keyof typeof Patch];
