@@ -108,12 +108,13 @@ export function recreateSlot(config: PipelineConfig): Promise<{ confirmedLsn: st
   });
 }
 
+/** Resolves with the source's WAL position once the publication holds the change: added tables are copied from after it. */
 export function alterPublication(
   config: PipelineConfig,
   change: { add?: string[]; remove?: string[]; tables: string[] },
-): Promise<void> {
+): Promise<{ lsn: string }> {
   return whileHeartbeating(async () => {
-    await withSource(config, async (client) => {
+    return await withSource(config, async (client) => {
       if (change.add?.length) {
         const report = await preflight(client, {
           publication: config.source.publication,
@@ -134,6 +135,8 @@ export function alterPublication(
         remove: change.remove?.map(qualifyTable) ?? [],
         managed: config.source.createPublication,
       });
+      const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+      return { lsn: rows[0]!.lsn };
     });
   });
 }

@@ -141,6 +141,7 @@ class FakeActivities {
     alterPublication: async (_config: PipelineConfig, change: Parameters<Activities['alterPublication']>[1]) => {
       this.altered.push(change);
       await this.alterGate.opened;
+      return { lsn: '0/2000' };
     },
     rebuildTables: async (_config: PipelineConfig, tables: string[]) => {
       this.rebuilt.push(tables);

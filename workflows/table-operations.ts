@@ -85,8 +85,8 @@ export class TableOperations {
   private async change(add: string[], remove: string[], next = this.m.config): Promise<string[]> {
     const { state } = this.m;
     const tables = [...state.tables.filter((t) => !remove.includes(t)), ...add];
-    if (add.length || remove.length) await alterPublication(next, { add, remove, tables });
-    setTables(state, tables, add, remove);
+    const altered = add.length || remove.length ? await alterPublication(next, { add, remove, tables }) : undefined;
+    setTables(state, tables, { add, remove, addedAt: altered?.lsn });
     this.m.restartStream = true;
     this.m.publish();
     return state.tables;

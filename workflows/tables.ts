@@ -15,6 +15,8 @@ import {
 import type { TableSchema } from '../lib/model.ts';
 import { backfillOf, clearError } from './errors.ts';
 
+export type TableChange = { add: string[]; remove: string[]; addedAt?: string };
+
 /** A new pipeline's state: nothing copied, nothing confirmed. */
 export function initialState(tables: string[]): PipelineState {
   return {
@@ -90,20 +92,27 @@ export function streamShapeInput(state: PipelineState): {
   copyFrom?: Record<string, string>;
 } {
   const stopped = Object.keys(state.tableErrors ?? {});
+  // A resync comes after the table's add, so its LSN is the later one where both are set.
+  const copyFrom = state.addedAt || state.copyFrom ? { ...state.addedAt, ...state.copyFrom } : undefined;
   return {
     ...(state.schemas ? { schemas: state.schemas } : {}),
     ...(stopped.length ? { stopped } : {}),
-    ...(state.copyFrom ? { copyFrom: state.copyFrom } : {}),
+    ...(copyFrom ? { copyFrom } : {}),
   };
 }
 
-/** The pipeline's tables become `tables`: what was known of those added or removed no longer holds. */
-export function setTables(state: PipelineState, tables: string[], add: string[], remove: string[]): void {
+/**
+ * The pipeline's tables become `tables`: what was known of those added or removed no longer holds. `addedAt`: the
+ * LSN the added tables' changes count from (absent in histories from before alterPublication returned it).
+ */
+export function setTables(state: PipelineState, tables: string[], { add, remove, addedAt }: TableChange): void {
   for (const t of [...add, ...remove]) {
     delete state.schemas?.[t];
     delete state.tableErrors?.[t];
     delete state.copyFrom?.[t];
+    delete state.addedAt?.[t];
   }
+  if (addedAt && add.length) state.addedAt = { ...state.addedAt, ...Object.fromEntries(add.map((t) => [t, addedAt])) };
   for (const t of remove) delete state.progress[t];
   clearError(state, ...remove.map(backfillOf));
   for (const t of add) state.progress[t] = newTableProgress();
@@ -133,11 +142,6 @@ export function backfillRefusal(
   { table, reason, ...where }: DataRefusedDetails,
   snapshotLsn: string,
 ): TableError {
-  return {
-    reason,
-    ...where,
-    lsn: snapshotLsn,
-    since: new Date().toISOString(),
-    fix: refusedDataFix(pipeline, table, where.column),
-  };
+  const fix = refusedDataFix(pipeline, table, where.column);
+  return { reason, ...where, lsn: snapshotLsn, since: new Date().toISOString(), fix };
 }

@@ -63,10 +63,11 @@ interface Relation {
   /** Stopped: changes are not emitted. */
   skip?: boolean;
   /**
-   * Not compared yet: the table's changes before `from` are skipped, and the shape is compared at its first later
-   * change.
+   * Not compared yet: the table's changes before `from` are skipped, and the shape (and name, `pendingId`) is
+   * compared at its first later change.
    */
   pending?: RelationColumn[];
+  pendingId?: TableId;
 }
 
 const NO_ABILITIES: DestinationAbilities = { canRetype: () => false, canRename: () => false };
@@ -177,6 +178,8 @@ export class PgoutputDecoder {
     const rel = this.relations.get(r.relationOid)!;
     if (!this.emits(rel)) return [];
     if (!rel.pending) return [{ type: 'change', change: build(rel, version) }];
+    if (rel.pendingId && tableKey(rel.pendingId) !== tableKey(rel.id))
+      return this.renamed(r.relationOid, rel.id, rel.pendingId);
     return Promise.resolve(this.compare(r.relationOid, rel.id, rel.pending)).then((events) => {
       const now = this.relations.get(r.relationOid)!;
       return now.skip ? events : [...events, { type: 'change', change: build(now, version) }];
@@ -226,6 +229,13 @@ export class PgoutputDecoder {
       this.relations.set(msg.relationOid, { id: table, sourceNames: [], names: [], parsers: [], skip: true });
       return [];
     }
+    // Before the table's copy (a table added or resynced since): its changes are skipped, so what it was called
+    // or which table it was then does not matter; a table renamed before it was added is known by its new name.
+    if (this.commitLsn < (this.from.get(key) ?? 0n)) {
+      const pending = { id: table, sourceNames: [], names: [], parsers: [], pending: rel, pendingId: id };
+      this.relations.set(msg.relationOid, pending);
+      return [];
+    }
     if (entry.oid !== undefined && entry.oid !== msg.relationOid) {
       return this.stop(msg.relationOid, table, {
         reason:
@@ -233,18 +243,17 @@ export class PgoutputDecoder {
           `table's rows`,
       });
     }
-    if (key !== tableKey(id)) {
-      return this.stop(msg.relationOid, table, {
-        reason: `table ${key} was renamed to ${tableKey(id)}; walflow does not follow renamed tables`,
-        statement: `ALTER TABLE ${key} RENAME TO ${msg.name}`,
-        renamedTo: tableKey(id),
-      });
-    }
-    if (this.commitLsn < (this.from.get(key) ?? 0n)) {
-      this.relations.set(msg.relationOid, { id: table, sourceNames: [], names: [], parsers: [], pending: rel });
-      return [];
-    }
+    if (key !== tableKey(id)) return this.renamed(msg.relationOid, table, id);
     return this.compare(msg.relationOid, table, rel);
+  }
+
+  private renamed(oid: number, table: TableId, to: TableId): StreamEvent[] {
+    const key = tableKey(table);
+    return this.stop(oid, table, {
+      reason: `table ${key} was renamed to ${tableKey(to)}; walflow does not follow renamed tables`,
+      statement: `ALTER TABLE ${key} RENAME TO ${to.name}`,
+      renamedTo: tableKey(to),
+    });
   }
 
   private compare(oid: number, table: TableId, rel: RelationColumn[]): StreamEvent[] | Promise<StreamEvent[]> {

@@ -72,6 +72,11 @@ export interface PipelineState {
   tableErrors?: Record<string, TableError>;
   /** Tables re-copied after an error: the stream writes their changes committed from this LSN on. */
   copyFrom?: Record<string, string>;
+  /**
+   * Tables added while the pipeline ran: the stream skips their changes committed before this LSN (the source's
+   * WAL position once the publication held them), which their backfill's snapshot holds.
+   */
+  addedAt?: Record<string, string>;
 }
 
 export interface ResyncInput {
