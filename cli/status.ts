@@ -12,6 +12,7 @@ import { formatBytes as bytes, slotWarnings } from '../lib/alerts.ts';
 import type { PipelineConfig } from '../lib/config.ts';
 import { pipelineWorkflowId, statusQuery } from '../lib/contract/pipeline.ts';
 import type { PipelineStatus, PublishedStatus, SlotHealth, TableProgress } from '../lib/contract/status.ts';
+import { causes, rootMessage } from '../lib/errors.ts';
 import { NoWorkerError, queryWithWorker, type CommandContext } from './context.ts';
 
 /** `status --json`: PipelineStatus plus what the CLI adds. */
@@ -48,12 +49,38 @@ async function workflowStatus(
   try {
     return { status: await queryWithWorker(ctx, () => handle.query(statusQuery)) };
   } catch (e) {
+    if (isTaskFailing(e)) throw await stuckWorkflow(ctx, workflowId, rootMessage(e));
     if (!(e instanceof NoWorkerError)) return notFound(e);
     const memo = published((await described).memo);
     if (!memo) return { status: null, noWorker: e.message, publishedAt: null };
     const { publishedAt, ...status } = memo;
     return { status, noWorker: e.message, publishedAt };
   }
+}
+
+/** A query refused because the workflow's tasks fail (the server's words), or failed replaying the history (core's). */
+const isTaskFailing = (e: unknown): boolean =>
+  [...causes(e)].some((c) => /\[TMPRL1100\]|Workflow Task in failed state/.test((c as Error)?.message ?? ''));
+
+/**
+ * A workflow whose tasks keep failing is stuck (nothing moves, nothing is acknowledged, the slot keeps the WAL): say
+ * why, from its last failed task, and for a history that no longer replays where to reset it: the workflow task
+ * before the event that does not replay.
+ */
+async function stuckWorkflow(ctx: CommandContext, workflowId: string, queryError: string): Promise<Error> {
+  // newest first
+  const events = [...((await ctx.client.workflow.getHandle(workflowId).fetchHistory()).events ?? [])].reverse();
+  const failure = events.find((h) => h.workflowTaskFailedEventAttributes)?.workflowTaskFailedEventAttributes?.failure
+    ?.message;
+  const why = (failure ?? queryError).split('\n')[0];
+  const stuck = `pipeline workflow ${workflowId} is stuck: its workflow tasks fail (${why}). Nothing past it is acknowledged and the slot keeps the WAL.`;
+  const event = Number(/\[TMPRL1100\].*HistoryEvent\(id: (\d+)/.exec(why)?.[1] ?? Number.NaN);
+  const at = events.find((h) => h.workflowTaskCompletedEventAttributes && Number(h.eventId) < event)?.eventId;
+  if (!at) return new Error(stuck);
+  return new Error(
+    `${stuck} Its history no longer replays; reset it to the workflow task before that event (README, Troubleshooting): ` +
+      `temporal workflow reset --workflow-id ${workflowId} --event-id ${at} --reason "walflow: nondeterminism"`,
+  );
 }
 
 export async function gatherStatus(ctx: CommandContext, pipeline: PipelineConfig): Promise<CliStatus> {

@@ -67,6 +67,11 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     // per throttle interval (by default 80 % of the 30 s heartbeat timeout): without this a pause or a
     // continue-as-new left the stream running for up to 24 s.
     maxHeartbeatThrottleInterval: '2 seconds',
+    // How long a workflow task waits on a dead worker's sticky queue before any worker may take it (default 10 s).
+    // Short, because a status query reaching another worker meanwhile makes it run the events buffered behind that
+    // task apart from the task, at an older clock, and the run then fails to replay, for good (a Temporal SDK bug:
+    // test/fault/incidents). A slow but live worker only costs a replay elsewhere.
+    stickyQueueScheduleToStartTimeout: '1 second',
   });
   const done = worker.run().finally(async () => {
     await connection.close();

@@ -86,7 +86,9 @@ async function backfillOnce(
   outcome: { snapshotTaken: boolean },
 ): Promise<string> {
   const { config, tables } = opts;
-  const token = `${workflowInfo().runId}-${attempt}`;
+  // The run id as first recorded, which a reset keeps (the holder's signal in the history names it); the same as
+  // runId in every run not reset, so histories recorded before this replay unchanged.
+  const token = `${workflowInfo().originalExecutionRunId}-${attempt}`;
   let snapshot: SnapshotReady | undefined;
   setHandler(snapshotReadySignal, (s) => {
     if (s.token === token) snapshot = s;

@@ -178,8 +178,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       if (opts.refused) destinationDiffs = await refusedTableRecovers(f, workload, await source());
       if (shapes) await shapedTablesStream(f, shapes, source, log);
       await f.waitForConvergence(60_000);
-    } catch {
-      destinationDiffs = [...destinationDiffs, ...(await f.compare()).diffs];
+    } catch (e) {
+      log(`destination did not converge: ${(e as Error).message.split('\n')[0]}`);
+      const compared = await f.compare().catch((c: Error) => ({ diffs: [`cannot compare: ${c.message}`] }));
+      destinationDiffs = [...destinationDiffs, ...compared.diffs];
     }
     // The stream destination's own promise, seen by its consumer (ids once, signatures, LSN order).
     const streamProblems = (await consumer?.problems()) ?? [];
@@ -249,12 +251,16 @@ async function resyncStoppedShapes(
     for (const names of [shapes.tables, f.opts.tables]) names.splice(names.indexOf(from), 1, to);
     return to;
   };
+  // An operator's request can be refused while the workload goes on (the table renamed again since): said, and
+  // tried again at the next look.
+  const request = (what: string, send: () => Promise<unknown>) =>
+    send().catch((e: Error) => log(`${what} refused, trying again: ${e.message.split('\n')[0]}`));
   for (const t of [...shapes.tables]) {
     if (!status.tables[t]) {
       // Removed after a rename and not added yet (the add failed: renamed again meanwhile).
       const now = await rename(t);
       log(`adding ${now}`);
-      await f.handle.executeUpdate(addTablesUpdate, { args: [[now]] });
+      await request(`adding ${now}`, () => f.handle.executeUpdate(addTablesUpdate, { args: [[now]] }));
       continue;
     }
     const error = status.tables[t]?.state === 'errored' ? status.tables[t]?.error : undefined;
@@ -266,11 +272,14 @@ async function resyncStoppedShapes(
     );
     shapes.resyncs++;
     if (!renamed) {
-      await f.handle.executeUpdate(resyncTablesUpdate, { args: [[t]] });
+      await request(`resyncing ${t}`, () => f.handle.executeUpdate(resyncTablesUpdate, { args: [[t]] }));
       continue;
     }
-    await f.handle.executeUpdate(removeTablesUpdate, { args: [[t]] });
-    await f.handle.executeUpdate(addTablesUpdate, { args: [[await rename(t)]] });
+    await request(`removing ${t}`, async () => {
+      await f.handle.executeUpdate(removeTablesUpdate, { args: [[t]] });
+      const now = await rename(t);
+      await f.handle.executeUpdate(addTablesUpdate, { args: [[now]] });
+    });
   }
 }
 

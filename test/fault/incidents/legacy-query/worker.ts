@@ -5,6 +5,7 @@ const [address, taskQueue, name] = process.argv.slice(2);
 const worker = await Worker.create({
   connection: await NativeConnection.connect({ address }),
   taskQueue,
+  ...(process.env.STICKY_TIMEOUT ? { stickyQueueScheduleToStartTimeout: process.env.STICKY_TIMEOUT } : {}),
   workflowsPath: new URL('./workflow.ts', import.meta.url).pathname,
   sinks: {
     clock: {
