@@ -7,7 +7,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType, type DataRefusedDetails } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
-import type { InsertChange } from '../lib/model.ts';
+import type { InsertChange, TableSchema } from '../lib/model.ts';
 import { copyProgressSignal, describeRange, snapshotReadySignal } from '../lib/contract/pipeline.ts';
 import {
   applyHeartbeating,
@@ -19,7 +19,7 @@ import {
 } from './context.ts';
 import { DataRefused } from './destinations/refused.ts';
 import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';
-import { loadTableSchemas } from './postgres/schema.ts';
+import { loadTableSchemas, SchemaError } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
 import { labelSourceError } from './slot-watch.ts';
 import { snapshotApplicationName, sourceConnection } from './source.ts';
@@ -43,6 +43,8 @@ export interface CopyRangeInput {
 export interface PlannedBackfill {
   tables: { table: string; ranges: number; rowsEstimate: number }[];
   ranges: TableRange[];
+  /** Tables the source no longer has by their name (renamed or dropped since they were added): not copied. */
+  missing?: { table: string; reason: string }[];
 }
 
 export function createBackfillActivities(deps: ActivityDeps) {
@@ -120,10 +122,21 @@ export function createBackfillActivities(deps: ActivityDeps) {
       const client = await connect(sourceConnection(config.source));
       const destination = await openDestination(deps, config);
       try {
-        const schemas = await loadTableSchemas(client, tables.map(qualifyTable));
-        await destination.prepare(schemas);
         const planned: PlannedBackfill = { tables: [], ranges: [] };
+        const schemas: TableSchema[] = [];
         for (const table of tables) {
+          const schema = await loadTableSchemas(client, [qualifyTable(table)]).then(
+            (s) => s[0]!,
+            (e: Error) => {
+              if (!(e instanceof SchemaError && / does not exist in the source$/.test(e.message))) throw e;
+              (planned.missing ??= []).push({ table, reason: e.message });
+            },
+          );
+          if (schema) schemas.push(schema);
+        }
+        await destination.prepare(schemas);
+        for (const table of tables) {
+          if (planned.missing?.some((m) => m.table === table)) continue;
           const plan = await planTableRanges(client, qualifyTable(table), {
             rowsPerRange: config.backfill.rowsPerRange,
           });

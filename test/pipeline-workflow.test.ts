@@ -84,6 +84,8 @@ class FakeActivities {
 
   /** The stream's worker "dies" when it is cancelled: the run ends in a failure, not in the cancellation. */
   streamDiesOnCancel = false;
+  /** Tables planRanges finds gone from the source (renamed since they were added). */
+  readonly missing = new Set<string>();
 
   constructor(hold: { copies?: boolean; alterPublication?: boolean; rebuildTables?: boolean } = {}) {
     if (!hold.copies) this.copyGate.open();
@@ -121,7 +123,12 @@ class FakeActivities {
     },
     planRanges: async (_config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => {
       this.planned.push(tables);
+      const gone = tables.filter((t) => this.missing.has(t));
+      tables = tables.filter((t) => !this.missing.has(t));
       return {
+        ...(gone.length
+          ? { missing: gone.map((table) => ({ table, reason: `table public.${table} does not exist in the source` })) }
+          : {}),
         tables: tables.map((table) => ({ table, ranges: RANGES_PER_TABLE, rowsEstimate: 100 })),
         ranges: tables.flatMap((table) =>
           Array.from({ length: RANGES_PER_TABLE }, (_, i) => ({
@@ -304,6 +311,19 @@ async function cancelledActivities(handle: Pipeline): Promise<string[]> {
 const TIMEOUT = { timeout: 60_000 };
 
 describe('pipeline workflow rules (fake activities)', () => {
+  test('a table gone from the source before its backfill stops alone, saying how to add it back', TIMEOUT, async () => {
+    const fakes = new FakeActivities();
+    fakes.missing.add('b');
+    await withPipelineWorker(fakes, async (start) => {
+      const handle = await start({ tables: ['a', 'b'] });
+      const s = await statusWhen(handle, 'a streaming, b errored', (st) => st.tables.b?.state === 'errored');
+      assert.equal((await statusWhen(handle, 'a done', (st) => st.tables.a?.backfill === 'done')).phase, 'streaming');
+      assert.match(s.tables.b!.error!.reason, /public\.b does not exist in the source \(renamed or dropped\?\)/);
+      assert.match(s.tables.b!.error!.fix, /walflow tables remove \S+ b, then walflow tables add/);
+      assert.equal(s.lastError?.startsWith('table b stopped'), true);
+    });
+  });
+
   test(
     'pause during a backfill cancels the stream and the copy; resume copies again and ends streaming, every table done',
     TIMEOUT,

@@ -50,6 +50,8 @@ export interface BackfillOptions {
   onError?: (message: string) => void;
   /** A table whose data the destination refused: its copy stopped, the others' went on (else the backfill fails). */
   onRefused?: (refusal: DataRefusedDetails, snapshotLsn: string) => void;
+  /** A table gone from the source by its name before its copy (renamed or dropped): not copied (else the backfill fails). */
+  onMissing?: (table: string, reason: string, snapshotLsn: string) => void;
 }
 
 /** Copies `tables` from one consistent snapshot; resolves with the snapshot's LSN (the rows' version). */

@@ -56,6 +56,7 @@ export async function runBackfills(m: PipelineManager): Promise<never> {
         },
         onError: (message) => noteError(state, SNAPSHOT, message),
         onRefused: (refusal, lsn) => m.tables.onBackfillRefused(refusal, lsn),
+        onMissing: (table, reason, lsn) => m.tables.onBackfillMissing(table, reason, lsn),
       });
       clearError(state, 'backfill', ...tables.map(backfillOf));
     } finally {

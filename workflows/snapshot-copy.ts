@@ -28,6 +28,12 @@ export async function copyFromSnapshot(
 ): Promise<void> {
   const { config, tables, progress } = opts;
   const planned = await planRanges(config, tables);
+  const missing = new Set<string>();
+  for (const { table, reason } of planned.missing ?? []) {
+    if (!opts.onMissing) throw ApplicationFailure.nonRetryable(reason, ErrorType.Schema);
+    opts.onMissing(table, reason, snap.lsn);
+    missing.add(table);
+  }
   for (const t of planned.tables) {
     progress[t.table] = {
       ...progress[t.table]!,
@@ -63,5 +69,5 @@ export async function copyFromSnapshot(
     if (!opts.onRefused) throw ApplicationFailure.nonRetryable(refusal.reason, ErrorType.DataRefused, refusal);
     opts.onRefused(refusal, snap.lsn);
   }
-  for (const t of tables) if (!refused[t]) progress[t] = { ...progress[t]!, backfill: 'done' };
+  for (const t of tables) if (!refused[t] && !missing.has(t)) progress[t] = { ...progress[t]!, backfill: 'done' };
 }

@@ -39,6 +39,15 @@ export class TableOperations {
     this.m.restartStream = true; // the stream skips the table from now on
   }
 
+  /** A table gone from the source by its name before its copy: stopped, for the operator to add it by its new name. */
+  onBackfillMissing(table: string, reason: string, snapshotLsn: string): void {
+    const id = this.m.config.id;
+    const fix = `walflow tables remove ${id} ${table}, then walflow tables add ${id} <its name now>`;
+    const error = { reason: `${reason} (renamed or dropped?)`, lsn: snapshotLsn, since: new Date().toISOString(), fix };
+    void this.onTableShape({ errors: { [table]: error } });
+    this.m.restartStream = true;
+  }
+
   add(tables: string[]): Promise<string[]> {
     return this.change(tables, []);
   }
