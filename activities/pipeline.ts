@@ -108,7 +108,7 @@ export function recreateSlot(config: PipelineConfig): Promise<{ confirmedLsn: st
   });
 }
 
-/** Resolves with the source's WAL position once the publication holds the change: added tables are copied from after it. */
+/** Resolves with the source's WAL position once the publication holds the change: added tables count from there. */
 export function alterPublication(
   config: PipelineConfig,
   change: { add?: string[]; remove?: string[]; tables: string[] },

@@ -73,12 +73,15 @@ async function stuckWorkflow(ctx: CommandContext, workflowId: string, queryError
   const failure = events.find((h) => h.workflowTaskFailedEventAttributes)?.workflowTaskFailedEventAttributes?.failure
     ?.message;
   const why = (failure ?? queryError).split('\n')[0];
-  const stuck = `pipeline workflow ${workflowId} is stuck: its workflow tasks fail (${why}). Nothing past it is acknowledged and the slot keeps the WAL.`;
+  const stuck =
+    `pipeline workflow ${workflowId} is stuck: its workflow tasks fail (${why}). ` +
+    'Nothing past it is acknowledged and the slot keeps the WAL.';
   const event = Number(/\[TMPRL1100\].*HistoryEvent\(id: (\d+)/.exec(why)?.[1] ?? Number.NaN);
   const at = events.find((h) => h.workflowTaskCompletedEventAttributes && Number(h.eventId) < event)?.eventId;
   if (!at) return new Error(stuck);
   return new Error(
-    `${stuck} Its history no longer replays; reset it to the workflow task before that event (README, Troubleshooting): ` +
+    `${stuck} Its history no longer replays; reset it to the workflow task before that event ` +
+      '(README, Troubleshooting): ' +
       `temporal workflow reset --workflow-id ${workflowId} --event-id ${at} --reason "walflow: nondeterminism"`,
   );
 }

@@ -50,7 +50,7 @@ export interface BackfillOptions {
   onError?: (message: string) => void;
   /** A table whose data the destination refused: its copy stopped, the others' went on (else the backfill fails). */
   onRefused?: (refusal: DataRefusedDetails, snapshotLsn: string) => void;
-  /** A table gone from the source by its name before its copy (renamed or dropped): not copied (else the backfill fails). */
+  /** A table gone from the source by its name before its copy (renamed, dropped): skipped, else the backfill fails. */
   onMissing?: (table: string, reason: string, snapshotLsn: string) => void;
 }
 
