@@ -306,9 +306,17 @@ export class PgoutputDecoder {
     return [{ type: 'stop', table, problem, commitLsn: this.commitLsn }];
   }
 
-  /** A table of the publication the consumer does not know: decoded by the catalog, as it is. */
+  /**
+   * A table of the publication the consumer does not know: decoded by the catalog, as it is, or by the message
+   * alone when the catalog no longer has it by that name (renamed or dropped since): it is not followed, so that
+   * must not stop the stream.
+   */
   private unknownRelation(msg: Pgoutput.MessageRelation, id: TableId): Promise<StreamEvent[]> {
-    return this.lookup(id).then((schema) => {
+    const described = this.lookup(id).catch((e: unknown): TableSchema => {
+      if (!(e instanceof SchemaError)) throw e;
+      return { ...id, oid: msg.relationOid, columns: [], key: msg.keyColumns, replicaIdentity: 'default' };
+    });
+    return described.then((schema) => {
       const byName = new Map(schema.columns.map((c) => [c.name, c]));
       const columns = msg.columns.map(
         (c): ColumnSchema =>
