@@ -123,20 +123,18 @@ export function createBackfillActivities(deps: ActivityDeps) {
       const destination = await openDestination(deps, config);
       try {
         const planned: PlannedBackfill = { tables: [], ranges: [] };
-        const schemas: TableSchema[] = [];
+        const present: { table: string; schema: TableSchema }[] = [];
         for (const table of tables) {
-          const schema = await loadTableSchemas(client, [qualifyTable(table)]).then(
-            (s) => s[0]!,
-            (e: Error) => {
-              if (!(e instanceof SchemaError && / does not exist in the source$/.test(e.message))) throw e;
-              (planned.missing ??= []).push({ table, reason: e.message });
-            },
-          );
-          if (schema) schemas.push(schema);
+          try {
+            present.push({ table, schema: (await loadTableSchemas(client, [qualifyTable(table)]))[0]! });
+          } catch (e) {
+            // Gone by its name (renamed or dropped since it was added): the workflow stops that table alone.
+            if (!(e instanceof SchemaError)) throw e;
+            (planned.missing ??= []).push({ table, reason: e.message });
+          }
         }
-        await destination.prepare(schemas);
-        for (const table of tables) {
-          if (planned.missing?.some((m) => m.table === table)) continue;
+        await destination.prepare(present.map((p) => p.schema));
+        for (const { table } of present) {
           const plan = await planTableRanges(client, qualifyTable(table), {
             rowsPerRange: config.backfill.rowsPerRange,
           });
