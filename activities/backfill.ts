@@ -7,7 +7,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType, type DataRefusedDetails } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
-import type { InsertChange, TableSchema } from '../lib/model.ts';
+import type { InsertChange } from '../lib/model.ts';
 import { copyProgressSignal, describeRange, snapshotReadySignal } from '../lib/contract/pipeline.ts';
 import {
   applyHeartbeating,
@@ -19,7 +19,7 @@ import {
 } from './context.ts';
 import { DataRefused } from './destinations/refused.ts';
 import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';
-import { loadTableSchemas, SchemaError } from './postgres/schema.ts';
+import { loadPipelineSchemas, loadTableSchemas } from './postgres/schema.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
 import { labelSourceError } from './slot-watch.ts';
 import { snapshotApplicationName, sourceConnection } from './source.ts';
@@ -122,19 +122,11 @@ export function createBackfillActivities(deps: ActivityDeps) {
       const client = await connect(sourceConnection(config.source));
       const destination = await openDestination(deps, config);
       try {
-        const planned: PlannedBackfill = { tables: [], ranges: [] };
-        const present: { table: string; schema: TableSchema }[] = [];
-        for (const table of tables) {
-          try {
-            present.push({ table, schema: (await loadTableSchemas(client, [qualifyTable(table)]))[0]! });
-          } catch (e) {
-            // Gone by its name (renamed or dropped since it was added): the workflow stops that table alone.
-            if (!(e instanceof SchemaError)) throw e;
-            (planned.missing ??= []).push({ table, reason: e.message });
-          }
-        }
-        await destination.prepare(present.map((p) => p.schema));
-        for (const { table } of present) {
+        const { found, missing } = await loadPipelineSchemas(client, tables);
+        // Gone by its name (renamed or dropped since it was added): the workflow stops that table alone.
+        const planned: PlannedBackfill = { tables: [], ranges: [], ...(missing.length ? { missing } : {}) };
+        await destination.prepare(Object.values(found));
+        for (const table of Object.keys(found)) {
           const plan = await planTableRanges(client, qualifyTable(table), {
             rowsPerRange: config.backfill.rowsPerRange,
           });

@@ -38,6 +38,14 @@ export class Batcher {
     this.inTransaction = true;
   }
 
+  /**
+   * True when `change` must start a batch of its own, the one buffered written first: a schema change. So a batch
+   * written again (a refusal of another table's data retried) never rewrites rows by names it has since renamed.
+   */
+  startsBatch(change: Change): boolean {
+    return change.kind === 'schema' && this.changes.length > 0;
+  }
+
   /** Adds a change of table `name`; true when the batch is full and must be written now. */
   add(change: Change, name: string, now: number): boolean {
     if (change.kind === 'schema') this.schemas[name] = change.schema;

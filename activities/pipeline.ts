@@ -9,7 +9,8 @@ import type { TableSchema } from '../lib/model.ts';
 import { pipelineDestination } from './destinations/index.ts';
 import { preflight, type PreflightReport } from './postgres/preflight.ts';
 import { alterPublicationTables, dropPublicationIfOwned, ensurePublication } from './postgres/publication.ts';
-import { loadTableSchemas } from './postgres/schema.ts';
+import { loadPipelineSchemas, loadTableSchemas } from './postgres/schema.ts';
+import { importSnapshot } from './postgres/snapshot.ts';
 import { createSlot, dropSlot } from './postgres/slot.ts';
 import { ScheduleNotFoundError } from '@temporalio/client';
 import { resyncScheduleId } from '../lib/contract/pipeline.ts';
@@ -80,19 +81,36 @@ export async function checkPipeline(config: PipelineConfig): Promise<PreflightRe
   return report;
 }
 
+/** The tables' shapes, which their destination tables are created with; the stream follows every change from them. */
+export interface TableShapes {
+  schemas?: Record<string, TableSchema>;
+}
+
 /**
  * Creates the publication (if walflow manages it) and the pipeline's slot, unless they exist.
  * `tables`: the pipeline's current tables (after `tables add/remove`); older workflows pass none.
+ * `schemas`: the tables' shapes as of the slot's start (a DDL after it comes later in the WAL than the
+ * stream's first changes; tables the source lacks are left to the backfill to stop).
  */
-export function ensureSlot(config: PipelineConfig, tables = config.source.tables): Promise<{ confirmedLsn: string }> {
+export function ensureSlot(
+  config: PipelineConfig,
+  tables = config.source.tables,
+): Promise<{ confirmedLsn: string } & TableShapes> {
   return whileHeartbeating(async () => {
     if (config.source.createPublication) {
       await withSource(config, (client) =>
         ensurePublication(client, config.source.publication, tables.map(qualifyTable)),
       );
     }
-    const slot = await createSlot(sourceConnection(config.source), slotName(config.id, config.source));
-    return { confirmedLsn: normalizeLsn(slot.confirmedLsn) };
+    let schemas: Record<string, TableSchema> = {};
+    const readShapes = (snapshotName?: string) =>
+      withSource(config, async (client) => {
+        if (snapshotName) await importSnapshot(client, snapshotName);
+        schemas = (await loadPipelineSchemas(client, tables)).found;
+      });
+    const slot = await createSlot(sourceConnection(config.source), slotName(config.id, config.source), readShapes);
+    if (!slot.created) await readShapes(); // an earlier attempt created it: as near its start as can be
+    return { confirmedLsn: normalizeLsn(slot.confirmedLsn), schemas };
   });
 }
 
@@ -112,7 +130,7 @@ export function recreateSlot(config: PipelineConfig): Promise<{ confirmedLsn: st
 export function alterPublication(
   config: PipelineConfig,
   change: { add?: string[]; remove?: string[]; tables: string[] },
-): Promise<{ lsn: string }> {
+): Promise<{ lsn: string } & TableShapes> {
   return whileHeartbeating(async () => {
     return await withSource(config, async (client) => {
       if (change.add?.length) {
@@ -135,8 +153,10 @@ export function alterPublication(
         remove: change.remove?.map(qualifyTable) ?? [],
         managed: config.source.createPublication,
       });
+      // Shapes read before the LSN: a DDL in between is a change the stream sees after them, as every later one.
+      const schemas = change.add?.length ? (await loadPipelineSchemas(client, change.add)).found : {};
       const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-      return { lsn: rows[0]!.lsn };
+      return { lsn: rows[0]!.lsn, schemas };
     });
   });
 }

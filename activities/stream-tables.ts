@@ -1,7 +1,7 @@
 /**
  * The tables one stream follows: the pipeline's name of each (progress and errors are reported by it),
- * what each destination table holds (as recorded: the catalog may already be past the WAL still to
- * come; else the catalog's shape, which the destination tables are created with), and the tables
+ * what each destination table holds (as recorded at the slot's start or the table's add: the catalog may
+ * already be past the WAL still to come; else, in pipelines from before those records, the catalog's), and the tables
  * stopped (errored), whose changes are not written. The decoder shares the stopped set, so a table
  * stopped here is skipped there from its next change on.
  */
@@ -79,6 +79,7 @@ export class StreamTables {
   async load(
     source: pg.Client,
     at: Lsn,
+    missingColumns: (schema: TableSchema) => Promise<string[]>,
   ): Promise<{ schemas: Map<string, TableSchema>; report: Required<TableShapeReport> }> {
     const schemas = new Map<string, TableSchema>();
     const report: Required<TableShapeReport> = { schemas: {}, errors: {} };
@@ -99,6 +100,14 @@ export class StreamTables {
           report.errors[name] = this.shapeError(name, { reason: `table ${key} no longer exists in the source` }, at);
       }
       const schema = recorded ?? (catalog as TableSchema);
+      const lacking = recorded ? await missingColumns(recorded) : [];
+      if (lacking.length) {
+        const reason =
+          `the destination table of ${key} has no column ${lacking.join(', ')} of the shape walflow recorded: a ` +
+          `rename was applied there but not recorded (the stream ended in between), so rows by the recorded names ` +
+          `would go astray`;
+        report.errors[name] = this.shapeError(name, { reason, recopy: true }, at);
+      }
       if (!recorded) report.schemas[name] = this.applied[name] = schema;
       else if (recorded.partitions === undefined && !(catalog instanceof Error) && catalog.partitions) {
         // Recorded before walflow followed partitions: from here on.

@@ -108,7 +108,12 @@ export function createStreamActivities(deps: ActivityDeps) {
     try {
       await source.connect();
       destination = await openDestination(deps, config);
-      const { schemas, report } = await tables.load(source, confirmed() ?? 0n);
+      const dest = destination;
+      const { schemas, report } = await tables.load(
+        source,
+        confirmed() ?? 0n,
+        (s) => dest.missingColumns?.(s) ?? Promise.resolve([]),
+      );
       if (Object.keys(report.schemas).length || Object.keys(report.errors).length) await reportShapes(report);
       for (const name of Object.keys(report.errors)) tables.stop(name);
       let partitionsChecked = 0;
@@ -119,7 +124,6 @@ export function createStreamActivities(deps: ActivityDeps) {
       };
       await checkPartitions();
       await destination.prepare([...schemas.values()]);
-      const dest = destination;
       stream = await openChangeStream({
         connection: sourceConnection(config.source),
         slot: slotName(config.id, config.source),
@@ -239,6 +243,7 @@ export function createStreamActivities(deps: ActivityDeps) {
           } else {
             // Not live: not followed, or stopped (also at a flush earlier in this burst, after it was decoded).
             const name = tables.live(ev.change.table);
+            if (name && batcher.startsBatch(ev.change)) await flush();
             if (name && batcher.add(ev.change, name, Date.now())) await flush();
           }
         }

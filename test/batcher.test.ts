@@ -84,12 +84,21 @@ test('a schema change travels with its batch, so its shape is reported before th
     ],
   };
   const b = new Batcher(rules, undefined);
+  const change = {
+    kind: 'schema' as const,
+    table,
+    version: makeVersion(300n, 0),
+    schema: after,
+    added: [after.columns[2]!],
+    dropped: [],
+  };
+  assert.equal(b.startsBatch(change), false, 'nothing buffered: it joins the batch');
   b.begin();
-  b.add(
-    { kind: 'schema', table, version: makeVersion(300n, 0), schema: after, added: [after.columns[2]!], dropped: [] },
-    't',
-    0,
-  );
+  b.add(insert(290n, 1), 't', 0);
+  assert.equal(b.startsBatch(change), true, 'rows before it are written first');
+  assert.equal(b.startsBatch(insert(290n, 2)), false);
+  b.take();
+  b.add(change, 't', 0);
   b.add(insert(300n, 1), 't', 0);
   b.commit(310n);
   const f = b.take();

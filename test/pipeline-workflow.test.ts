@@ -102,7 +102,10 @@ class FakeActivities {
 
   readonly activities = {
     preflightPipeline: async () => {},
-    ensureSlot: async () => ({ confirmedLsn: '0/1000' }),
+    ensureSlot: async (_config: PipelineConfig, tables: string[] = []) => ({
+      confirmedLsn: '0/1000',
+      schemas: Object.fromEntries(tables.map((t) => [t, keyAndTextTable(t, 'at_slot_start')])),
+    }),
     streamChanges: async (input: StreamInput) => {
       this.streams.push(input);
       await heartbeatingUntil(never, () => this.streamsCancelled++).catch((e: unknown) => {
@@ -148,7 +151,10 @@ class FakeActivities {
     alterPublication: async (_config: PipelineConfig, change: Parameters<Activities['alterPublication']>[1]) => {
       this.altered.push(change);
       await this.alterGate.opened;
-      return { lsn: '0/2000' };
+      return {
+        lsn: '0/2000',
+        schemas: Object.fromEntries((change.add ?? []).map((t) => [t, keyAndTextTable(t, 'added')])),
+      };
     },
     rebuildTables: async (_config: PipelineConfig, tables: string[]) => {
       this.rebuilt.push(tables);
@@ -323,6 +329,27 @@ describe('pipeline workflow rules (fake activities)', () => {
       assert.equal(s.lastError?.startsWith('table b stopped'), true);
     });
   });
+
+  // The catalog when the stream starts may be past a DDL of WAL still to come: the destination tables' shapes are
+  // recorded where the stream starts following them, and every stream, from the first on, is given them.
+  test(
+    "the stream follows the shapes of the slot's start and of each add, however late it starts",
+    TIMEOUT,
+    async () => {
+      const fakes = new FakeActivities();
+      await withPipelineWorker(fakes, async (start) => {
+        const handle = await start({ tables: ['a'] });
+        await until('the stream running', () => fakes.streams.length === 1);
+        assert.deepEqual(fakes.streams[0]!.schemas, { a: keyAndTextTable('a', 'at_slot_start') });
+        await handle.executeUpdate(addTablesUpdate, { args: [['b']] });
+        await until('the stream restarted on a and b', () => fakes.streams.length === 2);
+        assert.deepEqual(fakes.streams[1]!.schemas, {
+          a: keyAndTextTable('a', 'at_slot_start'),
+          b: keyAndTextTable('b', 'added'),
+        });
+      });
+    },
+  );
 
   test(
     'pause during a backfill cancels the stream and the copy; resume copies again and ends streaming, every table done',

@@ -35,6 +35,7 @@ import { Patch } from './patches.ts';
 import { dropPipeline, ensureSlot, preflightPipeline } from './pipeline-activities.ts';
 import { runBackfills, runStream } from './pipeline-loops.ts';
 import { PipelineManager } from './pipeline-manager.ts';
+import { recordStartShapes } from './tables.ts';
 import { refuseAdd, refuseConfig, refuseRemove, refuseResync } from './pipeline-rules.ts';
 import { isSlotLost, recoverLostSlot, slotLostHelp } from './slot-lost.ts';
 
@@ -61,6 +62,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<void> {
       await preflightPipeline(m.config, state.tables);
       const slot = await ensureSlot(m.config, state.tables);
       state.confirmedLsn ??= slot.confirmedLsn;
+      recordStartShapes(state, slot.schemas);
       state.initialized = true;
       clearError(state, PIPELINE);
     } catch (e) {

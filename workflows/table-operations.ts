@@ -95,7 +95,7 @@ export class TableOperations {
     const { state } = this.m;
     const tables = [...state.tables.filter((t) => !remove.includes(t)), ...add];
     const altered = add.length || remove.length ? await alterPublication(next, { add, remove, tables }) : undefined;
-    setTables(state, tables, { add, remove, addedAt: altered?.lsn });
+    setTables(state, tables, { add, remove, addedAt: altered?.lsn, shapes: altered?.schemas });
     this.m.restartStream = true;
     this.m.publish();
     return state.tables;

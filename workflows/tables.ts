@@ -15,7 +15,13 @@ import {
 import type { TableSchema } from '../lib/model.ts';
 import { backfillOf, clearError } from './errors.ts';
 
-export type TableChange = { add: string[]; remove: string[]; addedAt?: string };
+export type TableChange = {
+  add: string[];
+  remove: string[];
+  addedAt?: string;
+  /** The added tables' shapes as of addedAt (absent in histories from before alterPublication read them). */
+  shapes?: Record<string, TableSchema>;
+};
 
 /** A new pipeline's state: nothing copied, nothing confirmed. */
 export function initialState(tables: string[]): PipelineState {
@@ -105,7 +111,8 @@ export function streamShapeInput(state: PipelineState): {
  * The pipeline's tables become `tables`: what was known of those added or removed no longer holds. `addedAt`: the
  * LSN the added tables' changes count from (absent in histories from before alterPublication returned it).
  */
-export function setTables(state: PipelineState, tables: string[], { add, remove, addedAt }: TableChange): void {
+export function setTables(state: PipelineState, tables: string[], change: TableChange): void {
+  const { add, remove, addedAt } = change;
   for (const t of [...add, ...remove]) {
     delete state.schemas?.[t];
     delete state.tableErrors?.[t];
@@ -113,10 +120,21 @@ export function setTables(state: PipelineState, tables: string[], { add, remove,
     delete state.addedAt?.[t];
   }
   if (addedAt && add.length) state.addedAt = { ...state.addedAt, ...Object.fromEntries(add.map((t) => [t, addedAt])) };
+  recordStartShapes(state, change.shapes);
   for (const t of remove) delete state.progress[t];
   clearError(state, ...remove.map(backfillOf));
   for (const t of add) state.progress[t] = newTableProgress();
   state.tables = tables;
+}
+
+/**
+ * The tables' shapes where the stream starts following them (the slot's start, a table's add): what their
+ * destination tables are compared with. Not the catalog's when the stream starts, which may be past a DDL of
+ * WAL still to come. A shape already recorded stands.
+ */
+export function recordStartShapes(state: PipelineState, shapes: Record<string, TableSchema> | undefined): void {
+  const fresh = Object.entries(shapes ?? {}).filter(([t]) => !state.schemas?.[t]);
+  if (fresh.length) state.schemas = { ...state.schemas, ...Object.fromEntries(fresh) };
 }
 
 /** Errored tables rebuilt with the source's shape: the stream writes their changes committed from `lsn` on. */

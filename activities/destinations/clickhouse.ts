@@ -21,7 +21,7 @@ import {
 } from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';
 import { parseColumnText } from '../../lib/pgvalues.ts';
-import type { Destination } from './destination.ts';
+import { columnsLacking, type Destination } from './destination.ts';
 import {
   applyVersioned,
   DELETED_COLUMN,
@@ -330,6 +330,18 @@ export class ClickHouseDestination implements Destination {
 
   canRename(_column: ColumnSchema, key: boolean): boolean {
     return !key; // ClickHouse cannot rename a sorting-key column
+  }
+
+  async missingColumns(t: TableSchema): Promise<string[]> {
+    const rs = await this.client.query({
+      query: 'SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}',
+      query_params: { db: this.opts.database, t: targetName(t) },
+      format: 'JSONEachRow',
+    });
+    return columnsLacking(
+      t,
+      (await rs.json<{ name: string }>()).map((r) => r.name),
+    );
   }
 
   private async evolve(change: SchemaChange): Promise<void> {

@@ -33,6 +33,12 @@ export interface Destination {
    */
   canRetype?(from: ColumnSchema, to: ColumnSchema, key: boolean): boolean;
   canRename?(column: ColumnSchema, key: boolean): boolean;
+  /**
+   * The columns of `table` its destination table lacks ([] while there is no such table). A destination that renames
+   * columns has it: a column lacking was renamed by a shape change the stream applied but had not recorded when it
+   * ended, and rows by the recorded names would go astray, so the stream re-copies that table instead.
+   */
+  missingColumns?(table: TableSchema): Promise<string[]>;
   /** Drops the destination table of `table`, so a resync of a stopped table rebuilds it with the source's shape. */
   dropTable?(table: TableSchema): Promise<void>;
   /**
@@ -50,4 +56,10 @@ export interface Destination {
   /** Live (not deleted) rows of a table as canonical values, for `walflow verify` and tests. */
   readLive?(table: TableSchema): AsyncIterable<Row>;
   close(): Promise<void>;
+}
+
+/** The columns of `table` not among `present` (a table that does not exist has none present and lacks none). */
+export function columnsLacking(table: TableSchema, present: Iterable<string>, nameOf = (c: string) => c): string[] {
+  const names = new Set(present);
+  return names.size ? table.columns.map((c) => c.name).filter((c) => !names.has(nameOf(c))) : [];
 }

@@ -19,7 +19,7 @@ import {
   type TableSchema,
 } from '../../lib/model.ts';
 import { toPgText } from '../../lib/pgtext.ts';
-import type { Destination } from './destination.ts';
+import { columnsLacking, type Destination } from './destination.ts';
 import { applySteps } from './steps.ts';
 import { newestPerKey } from './newest.ts';
 import { isDataSqlState, refusing, type Refusal } from './refused.ts';
@@ -178,14 +178,25 @@ export class PostgresDestination implements Destination {
     return true;
   }
 
+  async missingColumns(t: TableSchema): Promise<string[]> {
+    return columnsLacking(t, await this.columnNames(await this.ready(), t));
+  }
+
+  private async columnNames(client: pg.Client, t: TableId): Promise<string[]> {
+    const { rows } = await client.query<{ name: string }>(
+      `SELECT attname AS name FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`,
+      [this.target(t)],
+    );
+    return rows.map((r) => r.name);
+  }
+
   private async evolve(client: pg.Client, change: SchemaChange): Promise<void> {
     const target = this.target(change.table);
+    const present = change.renamed?.length ? await this.columnNames(client, change.table) : [];
     for (const r of change.renamed ?? []) {
-      const { rows } = await client.query(
-        `SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped`,
-        [target, r.from],
-      );
-      if (rows.length) await client.query(`ALTER TABLE ${target} RENAME COLUMN ${q(r.from)} TO ${q(r.to)}`);
+      // renamed by an earlier attempt of this batch
+      if (present.includes(r.from))
+        await client.query(`ALTER TABLE ${target} RENAME COLUMN ${q(r.from)} TO ${q(r.to)}`);
     }
     for (const r of change.retyped ?? []) {
       if (columnType(r.from) !== columnType(r.to))

@@ -20,7 +20,7 @@ import {
   type TableSchema,
   type Value,
 } from '../../lib/model.ts';
-import type { Destination } from './destination.ts';
+import { columnsLacking, type Destination } from './destination.ts';
 import { snowflakeName } from './names.ts';
 import { newestPerKey } from './newest.ts';
 import { applyVersioned, PreparedTables, storedValues, targetName } from './versioned.ts';
@@ -327,14 +327,22 @@ export class SnowflakeDestination implements Destination {
     return true;
   }
 
+  async missingColumns(t: TableSchema): Promise<string[]> {
+    return columnsLacking(t, await this.columnNames(t), snowflakeName);
+  }
+
+  private async columnNames(t: TableId): Promise<Set<string>> {
+    const rows = await this.exec<{ COLUMN_NAME: string }>(
+      `SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
+      [snowflakeName(this.opts.schema), this.baseName(t)],
+    );
+    return new Set(rows.map((r) => r.COLUMN_NAME));
+  }
+
   private async evolve(change: SchemaChange): Promise<void> {
     await this.ready();
     if (change.renamed?.length) {
-      const rows = await this.exec<{ COLUMN_NAME: string }>(
-        `SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
-        [snowflakeName(this.opts.schema), this.baseName(change.table)],
-      );
-      const present = new Set(rows.map((r) => r.COLUMN_NAME));
+      const present = await this.columnNames(change.table);
       for (const r of change.renamed) {
         if (!present.has(snowflakeName(r.from))) continue; // renamed by an earlier attempt of this batch
         for (const t of [this.target(change.table), this.stage(change.table)]) {

@@ -1,5 +1,6 @@
 /** Table schemas from the catalog: columns with their exact types and kinds, and the key walflow versions rows by. */
 import type pg from 'pg';
+import { qualifyTable } from '../../lib/config.ts';
 import { ErrorType } from '../../lib/errors.ts';
 import type { ColumnSchema, TableSchema } from '../../lib/model.ts';
 import { KIND_BY_OID, TEXT_TYPES } from '../../lib/pgvalues.ts';
@@ -130,6 +131,24 @@ export async function loadTableSchemas(client: pg.Client, tables: string[]): Pro
     result.push({ schema, name, oid: Number(r.oid), columns, key, replicaIdentity, ...partitions });
   }
   return result;
+}
+
+/** The schemas of the pipeline's `tables` the source has by those names, and the tables it has no more by theirs. */
+export async function loadPipelineSchemas(
+  client: pg.Client,
+  tables: string[],
+): Promise<{ found: Record<string, TableSchema>; missing: { table: string; reason: string }[] }> {
+  const found: Record<string, TableSchema> = {};
+  const missing: { table: string; reason: string }[] = [];
+  for (const table of tables) {
+    try {
+      found[table] = (await loadTableSchemas(client, [qualifyTable(table)]))[0]!;
+    } catch (e) {
+      if (!(e instanceof SchemaError)) throw e; // renamed or dropped since it was added
+      missing.push({ table, reason: e.message });
+    }
+  }
+  return { found, missing };
 }
 
 /** The leaf partitions of partitioned table `oid`, at any depth, each with its relfilenode (new after a TRUNCATE). */

@@ -1,7 +1,8 @@
 /** The pipeline's replication slot: created once (pgoutput), dropped with the pipeline. */
-import pg from 'pg';
+import type pg from 'pg';
 import type { SlotHealth, SnapshotHealth } from '../../lib/contract/status.ts';
-import { connect, withSession } from './session.ts';
+import { connect } from './session.ts';
+import { exportSnapshot } from './snapshot.ts';
 
 export interface SlotInfo {
   slot: string;
@@ -24,8 +25,16 @@ async function slotRow(client: pg.Client, slot: string) {
   return rows[0];
 }
 
-/** Creates the slot unless it exists (then checks it is a pgoutput slot of this database). */
-export async function createSlot(connection: pg.ClientConfig, slot: string): Promise<SlotInfo> {
+/**
+ * Creates the slot unless it exists (then checks it is a pgoutput slot of this database). `atStart` runs
+ * while the new slot's snapshot is exported (its name given): it reads the source exactly as of the
+ * slot's consistent point.
+ */
+export async function createSlot(
+  connection: pg.ClientConfig,
+  slot: string,
+  atStart?: (snapshotName: string) => Promise<void>,
+): Promise<SlotInfo> {
   const client = await connect(connection);
   try {
     const existing = await slotRow(client, slot);
@@ -43,18 +52,12 @@ export async function createSlot(connection: pg.ClientConfig, slot: string): Pro
   } finally {
     await client.end();
   }
-  const repl = new pg.Client({ ...withSession(connection), replication: 'database' } as pg.ClientConfig);
-  repl.on('error', () => {
-    /* surfaced by the query below */
-  });
-  await repl.connect();
+  const snapshot = await exportSnapshot(connection, slot);
   try {
-    const { rows } = await repl.query<{ consistent_point: string }>(
-      `CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} LOGICAL pgoutput`,
-    );
-    return { slot, confirmedLsn: rows[0]!.consistent_point, created: true };
+    await atStart?.(snapshot.name);
+    return { slot, confirmedLsn: snapshot.lsn, created: true };
   } finally {
-    await repl.end();
+    await snapshot.close();
   }
 }
 

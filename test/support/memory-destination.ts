@@ -4,7 +4,7 @@
  * interface documents them. It keeps values as the canonical `Value`s they arrive as, and it applies
  * a batch all or nothing, as the transactional destinations do.
  */
-import type { Destination } from '../../activities/destinations/destination.ts';
+import { columnsLacking, type Destination } from '../../activities/destinations/destination.ts';
 import { newestPerKey } from '../../activities/destinations/newest.ts';
 import { applyVersioned, PreparedTables, storedValues } from '../../activities/destinations/versioned.ts';
 import { parseColumnText } from '../../lib/pgvalues.ts';
@@ -110,6 +110,11 @@ export class MemoryDestination implements Destination {
 
   canRename(): boolean {
     return true;
+  }
+
+  async missingColumns(table: TableSchema): Promise<string[]> {
+    const held = this.tables.has(tableKey(table)) ? this.prepared.get(table).columns.map((c) => c.name) : [];
+    return columnsLacking(table, held);
   }
 
   async dropTable(table: TableSchema): Promise<void> {
