@@ -4,10 +4,11 @@
  */
 import { qualifyTable } from '../lib/config.ts';
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import type pg from 'pg';
 import type { PipelineConfig } from '../lib/config.ts';
 import { ErrorType, type DataRefusedDetails } from '../lib/errors.ts';
 import { makeVersion, normalizeLsn, parseLsn } from '../lib/lsn.ts';
-import type { InsertChange } from '../lib/model.ts';
+import type { InsertChange, TableSchema } from '../lib/model.ts';
 import { copyProgressSignal, describeRange, snapshotReadySignal } from '../lib/contract/pipeline.ts';
 import {
   applyHeartbeating,
@@ -20,6 +21,7 @@ import {
 import { DataRefused } from './destinations/refused.ts';
 import { copyTableRange, copyTableRangeText, planTableRanges, type PageRange } from './postgres/ranges.ts';
 import { loadPipelineSchemas, loadTableSchemas } from './postgres/schema.ts';
+import { sameShape } from './postgres/shape.ts';
 import { exportSnapshot, importSnapshot, isSnapshotGone } from './postgres/snapshot.ts';
 import { labelSourceError } from './slot-watch.ts';
 import { snapshotApplicationName, sourceConnection } from './source.ts';
@@ -45,6 +47,33 @@ export interface PlannedBackfill {
   ranges: TableRange[];
   /** Tables the source no longer has by their name (renamed or dropped since they were added): not copied. */
   missing?: { table: string; reason: string }[];
+  /**
+   * Tables whose shape under the snapshot is not the one their destination table was recorded with (a DDL between
+   * the record and the snapshot): not copied, since their rows would not fit; the workflow re-copies them.
+   */
+  reshaped?: { table: string; reason: string }[];
+}
+
+/** What planning is told beyond the tables (absent in workflows from before it was): where and against what. */
+export interface PlanContext {
+  /** The backfill's snapshot, which the plan reads the tables' shapes under. */
+  snapshotName: string;
+  /** The shapes recorded for the tables' destination tables, by the pipeline's table name. */
+  schemas?: Record<string, TableSchema>;
+}
+
+/** Imports the backfill's snapshot; its holder gone, the snapshot is lost (the backfill restarts on a fresh one). */
+async function importHeldSnapshot(client: pg.Client, snapshotName: string): Promise<void> {
+  try {
+    await importSnapshot(client, snapshotName);
+  } catch (e) {
+    if (isSnapshotGone(e))
+      throw ApplicationFailure.nonRetryable(
+        `snapshot ${snapshotName} is gone: ${(e as Error).message}`,
+        ErrorType.SnapshotLost,
+      );
+    throw e;
+  }
 }
 
 export function createBackfillActivities(deps: ActivityDeps) {
@@ -82,9 +111,9 @@ export function createBackfillActivities(deps: ActivityDeps) {
    * Planning is retried without end like a range copy, and its failures are reported the same way (to the workflow that
    * plans).
    */
-  async function planRanges(config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> {
+  async function planRanges(config: PipelineConfig, tables: string[], at?: PlanContext): Promise<PlannedBackfill> {
     try {
-      return await planOnce(config, tables);
+      return await planOnce(config, tables, at);
     } catch (e) {
       await reportFailure(
         labelSourceError(config, e),
@@ -117,14 +146,24 @@ export function createBackfillActivities(deps: ActivityDeps) {
     }
   }
 
-  const planOnce = (config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> =>
+  const planOnce = (config: PipelineConfig, tables: string[], at?: PlanContext): Promise<PlannedBackfill> =>
     whileHeartbeating(async () => {
       const client = await connect(sourceConnection(config.source));
       const destination = await openDestination(deps, config);
       try {
+        if (at) await importHeldSnapshot(client, at.snapshotName);
         const { found, missing } = await loadPipelineSchemas(client, tables);
         // Gone by its name (renamed or dropped since it was added): the workflow stops that table alone.
         const planned: PlannedBackfill = { tables: [], ranges: [], ...(missing.length ? { missing } : {}) };
+        for (const [table, schema] of Object.entries(found)) {
+          const recorded = at?.schemas?.[table];
+          if (!recorded || sameShape(recorded, schema)) continue;
+          const reason =
+            `the shape of ${qualifyTable(table)} changed between what its destination table was recorded with and ` +
+            `the backfill's snapshot, so its rows would not fit: walflow re-copies the table`;
+          (planned.reshaped ??= []).push({ table, reason });
+          delete found[table];
+        }
         await destination.prepare(Object.values(found));
         for (const table of Object.keys(found)) {
           const plan = await planTableRanges(client, qualifyTable(table), {
@@ -170,16 +209,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
     const destination = await openDestination(deps, config);
     let rows = 0;
     try {
-      try {
-        await importSnapshot(client, input.snapshotName);
-      } catch (e) {
-        if (isSnapshotGone(e))
-          throw ApplicationFailure.nonRetryable(
-            `snapshot ${input.snapshotName} is gone: ${(e as Error).message}`,
-            ErrorType.SnapshotLost,
-          );
-        throw e;
-      }
+      await importHeldSnapshot(client, input.snapshotName);
       await deps.faults?.at('copyRange', `${range.table} ${JSON.stringify(range)}`);
       const [schema] = await loadTableSchemas(client, [qualifyTable(range.table)]);
       await destination.prepare([schema!]);

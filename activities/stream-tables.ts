@@ -8,6 +8,7 @@
 import type pg from 'pg';
 import { qualifyTable } from '../lib/config.ts';
 import type { TableError, TableShapeReport } from '../lib/contract/status.ts';
+import { recopyFix } from '../lib/errors.ts';
 import { formatLsn, type Lsn } from '../lib/lsn.ts';
 import { tableKey, type TableId, type TableSchema } from '../lib/model.ts';
 import { partitionChange } from './postgres/partitions.ts';
@@ -67,7 +68,7 @@ export class StreamTables {
       fix: renamedTo
         ? `walflow tables remove ${id} ${table}, then walflow tables add ${id} ${renamedTo}`
         : problem.recopy
-          ? `none: walflow re-copies the table itself (if that fails, walflow tables retry ${id} ${table})`
+          ? recopyFix(id, table)
           : `walflow resync ${id} --tables ${table}`,
     };
   }

@@ -49,6 +49,10 @@ export const refusedDataFix = (pipeline: string, table: string, column?: string)
   `fix the refused value in the source${column ? ` (column ${column})` : ''}, or what refuses it (the source ` +
   `column's type, a constraint on the destination table), then walflow tables retry ${pipeline} ${table}`;
 
+/** The fix of a table walflow re-copies itself (the operator's way if that fails). */
+export const recopyFix = (pipeline: string, table: string): string =>
+  `none: walflow re-copies the table itself (if that fails, walflow tables retry ${pipeline} ${table})`;
+
 /** Failures no retry can cure: activities that hit them stop, and the pipeline waits for an operator. */
 export const NEEDS_OPERATOR: ErrorType[] = [ErrorType.Config, ErrorType.Schema];
 

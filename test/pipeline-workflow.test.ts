@@ -13,7 +13,7 @@ import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common'
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { Activities } from '../activities/index.ts';
-import type { CopyRangeInput, PlannedBackfill } from '../activities/backfill.ts';
+import type { CopyRangeInput, PlanContext, PlannedBackfill } from '../activities/backfill.ts';
 import type { StreamInput } from '../activities/stream.ts';
 import { parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
 import {
@@ -86,6 +86,10 @@ class FakeActivities {
   streamDiesOnCancel = false;
   /** Tables planRanges finds gone from the source (renamed since they were added). */
   readonly missing = new Set<string>();
+  /** Tables planRanges finds of another shape than recorded, once each. */
+  readonly reshapedOnce = new Set<string>();
+  /** What each planRanges was told besides its tables. */
+  readonly planContexts: (PlanContext | undefined)[] = [];
 
   constructor(hold: { copies?: boolean; alterPublication?: boolean; rebuildTables?: boolean } = {}) {
     if (!hold.copies) this.copyGate.open();
@@ -124,14 +128,17 @@ class FakeActivities {
       });
       await heartbeatingUntil(never, () => {});
     },
-    planRanges: async (_config: PipelineConfig, tables: string[]): Promise<PlannedBackfill> => {
+    planRanges: async (_config: PipelineConfig, tables: string[], at?: PlanContext): Promise<PlannedBackfill> => {
       this.planned.push(tables);
+      this.planContexts.push(at);
       const gone = tables.filter((t) => this.missing.has(t));
-      tables = tables.filter((t) => !this.missing.has(t));
+      const reshaped = tables.filter((t) => this.reshapedOnce.delete(t));
+      tables = tables.filter((t) => !this.missing.has(t) && !reshaped.includes(t));
       return {
         ...(gone.length
           ? { missing: gone.map((table) => ({ table, reason: `table public.${table} does not exist in the source` })) }
           : {}),
+        ...(reshaped.length ? { reshaped: reshaped.map((table) => ({ table, reason: `${table} reshaped` })) } : {}),
         tables: tables.map((table) => ({ table, ranges: RANGES_PER_TABLE, rowsEstimate: 100 })),
         ranges: tables.flatMap((table) =>
           Array.from({ length: RANGES_PER_TABLE }, (_, i) => ({
@@ -164,11 +171,12 @@ class FakeActivities {
   } satisfies Partial<Activities>;
 }
 
-const config = (id: string, tables: string[]): PipelineConfig =>
+/** `destination`: what the pipeline's rules see (the fake activities never reach it). */
+const config = (id: string, tables: string[], destination: object = { type: 'null' }): PipelineConfig =>
   parsePipelineConfig({
     id,
     source: { url: 'postgres://walflow@127.0.0.1:1/unused', publication: 'unused', tables },
-    destination: { type: 'null' },
+    destination,
   });
 
 /** A pipeline already past its first backfill: every table done, streaming from `confirmedLsn`. */
@@ -193,7 +201,9 @@ type Pipeline = WorkflowHandle<typeof pipelineWorkflow>;
  */
 async function withPipelineWorker(
   fakes: FakeActivities,
-  body: (start: (input: Omit<PipelineInput, 'config'> & { tables: string[] }) => Promise<Pipeline>) => Promise<void>,
+  body: (
+    start: (input: Omit<PipelineInput, 'config'> & { tables: string[]; destination?: object }) => Promise<Pipeline>,
+  ) => Promise<void>,
 ): Promise<void> {
   const taskQueue = `pipeline-workflow-test-${randomBytes(4).toString('hex')}`;
   const worker = await Worker.create({
@@ -209,12 +219,12 @@ async function withPipelineWorker(
   const started: Pipeline[] = [];
   await worker.runUntil(async () => {
     try {
-      await body(async ({ tables, ...input }) => {
+      await body(async ({ tables, destination, ...input }) => {
         const id = `t-${randomBytes(4).toString('hex')}`;
         const handle = await env.client.workflow.start<typeof pipelineWorkflow>('pipelineWorkflow', {
           taskQueue,
           workflowId: `walflow-${id}`,
-          args: [{ config: config(id, tables), ...input }],
+          args: [{ config: config(id, tables, destination), ...input }],
         });
         started.push(handle);
         // Pinned to this run: a handle without a run id follows the pipeline into its next run.
@@ -347,6 +357,26 @@ describe('pipeline workflow rules (fake activities)', () => {
           a: keyAndTextTable('a', 'at_slot_start'),
           b: keyAndTextTable('b', 'added'),
         });
+      });
+    },
+  );
+
+  test(
+    "a table whose shape changed before the backfill's snapshot is re-copied, the others copied",
+    TIMEOUT,
+    async () => {
+      const fakes = new FakeActivities();
+      fakes.reshapedOnce.add('b');
+      await withPipelineWorker(fakes, async (start) => {
+        // A destination walflow can rebuild a table in (a change stream cannot be re-copied).
+        const destination = { type: 'postgres', url: 'postgres://x@127.0.0.1:1/d' };
+        const handle = await start({ tables: ['a', 'b'], destination });
+        await statusWhen(handle, 'a and b copied, streaming', allDone);
+        assert.deepEqual(fakes.rebuilt, [['b']], 'b rebuilt with the source shape');
+        assert.deepEqual(fakes.planned, [['a', 'b'], ['b']]);
+        assert.equal(fakes.planContexts[0]?.snapshotName, 'snap-1', 'planned under the backfill snapshot');
+        assert.deepEqual(fakes.planContexts[0]?.schemas?.b, keyAndTextTable('b', 'at_slot_start'));
+        assert.deepEqual(fakes.planContexts[1]?.schemas?.b, keyAndTextTable('b', 'note'), 'against the rebuilt shape');
       });
     },
   );

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ColumnSchema, TableSchema } from '../lib/model.ts';
 import { partitionChange } from '../activities/postgres/partitions.ts';
-import { compareShape, widens, type DestinationAbilities } from '../activities/postgres/shape.ts';
+import { compareShape, sameShape, widens, type DestinationAbilities } from '../activities/postgres/shape.ts';
 
 const col = (
   name: string,
@@ -187,4 +187,25 @@ test('a partition attached, detached or truncated is a change the WAL does not c
     'partitions of public.p changed (public.p_af attached, public.p_us detached, public.p_asia truncated or ' +
       'rewritten); the WAL carries no rows for that, so walflow re-copies the table',
   );
+});
+
+test('sameShape: the recorded live columns, exact types and column numbers, against the catalog', () => {
+  assert.equal(sameShape(dest, dest), true);
+  const widenedAndKept = table([
+    col('id', 1, 23, -1, 'integer'),
+    col('n', 2, 20, -1, 'bigint', { widenedFrom: [{ typeOid: 23, typeMod: -1 }] }),
+    col('amount', 3, 1700, numeric(10, 2), 'numeric(10,2)'),
+    col('note', 4, 25, -1, 'text'),
+    col('gone', 5, 25, -1, 'text', { dropped: true }),
+  ]);
+  const catalog = table(widenedAndKept.columns.filter((c) => !c.dropped).map(({ widenedFrom: _, ...c }) => c));
+  assert.equal(sameShape(widenedAndKept, catalog), true, 'history and a dropped column kept are not differences');
+  assert.equal(sameShape(dest, catalog), false, 'a widened type');
+  const rescaled = table(dest.columns.map((c) => (c.name === 'amount' ? { ...c, typeMod: numeric(12, 4) } : c)));
+  assert.equal(sameShape(dest, rescaled), false, 'a new scale');
+  const renamed = table(dest.columns.map((c) => (c.name === 'note' ? { ...c, name: 'remark' } : c)));
+  assert.equal(sameShape(dest, renamed), false, 'a renamed column');
+  const readded = table(dest.columns.map((c) => (c.name === 'note' ? { ...c, attnum: 9 } : c)));
+  assert.equal(sameShape(dest, readded), false, 'dropped and added again under its name');
+  assert.equal(sameShape(dest, table([...dest.columns, col('x', 5, 25, -1, 'text')])), false, 'an added column');
 });

@@ -21,6 +21,7 @@ import type { PipelineConfig } from '../lib/config.ts';
 import { snapshotReadySignal, type SnapshotReady } from '../lib/contract/pipeline.ts';
 import type { TableProgress } from '../lib/contract/status.ts';
 import { ErrorType, hasFailureType, rootMessage, type DataRefusedDetails } from '../lib/errors.ts';
+import type { TableSchema } from '../lib/model.ts';
 import { Patch } from './patches.ts';
 import { copyFromSnapshot } from './snapshot-copy.ts';
 
@@ -52,6 +53,10 @@ export interface BackfillOptions {
   onRefused?: (refusal: DataRefusedDetails, snapshotLsn: string) => void;
   /** A table gone from the source by its name before its copy (renamed, dropped): skipped, else the backfill fails. */
   onMissing?: (table: string, reason: string, snapshotLsn: string) => void;
+  /** The shapes recorded for the destination tables, as they are when the copy is planned. */
+  schemas?: () => Record<string, TableSchema> | undefined;
+  /** A table whose shape under the snapshot is not the recorded one (see PlannedBackfill.reshaped): not copied. */
+  onReshaped?: (table: string, reason: string, snapshotLsn: string) => void;
 }
 
 /** Copies `tables` from one consistent snapshot; resolves with the snapshot's LSN (the rows' version). */

@@ -9,7 +9,7 @@ import { backfillOf, clearError, noteError, SNAPSHOT } from './errors.ts';
 import { Patch } from './patches.ts';
 import { streamChanges } from './pipeline-activities.ts';
 import type { PipelineManager } from './pipeline-manager.ts';
-import { streamShapeInput } from './tables.ts';
+import { streamShapeInput } from './table-shapes.ts';
 
 export async function runStream(m: PipelineManager): Promise<never> {
   const { state } = m;
@@ -57,6 +57,8 @@ export async function runBackfills(m: PipelineManager): Promise<never> {
         onError: (message) => noteError(state, SNAPSHOT, message),
         onRefused: (refusal, lsn) => m.tables.onBackfillRefused(refusal, lsn),
         onMissing: (table, reason, lsn) => m.tables.onBackfillMissing(table, reason, lsn),
+        schemas: () => state.schemas,
+        onReshaped: (table, reason, lsn) => m.tables.onBackfillReshaped(table, reason, lsn),
       });
       clearError(state, 'backfill', ...tables.map(backfillOf));
     } finally {

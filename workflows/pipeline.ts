@@ -35,7 +35,7 @@ import { Patch } from './patches.ts';
 import { dropPipeline, ensureSlot, preflightPipeline } from './pipeline-activities.ts';
 import { runBackfills, runStream } from './pipeline-loops.ts';
 import { PipelineManager } from './pipeline-manager.ts';
-import { recordStartShapes } from './tables.ts';
+import { recordStartShapes } from './table-shapes.ts';
 import { refuseAdd, refuseConfig, refuseRemove, refuseResync } from './pipeline-rules.ts';
 import { isSlotLost, recoverLostSlot, slotLostHelp } from './slot-lost.ts';
 

@@ -27,11 +27,19 @@ export async function copyFromSnapshot(
   raceLost: <T>(p: Promise<T>) => Promise<T>,
 ): Promise<void> {
   const { config, tables, progress } = opts;
-  const planned = await planRanges(config, tables);
+  const schemas = opts.schemas?.();
+  const planned = await planRanges(config, tables, {
+    snapshotName: snap.snapshotName,
+    ...(schemas ? { schemas } : {}),
+  });
   const missing = new Set<string>();
   for (const { table, reason } of planned.missing ?? []) {
     if (!opts.onMissing) throw ApplicationFailure.nonRetryable(reason, ErrorType.Schema);
     opts.onMissing(table, reason, snap.lsn);
+    missing.add(table);
+  }
+  for (const { table, reason } of planned.reshaped ?? []) {
+    opts.onReshaped?.(table, reason, snap.lsn);
     missing.add(table);
   }
   for (const t of planned.tables) {

@@ -7,18 +7,11 @@ import { condition, log } from '@temporalio/workflow';
 import { canResync, configDifferences, parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
 import type { ConfigApplied } from '../lib/contract/pipeline.ts';
 import type { TableShapeReport } from '../lib/contract/status.ts';
-import type { DataRefusedDetails } from '../lib/errors.ts';
+import { recopyFix, type DataRefusedDetails } from '../lib/errors.ts';
 import { alterPublication, rebuildTables } from './pipeline-activities.ts';
 import type { PipelineManager } from './pipeline-manager.ts';
-import {
-  backfillRefusal,
-  recordTableShapes,
-  restartBackfill,
-  setTables,
-  startResync,
-  tableErrorSummary,
-  tablesToRecopy,
-} from './tables.ts';
+import { recordTableShapes, tablesToRecopy } from './table-shapes.ts';
+import { backfillRefusal, restartBackfill, setTables, startResync, tableErrorSummary } from './tables.ts';
 
 export class TableOperations {
   constructor(private readonly m: PipelineManager) {}
@@ -46,6 +39,14 @@ export class TableOperations {
     const error = { reason: `${reason} (renamed or dropped?)`, lsn: snapshotLsn, since: new Date().toISOString(), fix };
     void this.onTableShape({ errors: { [table]: error } });
     this.m.restartStream = true;
+  }
+
+  /** A table whose shape changed between its record and the backfill's snapshot: stopped, and re-copied at once. */
+  onBackfillReshaped(table: string, reason: string, snapshotLsn: string): void {
+    const since = new Date().toISOString();
+    void this.onTableShape({
+      errors: { [table]: { reason, lsn: snapshotLsn, since, fix: recopyFix(this.m.config.id, table), recopy: true } },
+    });
   }
 
   add(tables: string[]): Promise<string[]> {

@@ -1,19 +1,14 @@
 /**
- * Per-table state of the pipeline workflow: what each destination table holds, the tables the stream
- * stopped (errored) and why, and the tables being re-copied after an error. Plain functions over the
- * workflow's state, so the pipeline workflow only wires them to its handlers.
+ * Per-table state of the pipeline workflow: the tables and their progress, the tables the stream stopped
+ * (errored) and why, and the tables being re-copied after an error (their recorded shapes: table-shapes.ts).
+ * Plain functions over the workflow's state, so the pipeline workflow only wires them to its handlers.
  */
 import type { PipelineState } from '../lib/contract/pipeline.ts';
 import { refusedDataFix, type DataRefusedDetails } from '../lib/errors.ts';
-import {
-  newTableProgress,
-  type TableError,
-  type TableProgress,
-  type TableShapeReport,
-  type TableState,
-} from '../lib/contract/status.ts';
+import { newTableProgress, type TableError, type TableProgress, type TableState } from '../lib/contract/status.ts';
 import type { TableSchema } from '../lib/model.ts';
 import { backfillOf, clearError } from './errors.ts';
+import { recordStartShapes } from './table-shapes.ts';
 
 export type TableChange = {
   add: string[];
@@ -35,23 +30,6 @@ export function initialState(tables: string[]): PipelineState {
     lastError: null,
     continuedAsNew: 0,
   };
-}
-
-/** Merges a stream report; a table's first error stands until its fix. */
-export function recordTableShapes(state: PipelineState, report: TableShapeReport): void {
-  if (report.schemas) state.schemas = { ...state.schemas, ...report.schemas };
-  for (const [table, error] of Object.entries(report.errors ?? {})) {
-    if (!state.tables.includes(table)) continue;
-    state.tableErrors ??= {};
-    state.tableErrors[table] ??= error;
-  }
-}
-
-/** Tables of `report` newly errored that walflow re-copies itself (their first error is one a re-copy cures). */
-export function tablesToRecopy(state: PipelineState, report: TableShapeReport): string[] {
-  return Object.entries(report.errors ?? {})
-    .filter(([t, e]) => e.recopy && state.tableErrors?.[t] === e)
-    .map(([t]) => t);
 }
 
 /** The errored tables, as lastError shows them (kept while they stay errored, whatever else progresses). */
@@ -91,22 +69,6 @@ export function tablesStatus(state: PipelineState): Record<string, TableProgress
   );
 }
 
-/** What the stream activity needs to follow shapes: only the fields that are set (older histories carry none). */
-export function streamShapeInput(state: PipelineState): {
-  schemas?: PipelineState['schemas'];
-  stopped?: string[];
-  copyFrom?: Record<string, string>;
-} {
-  const stopped = Object.keys(state.tableErrors ?? {});
-  // A resync comes after the table's add, so its LSN is the later one where both are set.
-  const copyFrom = state.addedAt || state.copyFrom ? { ...state.addedAt, ...state.copyFrom } : undefined;
-  return {
-    ...(state.schemas ? { schemas: state.schemas } : {}),
-    ...(stopped.length ? { stopped } : {}),
-    ...(copyFrom ? { copyFrom } : {}),
-  };
-}
-
 /**
  * The pipeline's tables become `tables`: what was known of those added or removed no longer holds. `addedAt`: the
  * LSN the added tables' changes count from (absent in histories from before alterPublication returned it).
@@ -125,16 +87,6 @@ export function setTables(state: PipelineState, tables: string[], change: TableC
   clearError(state, ...remove.map(backfillOf));
   for (const t of add) state.progress[t] = newTableProgress();
   state.tables = tables;
-}
-
-/**
- * The tables' shapes where the stream starts following them (the slot's start, a table's add): what their
- * destination tables are compared with. Not the catalog's when the stream starts, which may be past a DDL of
- * WAL still to come. A shape already recorded stands.
- */
-export function recordStartShapes(state: PipelineState, shapes: Record<string, TableSchema> | undefined): void {
-  const fresh = Object.entries(shapes ?? {}).filter(([t]) => !state.schemas?.[t]);
-  if (fresh.length) state.schemas = { ...state.schemas, ...Object.fromEntries(fresh) };
 }
 
 /** Errored tables rebuilt with the source's shape: the stream writes their changes committed from `lsn` on. */

@@ -117,6 +117,24 @@ function retypedColumn(d: ColumnSchema, r: RelationColumn, catalog: TableSchema 
 }
 
 /**
+ * The catalog's table has the recorded shape: the same live columns (name, exact type, column number) and key. A
+ * backfill copies rows of the catalog's shape under its snapshot into a destination table of the recorded one.
+ */
+export function sameShape(recorded: TableSchema, catalog: TableSchema): boolean {
+  const live = recorded.columns.filter((c) => !c.dropped);
+  const same = (a: ColumnSchema, b: ColumnSchema) =>
+    a.name === b.name &&
+    a.typeOid === b.typeOid &&
+    (a.typeMod ?? -1) === (b.typeMod ?? -1) &&
+    (a.attnum === undefined || b.attnum === undefined || a.attnum === b.attnum);
+  return (
+    live.length === catalog.columns.length &&
+    catalog.columns.every((c) => live.some((r) => same(r, c))) &&
+    recorded.key.join('\0') === catalog.key.join('\0')
+  );
+}
+
+/**
  * Compares a relation message with the destination's shape of the table. `catalog` is the table as
  * the catalog has it now (it may be later than the message): used only to tell renames and to
  * describe added columns, and missing (undefined) when the table is gone from the catalog.
