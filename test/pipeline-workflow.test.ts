@@ -365,12 +365,17 @@ describe('pipeline workflow rules (fake activities)', () => {
     "a table whose shape changed before the backfill's snapshot is re-copied, the others copied",
     TIMEOUT,
     async () => {
-      const fakes = new FakeActivities();
+      // The rebuild outlasts the copy of a (the backfill's end must not cancel it).
+      const fakes = new FakeActivities({ rebuildTables: true });
       fakes.reshapedOnce.add('b');
       await withPipelineWorker(fakes, async (start) => {
         // A destination walflow can rebuild a table in (a change stream cannot be re-copied).
         const destination = { type: 'postgres', url: 'postgres://x@127.0.0.1:1/d' };
         const handle = await start({ tables: ['a', 'b'], destination });
+        await statusWhen(handle, 'a copied', (s) => s.tables.a?.backfill === 'done');
+        await until('b being rebuilt', () => fakes.rebuilt.length === 1);
+        await new Promise((resolve) => setTimeout(resolve, 500)); // time enough for the backfill's end to show
+        fakes.rebuildGate.open();
         await statusWhen(handle, 'a and b copied, streaming', allDone);
         assert.deepEqual(fakes.rebuilt, [['b']], 'b rebuilt with the source shape');
         assert.deepEqual(fakes.planned, [['a', 'b'], ['b']]);

@@ -3,7 +3,7 @@
  * reports about them, applied to the PipelineManager's state. Each ends with the stream restarting on
  * the new tables or shapes; a resync also waits for that stream before its copy starts.
  */
-import { condition, log } from '@temporalio/workflow';
+import { CancellationScope, condition, log } from '@temporalio/workflow';
 import { canResync, configDifferences, parsePipelineConfig, type PipelineConfig } from '../lib/config.ts';
 import type { ConfigApplied } from '../lib/contract/pipeline.ts';
 import type { TableShapeReport } from '../lib/contract/status.ts';
@@ -44,9 +44,10 @@ export class TableOperations {
   /** A table whose shape changed between its record and the backfill's snapshot: stopped, and re-copied at once. */
   onBackfillReshaped(table: string, reason: string, snapshotLsn: string): void {
     const since = new Date().toISOString();
-    void this.onTableShape({
-      errors: { [table]: { reason, lsn: snapshotLsn, since, fix: recopyFix(this.m.config.id, table), recopy: true } },
-    });
+    const error = { reason, lsn: snapshotLsn, since, fix: recopyFix(this.m.config.id, table), recopy: true } as const;
+    // Outside the backfill's scope, as the stream's reports are: that scope ends (cancelling what it started) with the
+    // copy of the other tables, before the re-copy's rebuild has.
+    void CancellationScope.nonCancellable(() => this.onTableShape({ errors: { [table]: error } }));
   }
 
   add(tables: string[]): Promise<string[]> {
