@@ -28,6 +28,7 @@ import { EMULATOR_WAREHOUSE } from '../stack/snowflake.ts';
 import { pipelineStatus, startPipeline, type PipelineHandle } from '../lib/pipeline-client.ts';
 import { ensureSupabaseEtl, PEERS, supabaseEtlTableCopy } from './peers.ts';
 import { hotFunctions, type HotFunction } from './profile.ts';
+import { probeWorkflow } from '../workflows/index.ts';
 import { bigTransaction, CDC_TABLE, mixWorkload, TABLES } from './tables.ts';
 
 const { positionals, values } = parseArgs({
@@ -160,6 +161,13 @@ async function startWorkerProcess(
     });
   });
   workerExit = undefined;
+  // A worker in service has run workflows before: one probe round trip (workflow, activity, Postgres) pays its
+  // first workflow task's sandbox set-up, which is once per worker process, not once per pipeline.
+  await client.workflow.execute(probeWorkflow, {
+    taskQueue,
+    workflowId: `bench-warm-up-${Date.now().toString(36)}`,
+    args: [sourceUrl],
+  });
   return {
     child,
     stop: async () => {

@@ -267,6 +267,11 @@ describe('range planning', () => {
     const plan = await planTableRanges(client, 'public.big', { rowsPerRange: 100_000 });
     assert.ok(plan.ranges.length >= 9 && plan.ranges.length <= 12, `about 10 ranges: ${plan.ranges.length}`);
     assert.equal(plan.ranges.at(-1)!.endPage, null, 'the last range is open-ended');
+    const {
+      rows: [{ pages }],
+    } = await client.query(`SELECT pg_relation_size('big') / current_setting('block_size')::int AS pages`);
+    const spans = plan.ranges.map((r) => (r.endPage ?? Number(pages)) - r.startPage);
+    assert.ok(Math.min(...spans) >= Math.max(...spans) * 0.9, `ranges of one size, no sliver: ${spans}`);
     exactlyOnce(await copyAll('public.big'), 1_000_000);
   });
 

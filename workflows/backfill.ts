@@ -18,7 +18,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import type { PipelineConfig } from '../lib/config.ts';
-import { snapshotReadySignal, type SnapshotReady } from '../lib/contract/pipeline.ts';
+import { snapshotReadySignal, type CopyProgress, type SnapshotReady } from '../lib/contract/pipeline.ts';
 import type { TableProgress } from '../lib/contract/status.ts';
 import { ErrorType, hasFailureType, rootMessage, type DataRefusedDetails } from '../lib/errors.ts';
 import type { TableSchema } from '../lib/model.ts';
@@ -57,6 +57,11 @@ export interface BackfillOptions {
   schemas?: () => Record<string, TableSchema> | undefined;
   /** A table whose shape under the snapshot is not the recorded one (see PlannedBackfill.reshaped): not copied. */
   onReshaped?: (table: string, reason: string, snapshotLsn: string) => void;
+  /**
+   * Where the range copies' progress goes when the backfill's own workflow copies them (a small plan), as the
+   * children's copyProgress signals would; without it every plan is copied by children.
+   */
+  onCopyProgress?: (p: CopyProgress) => void;
 }
 
 /** Copies `tables` from one consistent snapshot; resolves with the snapshot's LSN (the rows' version). */

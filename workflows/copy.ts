@@ -45,22 +45,35 @@ export interface CopyRangesResult {
   refused?: Record<string, DataRefusedDetails>;
 }
 
+/** A child's progress signals are history events: at most one per this interval. */
 const REPORT_EVERY_MS = 5_000;
 
 export async function copyRangesWorkflow(input: CopyRangesInput): Promise<CopyRangesResult> {
   const parent = getExternalWorkflowHandle(input.reportTo);
+  return copyRanges(input, (p) => parent.signal(copyProgressSignal, p), REPORT_EVERY_MS);
+}
+
+/**
+ * Copies `input.ranges`, at most `input.parallelism` at a time, telling `report` what was copied at most every
+ * `reportEveryMs` (and at the end). A table whose data the destination refused stops; the others' ranges go on.
+ */
+export async function copyRanges(
+  input: CopyRangesInput,
+  report: (p: CopyProgress) => Promise<void> | void,
+  reportEveryMs: number,
+): Promise<CopyRangesResult> {
   let pending: CopyProgress['tables'] = {};
   let lastReport = Date.now();
   let rows = 0;
   const refused: Record<string, DataRefusedDetails> = {};
 
-  const report = async (force: boolean) => {
-    if (!force && Date.now() - lastReport < REPORT_EVERY_MS) return;
+  const flush = async (force: boolean) => {
+    if (!force && Date.now() - lastReport < reportEveryMs) return;
     if (Object.keys(pending).length === 0) return;
     const tables = pending;
     pending = {};
     lastReport = Date.now();
-    await parent.signal(copyProgressSignal, { tables });
+    await report({ tables });
   };
 
   const queue = [...input.ranges];
@@ -89,7 +102,7 @@ export async function copyRangesWorkflow(input: CopyRangesInput): Promise<CopyRa
       const t = (pending[range.table] ??= { ranges: 0, rows: 0 });
       t.ranges += 1;
       t.rows += copied.rows;
-      await report(false);
+      await flush(false);
     }
   };
   try {
@@ -100,7 +113,7 @@ export async function copyRangesWorkflow(input: CopyRangesInput): Promise<CopyRa
     }
     throw e;
   } finally {
-    await report(true);
+    await flush(true);
   }
   return Object.keys(refused).length ? { rows, refused } : { rows };
 }

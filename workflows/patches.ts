@@ -45,5 +45,11 @@ export const Patch = {
    * older clock than their replay (test/fault/incidents/README.md). Old course: the 30 s clock throttle.
    */
   PublishWithoutClock: 'publish-without-the-clock',
+  /**
+   * 2026-12-04: a backfill whose plan has at most INLINE_RANGES ranges copies them from its own workflow, reporting
+   * progress in place, instead of through a copyRangesWorkflow child (whose start and end cost ~0.3 s). Old course:
+   * every plan copied by children.
+   */
+  SmallCopyInline: 'small-copy-inline',
 } as const;
 export type Patch = (typeof Patch)[keyof typeof Patch];

@@ -59,6 +59,7 @@ export async function runBackfills(m: PipelineManager): Promise<never> {
         onMissing: (table, reason, lsn) => m.tables.onBackfillMissing(table, reason, lsn),
         schemas: () => state.schemas,
         onReshaped: (table, reason, lsn) => m.tables.onBackfillReshaped(table, reason, lsn),
+        onCopyProgress: (p) => m.onCopyProgress(p),
       });
       clearError(state, 'backfill', ...tables.map(backfillOf));
     } finally {

@@ -10,7 +10,7 @@ import { canResync } from '../lib/config.ts';
 import { ErrorType } from '../lib/errors.ts';
 import { backfillTables } from './backfill.ts';
 import { addCopyProgress } from './progress.ts';
-import { copyProgressSignal, statusQuery, type ResyncInput } from '../lib/contract/pipeline.ts';
+import { copyProgressSignal, statusQuery, type CopyProgress, type ResyncInput } from '../lib/contract/pipeline.ts';
 import { newTableProgress, type PipelineStatus, type TableProgress } from '../lib/contract/status.ts';
 import { statusPublisher, validInput } from './publish.ts';
 
@@ -49,10 +49,11 @@ export async function resyncWorkflow(input: ResyncInput): Promise<ResyncResult> 
     continuedAsNew: 0,
   });
   const publish = statusPublisher(status, 'resync');
-  setHandler(copyProgressSignal, (p) => {
+  const onCopyProgress = (p: CopyProgress) => {
     lastError = addCopyProgress(progress, p) ?? lastError;
     publish();
-  });
+  };
+  setHandler(copyProgressSignal, onCopyProgress);
   setHandler(statusQuery, status);
   publish();
 
@@ -68,6 +69,7 @@ export async function resyncWorkflow(input: ResyncInput): Promise<ResyncResult> 
       lastError = m;
       publish();
     },
+    onCopyProgress,
   });
   for (const table of tables) await removeStaleRows(config, table, lsn);
   return { tables, snapshotLsn: lsn, rowsCopied: Object.values(progress).reduce((n, t) => n + t.rowsCopied, 0) };

@@ -67,7 +67,9 @@ export async function planTableRanges(
     const tuples = r.tuples || Math.ceil(r.bytes / 100);
     rowsEstimate += tuples;
     const rowsPerPage = r.pages > 0 ? Math.max(1, tuples / r.pages) : 1;
-    const pagesPerRange = Math.max(1, Math.floor(opts.rowsPerRange / rowsPerPage));
+    // Ranges of equal size near rowsPerRange, not full ones and a sliver: the sliver would cost a copy's start alone.
+    const count = Math.max(1, Math.round(r.pages / Math.max(1, opts.rowsPerRange / rowsPerPage)));
+    const pagesPerRange = Math.max(1, Math.ceil(r.pages / count));
     let start = 0;
     while (start + pagesPerRange < r.pages) {
       ranges.push({ relation: r.relation, startPage: start, endPage: start + pagesPerRange });
