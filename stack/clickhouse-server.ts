@@ -10,7 +10,10 @@
  *
  * chDB runs one query at a time per session; requests queue in arrival order.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
 import { gunzipSync } from 'node:zlib';
@@ -36,12 +39,15 @@ const HTTP_ONLY = new Set([
   'http_zlib_compression_level',
 ]);
 
-async function body(req: IncomingMessage): Promise<string> {
+async function body(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
   const raw = Buffer.concat(chunks);
-  return (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8');
+  return req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw;
 }
+
+/** `INSERT ... FORMAT <name>`, split before its format so the data can be named as a file. */
+const INSERT_WITH_FORMAT = /^(\s*INSERT\s+INTO\s[\s\S]*?)(\s+FORMAT\s+\w+\s*)$/i;
 
 function errorCode(message: string): string {
   return /Code: (\d+)/.exec(message)?.[1] ?? '1000';
@@ -50,6 +56,8 @@ function errorCode(message: string): string {
 export function serve(opts: { host: string; port: number; path: string; chdb: string }) {
   const { Session } = createRequire(import.meta.url)(opts.chdb) as { Session: new (path: string) => ChdbSession };
   const session = new Session(opts.path);
+  const inserts = mkdtempSync(join(tmpdir(), 'walflow-chdb-inserts-'));
+  let insertFiles = 0;
   let queue: Promise<unknown> = Promise.resolve();
   let currentDb = 'default';
 
@@ -88,9 +96,15 @@ export function serve(opts: { host: string; port: number; path: string; chdb: st
         settings.push(`${k} = ${/^-?\d+(\.\d+)?$/.test(v) ? v : `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`}`);
     }
     const inUrl = url.searchParams.get('query');
-    const text = req.method === 'POST' ? await body(req) : '';
-    // An INSERT names its format in `query=` and sends the rows in the body: the engine reads them inline.
-    const sql = inUrl ? (text ? `${inUrl}\n${text}` : inUrl) : text;
+    const data = req.method === 'POST' ? await body(req) : Buffer.alloc(0);
+    // An INSERT names its format in `query=` and sends the rows in the body. The engine reads them from a file
+    // (FROM INFILE), as a server streams them: parsed inline, after the query's text, they take 2.5 times as long.
+    const insert = inUrl && data.length ? INSERT_WITH_FORMAT.exec(inUrl) : null;
+    const file = insert ? join(inserts, `${++insertFiles}.data`) : undefined;
+    if (file) writeFileSync(file, data);
+    const text = insert ? '' : data.toString('utf8');
+    const inline = inUrl ? (text ? `${inUrl}\n${text}` : inUrl) : text;
+    const sql = insert ? `${insert[1]} FROM INFILE '${file}'${insert[2]}` : inline;
     try {
       const started = Date.now();
       const result = await run(url.searchParams.get('database') ?? 'default', settings, sql, params);
@@ -112,7 +126,7 @@ export function serve(opts: { host: string; port: number; path: string; chdb: st
         })
         .end(Buffer.from(result.bytes()));
     } catch (e) {
-      const message = (e as Error).message.replace(/^Query failed: /, '');
+      const message = (e as Error).message.replace(/^Query failed: /, '').replace(` (in file/uri ${file})`, '');
       res
         .writeHead(500, {
           'Content-Type': 'text/plain; charset=UTF-8',
@@ -120,6 +134,8 @@ export function serve(opts: { host: string; port: number; path: string; chdb: st
           'X-ClickHouse-Exception-Code': errorCode(message),
         })
         .end(`${message}\n`);
+    } finally {
+      if (file) rmSync(file, { force: true });
     }
   };
 
@@ -135,6 +151,7 @@ export function serve(opts: { host: string; port: number; path: string; chdb: st
       new Promise<void>((resolve) =>
         server.close(() => {
           session.cleanup?.();
+          rmSync(inserts, { recursive: true, force: true });
           resolve();
         }),
       ),

@@ -77,8 +77,10 @@ export function copyTextToTsv(
         const fix = rewrites[i];
         if (fix) {
           const field = text.slice(pos, end);
-          if (field !== '\\N') {
-            out.push(text.slice(copied, pos), fix(field, wheres[i]!));
+          const fixed = field === '\\N' ? field : fix(field, wheres[i]!);
+          // Most checks pass the field as it is: only a changed one splits the row's text.
+          if (fixed !== field) {
+            out.push(text.slice(copied, pos), fixed);
             copied = end;
           }
         }
