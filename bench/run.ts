@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- backfill|cdc|latency|all [--rows N] [--changes N] [--destination null,clickhouse,snowflake,duckdb]
  *   [--parallelism 1,2,4] [--tables bf,firenibble,wide] [--rates 2000,5000] [--seconds S] [--smoke] [--profile]
- *   [--peers supabase-etl] [--worker-flags=--max-semi-space-size=32,...]`
+ *   [--peers supabase-etl] [--workers 1,2] [--worker-flags=--max-semi-space-size=32,...]`
  *
  * Measures walflow on the local stack against raw ceilings measured in the same run, so results are
  * ratios that hold on a noisy machine:
@@ -9,7 +9,8 @@
  *     parallel ceiling: as many `COPY (SELECT ... WHERE ctid range) TO STDOUT` streams at once as the
  *     parallelism measured; with --peers supabase-etl also supabase/etl's table_copy on the same table;
  *   cdc: pg_recvlogical with pgoutput (proto_version, publication_names) reading the same changes.
- * The worker runs as its own process (`walflow worker`); its peak RSS is the kernel's VmHWM.
+ * The worker runs as its own process (`walflow worker`; a backfill with --workers N runs N of them on the task
+ * queue), warmed by probe workflows before the clock starts; its peak RSS is the kernel's VmHWM.
  * Prints a table and writes JSON with machine info to bench/results/ (git-ignored). With --profile, each
  * scenario's worker writes a V8 CPU profile there too, and its top functions by self time are printed.
  */
@@ -45,6 +46,7 @@ const { positionals, values } = parseArgs({
     profile: { type: 'boolean', default: false },
     'worker-flags': { type: 'string' },
     peers: { type: 'string' },
+    workers: { type: 'string' },
   },
 });
 const what = positionals[0] ?? 'all';
@@ -59,6 +61,8 @@ const tables = list(values.tables, smoke ? 'bf' : 'bf,firenibble,wide');
 const rates = list(values.rates, smoke ? '200' : '2000,5000').map(Number);
 const latencySeconds = Number(values.seconds ?? (smoke ? 2 : 20));
 const destinations = list(values.destination, 'null');
+/** Backfill: how many `walflow worker` processes share the pipeline's task queue. */
+const workerCounts = list(values.workers, '1').map(Number);
 for (const d of destinations)
   if (!['null', 'clickhouse', 'snowflake', 'duckdb'].includes(d))
     throw new Error(`bench: --destination ${d} is not null, clickhouse, snowflake or duckdb`);
@@ -124,13 +128,46 @@ const log = (line: string) => console.error(`[bench ${new Date().toISOString().s
 const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A worker in service has run workflows before: probe round trips (workflow, activity, Postgres) pay each worker's
+ * first workflow task's sandbox set-up, which is once per worker process, not once per pipeline. With several
+ * workers the probes run at once, four per worker, so that each very likely takes one.
+ */
+async function warmUp(probes: number): Promise<void> {
+  await Promise.all(
+    Array.from({ length: probes }, (_, i) =>
+      client.workflow.execute(probeWorkflow, {
+        taskQueue,
+        workflowId: `bench-warm-up-${Date.now().toString(36)}-${i}`,
+        args: [sourceUrl],
+      }),
+    ),
+  );
+}
+
+/** `count` worker processes on the scenario's task queue; their peak RSS is the highest of theirs. */
+async function startWorkers(label: string, count: number): Promise<{ stop: () => Promise<WorkerFigures> }> {
+  if (count === 1) return startWorkerProcess(label);
+  const workers: Awaited<ReturnType<typeof startWorkerProcess>>[] = [];
+  for (let i = 1; i <= count; i++) workers.push(await startWorkerProcess(`${label} worker ${i}`, false));
+  await warmUp(4 * count);
+  return {
+    stop: async () => {
+      const figures = await Promise.all(workers.map((w) => w.stop()));
+      return { ...figures[0]!, workerPeakRssMb: Math.max(...figures.map((f) => f.workerPeakRssMb)) };
+    },
+  };
+}
+type WorkerFigures = Pick<Result, 'workerPeakRssMb' | 'profile'>;
+
 /** Set when the current scenario's worker process died: waiting for its progress would be in vain. */
 let workerExit: Error | undefined;
 
 /** A `walflow worker` process for one scenario; its VmHWM is the scenario's peak RSS. */
 async function startWorkerProcess(
   label: string,
-): Promise<{ child: ChildProcess; stop: () => Promise<Pick<Result, 'workerPeakRssMb' | 'profile'>> }> {
+  warm = true,
+): Promise<{ child: ChildProcess; stop: () => Promise<WorkerFigures> }> {
   const profileDir = join(
     resultsDir,
     `profiles-${stamp}`,
@@ -161,13 +198,7 @@ async function startWorkerProcess(
     });
   });
   workerExit = undefined;
-  // A worker in service has run workflows before: one probe round trip (workflow, activity, Postgres) pays its
-  // first workflow task's sandbox set-up, which is once per worker process, not once per pipeline.
-  await client.workflow.execute(probeWorkflow, {
-    taskQueue,
-    workflowId: `bench-warm-up-${Date.now().toString(36)}`,
-    args: [sourceUrl],
-  });
+  if (warm) await warmUp(1);
   return {
     child,
     stop: async () => {
@@ -280,10 +311,11 @@ async function benchBackfill(): Promise<void> {
     const parallelCeiling = new Map(parallelisms.map((p) => [p, parallelCopySeconds(t.name, p)]));
     const peer = new Map(peers.length ? parallelisms.map((p) => [p, peerCopySeconds(t.name, p)]) : []);
     for (const destination of destinations) {
-      for (const p of parallelisms) {
-        const label = `backfill ${t.name} p=${p} ${destination}`;
+      for (const [p, workerCount] of parallelisms.flatMap((p) => workerCounts.map((w) => [p, w] as const))) {
+        const workersLabel = workerCount > 1 ? ` workers=${workerCount}` : '';
+        const label = `backfill ${t.name} p=${p}${workersLabel} ${destination}`;
         log(label);
-        const worker = await startWorkerProcess(label);
+        const worker = await startWorkers(label, workerCount);
         const config = pipelineConfig([t.name], destination, p);
         const began = process.hrtime.bigint();
         const handle = await start(config);
@@ -291,7 +323,7 @@ async function benchBackfill(): Promise<void> {
         const s = seconds(began);
         await finish(handle, config);
         results.push({
-          scenario: `backfill ${t.name} (${t.columns} cols) p=${p}`,
+          scenario: `backfill ${t.name} (${t.columns} cols) p=${p}${workersLabel}`,
           destination,
           count: rows,
           seconds: s,
