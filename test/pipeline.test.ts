@@ -69,14 +69,19 @@ describe('backfill of 250,000 rows with parallelism 4', () => {
   });
 });
 
+/** The attempt of every copyRange activity, in the pipeline's history (a small plan) and its copy children's. */
 async function copyAttempts(f: PipelineFixture): Promise<number[]> {
   const attempts: number[] = [];
-  for await (const wf of f.client.workflow.list({
-    query: `WorkflowType = 'copyRangesWorkflow' AND WorkflowId STARTS_WITH '${f.handle.workflowId}-copy'`,
-  })) {
-    const history = await f.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
-    for (const e of history.events ?? []) {
-      if (e.activityTaskStartedEventAttributes) attempts.push(e.activityTaskStartedEventAttributes.attempt ?? 1);
+  for await (const wf of f.client.workflow.list({ query: `WorkflowId STARTS_WITH '${f.handle.workflowId}'` })) {
+    const events = (await f.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory()).events ?? [];
+    const copies = new Set(
+      events.flatMap((e) =>
+        e.activityTaskScheduledEventAttributes?.activityType?.name === 'copyRange' ? [String(e.eventId)] : [],
+      ),
+    );
+    for (const e of events) {
+      const started = e.activityTaskStartedEventAttributes;
+      if (started && copies.has(String(started.scheduledEventId))) attempts.push(started.attempt ?? 1);
     }
   }
   return attempts;
